@@ -1,0 +1,107 @@
+"""The `sweep` command: `sweep <subcommand> [hydra overrides]`.
+
+Hydra stops here: each subcommand composes its config from conf/, turns it into dataclasses and
+calls a library function that knows nothing of Hydra.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+USAGE = """usage: sweep <command> [key=value ...]
+
+commands:
+  train     train one run            sweep train model=small budget.n_tokens=2000000
+  plan      print a sweep's runs     sweep plan experiment=default
+  run       run a sweep              sweep run experiment=default
+  status    show a sweep's runs      sweep status experiment=default
+  fit       fit scaling laws         sweep fit input=results/default
+  predict   compute-optimal N, D, L  sweep predict input=results/default/fit flops=1e21
+  report    rebuild report + plots   sweep report input=results/default/fit
+  main      the README's main job: run the default sweep, fit, report
+"""
+
+
+def conf_dir() -> Path:
+    """conf/ beside the package (the repository's top level)."""
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose(config_name: str, overrides: list[str]):
+    """Compose `conf/<config_name>.yaml` with overrides; Hydra's own error names a bad key or type."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sweep.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def load_run_config(overrides: list[str]):
+    """A validated RunConfig from conf/train.yaml and overrides."""
+    from sweep.config import validate
+
+    cfg = OmegaConf.to_object(compose("train", overrides))
+    validate(cfg)
+    return cfg
+
+
+def train_command(argv: list[str]) -> int:
+    from sweep.train import train
+
+    result = train(load_run_config(argv))
+    rdir = Path(result["config"]["results_dir"]) / result["sweep_name"] / "runs" / result["run_id"]
+    loss = result.get("final_val_loss")
+    print(f"run {result['run_name']} ({result['run_id']}): status={result['status']} "
+          f"val_loss={loss if loss is None else f'{loss:.4f}'} nats/token "
+          f"N={result['n_params']:,} D={result['n_tokens']:,} C={result['flops']:.3g}")
+    print(f"results: {rdir}/result.json")
+    return 0 if result["status"] == "done" else 1
+
+
+def _dispatch(command: str):
+    if command == "train":
+        return train_command
+    if command in ("plan", "run", "status", "main"):
+        from sweep import launch
+
+        return getattr(launch, f"{command}_command")
+    if command in ("fit", "predict", "report"):
+        from sweep.fit import cli as fit_cli
+
+        return getattr(fit_cli, f"{command}_command")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sweep.config import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    handler = _dispatch(argv[0])
+    if handler is None:
+        print(f"sweep: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        return int(handler(argv[1:]) or 0)
+    except (ConfigError, HydraException, OmegaConfBaseException, ValueError, FileNotFoundError) as exc:
+        # Bad input: one clear line, no traceback (the message names the field and the rule).
+        print(f"sweep {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Where and how a run executes: device, precision, threads, determinism, provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sweep.config import TrainConfig
+
+
+def pick_device(train: TrainConfig) -> torch.device:
+    if train.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if train.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={train.device!r}: CUDA is not available here; use train.device=cpu or auto")
+    return torch.device(train.device)
+
+
+def autocast(train: TrainConfig, device: torch.device):
+    """bf16 autocast on CUDA by default (and on CPU when asked: AMX units run bf16 matmuls fast)."""
+    use_bf16 = train.dtype == "bf16" or (train.dtype == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def free_cores(sample_seconds: float = 0.2) -> int:
+    """Cores idle right now among those this process may use.
+
+    Two runs that each take every core of a small machine slow each other down many times over,
+    so the thread count follows what is actually idle, measured from /proc/stat.
+    """
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+    def snapshot():
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    try:
+        idle0, total0 = snapshot()
+        time.sleep(sample_seconds)
+        idle1, total1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return allowed
+    n_cpu = os.cpu_count() or allowed
+    idle_cores = n_cpu * (idle1 - idle0) / max(total1 - total0, 1e-9)
+    return max(1, min(allowed, int(idle_cores + 0.5)))
+
+
+def set_threads(train: TrainConfig, device: torch.device, previous: int | None = None) -> int:
+    """Thread count: explicit, else the checkpoint's (bit-exact resume), else the idle cores."""
+    n = train.threads or previous or (free_cores() if device.type == "cpu" else 4)
+    torch.set_num_threads(n)
+    return n
+
+
+def set_determinism(seed: int) -> None:
+    """Every seed and switch that makes a run repeatable on one device."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if torch.cuda.is_available():
+        # TF32 matmuls: ~8x the fp32 rate on Ampere+; bf16 autocast covers most matmuls anyway.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    np_state = np.random.get_state()
+    state["numpy"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def code_version() -> str:
+    """The git commit of the code (with '-dirty' when modified), or 'unknown' outside a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"

@@ -1,0 +1,374 @@
+"""Train one run: from a RunConfig to a result.json.
+
+Order of work, chosen so bad input costs nothing: validate the config and resolve the budget
+(pure), skip a finished run, check the logger, then read data, then train. The run checkpoints
+atomically and resumes bit-exactly on CPU: data order is a pure function of (seed, step) and the
+checkpoint carries model, optimizer, RNG states and the step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sweep import results as store
+from sweep import runtime
+from sweep.config import ConfigError, RunConfig, to_dict, validate
+from sweep.model import GPT, count_params, flops_per_token
+
+
+# ----------------------------------------------------------------------------- budget and schedule
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """Counts of a run, known before any data is read."""
+
+    vocab_size: int
+    n_params: int
+    n_params_non_embedding: int
+    n_params_embedding: int
+    n_params_by_group: dict
+    flops_per_token: float
+    n_tokens: int
+    steps: int
+
+    @property
+    def flops(self) -> float:
+        return self.flops_per_token * self.n_tokens
+
+    @property
+    def flops_6nd(self) -> float:
+        return 6.0 * self.n_params * self.n_tokens
+
+
+def run_shape(cfg: RunConfig) -> RunShape:
+    """Resolve the budget into whole optimizer steps; raises ConfigError if below one step."""
+    validate(cfg)
+    vocab = cfg.tokenizer.vocab_size
+    counts = count_params(cfg.model, vocab)
+    fpt = flops_per_token(cfg.model, vocab)["flops_per_token"]
+    b = cfg.budget
+    if b.n_tokens is not None:
+        requested, source = float(b.n_tokens), f"budget.n_tokens={b.n_tokens}"
+    elif b.tokens_per_param is not None:
+        n = counts["n_params" if b.param_convention == "total" else "n_params_non_embedding"]
+        requested, source = b.tokens_per_param * n, f"budget.tokens_per_param={b.tokens_per_param} (N={n})"
+    else:
+        requested, source = b.flops / fpt, f"budget.flops={b.flops:g}"
+    per_step = cfg.train.tokens_per_step
+    steps = int(round(requested / per_step))
+    if requested < per_step:
+        raise ConfigError(
+            f"{source} gives {requested:.0f} tokens, less than one optimizer step of "
+            f"train.tokens_per_step={per_step}: raise the budget or lower train.tokens_per_step"
+        )
+    return RunShape(vocab, counts["n_params"], counts["n_params_non_embedding"], counts["n_params_embedding"],
+                    counts["n_params_by_group"], fpt, steps * per_step, steps)
+
+
+def lr_factor(step: int, steps: int, train) -> float:
+    """Learning-rate multiple of the peak before optimizer step `step` (0-based) of `steps`.
+
+    cosine: linear warmup, then cosine from the peak to min_lr_ratio ending exactly at the run's
+    last step (a schedule longer than the run overstates the loss, Hoffmann et al. 2022).
+    wsd: warmup, constant, then a cooldown over the last cooldown_fraction of the steps.
+    """
+    warmup = train.warmup_steps if train.warmup_steps is not None else int(round(train.warmup_fraction * steps))
+    warmup = min(warmup, steps - 1)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    lo = train.min_lr_ratio
+    if train.schedule == "constant":
+        return 1.0
+    if train.schedule == "cosine":
+        progress = (step - warmup) / max(steps - 1 - warmup, 1)
+        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    cooldown = max(1, int(round(train.cooldown_fraction * steps)))
+    start = steps - cooldown
+    if step < start:
+        return 1.0
+    progress = (step - start + 1) / cooldown
+    decay = progress if train.cooldown_shape == "linear" else math.sqrt(progress)
+    return lo + (1 - lo) * (1 - decay)
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+class Batches:
+    """Micro-batches of (B, T) windows in a seeded permutation; a pure function of the step.
+
+    The train tokens are cut into non-overlapping windows of seq_len + 1 tokens (the last token
+    of one window starts the next), shuffled once per epoch; runs up to one epoch see every token
+    at most once, and resuming at step s needs nothing but s.
+    """
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, accum: int, seed: int):
+        self.tokens, self.T, self.B, self.accum, self.seed = tokens, seq_len, batch_size, accum, seed
+        self.n_windows = (len(tokens) - 1) // seq_len
+        self._perm_epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        first = (step * self.accum + micro) * self.B
+        idx = [first + i for i in range(self.B)]
+        starts = np.array([self._permutation(i // self.n_windows)[i % self.n_windows] for i in idx]) * self.T
+        rows = np.stack([self.tokens[s: s + self.T + 1] for s in starts]).astype(np.int64)
+        xy = torch.from_numpy(rows)
+        return xy[:, :-1], xy[:, 1:]
+
+
+@torch.no_grad()
+def evaluate(model, val: np.ndarray, seq_len: int, batch_size: int, device, ctx, max_tokens=None) -> float:
+    """Mean next-token loss (nats) over non-overlapping windows of the fixed validation tokens."""
+    model.eval()
+    val = val if max_tokens is None else val[:max_tokens]
+    n = (len(val) - 1) // seq_len
+    data = torch.from_numpy(np.asarray(val[: n * seq_len + 1]).astype(np.int64))
+    total, count = torch.zeros((), device=device, dtype=torch.float64), 0
+    for i in range(0, n, batch_size):
+        j = min(i + batch_size, n)
+        rows = torch.stack([data[k * seq_len: (k + 1) * seq_len + 1] for k in range(i, j)]).to(device)
+        with ctx:
+            _, loss = model(rows[:, :-1], rows[:, 1:])
+        total += loss.double() * (j - i)
+        count += j - i
+    model.train()
+    return float(total / count)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _provenance(cfg: RunConfig, shape: RunShape, rid: str) -> dict:
+    return {
+        "run_id": rid,
+        "run_name": store.run_name(cfg, shape.n_tokens),
+        "sweep_name": cfg.sweep_name,
+        "n_params": shape.n_params,
+        "n_params_non_embedding": shape.n_params_non_embedding,
+        "n_params_embedding": shape.n_params_embedding,
+        "n_params_by_group": shape.n_params_by_group,
+        "n_tokens": shape.n_tokens,
+        "tokens_per_param": shape.n_tokens / shape.n_params,
+        "flops_per_token": shape.flops_per_token,
+        "flops_6nd": shape.flops_6nd,
+        "flops": shape.flops,
+        "steps": shape.steps,
+        "n_layer": cfg.model.n_layer,
+        "d_model": cfg.model.d_model,
+        "n_head": cfg.model.n_head,
+        "seq_len": cfg.model.seq_len,
+        "vocab_size": shape.vocab_size,
+        "seed": cfg.train.seed,
+        "meta": dict(cfg.meta),
+        "parent": cfg.meta.get("parent"),
+        "branch": bool(cfg.meta.get("branch", False)),
+        "config": to_dict(cfg),
+        "code_version": runtime.code_version(),
+        "torch_version": torch.__version__,
+        "python_version": sys.version.split()[0],
+    }
+
+
+def train(cfg: RunConfig, *, progress: bool = True) -> dict:
+    """Train one run to its token budget and return its result (also written to result.json).
+
+    A run whose result.json says done is returned as is; one with a checkpoint resumes from it.
+    """
+    from sweep.data import prepare_data  # heavy imports (datasets) only when a run really starts
+    from sweep.tracking import Tracker, check_logger
+
+    shape = run_shape(cfg)
+    rid = store.run_id(cfg, shape.n_tokens)
+    rdir = store.run_dir(cfg, shape.n_tokens)
+    existing = store.read_result(rdir)
+    if existing is not None and existing.get("status") == "done":
+        print(f"[sweep] run {rid} ({existing.get('run_name')}) is already done: {rdir}/result.json", file=sys.stderr)
+        return existing
+
+    wandb_dir = Path(cfg.logger.dir) if cfg.logger.dir else store.sweep_dir(cfg.results_dir, cfg.sweep_name)
+    check_logger(cfg.logger, wandb_dir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    record = _provenance(cfg, shape, rid)
+
+    data = prepare_data(cfg.data, cfg.tokenizer, progress=progress)
+    if data.vocab_size != shape.vocab_size:
+        raise ConfigError(f"tokenizer.vocab_size={shape.vocab_size} but the tokenizer has {data.vocab_size} tokens")
+    if shape.n_tokens > data.n_train_tokens:
+        raise ConfigError(
+            f"the budget needs n_tokens={shape.n_tokens} but the corpus has {data.n_train_tokens} train tokens: "
+            f"lower the budget or use a bigger corpus (data.max_bytes / data.source)"
+        )
+    record.update(corpus_hash=data.corpus_hash, tokenizer_hash=data.tokenizer_hash)
+
+    wandb_config = {**record["config"], **{k: record[k] for k in (
+        "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd", "tokens_per_param", "run_id")}}
+    tracker = Tracker(cfg.logger, run_id=rid, name=record["run_name"], group=cfg.sweep_name, job_type="train",
+                      config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
+    with tracker:
+        try:
+            final = _train_loop(cfg, shape, data, rdir, tracker, progress)
+        except Exception as exc:
+            tail = "".join(traceback.format_exception(exc))[-4000:]
+            store.write_json_atomic(rdir / "result.json", {**record, "status": "failed", "error": tail})
+            raise
+        record.update(final)
+        tracker.set_summary({k: record[k] for k in (
+            "status", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
+            "n_tokens", "flops", "flops_6nd", "tokens_per_second", "wall_seconds")})
+        store.write_json_atomic(rdir / "result.json", record)
+        if record["status"] != "done":
+            tracker.finish(exit_code=1)
+    ckpt = rdir / "checkpoint.pt"
+    if ckpt.exists() and record["status"] == "done":
+        ckpt.unlink()
+    return record
+
+
+def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool) -> dict:
+    t = cfg.train
+    device = runtime.pick_device(t)
+    ckpt_path, metrics_path = rdir / "checkpoint.pt", rdir / "metrics.jsonl"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
+    runtime.set_determinism(t.seed)
+
+    model = GPT(cfg.model, shape.vocab_size).to(device)
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
+                                  fused=fused)
+    step, wall_before, running_min, above = 0, 0.0, math.inf, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        runtime.set_rng_state(ckpt["rng"])
+        step, wall_before = ckpt["step"], ckpt["wall_seconds"]
+        running_min, above = ckpt["running_min"], ckpt["above"]
+        store.truncate_metrics(metrics_path, step)
+        print(f"[sweep] resuming {rdir.name} at step {step}/{shape.steps}", file=sys.stderr)
+    elif metrics_path.exists():
+        metrics_path.unlink()  # a crash before the first checkpoint: start the curve again
+    step_model = torch.compile(model) if t.compile else model
+    ctx = runtime.autocast(t, device)
+
+    accum = t.tokens_per_step // (t.batch_size * cfg.model.seq_len)
+    batches = Batches(data.train_tokens(), cfg.model.seq_len, t.batch_size, accum, t.seed)
+    val = data.val_tokens()
+    eval_every = t.eval_interval or max(1, shape.steps // 10)
+    check_every = 1 if device.type == "cpu" else max(1, t.log_interval)  # .item() syncs a GPU
+    fpt = shape.flops_per_token
+
+    status, diverged_at, diverged_value = "done", None, None
+    train_loss_acc = torch.zeros((), device=device)
+    start, tokens_start = time.perf_counter(), step * t.tokens_per_step
+    bar = tqdm(total=shape.steps, initial=step, disable=not progress, unit="step", desc=rdir.name,
+               dynamic_ncols=True, leave=False)
+    last_loss = float("nan")
+    while step < shape.steps:
+        lr = t.lr * lr_factor(step, shape.steps, t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(accum):
+            x, y = batches.get(step, micro)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with ctx:
+                _, loss = step_model(x, y)
+            (loss / accum).backward()
+            loss_sum += loss.detach()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        step_loss = loss_sum / accum
+        train_loss_acc += step_loss
+
+        if step % check_every == 0 or step == shape.steps:
+            value = float(step_loss)
+            last_loss = value
+            if not math.isfinite(value):
+                status, diverged_at, diverged_value = "diverged", step, value
+            elif t.diverge_factor > 0:
+                running_min = min(running_min, value)
+                above = above + 1 if value > t.diverge_factor * running_min else 0
+                if above >= t.diverge_patience:
+                    status, diverged_at, diverged_value = "diverged", step, value
+
+        tokens = step * t.tokens_per_step
+        row = None
+        if step % t.log_interval == 0 or step == shape.steps or status != "done":
+            n_logged = t.log_interval if step % t.log_interval == 0 else (step % t.log_interval or 1)
+            mean_loss = float(train_loss_acc) / n_logged
+            train_loss_acc.zero_()
+            elapsed = time.perf_counter() - start
+            row = {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr, "train_loss": mean_loss,
+                   "tokens_per_second": (tokens - tokens_start) / max(elapsed, 1e-9)}
+            bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
+        if status == "done" and step % eval_every == 0 and step < shape.steps:
+            row = row or {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr}
+            row["val_loss"] = evaluate(model, val, cfg.model.seq_len, t.batch_size, device, ctx, t.eval_tokens)
+            row["val_bpb"] = data.bits_per_byte(row["val_loss"])
+        if row is not None:
+            store.append_jsonl(metrics_path, [row])
+            tracker.log(row)
+            store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": shape.steps, "pid": os.getpid(),
+                                                             "train_loss": last_loss, "time": time.time()})
+        bar.update(1)
+        if status != "done":
+            break
+        if t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps:
+            _save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": runtime.rng_state(),
+                "step": step, "threads": threads, "running_min": running_min, "above": above,
+                "wall_seconds": wall_before + time.perf_counter() - start,
+            })
+    bar.close()
+    wall = time.perf_counter() - start
+    trained = step * t.tokens_per_step - tokens_start
+    out = {
+        "status": status,
+        "device": runtime.device_name(device),
+        "threads": threads,
+        "wall_seconds": wall_before + wall,
+        "tokens_per_second": trained / max(wall, 1e-9),
+        "final_train_loss": last_loss,
+        "steps_done": step,
+    }
+    if status == "diverged":
+        out.update(diverged_step=diverged_at, diverged_value=diverged_value,
+                   final_val_loss=None, final_val_bpb=None)
+        print(f"[sweep] run {rdir.name} diverged at step {diverged_at} (loss {diverged_value})", file=sys.stderr)
+        return out
+    val_loss = evaluate(model, val, cfg.model.seq_len, t.batch_size, device, ctx)
+    out.update(final_val_loss=val_loss, final_val_bpb=data.bits_per_byte(val_loss))
+    final_row = {"step": step, "tokens": step * t.tokens_per_step, "flops": step * t.tokens_per_step * fpt,
+                 "val_loss": val_loss, "val_bpb": out["final_val_bpb"]}
+    store.append_jsonl(metrics_path, [final_row])
+    tracker.log(final_row)
+    return out

@@ -6,6 +6,7 @@ calls a library function that knows nothing of Hydra.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -45,9 +46,14 @@ def compose(config_name: str, overrides: list[str]):
 
 def load_run_config(overrides: list[str]):
     """A validated RunConfig from conf/train.yaml and overrides."""
-    from sweep.config import validate
+    from sweep.config import ConfigError, RunConfig, validate
 
-    cfg = OmegaConf.to_object(compose("train", overrides))
+    composed = compose("train", overrides)
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(composed.keys()) - known)
+    if unknown:  # `+key=value` slips past the schema
+        raise ConfigError(f"unknown config key(s) {unknown}: known top-level keys are {sorted(known)}")
+    cfg = OmegaConf.to_object(composed)
     validate(cfg)
     return cfg
 

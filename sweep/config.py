@@ -104,9 +104,9 @@ class TrainConfig:
     cooldown_shape: str = "linear"
     """For 'wsd': 'linear' or '1-sqrt' decay."""
     batch_size: int = 16
-    """Sequences per micro-batch (what fits in memory)."""
+    """Most sequences per micro-batch (what fits in memory); see micro_batch()."""
     tokens_per_step: int = 4096
-    """Tokens per optimizer step; a multiple of batch_size * seq_len, the rest is gradient accumulation."""
+    """Tokens per optimizer step, a multiple of seq_len; what one micro-batch cannot hold is gradient accumulation."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay on matrices (not on norms or biases)."""
     beta1: float = 0.9
@@ -227,9 +227,8 @@ def validate(cfg: RunConfig) -> None:
     _require(0.0 < t.cooldown_fraction <= 1.0, "train.cooldown_fraction", "must be in (0, 1]", t.cooldown_fraction)
     _require(t.cooldown_shape in ("linear", "1-sqrt"), "train.cooldown_shape", "must be 'linear' or '1-sqrt'", t.cooldown_shape)
     _require(t.batch_size > 0, "train.batch_size", "must be positive", t.batch_size)
-    micro = t.batch_size * m.seq_len
-    _require(t.tokens_per_step > 0 and t.tokens_per_step % micro == 0, "train.tokens_per_step",
-             f"must be a positive multiple of train.batch_size*model.seq_len={micro}", t.tokens_per_step)
+    _require(t.tokens_per_step > 0 and t.tokens_per_step % m.seq_len == 0, "train.tokens_per_step",
+             f"must be a positive multiple of model.seq_len={m.seq_len}", t.tokens_per_step)
     _require(t.weight_decay >= 0, "train.weight_decay", "must be >= 0", t.weight_decay)
     _require(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1/beta2", "must be in [0, 1)", (t.beta1, t.beta2))
     _require(t.grad_clip >= 0, "train.grad_clip", "must be >= 0", t.grad_clip)
@@ -256,6 +255,14 @@ def validate(cfg: RunConfig) -> None:
     _require(bool(cfg.sweep_name) and "/" not in cfg.sweep_name and "\\" not in cfg.sweep_name
              and cfg.sweep_name not in (".", ".."), "sweep_name",
              "must be a non-empty name without path separators", cfg.sweep_name)
+
+
+def micro_batch(cfg: RunConfig) -> tuple[int, int]:
+    """(sequences per micro-batch, micro-batches per step): the largest micro-batch of at most
+    train.batch_size sequences that divides the step exactly, so tokens per step never depend on memory."""
+    per_step = cfg.train.tokens_per_step // cfg.model.seq_len
+    size = max(b for b in range(1, min(cfg.train.batch_size, per_step) + 1) if per_step % b == 0)
+    return size, per_step // size
 
 
 def to_dict(cfg: Any) -> dict:

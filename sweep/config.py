@@ -63,8 +63,10 @@ class DataConfig:
     """Column holding the text in JSONL files and hub data sets."""
     max_bytes: Optional[int] = None
     """Read at most this many bytes of text (whole documents); None reads everything."""
+    split: str = "documents"
+    """'documents' (a deterministic hash split of whole documents) or 'tail' (the last val_fraction of the text, as nanoGPT)."""
     val_fraction: float = 0.1
-    """Fraction of documents held out for validation (a deterministic hash split)."""
+    """Fraction of documents (or of the text, for split='tail') held out for validation."""
     val_tokens: int = 65536
     """Fixed number of validation tokens every run is evaluated on."""
     split_seed: int = 0
@@ -213,6 +215,7 @@ def validate(cfg: RunConfig) -> None:
     _require(d.source in ("stdlib", "files", "hub"), "data.source", "must be 'stdlib', 'files' or 'hub'", d.source)
     if d.source in ("files", "hub"):
         _require(bool(d.path), "data.path", f"is required when data.source={d.source!r}", d.path)
+    _require(d.split in ("documents", "tail"), "data.split", "must be 'documents' or 'tail'", d.split)
     _require(0.0 < d.val_fraction < 1.0, "data.val_fraction", "must be in (0, 1)", d.val_fraction)
     _require(d.val_tokens > 0, "data.val_tokens", "must be positive", d.val_tokens)
     _require(d.max_bytes is None or d.max_bytes > 0, "data.max_bytes", "must be positive or null", d.max_bytes)

@@ -111,3 +111,30 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name substring.
+PEAK_BF16_FLOPS = {
+    "H200": 989.5e12,
+    "H100 PCIe": 756e12,
+    "H100": 989.5e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "RTX 4090": 165e12,
+    "V100": 125e12,
+}
+
+
+def peak_flops(device_label: str) -> float | None:
+    """The device's dense bf16 peak, when it is a known GPU; None otherwise (MFU is then omitted)."""
+    for key, value in PEAK_BF16_FLOPS.items():  # dict order puts "H100 PCIe" before "H100"
+        if key in device_label:
+            return value
+    return None
+
+
+def mfu(tokens_per_second: float, flops_per_token: float, device_label: str) -> float | None:
+    """Model FLOPs utilisation: useful training FLOP/s (exact count, no recompute) over the peak."""
+    peak = peak_flops(device_label)
+    return None if peak is None else tokens_per_second * flops_per_token / peak

@@ -336,7 +336,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             row["val_bpb"] = data.bits_per_byte(row["val_loss"])
         if row is not None:
             store.append_jsonl(metrics_path, [row])
-            tracker.log(row)
+            tracker.log(row, step=row["step"])
             store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": shape.steps, "pid": os.getpid(),
                                                              "train_loss": last_loss, "time": time.time()})
         bar.update(1)
@@ -351,9 +351,11 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     bar.close()
     wall = time.perf_counter() - start
     trained = step * t.tokens_per_step - tokens_start
+    label = runtime.device_name(device)
     out = {
         "status": status,
-        "device": runtime.device_name(device),
+        "device": label,
+        "mfu": runtime.mfu(trained / max(wall, 1e-9), fpt, label),
         "threads": threads,
         "wall_seconds": wall_before + wall,
         "tokens_per_second": trained / max(wall, 1e-9),
@@ -370,5 +372,5 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     final_row = {"step": step, "tokens": step * t.tokens_per_step, "flops": step * t.tokens_per_step * fpt,
                  "val_loss": val_loss, "val_bpb": out["final_val_bpb"]}
     store.append_jsonl(metrics_path, [final_row])
-    tracker.log(final_row)
+    tracker.log(final_row, step=final_row["step"])
     return out

@@ -135,6 +135,10 @@ class TrainConfig:
     """CPU threads for torch; None picks the cores free to this process."""
     checkpoint_interval: int = 0
     """Checkpoint every this many steps for resume; 0 disables checkpoints."""
+    save_at_steps: List[int] = field(default_factory=list)
+    """Keep a checkpoint `branch-<step>.pt` at these steps: the points WSD cooldown branches start from."""
+    init_from: Optional[str] = None
+    """Start from this kept checkpoint (a WSD branch point) instead of step 0; the run's own checkpoint wins on resume."""
     diverge_factor: float = 0.0
     """Stop as diverged when the loss exceeds this multiple of its running minimum (0 disables; non-finite always stops)."""
     diverge_patience: int = 20
@@ -243,6 +247,9 @@ def validate(cfg: RunConfig) -> None:
     _require(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"), "train.device",
              "must be 'auto', 'cpu' or 'cuda[:i]'", t.device)
     _require(t.threads is None or t.threads > 0, "train.threads", "must be positive or null", t.threads)
+    _require(all(x > 0 for x in t.save_at_steps), "train.save_at_steps", "must hold positive step numbers", t.save_at_steps)
+    _require(t.init_from is None or t.schedule in ("wsd", "constant"), "train.init_from",
+             "needs train.schedule=wsd (a branch shares the trunk's constant phase)", t.init_from)
     _require(t.diverge_factor == 0 or t.diverge_factor > 1, "train.diverge_factor", "must be 0 (off) or > 1", t.diverge_factor)
 
     given = [k for k in ("n_tokens", "tokens_per_param", "flops") if getattr(b, k) is not None]

@@ -21,7 +21,10 @@ from sweep.config import RunConfig, to_dict
 # Fields that change how fast or how visibly a run goes, never its numbers: they stay out of run_id
 # so that resuming on another device, or with logging changed, finds the same run.
 _NOT_IN_RUN_ID = {
-    "train": {"device", "compile", "threads", "log_interval", "eval_interval", "eval_tokens", "checkpoint_interval"},
+    "train": {"device", "compile", "threads", "log_interval", "eval_interval", "eval_tokens", "checkpoint_interval",
+              # A WSD branch computes exactly what an independent WSD run of its length computes
+              # (same init, data order and schedule); where it starts from is provenance, not identity.
+              "save_at_steps", "init_from"},
     "data": {"cache_dir"},
 }
 

@@ -164,6 +164,18 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _branch_point(path: Path, shape: RunShape, t) -> dict:
+    """Load a trunk's kept checkpoint; it must sit before this run's cooldown starts."""
+    if not path.exists():
+        raise FileNotFoundError(f"train.init_from={str(path)!r} does not exist: run the trunk first")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cooldown_start = shape.steps - max(1, int(round(t.cooldown_fraction * shape.steps)))
+    if ckpt["step"] > cooldown_start:
+        raise ConfigError(f"train.init_from={str(path)!r} is at step {ckpt['step']}, after this run's cooldown "
+                          f"starts (step {cooldown_start}): branch from an earlier point")
+    return ckpt
+
+
 def _provenance(cfg: RunConfig, shape: RunShape, rid: str) -> dict:
     return {
         "run_id": rid,
@@ -255,6 +267,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     device = runtime.pick_device(t)
     ckpt_path, metrics_path = rdir / "checkpoint.pt", rdir / "metrics.jsonl"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    if ckpt is None and t.init_from:
+        ckpt = _branch_point(Path(t.init_from), shape, t)
     threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
     runtime.set_determinism(t.seed)
 
@@ -342,12 +356,16 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         bar.update(1)
         if status != "done":
             break
-        if t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps:
-            _save_checkpoint(ckpt_path, {
+        keep = step in t.save_at_steps
+        if keep or (t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps):
+            state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": runtime.rng_state(),
                 "step": step, "threads": threads, "running_min": running_min, "above": above,
                 "wall_seconds": wall_before + time.perf_counter() - start,
-            })
+            }
+            _save_checkpoint(rdir / f"branch-{step}.pt" if keep else ckpt_path, state)
+            if keep and t.checkpoint_interval:
+                _save_checkpoint(ckpt_path, state)
     bar.close()
     wall = time.perf_counter() - start
     trained = step * t.tokens_per_step - tokens_start

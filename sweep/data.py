@@ -1,0 +1,603 @@
+"""The data pipeline: corpus -> documents -> train/validation split -> tokenizer -> token files.
+
+`prepare_data` is the one entry point. It reads the corpus (always: its sha256 is the cache key),
+splits documents into train and validation by a salted hash of their text, trains or reuses a
+tokenizer on the train split, and encodes both sides once into memmapped token files under
+`<data.cache_dir>/tokens-<key>/`:
+
+    train.bin   every train document, in corpus order, each followed by the end-of-text id 0
+                (`<|endoftext|>` for BPE, the NUL byte for the byte tokenizer)
+    val.bin     exactly the first data.val_tokens tokens of the validation documents (ordered by
+                their split hash), same layout
+    tokenizer.json, meta.json
+
+Sources (`data.source`):
+    stdlib  this interpreter's standard library .py files without test suites (offline, ~12 MB)
+    files   a text/JSONL file or a folder of them; .jsonl/.json through `datasets`' json builder
+    hub     a `datasets` hub name, streamed once into a local snapshot under the cache dir
+
+A cache hit reads the corpus and hashes it, reads two small JSON files and opens the memmaps: it
+never retrains the tokenizer or re-encodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sysconfig
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+from sweep.config import DataConfig, TokenizerConfig
+from sweep.tokenizer import (
+    EOT_ID,
+    ByteTokenizer,
+    Tokenizer,
+    TokenizerError,
+    read_tokenizer_file,
+    save_tokenizer,
+    tokenizer_hash,
+    train_bpe,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+"""Bump when the token-file layout or the split/hash rules change: old caches then stop matching."""
+STDLIB_EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycache__"})
+"""Folder names skipped in the standard library (test suites, installed packages, bytecode)."""
+STDLIB_MACHINE_SPECIFIC = ("config-", "_sysconfigdata_")
+"""Prefixes of generated build-configuration files and folders, skipped so the corpus (and its
+hash) depends on the Python version only, not on the machine that built it."""
+JSON_SUFFIXES = (".jsonl", ".json")
+"""Files read as JSON records (one document per record); anything else is one text document."""
+ENCODE_BATCH_BYTES = 1 << 20
+"""Text per tokenizer batch call: big enough to keep the Rust threads busy, small enough for memory."""
+
+
+class DataError(ValueError):
+    """The corpus or the cache cannot be used; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One unit of the document-level split."""
+
+    name: str
+    """Stable name: path relative to the corpus root (plus '#row' for records and paragraphs)."""
+    text: str
+    """The document's text, exactly as read."""
+
+
+@dataclass
+class TokenData:
+    """Pre-encoded train/validation tokens and their provenance."""
+
+    dir: Path
+    """Cache folder holding train.bin, val.bin, tokenizer.json and meta.json."""
+    n_train_tokens: int
+    """Tokens in train.bin (end-of-text boundaries included)."""
+    n_val_tokens: int
+    """Tokens in val.bin: exactly data.val_tokens."""
+    val_bytes: int
+    """UTF-8 bytes the validation tokens stand for (each boundary counts as one byte)."""
+    vocab_size: int
+    """Number of token ids."""
+    corpus_hash: str
+    """sha256 over document names and texts, in corpus order."""
+    tokenizer_hash: str
+    """sha256 of the tokenizer's serialized JSON (or of 'byte')."""
+    dtype: str
+    """Token file dtype: 'uint16' (vocab_size <= 65536) or 'uint32'."""
+
+    def train_tokens(self) -> np.memmap:
+        return np.memmap(self.dir / "train.bin", dtype=self.dtype, mode="r", shape=(self.n_train_tokens,))
+
+    def val_tokens(self) -> np.memmap:
+        return np.memmap(self.dir / "val.bin", dtype=self.dtype, mode="r", shape=(self.n_val_tokens,))
+
+    def bits_per_byte(self, val_loss_nats: float) -> float:
+        """Mean validation loss (nats per token) -> bits per UTF-8 byte of the validation text."""
+        return bits_per_byte(val_loss_nats, self.n_val_tokens, self.val_bytes)
+
+    def meta(self) -> dict:
+        """The full meta.json (document counts, configs, ...)."""
+        return json.loads((self.dir / "meta.json").read_text())
+
+
+def bits_per_byte(val_loss_nats: float, n_tokens: int, n_bytes: int) -> float:
+    """Total nats over the tokens, in bits, divided by the bytes those tokens encode."""
+    return val_loss_nats * n_tokens / (n_bytes * math.log(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading documents
+
+
+def read_text(path: Path) -> str:
+    """A file's text, byte-exact (no newline translation); DataError for binary or non-UTF-8 files."""
+    raw = path.read_bytes()
+    # NUL never occurs in text files, and it is the byte tokenizer's end-of-text id.
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise DataError(f"{path} looks binary (NUL byte at offset {nul}): remove it from the corpus "
+                        f"folder (data.path) or point data.path at text files only")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {e.start}): remove it from the "
+                        f"corpus or convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+
+
+def take_bytes(docs: Iterable[Document], max_bytes: Optional[int]) -> Iterator[Document]:
+    """The longest prefix of `docs` whose UTF-8 size is at most `max_bytes` (whole documents), lazily."""
+    total = 0
+    for doc in docs:
+        if max_bytes is not None:
+            total += len(doc.text.encode("utf-8"))
+            if total > max_bytes:
+                return
+        yield doc
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_files(root: Optional[Path] = None) -> List[Tuple[str, Path]]:
+    """(relative posix name, path) of the standard library's .py files, sorted by name; test suites and
+    machine-specific build configuration excluded."""
+    root = root or stdlib_root()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in STDLIB_EXCLUDED_DIRS and not d.startswith(STDLIB_MACHINE_SPECIFIC)]
+        for f in filenames:
+            if f.endswith(".py") and not f.startswith(STDLIB_MACHINE_SPECIFIC):
+                path = Path(dirpath) / f
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found)
+
+
+def stdlib_documents() -> Iterator[Document]:
+    """One document per standard library source file; empty files (many __init__.py) carry nothing and are skipped."""
+    for name, path in stdlib_files():
+        text = read_text(path)
+        if text:
+            yield Document(name, text)
+
+
+def corpus_files(path: Path) -> List[Tuple[str, Path]]:
+    """(relative posix name, path) of the files under `path` (or `path` itself), sorted; hidden files skipped."""
+    if path.is_file():
+        return [(path.name, path)]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+        for f in filenames:
+            if not f.startswith("."):
+                p = Path(dirpath) / f
+                found.append((p.relative_to(path).as_posix(), p))
+    return sorted(found)
+
+
+def paragraphs(name: str, text: str) -> Iterator[Document]:
+    """Split one text at blank lines into documents named name#i (empty pieces dropped)."""
+    for i, piece in enumerate(re.split(r"(?:\r?\n){2,}", text)):
+        if piece.strip():
+            yield Document(f"{name}#{i}", piece)
+
+
+def json_documents(path: Path, name: str, text_field: str, hf_cache_dir: Path) -> Iterator[Document]:
+    """One document per record of a JSON Lines (or JSON array) file, read by `datasets`' json builder."""
+    read_text(path)  # fail early, naming the file, on binary or non-UTF-8 input
+    import datasets
+
+    try:
+        with _datasets_local(datasets):
+            ds = datasets.load_dataset("json", data_files=[str(path)], split="train", cache_dir=str(hf_cache_dir))
+    except Exception as e:  # the json builder raises several pyarrow/json error types
+        raise DataError(f"could not read {path} as JSON Lines ({type(e).__name__}: {e}); fix or remove the file") from None
+    if text_field not in ds.column_names:
+        raise DataError(f"{path} has no column data.text_field={text_field!r}; its columns are "
+                        f"{ds.column_names}: set data.text_field to the one holding the text")
+    for i, text in enumerate(ds[text_field]):
+        if text is None or not isinstance(text, str):
+            raise DataError(f"{path} record {i}: {text_field!r} is {type(text).__name__}, not a string; "
+                            f"fix the record or set data.text_field")
+        if "\0" in text:
+            raise DataError(f"{path} record {i} contains a NUL character (binary data?); remove the record")
+        if text:
+            yield Document(f"{name}#{i}", text)
+
+
+def file_documents(data: DataConfig) -> Iterator[Document]:
+    """Documents of a local file or folder: one per text file, one per JSON record.
+
+    A corpus that is a single text file is split at blank lines instead, because a
+    document-level split needs many documents.
+    """
+    root = Path(data.path).expanduser()
+    if not root.exists():
+        raise DataError(f"data.path={data.path!r} does not exist (resolved to {root.resolve()}); "
+                        f"point it at a text/JSONL file or a folder of them")
+    files = corpus_files(root)
+    hf_cache = Path(data.cache_dir) / "hf-datasets"
+    for name, path in files:
+        if path.suffix.lower() in JSON_SUFFIXES:
+            yield from json_documents(path, name, data.text_field, hf_cache)
+        elif len(files) == 1:
+            yield from paragraphs(name, read_text(path))
+        else:
+            text = read_text(path)
+            if text:
+                yield Document(name, text)
+
+
+def hub_load_kwargs(data: DataConfig) -> dict:
+    """Arguments of the `datasets.load_dataset` call that streams a hub data set."""
+    return {"path": data.path, "name": data.hub_config, "split": data.hub_split, "streaming": True}
+
+
+def stream_hub_documents(data: DataConfig, load_dataset: Callable) -> Iterator[Document]:
+    """Stream the hub data set's records as documents named by their index (the stream order is the
+    hub's file order, fixed for a given revision). `load_dataset` is `datasets.load_dataset`, passed in
+    so tests can hand a fake loader (the one mock: there is no network in tests)."""
+    kwargs = hub_load_kwargs(data)
+    try:
+        records = load_dataset(**kwargs)
+    except Exception as e:
+        raise DataError(f"could not stream {data.path!r} (data.hub_config={data.hub_config!r}, "
+                        f"data.hub_split={data.hub_split!r}) from the hub: {type(e).__name__}: {e}. "
+                        f"Check the names and the network (HF_DATASETS_OFFLINE must be unset)") from None
+    for i, record in enumerate(records):
+        text = record.get(data.text_field)
+        if not isinstance(text, str):
+            raise DataError(f"{data.path!r} record {i} has no string column data.text_field={data.text_field!r}; "
+                            f"its columns are {sorted(record)}: set data.text_field")
+        if text:
+            yield Document(str(i), text)
+
+
+def hub_documents(data: DataConfig, load_dataset: Optional[Callable] = None, progress: bool = False) -> Iterator[Document]:
+    """Hub documents from a local snapshot, streamed from the hub (once) into the snapshot if missing.
+
+    The snapshot is keyed by the load arguments, data.text_field and data.max_bytes, so later runs
+    work offline; delete `<cache_dir>/hub-*` to fetch a newer revision.
+    """
+    key = _sha256_json({**hub_load_kwargs(data), "text_field": data.text_field, "max_bytes": data.max_bytes})[:16]
+    snap = Path(data.cache_dir) / f"hub-{key}"
+    if not (snap / "documents.jsonl").is_file():
+        if load_dataset is None:
+            import datasets
+
+            load_dataset = datasets.load_dataset
+        log.info("streaming %s from the hub into %s", data.path, snap)
+
+        def write(tmp: Path) -> None:
+            from tqdm import tqdm
+
+            with open(tmp / "documents.jsonl", "w", encoding="utf-8") as f, \
+                    tqdm(total=data.max_bytes, unit="B", unit_scale=True, desc="stream", disable=not progress) as bar:
+                for doc in take_bytes(stream_hub_documents(data, load_dataset), data.max_bytes):
+                    f.write(json.dumps({"name": doc.name, "text": doc.text}, ensure_ascii=False) + "\n")
+                    bar.update(len(doc.text.encode("utf-8")))
+            (tmp / "source.json").write_text(json.dumps(hub_load_kwargs(data), indent=1))
+
+        _write_dir_atomically(snap, write)
+    with open(snap / "documents.jsonl", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            yield Document(rec["name"], rec["text"])
+
+
+def load_documents(data: DataConfig, load_dataset: Optional[Callable] = None, progress: bool = False) -> List[Document]:
+    """All documents of the configured corpus, in corpus order, capped at data.max_bytes."""
+    if data.source == "stdlib":
+        docs = stdlib_documents()
+        where = f"the standard library at {stdlib_root()}"
+    elif data.source == "files":
+        if not data.path:
+            raise DataError("data.path is required when data.source='files'")
+        docs = file_documents(data)
+        where = f"data.path={data.path!r}"
+    elif data.source == "hub":
+        if not data.path:
+            raise DataError("data.path (the hub data set name) is required when data.source='hub'")
+        docs = hub_documents(data, load_dataset, progress)
+        where = f"hub data set {data.path!r}"
+    else:
+        raise DataError(f"data.source={data.source!r}: must be 'stdlib', 'files' or 'hub'")
+    out = list(take_bytes(docs, data.max_bytes))
+    if not out:
+        hint = (f" (data.max_bytes={data.max_bytes} is smaller than the first document)" if data.max_bytes else "")
+        raise DataError(f"the corpus is empty: no non-empty documents in {where}{hint}; "
+                        f"point data.path at text, or raise data.max_bytes")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing and the train/validation split
+
+
+def corpus_hash(docs: Iterable[Document]) -> str:
+    """sha256 over document names and texts, in order (length-prefixed, so the framing is unambiguous)."""
+    h = hashlib.sha256(b"sweep-corpus-v1\n")
+    for doc in docs:
+        name, text = doc.name.encode("utf-8"), doc.text.encode("utf-8")
+        h.update(b"%d %d\n" % (len(name), len(text)))
+        h.update(name)
+        h.update(text)
+    return h.hexdigest()
+
+
+def split_value(doc: Document, split_seed: int) -> float:
+    """Salted hash of the document's text as a number in [0, 1).
+
+    Hashing the text (not its position or name) makes the split independent of file order and of
+    the machine, and puts exact duplicates on the same side, so they cannot leak into validation.
+    """
+    digest = hashlib.sha256(b"%d\0" % split_seed + doc.text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_documents(docs: List[Document], val_fraction: float, split_seed: int) -> Tuple[List[Document], List[Document]]:
+    """(train, validation): train in corpus order, validation in order of split value.
+
+    Ordering validation by its hash spreads the fixed validation tokens (a prefix of that order)
+    over the whole corpus rather than its first files, and makes that prefix the same for any
+    val_fraction large enough to hold it.
+    """
+    train, val = [], []
+    for doc in docs:
+        v = split_value(doc, split_seed)
+        (val if v < val_fraction else train).append((v, doc))
+    return [d for _, d in train], [d for _, d in sorted(val, key=lambda p: p[0])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer (trained on the train split, cached by corpus hash and settings)
+
+
+def bpe_training_texts(train: Iterable[Document], max_bytes: Optional[int]) -> Iterator[str]:
+    """Train-split texts up to `max_bytes` in total; the last one is cut at a byte boundary."""
+    left = max_bytes
+    for doc in train:
+        if left is None:
+            yield doc.text
+            continue
+        raw = doc.text.encode("utf-8")
+        if len(raw) >= left:
+            yield raw[:left].decode("utf-8", errors="ignore")
+            return
+        left -= len(raw)
+        yield doc.text
+
+
+def get_tokenizer(train: List[Document], corpus_sha: str, data: DataConfig, tok: TokenizerConfig,
+                  progress: bool = True) -> Tokenizer:
+    """The byte tokenizer, or the BPE for this corpus and settings: from the cache, else trained and cached."""
+    if tok.kind == "byte":
+        if tok.vocab_size != 256:
+            raise DataError(f"tokenizer.vocab_size={tok.vocab_size}: must be 256 for tokenizer.kind='byte'")
+        return ByteTokenizer()
+    if tok.kind != "bpe":
+        raise DataError(f"tokenizer.kind={tok.kind!r}: must be 'bpe' or 'byte'")
+    key = _sha256_json({"v": FORMAT_VERSION, "corpus": corpus_sha, "tokenizer": dataclasses.asdict(tok),
+                        "val_fraction": data.val_fraction, "split_seed": data.split_seed})[:16]
+    path = Path(data.cache_dir) / f"tokenizer-{key}.json"
+    cached = read_tokenizer_file(path)
+    if cached is not None:
+        log.info("tokenizer cache hit: %s", path)
+        return cached
+    log.info("training BPE (vocab %d) on the train split", tok.vocab_size)
+    try:
+        bpe = train_bpe(bpe_training_texts(train, tok.train_bytes), tok.vocab_size, show_progress=progress)
+    except TokenizerError as e:
+        raise DataError(str(e)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    save_tokenizer(bpe, tmp)
+    os.replace(tmp, path)  # atomic; BPE training is deterministic, so a racing writer wrote the same file
+    return bpe
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding to token files
+
+
+def token_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 2**16 else "uint32"
+
+
+def encode_documents(tok: Tokenizer, docs: Iterable[Document], dtype: str, limit: Optional[int] = None,
+                     progress: bool = False, desc: str = "") -> Iterator[np.ndarray]:
+    """Token chunks of `docs`, each document followed by the end-of-text id, stopping after `limit` tokens."""
+    from tqdm import tqdm
+
+    docs = list(docs)
+    total = sum(len(d.text) for d in docs)
+    done = 0
+    with tqdm(total=total, unit="char", unit_scale=True, desc=desc, disable=not progress) as bar:
+        batch, size = [], 0
+        for i, doc in enumerate(docs):
+            batch.append(doc.text)
+            size += len(doc.text)
+            if size < ENCODE_BATCH_BYTES and i + 1 < len(docs):
+                continue
+            eot = np.array([EOT_ID], dtype=dtype)
+            pieces = []
+            for ids in tok.encode_batch(batch):
+                pieces.append(np.asarray(ids, dtype=dtype))
+                pieces.append(eot)
+            chunk = np.concatenate(pieces)
+            bar.update(size)
+            batch, size = [], 0
+            if limit is not None and done + len(chunk) >= limit:
+                yield chunk[: limit - done]
+                return
+            done += len(chunk)
+            yield chunk
+
+
+def tokens_key(corpus_sha: str, tok_sha: str, data: DataConfig) -> str:
+    return _sha256_json({"v": FORMAT_VERSION, "corpus": corpus_sha, "tokenizer": tok_sha,
+                         "val_fraction": data.val_fraction, "split_seed": data.split_seed,
+                         "val_tokens": data.val_tokens})[:16]
+
+
+def write_token_files(out: Path, tok: Tokenizer, train: List[Document], val: List[Document],
+                      data: DataConfig, tok_cfg: TokenizerConfig, meta: dict, progress: bool) -> None:
+    """Fill the (temporary) folder `out` with val.bin, train.bin, tokenizer.json and meta.json."""
+    dtype = token_dtype(tok.vocab_size)
+    # Validation first: it is small, and a too-short split should fail before encoding the train side.
+    val_ids = np.concatenate(list(encode_documents(tok, val, dtype, limit=data.val_tokens, progress=progress,
+                                                   desc="encode val")) or [np.zeros(0, dtype)])
+    if len(val_ids) < data.val_tokens:
+        raise DataError(f"the validation split ({len(val)} documents) has only {len(val_ids)} tokens, fewer than "
+                        f"data.val_tokens={data.val_tokens}: lower data.val_tokens or raise data.val_fraction "
+                        f"(or use a bigger corpus)")
+    val_ids.tofile(out / "val.bin")
+    n_train = 0
+    with open(out / "train.bin", "wb") as f:
+        for chunk in encode_documents(tok, train, dtype, progress=progress, desc="encode train"):
+            chunk.tofile(f)
+            n_train += len(chunk)
+    save_tokenizer(tok, out / "tokenizer.json")
+    meta.update({
+        "n_train_tokens": n_train,
+        "n_val_tokens": int(len(val_ids)),
+        "val_bytes": int(tok.token_bytes()[val_ids].sum()),
+        "vocab_size": tok.vocab_size,
+        "dtype": dtype,
+        "tokenizer_kind": tok.kind,
+        "eot_id": EOT_ID,
+        "n_documents_train": len(train),
+        "n_documents_val": len(val),
+        "n_documents_val_used": _documents_in(val_ids),
+        "train_text_bytes": sum(len(d.text.encode("utf-8")) for d in train),
+        "data": dataclasses.asdict(data),
+        "tokenizer": dataclasses.asdict(tok_cfg),
+    })
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def read_token_dir(path: Path, expect: dict) -> TokenData:
+    """TokenData of a finished cache folder; DataError if its meta.json disagrees with its key."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
+        itemsize = np.dtype(meta["dtype"]).itemsize
+        for name, n in (("train.bin", meta["n_train_tokens"]), ("val.bin", meta["n_val_tokens"])):
+            size = (path / name).stat().st_size
+            if size != n * itemsize:
+                wrong[name] = (f"{size} bytes", f"{n * itemsize} bytes")
+    except (OSError, ValueError, KeyError) as e:
+        wrong = {"meta.json": f"unreadable ({type(e).__name__}: {e})"}
+    if wrong:
+        raise DataError(f"token cache {path} does not match its key ({wrong}): it was edited or written by "
+                        f"another version; delete the folder and run again to rebuild it")
+    return TokenData(dir=path, **{f.name: meta[f.name] for f in dataclasses.fields(TokenData) if f.name != "dir"})
+
+
+def prepare_data(data: DataConfig, tokenizer: TokenizerConfig, progress: bool = True,
+                 load_dataset: Optional[Callable] = None) -> TokenData:
+    """Read, split, tokenize and encode the corpus once; later calls with the same data and tokenizer
+    settings (and an unchanged corpus) return the cached token files. `load_dataset` replaces
+    `datasets.load_dataset` for the hub source (tests only)."""
+    docs = load_documents(data, load_dataset, progress)
+    corpus_sha = corpus_hash(docs)
+    train, val = split_documents(docs, data.val_fraction, data.split_seed)
+    if not train:
+        raise DataError(f"all {len(docs)} documents fell into the validation split: lower data.val_fraction="
+                        f"{data.val_fraction}, change data.split_seed, or use a bigger corpus")
+    tok = get_tokenizer(train, corpus_sha, data, tokenizer, progress)
+    tok_sha = tokenizer_hash(tok)
+    key = tokens_key(corpus_sha, tok_sha, data)
+    final = Path(data.cache_dir).expanduser().resolve() / f"tokens-{key}"  # absolute: callers may chdir
+    expect = {"key": key, "corpus_hash": corpus_sha, "tokenizer_hash": tok_sha, "n_val_tokens": data.val_tokens}
+    if final.exists():
+        log.info("token cache hit: %s", final)
+        return read_token_dir(final, expect)
+    log.info("encoding %d train + %d validation documents into %s", len(train), len(val), final)
+    meta = {"format_version": FORMAT_VERSION, "key": key, "corpus_hash": corpus_sha, "tokenizer_hash": tok_sha,
+            "n_documents": len(docs), "corpus_bytes": sum(len(d.text.encode("utf-8")) for d in docs)}
+    _write_dir_atomically(final, lambda tmp: write_token_files(tmp, tok, train, val, data, tokenizer, meta, progress))
+    return read_token_dir(final, expect)
+
+
+def load_tokenizer(token_data_or_dir: Union[TokenData, str, Path]) -> Tokenizer:
+    """The tokenizer of a TokenData or token cache folder (or a tokenizer .json file): encode/decode."""
+    path = Path(token_data_or_dir.dir if isinstance(token_data_or_dir, TokenData) else token_data_or_dir)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    tok = read_tokenizer_file(file)
+    if tok is None:
+        raise DataError(f"no tokenizer at {file}: pass a TokenData, a token cache folder or a tokenizer .json file")
+    return tok
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _documents_in(ids: np.ndarray) -> int:
+    """Documents that start in a token stream: one per boundary, plus a cut-off last one."""
+    n_eot = int((ids == EOT_ID).sum())
+    return n_eot + int(len(ids) > 0 and ids[-1] != EOT_ID)
+
+
+def _sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> None:
+    """Build a folder in a temporary sibling, then rename it into place.
+
+    A crash leaves only a `.tmp-*` folder (never read, safe to delete). If another process renamed
+    its folder first, ours is discarded and theirs is used: both were built from the same inputs.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            log.info("another process wrote %s first; using it", final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _datasets_local:
+    """For one `datasets` call on local files: offline mode and no progress bars, restored afterwards.
+
+    Local files need no network; forcing offline mode for the call guarantees that no hub lookup
+    can stall a machine without internet, and leaves the user's environment untouched.
+    """
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __enter__(self):
+        self.was_offline = self.datasets.config.HF_HUB_OFFLINE
+        self.had_bars = self.datasets.is_progress_bar_enabled()
+        self.datasets.config.HF_HUB_OFFLINE = True
+        self.datasets.disable_progress_bars()
+
+    def __exit__(self, *exc):
+        self.datasets.config.HF_HUB_OFFLINE = self.was_offline
+        if self.had_bars:
+            self.datasets.enable_progress_bars()

@@ -121,8 +121,8 @@ class TrainConfig:
     """Seed for initialisation and data order."""
     eval_interval: int = 0
     """Evaluate every this many steps; 0 means about 10 evaluations per run."""
-    eval_tokens: Optional[int] = None
-    """Validation tokens per intermediate evaluation; None uses the full fixed set (the final one always does)."""
+    eval_tokens: Optional[int] = 8192
+    """Validation tokens per intermediate evaluation (a prefix of the fixed set); None uses all. The final one always uses all."""
     log_interval: int = 10
     """Log training loss every this many steps."""
     device: str = "auto"

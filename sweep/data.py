@@ -350,13 +350,29 @@ def split_value(doc: Document, split_seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_documents(docs: List[Document], val_fraction: float, split_seed: int) -> Tuple[List[Document], List[Document]]:
+def split_tail(docs: List[Document], val_fraction: float) -> Tuple[List[Document], List[Document]]:
+    """(train, validation) with the last val_fraction of the text's bytes as validation (nanoGPT's
+    split, at a document boundary), both in corpus order: for comparisons with that recipe."""
+    sizes = [len(d.text.encode("utf-8")) for d in docs]
+    cut, seen, limit = len(docs), 0, (1.0 - val_fraction) * sum(sizes)
+    for i, size in enumerate(sizes):
+        if seen + size > limit:
+            cut = i
+            break
+        seen += size
+    return docs[:cut], docs[cut:]
+
+
+def split_documents(docs: List[Document], val_fraction: float, split_seed: int,
+                    how: str = "documents") -> Tuple[List[Document], List[Document]]:
     """(train, validation): train in corpus order, validation in order of split value.
 
     Ordering validation by its hash spreads the fixed validation tokens (a prefix of that order)
     over the whole corpus rather than its first files, and makes that prefix the same for any
     val_fraction large enough to hold it.
     """
+    if how == "tail":
+        return split_tail(docs, val_fraction)
     train, val = [], []
     for doc in docs:
         v = split_value(doc, split_seed)
@@ -393,7 +409,7 @@ def get_tokenizer(train: List[Document], corpus_sha: str, data: DataConfig, tok:
     if tok.kind != "bpe":
         raise DataError(f"tokenizer.kind={tok.kind!r}: must be 'bpe' or 'byte'")
     key = _sha256_json({"v": FORMAT_VERSION, "corpus": corpus_sha, "tokenizer": dataclasses.asdict(tok),
-                        "val_fraction": data.val_fraction, "split_seed": data.split_seed})[:16]
+                        "val_fraction": data.val_fraction, "split_seed": data.split_seed, "split": data.split})[:16]
     path = Path(data.cache_dir) / f"tokenizer-{key}.json"
     cached = read_tokenizer_file(path)
     if cached is not None:
@@ -452,7 +468,7 @@ def encode_documents(tok: Tokenizer, docs: Iterable[Document], dtype: str, limit
 def tokens_key(corpus_sha: str, tok_sha: str, data: DataConfig) -> str:
     return _sha256_json({"v": FORMAT_VERSION, "corpus": corpus_sha, "tokenizer": tok_sha,
                          "val_fraction": data.val_fraction, "split_seed": data.split_seed,
-                         "val_tokens": data.val_tokens})[:16]
+                         "split": data.split, "val_tokens": data.val_tokens})[:16]
 
 
 def write_token_files(out: Path, tok: Tokenizer, train: List[Document], val: List[Document],
@@ -516,7 +532,7 @@ def prepare_data(data: DataConfig, tokenizer: TokenizerConfig, progress: bool = 
     `datasets.load_dataset` for the hub source (tests only)."""
     docs = load_documents(data, load_dataset, progress)
     corpus_sha = corpus_hash(docs)
-    train, val = split_documents(docs, data.val_fraction, data.split_seed)
+    train, val = split_documents(docs, data.val_fraction, data.split_seed, data.split)
     if not train:
         raise DataError(f"all {len(docs)} documents fell into the validation split: lower data.val_fraction="
                         f"{data.val_fraction}, change data.split_seed, or use a bigger corpus")

@@ -334,3 +334,12 @@ def test_atomic_write_loser_keeps_the_winner_and_crash_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         _write_dir_atomically(tmp_path / "tokens-def", crash)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens-abc"]
+
+
+def test_tail_split_holds_out_the_end_of_the_text():
+    from sweep.data import Document, split_documents
+
+    docs = [Document(name=f"d{i}", text="x" * 10) for i in range(10)]
+    train, val = split_documents(docs, 0.1, split_seed=0, how="tail")
+    assert [d.name for d in train] == [f"d{i}" for i in range(9)]
+    assert [d.name for d in val] == ["d9"]

@@ -290,8 +290,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     step_model = torch.compile(model) if t.compile else model
     ctx = runtime.autocast(t, device)
 
-    micro, accum = micro_batch(cfg)
-    batches = Batches(data.train_tokens(), cfg.model.seq_len, micro, accum, t.seed)
+    micro_size, accum = micro_batch(cfg)
+    batches = Batches(data.train_tokens(), cfg.model.seq_len, micro_size, accum, t.seed)
     val = data.val_tokens()
     eval_every = t.eval_interval or max(1, shape.steps // 10)
     check_every = 1 if device.type == "cpu" else max(1, t.log_interval)  # .item() syncs a GPU
@@ -346,7 +346,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
         if status == "done" and step % eval_every == 0 and step < shape.steps:
             row = row or {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr}
-            row["val_loss"] = evaluate(model, val, cfg.model.seq_len, micro, device, ctx, t.eval_tokens)
+            row["val_loss"] = evaluate(model, val, cfg.model.seq_len, micro_size, device, ctx, t.eval_tokens)
             row["val_bpb"] = data.bits_per_byte(row["val_loss"])
         if row is not None:
             store.append_jsonl(metrics_path, [row])
@@ -385,7 +385,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
                    final_val_loss=None, final_val_bpb=None)
         print(f"[sweep] run {rdir.name} diverged at step {diverged_at} (loss {diverged_value})", file=sys.stderr)
         return out
-    val_loss = evaluate(model, val, cfg.model.seq_len, micro, device, ctx)
+    val_loss = evaluate(model, val, cfg.model.seq_len, micro_size, device, ctx)
     out.update(final_val_loss=val_loss, final_val_bpb=data.bits_per_byte(val_loss))
     final_row = {"step": step, "tokens": step * t.tokens_per_step, "flops": step * t.tokens_per_step * fpt,
                  "val_loss": val_loss, "val_bpb": out["final_val_bpb"]}

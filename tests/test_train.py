@@ -1,0 +1,155 @@
+"""Real training runs on a slice of tinyshakespeare: learning, results, skip, resume, branches, W&B files."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweep.cli import load_run_config, main
+from sweep.results import read_jsonl, run_dir
+from sweep.train import run_shape, train
+from sweep.wandb_offline import find_offline_runs, read_offline_run
+
+SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+pytestmark = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+
+
+def tiny(tmp_path: Path, *extra: str) -> list[str]:
+    """A ~100k-parameter byte-level model on the first 300 kB of Shakespeare; seconds on 2 cores."""
+    return [
+        f"results_dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}", "sweep_name=t",
+        "data.source=files", f"data.path={SHAKESPEARE}", "data.max_bytes=300000", "data.val_tokens=8192",
+        "tokenizer=byte", "model.n_layer=2", "model.d_model=64", "model.n_head=4", "model.seq_len=64",
+        "train.batch_size=16", "train.tokens_per_step=1024", "train.lr=3e-3", "train.threads=1",
+        "budget.n_tokens=163840", "logger.mode=disabled", *extra,
+    ]
+
+
+def unigram_loss(tokens: np.ndarray, val: np.ndarray) -> float:
+    """Cross-entropy (nats) of the validation tokens under the train split's token frequencies."""
+    counts = np.bincount(tokens, minlength=256).astype(np.float64) + 1.0
+    p = counts / counts.sum()
+    return float(-np.log(p[val]).mean())
+
+
+def test_short_run_learns_well_below_unigram(tmp_path):
+    from sweep.data import prepare_data
+
+    cfg = load_run_config(tiny(tmp_path))
+    result = train(cfg, progress=False)
+    data = prepare_data(cfg.data, cfg.tokenizer, progress=False)
+    unigram = unigram_loss(np.asarray(data.train_tokens()), np.asarray(data.val_tokens()))
+    assert 2.9 < unigram < 3.5  # ~3.3 nats for English characters
+    assert result["status"] == "done"
+    assert result["final_val_loss"] < unigram - 0.6, (result["final_val_loss"], unigram)
+    assert result["final_val_bpb"] == pytest.approx(result["final_val_loss"] * data.n_val_tokens
+                                                    / (data.val_bytes * math.log(2)))
+    # result.json: the counts and provenance a fit needs
+    shape = run_shape(cfg)
+    on_disk = json.loads((run_dir(cfg, shape.n_tokens) / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    for key in ("run_id", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
+                "n_params_by_group", "n_tokens", "flops_6nd", "flops", "tokens_per_second", "wall_seconds", "device",
+                "seed", "corpus_hash", "tokenizer_hash", "code_version", "torch_version", "python_version", "config"):
+        assert key in on_disk, key
+    assert on_disk["n_tokens"] == 163840 and on_disk["steps"] == 160
+    assert on_disk["flops_6nd"] == 6 * on_disk["n_params"] * 163840
+    assert on_disk["flops"] == on_disk["flops_per_token"] * 163840
+    assert sum(on_disk["n_params_by_group"].values()) == on_disk["n_params"]
+    assert on_disk["config"]["model"]["d_model"] == 64
+    # the curve: falling train loss, evaluations, tokens and FLOPs on every row
+    rows = read_jsonl(run_dir(cfg, shape.n_tokens) / "metrics.jsonl")
+    train_losses = [r["train_loss"] for r in rows if "train_loss" in r]
+    assert train_losses[-1] < train_losses[0] - 1.0
+    assert sum("val_loss" in r for r in rows) >= 5
+    assert rows[-1]["val_loss"] == pytest.approx(result["final_val_loss"])
+    assert all(r["flops"] == pytest.approx(r["tokens"] * on_disk["flops_per_token"]) for r in rows)
+
+
+def test_done_run_is_skipped_and_says_so(tmp_path, capsys):
+    args = tiny(tmp_path, "budget.n_tokens=20480")
+    assert main(["train", *args]) == 0
+    path = next((tmp_path / "results" / "t" / "runs").glob("*/result.json"))
+    before = path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", *args]) == 0
+    assert "already done" in capsys.readouterr().err
+    assert path.stat().st_mtime_ns == before
+    # An equivalent budget given another way is the same run.
+    cfg = load_run_config(args)
+    n = run_shape(cfg).n_params
+    same = load_run_config(tiny(tmp_path, "budget.n_tokens=null", f"budget.tokens_per_param={20480 / n}"))
+    assert run_dir(same, run_shape(same).n_tokens) == path.parent
+
+
+def test_resume_after_interruption_is_bit_exact(tmp_path):
+    clean = train(load_run_config(tiny(tmp_path / "a", "budget.n_tokens=40960")), progress=False)
+
+    cfg = load_run_config(tiny(tmp_path / "b", "budget.n_tokens=40960", "train.checkpoint_interval=5"))
+    rdir = run_dir(cfg, run_shape(cfg).n_tokens)
+
+    class Interrupt(Exception):
+        pass
+
+    import sweep.train as trainer
+
+    original = trainer._save_checkpoint
+    calls = {"n": 0}
+
+    def crash_after_second_checkpoint(path, state):
+        original(path, state)
+        calls["n"] += 1
+        if calls["n"] == 2:  # step 10 of 40 is on disk: die like a killed process would
+            raise Interrupt
+
+    trainer._save_checkpoint = crash_after_second_checkpoint
+    try:
+        with pytest.raises(Interrupt):
+            train(cfg, progress=False)
+    finally:
+        trainer._save_checkpoint = original
+    assert json.loads((rdir / "result.json").read_text())["status"] == "failed"
+    assert (rdir / "checkpoint.pt").exists()
+
+    resumed = train(cfg, progress=False)
+    assert resumed["status"] == "done"
+    assert resumed["final_val_loss"] == clean["final_val_loss"]  # bit-exact, not approximately
+    assert resumed["final_train_loss"] == clean["final_train_loss"]
+    assert not (rdir / "checkpoint.pt").exists()
+    steps = [r["step"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r]
+    assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_wsd_branch_equals_independent_wsd_run(tmp_path):
+    wsd = ["train.schedule=wsd", "train.warmup_steps=2", "train.cooldown_fraction=0.25"]
+    independent = train(load_run_config(tiny(tmp_path / "a", *wsd, "budget.n_tokens=32768")), progress=False)
+    # The trunk runs 64 steps; the 32-step budget's 8-step cooldown starts at step 24.
+    trunk_cfg = load_run_config(tiny(tmp_path / "b", *wsd, "budget.n_tokens=65536", "train.save_at_steps=[24]"))
+    train(trunk_cfg, progress=False)
+    point = run_dir(trunk_cfg, 65536) / "branch-24.pt"
+    assert point.exists()
+    branch = train(load_run_config(tiny(tmp_path / "b", *wsd, "budget.n_tokens=32768", f"train.init_from={point}")),
+                   progress=False)
+    assert branch["final_val_loss"] == independent["final_val_loss"]
+
+
+def test_non_finite_loss_stops_the_run_as_diverged(tmp_path):
+    result = train(load_run_config(tiny(tmp_path, "train.lr=1e6", "train.grad_clip=0", "budget.n_tokens=40960")),
+                   progress=False)
+    assert result["status"] == "diverged"
+    assert result["diverged_step"] <= 20 and result["final_val_loss"] is None
+
+
+def test_wandb_offline_run_holds_config_and_summary(tmp_path):
+    result = train(load_run_config(tiny(tmp_path, "logger.mode=offline", "budget.n_tokens=20480")), progress=False)
+    runs = find_offline_runs(tmp_path / "results" / "t")
+    assert len(runs) == 1
+    run = read_offline_run(runs[0])
+    assert run["id"] == result["run_id"] and run["group"] == "t" and run["job_type"] == "train"
+    assert run["config"]["n_params"] == result["n_params"] and run["config"]["model"]["d_model"] == 64
+    assert run["summary"]["final_val_loss"] == pytest.approx(result["final_val_loss"])
+    assert run["summary"]["n_tokens"] == 20480
+    assert any("train_loss" in row for row in run["history"])
+    assert run["exit_code"] == 0

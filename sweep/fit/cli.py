@@ -1,0 +1,180 @@
+"""`sweep fit`, `sweep predict`, `sweep report`: compose conf/fit.yaml with overrides and run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sweep.fit import allocation
+from sweep.fit.config import FitConfig, FitInputError
+
+log = logging.getLogger("sweep.fit")
+
+
+def compose(overrides: list[str]) -> dict:
+    """conf/fit.yaml with key=value overrides, as a plain dict."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import sweep
+
+    conf_dir = Path(sweep.__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = hydra_compose(config_name="fit", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def fit_config(raw: dict) -> FitConfig:
+    """The FitConfig dataclass from the composed `fit:` section (unknown keys refused)."""
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    unknown = set(raw) - names
+    if unknown:
+        raise FitInputError(f"unknown fit options {sorted(unknown)}; known: {sorted(names)}")
+    return FitConfig(**raw).validate()
+
+
+def _output(raw: dict) -> Path:
+    if raw.get("output"):
+        return Path(raw["output"])
+    src = Path(str(raw["input"]))
+    return src / "fit" if src.is_dir() else Path("fit")
+
+
+def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: str | None) -> None:
+    """One W&B run, job_type=fit, with the parameter tables and plots; always finished."""
+    if wb.get("mode", "offline") == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(project=wb.get("project") or "sweep", entity=wb.get("entity"), group=group, job_type="fit",
+                     mode=wb.get("mode", "offline"), dir=str(folder), config=result["config"], reinit=True)
+    try:
+        for m in result["config"]["methods"]:
+            r = result.get(m, {})
+            if r.get("status") != "ok":
+                continue
+            table = wandb.Table(columns=["parameter", "value", "lo", "hi", "se"])
+            for k, v in {**r["params"], **r["exponents"]}.items():
+                iv = r.get("intervals", {}).get(k) or r.get("exponent_intervals", {}).get(k) or [None, None]
+                table.add_data(k, v, iv[0], iv[1], r.get("se", {}).get(k))
+            run.log({f"{m}/parameters": table})
+            run.summary[f"{m}/a"] = r["exponents"]["a"]
+            run.summary[f"{m}/b"] = r["exponents"]["b"]
+        run.log({f"plots/{p}": wandb.Image(str(folder / p)) for p in plots})
+    finally:
+        run.finish()
+
+
+def fit_command(overrides: list[str]) -> int:
+    """sweep fit input=<source> [output=<folder>] [fit.<option>=...]: write fit.json, report.md and plots."""
+    from sweep.fit import fit
+    from sweep.fit.inputs import load_runs
+    from sweep.fit.plots import write_plots
+    from sweep.fit.report import write
+
+    raw = compose(overrides)
+    if not raw.get("input"):
+        raise FitInputError("no input: sweep fit input=<results folder | table.csv | wandb:entity/project>")
+    cfg = fit_config(raw["fit"])
+    notes: list = []
+    runs = load_runs(str(raw["input"]), raw["columns"], raw["wandb"].get("group"), raw["wandb"].get("tags"), notes)
+    result = fit(runs, cfg)
+    result["warnings"] = notes + result["warnings"]
+    result["input"] = str(raw["input"])
+    folder = _output(raw)
+    plots = write_plots(result, folder) if raw.get("plots", True) else []
+    report = write(result, folder, plots)
+    group = raw["wandb"].get("group") or (Path(str(raw["input"])).name if Path(str(raw["input"])).is_dir() else None)
+    log_to_wandb(result, folder, plots, raw["wandb"], group)
+    print(f"wrote {folder / 'fit.json'} and {report}")
+    _print_predictions(result, [1e21] if not cfg.budgets else cfg.budgets, None, None)
+    return 0
+
+
+def _load_fit(raw: dict) -> dict:
+    src = Path(str(raw["input"]))
+    for p in (src, src / "fit.json", src / "fit" / "fit.json"):
+        if p.is_file():
+            return json.loads(p.read_text())
+    raise FitInputError(f"no fit.json at {src} (or {src}/fit.json, {src}/fit/fit.json): run `sweep fit input=...` first")
+
+
+def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
+    level = result["config"]["interval"]
+    k = result["data"]["flops_per_nd"]
+
+    def fmt(x):
+        iv = x.get("interval")
+        return f"{x['value']:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+
+    for c in budgets:
+        print(f"C = {c:.3g} FLOPs ({100 * level:.0f}% intervals):")
+        for m in result["config"]["methods"]:
+            r = result.get(m, {})
+            if r.get("status") != "ok":
+                print(f"  {m:10s} skipped: {r.get('reason')}")
+                continue
+            row = allocation.allocation_row(m, r, float(c), k, level)
+            print(f"  {m:10s} N* = {fmt(row['n_star'])}  D* = {fmt(row['d_star'])}  "
+                  f"tokens/param = {fmt(row['tokens_per_param'])}  loss = {fmt(row['loss'])}")
+    if n_params and n_tokens:
+        print(f"N = {n_params:.4g}, D = {n_tokens:.4g}:")
+        for m in result["config"]["methods"]:
+            r = result.get(m, {})
+            if r.get("status") == "ok" and (p := allocation.predict_at(m, r, float(n_params), float(n_tokens), level)):
+                print(f"  {m:10s} loss = {fmt(p)}")
+
+
+def predict_command(overrides: list[str]) -> int:
+    """sweep predict input=<fit folder | results folder> flops=1e21: N*, D*, tokens/param, loss with intervals."""
+    raw = compose(overrides)
+    if not raw.get("input"):
+        raise FitInputError("no input: sweep predict input=<fit folder> flops=1e21")
+    budgets = raw.get("flops")
+    budgets = [budgets] if isinstance(budgets, (int, float)) else list(budgets or [])
+    if not budgets and not (raw.get("n_params") and raw.get("n_tokens")):
+        raise FitInputError("nothing to predict: give flops=<C> and/or n_params=<N> n_tokens=<D>")
+    _print_predictions(_load_fit(raw), [float(b) for b in budgets], raw.get("n_params"), raw.get("n_tokens"))
+    return 0
+
+
+def report_command(overrides: list[str]) -> int:
+    """sweep report input=<fit folder>: rebuild report.md and the plots from fit.json."""
+    from sweep.fit.plots import write_plots
+    from sweep.fit.report import write
+
+    raw = compose(overrides)
+    if not raw.get("input"):
+        raise FitInputError("no input: sweep report input=<fit folder>")
+    result = _load_fit(raw)
+    src = Path(str(raw["input"]))
+    folder = Path(raw["output"]) if raw.get("output") else (src.parent if src.is_file() else
+                                                            src if (src / "fit.json").is_file() else src / "fit")
+    plots = write_plots(result, folder) if raw.get("plots", True) else []
+    print(f"wrote {write(result, folder, plots)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m sweep.fit.cli {fit,predict,report} key=value ... (the lead's `sweep` CLI dispatches here)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"fit": fit_command, "predict": predict_command, "report": report_command}
+    if not argv or argv[0] not in commands:
+        print("usage: python -m sweep.fit.cli {fit,predict,report} key=value ...")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return commands[argv[0]](argv[1:])
+    except FitInputError as exc:
+        print(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Options of a scaling-law fit (`FitConfig`) and the errors a fit raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+METHODS = ("approach1", "approach2", "approach3", "kaplan")
+
+
+class FitInputError(ValueError):
+    """The runs cannot be fitted; the message names the problem and the fix."""
+
+
+class MethodSkipped(Exception):
+    """A method does not apply to these runs; the message is the reason recorded in fit.json."""
+
+
+@dataclass
+class FitConfig:
+    """How to turn runs into scaling-law fits."""
+
+    param_convention: str = "total"
+    """'total' (n_params) or 'non_embedding' (n_params_non_embedding, Kaplan's convention)."""
+    flop_convention: str = "6nd"
+    """'6nd' (C = 6 N D with N per param_convention) or 'exact' (the runs' measured flops column)."""
+    huber_delta: float = 1e-3
+    """Huber threshold on log-loss residuals (approach 3 and the Kaplan fits)."""
+    grid_alpha: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 1.5, 2.0])
+    """Approach-3 initialisation grid: alpha values."""
+    grid_beta: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 1.5, 2.0])
+    """Approach-3 initialisation grid: beta values."""
+    grid_e: List[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0])
+    """Approach-3 initialisation grid: e = log E values."""
+    grid_a: List[float] = field(default_factory=lambda: [0.0, 5.0, 10.0, 15.0, 20.0, 25.0])
+    """Approach-3 initialisation grid: a = log A values."""
+    grid_b: List[float] = field(default_factory=lambda: [0.0, 5.0, 10.0, 15.0, 20.0, 25.0])
+    """Approach-3 initialisation grid: b = log B values."""
+    n_bootstrap: int = 200
+    """Bootstrap resamples over runs for every interval (0 disables intervals)."""
+    seed: int = 0
+    """Seed of the bootstrap resampling."""
+    interval: float = 0.95
+    """Coverage of the percentile intervals."""
+    budget_tolerance: float = 0.05
+    """Runs whose compute agrees within this relative tolerance count as one budget."""
+    min_sizes_per_budget: int = 3
+    """Approach 2: fewest distinct model sizes a budget needs for its parabola."""
+    parabola_window: int = 2
+    """Approach 2: fit each budget's parabola to its best size and this many neighbours each side (0: all sizes)."""
+    data_rich_tokens_per_param: float = 20.0
+    """Kaplan L(N): a size joins the data-rich slice when its longest run saw this many tokens per parameter."""
+    kaplan_irreducible: bool = True
+    """Add an irreducible term E to the Kaplan laws."""
+    budgets: List[float] = field(default_factory=lambda: [1e18, 1e21])
+    """Extrapolation budgets (FLOPs) for the compute-optimal table, besides the sampled ones."""
+    backtest_threshold: Optional[float] = None
+    """Backtest: fit on runs below this many FLOPs, predict the rest; None = the top quarter of budgets held out."""
+    methods: List[str] = field(default_factory=lambda: list(METHODS))
+    """Methods to run, any of approach1, approach2, approach3, kaplan."""
+    compare_conventions: bool = True
+    """Also fit under every other available parameter/FLOP convention (point estimates) for the side-by-side table."""
+    backtest: bool = True
+    """Run the backtest."""
+
+    def validate(self) -> "FitConfig":
+        if self.param_convention not in ("total", "non_embedding"):
+            raise FitInputError(f"param_convention={self.param_convention!r}: use 'total' or 'non_embedding'")
+        if self.flop_convention not in ("6nd", "exact"):
+            raise FitInputError(f"flop_convention={self.flop_convention!r}: use '6nd' or 'exact'")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise FitInputError(f"methods {bad} unknown: choose from {list(METHODS)}")
+        if not 0 < self.interval < 1:
+            raise FitInputError(f"interval={self.interval}: a coverage strictly between 0 and 1, e.g. 0.95")
+        if self.huber_delta <= 0 or self.budget_tolerance < 0 or self.n_bootstrap < 0:
+            raise FitInputError("huber_delta must be > 0, budget_tolerance and n_bootstrap >= 0")
+        return self

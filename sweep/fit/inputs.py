@@ -1,0 +1,247 @@
+"""Load runs for a fit (results folder, CSV/Parquet table, W&B) and check them into fit-ready points."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from sweep.fit.config import FitConfig, FitInputError
+
+log = logging.getLogger("sweep.fit")
+
+# Canonical column -> result.json key (results folders) or default table column.
+RESULT_KEYS = {
+    "run_id": "run_id", "run_name": "run_name", "status": "status", "loss": "final_val_loss",
+    "n_params": "n_params", "n_params_non_embedding": "n_params_non_embedding", "n_tokens": "n_tokens",
+    "flops": "flops", "flops_6nd": "flops_6nd", "corpus_hash": "corpus_hash",
+    "tokenizer_hash": "tokenizer_hash", "branch": "branch", "parent": "parent",
+}
+DEFAULT_COLUMNS = {k: k for k in ("run_id", "run_name", "status", "loss", "n_params", "n_params_non_embedding",
+                                  "n_tokens", "flops", "corpus_hash", "tokenizer_hash", "branch")}
+
+
+def load_results_folder(folder: Path, notes: list) -> pd.DataFrame:
+    """Rows from every runs/<id>/result.json under a sweep folder; unreadable files are skipped with a warning."""
+    folder = Path(folder)
+    paths = sorted((folder / "runs").glob("*/result.json")) if (folder / "runs").is_dir() else sorted(folder.glob("*/result.json"))
+    if not paths:
+        raise FitInputError(f"no runs/*/result.json under {folder}: point input= at a sweep's results folder "
+                            "(results/<sweep_name>), a CSV/Parquet table, or wandb:<entity>/<project>")
+    rows = []
+    for p in paths:
+        try:
+            res = json.loads(p.read_text())
+            if not isinstance(res, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            _warn(notes, f"skipped {p}: unreadable or truncated result.json ({exc}); rerun or delete that run")
+            continue
+        row = {k: res.get(src) for k, src in RESULT_KEYS.items()}
+        row["path"] = str(p.parent)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_table(path: Path, columns: dict) -> pd.DataFrame:
+    """A CSV or Parquet table of runs, its columns renamed to the canonical names through `columns`."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    else:
+        raise FitInputError(f"{path}: expected a .csv, .tsv or .parquet table")
+    mapping = {src: canon for canon, src in columns.items() if src and src in df.columns and src != canon}
+    return df.rename(columns=mapping)
+
+
+def wandb_runs_to_rows(runs: Iterable[Any], columns: dict) -> list[dict]:
+    """Rows from W&B API run objects (anything with .id, .name, .state, .summary, .config, .tags, .group).
+
+    Pure, so tests can feed fake run objects (the one mock allowed: wandb.Api needs the network).
+    A value is looked up in the summary, then the config, under the mapped name.
+    """
+    rows = []
+    for run in runs:
+        summary = dict(getattr(run, "summary", {}) or {})
+        config = dict(getattr(run, "config", {}) or {})
+        row = {"run_id": getattr(run, "id", None), "run_name": getattr(run, "name", None)}
+        for canon, src in columns.items():
+            if canon in ("run_id", "run_name"):
+                continue
+            key = src or canon
+            alt = RESULT_KEYS.get(canon, key)
+            for where in (summary, config):
+                if key in where or alt in where:
+                    row[canon] = where.get(key, where.get(alt))
+                    break
+        state = getattr(run, "state", None)
+        row.setdefault("status", "done" if state == "finished" else state)
+        rows.append(row)
+    return rows
+
+
+def load_wandb(path: str, group: Optional[str], tags: list, columns: dict) -> pd.DataFrame:
+    """Runs of a W&B project ('entity/project'), filtered by group and tags, via wandb.Api (needs network)."""
+    import wandb
+
+    filters: dict = {}
+    if group:
+        filters["group"] = group
+    if tags:
+        filters["tags"] = {"$in": list(tags)}
+    runs = wandb.Api().runs(path, filters=filters or None)
+    return pd.DataFrame(wandb_runs_to_rows(runs, columns))
+
+
+def load_runs(source: str, columns: Optional[dict] = None, group: Optional[str] = None,
+              tags: Optional[list] = None, notes: Optional[list] = None) -> pd.DataFrame:
+    """Dispatch on the source: 'wandb:<entity>/<project>', a table file, or a results folder."""
+    columns = {**DEFAULT_COLUMNS, **(columns or {})}
+    notes = [] if notes is None else notes
+    if str(source).startswith("wandb:"):
+        return load_wandb(str(source)[len("wandb:"):], group, tags or [], columns)
+    path = Path(source)
+    if not path.exists():
+        raise FitInputError(f"input {source} does not exist: give a results folder, a .csv/.parquet table or wandb:<entity>/<project>")
+    if path.is_dir():
+        return load_results_folder(path, notes)
+    return load_table(path, columns)
+
+
+@dataclass
+class FitData:
+    """Checked runs in the chosen conventions, as arrays (one entry per run)."""
+
+    n: np.ndarray
+    """Parameters under the chosen convention."""
+    d: np.ndarray
+    """Training tokens."""
+    c: np.ndarray
+    """Training compute under the chosen FLOP convention."""
+    loss: np.ndarray
+    """Final validation loss (nats/token)."""
+    names: list
+    """Run names or ids, for messages and residual tables."""
+    flops_per_nd: float
+    """k in C = k N D: 6 for '6nd', the median of C / (N D) for 'exact'."""
+    n_branches: int = 0
+    """How many runs are WSD cooldown branches."""
+    available_conventions: list = field(default_factory=list)
+    """(param_convention, flop_convention) pairs these runs support."""
+
+    def subset(self, idx) -> "FitData":
+        idx = np.asarray(idx)
+        return FitData(self.n[idx], self.d[idx], self.c[idx], self.loss[idx], [self.names[i] for i in idx],
+                       self.flops_per_nd, self.n_branches, self.available_conventions)
+
+
+def _warn(notes: list, msg: str) -> None:
+    notes.append(msg)
+    log.warning(msg)
+
+
+def _numeric(df: pd.DataFrame, col: str) -> Optional[np.ndarray]:
+    if col not in df.columns:
+        return None
+    vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    return None if np.all(np.isnan(vals)) else vals
+
+
+def to_frame(runs) -> pd.DataFrame:
+    """A DataFrame from a DataFrame or a list of dicts."""
+    if isinstance(runs, pd.DataFrame):
+        return runs.copy()
+    if isinstance(runs, (list, tuple)):
+        return pd.DataFrame(list(runs))
+    raise FitInputError(f"runs must be a pandas DataFrame or a list of dicts, got {type(runs).__name__}")
+
+
+def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
+    """Filter by status, refuse mixed corpora, pick the conventions and check every value a fit needs."""
+    notes = [] if notes is None else notes
+    df = to_frame(runs).reset_index(drop=True)
+    if "status" in df.columns:
+        status = df["status"].fillna("done").astype(str)
+        diverged = df.loc[status == "diverged"]
+        if len(diverged):
+            _warn(notes, f"excluded {len(diverged)} diverged run(s): {', '.join(map(str, _labels(diverged)))}")
+        other = df.loc[~status.isin(["done", "diverged"])]
+        if len(other):
+            _warn(notes, f"excluded {len(other)} run(s) not done (status {sorted(set(status[other.index]))})")
+        df = df.loc[status == "done"].reset_index(drop=True)
+    for col, what in (("corpus_hash", "corpora"), ("tokenizer_hash", "tokenizers")):
+        if col in df.columns:
+            values = set(df[col].dropna().astype(str))
+            if len(values) > 1:
+                raise FitInputError(f"runs from different {what} in one fit ({col} takes {len(values)} values: "
+                                    f"{sorted(values)[:4]}); losses are not comparable: fit each {col} separately")
+    if len(df) == 0:
+        raise FitInputError("no finished runs to fit (status 'done'); train some runs first")
+    loss = _numeric(df, "loss")
+    n_total = _numeric(df, "n_params")
+    n_nonemb = _numeric(df, "n_params_non_embedding")
+    n_tokens = _numeric(df, "n_tokens")
+    flops = _numeric(df, "flops")
+    if loss is None:
+        raise FitInputError("no loss column: map yours with columns.loss=<name> (e.g. columns.loss=val_loss)")
+    if n_total is None:
+        raise FitInputError("no n_params column: map yours with columns.n_params=<name>")
+    if n_tokens is None and flops is None:
+        raise FitInputError("need n_tokens or flops: map one with columns.n_tokens=<name> or columns.flops=<name>")
+    bad = ~np.isfinite(loss) | (loss <= 0)
+    if bad.any():
+        raise FitInputError(f"non-finite or non-positive loss in {int(bad.sum())} run(s) "
+                            f"({', '.join(map(str, _labels(df.loc[bad])[:5]))}): drop or fix those rows")
+    if n_tokens is None:
+        n_tokens = flops / (6.0 * n_total)  # C = 6 N D with the table's own N
+    if cfg.param_convention == "non_embedding":
+        if n_nonemb is None:
+            raise FitInputError("param_convention=non_embedding needs an n_params_non_embedding column "
+                                "(map it with columns.n_params_non_embedding=<name>) or use param_convention=total")
+        n = n_nonemb
+    else:
+        n = n_total
+    if cfg.flop_convention == "exact":
+        if flops is None:
+            raise FitInputError("flop_convention=exact needs a flops column (columns.flops=<name>) or use flop_convention=6nd")
+        c = flops
+    else:
+        c = 6.0 * n * n_tokens
+    for name, arr in (("parameter count", n), ("token count", n_tokens), ("compute", c)):
+        if np.any(~np.isfinite(arr) | (arr <= 0)):
+            raise FitInputError(f"non-finite or non-positive {name} in some runs: drop or fix those rows")
+    if np.unique(n).size < 2:
+        raise FitInputError(f"only one model size ({n[0]:.3g} parameters): a scaling law needs runs at several sizes")
+    branch = df["branch"].fillna(False).astype(bool).to_numpy() if "branch" in df.columns else np.zeros(len(df), bool)
+    conventions = [(p, f) for p in ("total", "non_embedding") for f in ("6nd", "exact")
+                   if (p == "total" or n_nonemb is not None) and (f == "6nd" or flops is not None)]
+    return FitData(n=n, d=n_tokens, c=c, loss=loss, names=[str(x) for x in _labels(df)],
+                   flops_per_nd=float(np.median(c / (n * n_tokens))) if cfg.flop_convention == "exact" else 6.0,
+                   n_branches=int(branch.sum()), available_conventions=conventions)
+
+
+def _labels(df: pd.DataFrame) -> list:
+    for col in ("run_name", "run_id", "name"):
+        if col in df.columns and df[col].notna().all():
+            return list(df[col])
+    return [f"row {i}" for i in df.index]
+
+
+def group_budgets(c: np.ndarray, tolerance: float) -> np.ndarray:
+    """Budget id per run: sorted by compute, a new budget starts when C exceeds the budget's first C by more than tolerance."""
+    order = np.argsort(c)
+    ids = np.empty(c.size, dtype=int)
+    current, start = -1, None
+    for i in order:
+        if start is None or c[i] > start * (1 + tolerance):
+            current += 1
+            start = c[i]
+        ids[i] = current
+    return ids

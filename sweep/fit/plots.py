@@ -1,0 +1,121 @@
+"""PNG plots of a fit (matplotlib, Agg backend), drawn from fit.json's content alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sweep.fit import allocation
+
+COLORS = {"approach1": "tab:blue", "approach2": "tab:orange", "approach3": "tab:green", "kaplan": "tab:red"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(result: dict, folder: Path) -> list[str]:
+    """Write every plot that applies; returns their file names."""
+    plt = _plt()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pts = result["data"]["points"]
+    n, d, c, loss = (np.asarray(pts[k], float) for k in ("n", "d", "c", "loss"))
+    k = result["data"]["flops_per_nd"]
+    level = result["config"]["interval"]
+    ok = [m for m in result["config"]["methods"] if result.get(m, {}).get("status") == "ok"]
+    written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    a2 = result.get("approach2", {})
+    if a2.get("status") == "ok":
+        fig, ax = plt.subplots(figsize=(7, 5))
+        cmap = plt.get_cmap("viridis")
+        kept = [b for b in a2["budgets"] if "coef" in b]
+        budget_ids = np.asarray(pts["budget"])
+        for i, b in enumerate(a2["budgets"]):
+            if b["n_sizes"] < result["config"]["min_sizes_per_budget"]:
+                continue
+            col = cmap(i / max(1, len(a2["budgets"]) - 1))
+            m = np.isclose(np.log(c), np.log(b["flops"]), atol=np.log1p(result["config"]["budget_tolerance"]))
+            ax.scatter(n[m], loss[m], color=col, s=14)
+            if "coef" in b:
+                x = np.linspace(*b["log_n_range"], 100)
+                ax.plot(np.exp(x), np.polyval(b["coef"], x), color=col, lw=1, ls="-" if b["kept"] else ":")
+            if b["kept"]:
+                ax.plot(b["n_star"], b["loss_star"], "kx", ms=8)
+        del kept, budget_ids
+        ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP curves, parabolas and minima (x)")
+        save(fig, "isoflop.png")
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(c, loss, s=10, color="0.6", label="runs")
+    frontier = result.get("approach1", {}).get("frontier")
+    if frontier:
+        ax.plot(c[frontier], loss[frontier], "k.-", lw=1, label="frontier")
+    cs = np.logspace(np.log10(c.min()), np.log10(max(c.max(), *result["config"]["budgets"])), 60)
+    for m in ok:
+        rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
+        ax.plot(cs, [r["loss"]["value"] for r in rows], color=COLORS[m], label=m)
+        if all("interval" in r["loss"] for r in rows):
+            ax.fill_between(cs, [r["loss"]["interval"][0] for r in rows], [r["loss"]["interval"][1] for r in rows],
+                            color=COLORS[m], alpha=0.15)
+    ax.axvspan(c.max(), cs.max(), color="0.9", zorder=-1, label="extrapolation")
+    ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss vs compute: compute-optimal predictions")
+    ax.legend(fontsize=8)
+    save(fig, "loss_vs_compute.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for m in ok:
+        rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
+        for ax, key in zip(axes, ("n_star", "d_star")):
+            ax.plot(cs, [r[key]["value"] for r in rows], color=COLORS[m],
+                    label=f"{m} (exponent {result[m]['exponents']['a' if key == 'n_star' else 'b']:.3f})")
+            if all("interval" in r[key] for r in rows):
+                ax.fill_between(cs, [r[key]["interval"][0] for r in rows], [r[key]["interval"][1] for r in rows],
+                                color=COLORS[m], alpha=0.12)
+    for b in a2.get("budgets", []) if a2.get("status") == "ok" else []:
+        if b["kept"]:
+            axes[0].plot(b["flops"], b["n_star"], "o", color=COLORS["approach2"], ms=4)
+            axes[1].plot(b["flops"], b["d_star"], "o", color=COLORS["approach2"], ms=4)
+    for ax, lab in zip(axes, ("N* (parameters)", "D* (tokens)")):
+        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=lab, title=f"compute-optimal {lab}")
+        ax.legend(fontsize=8)
+    save(fig, "optimal_allocation.png")
+
+    a3 = result.get("approach3", {})
+    if a3.get("status") == "ok":
+        fig, ax = plt.subplots(figsize=(7, 5))
+        ds = np.unique(np.round(np.log10(d), 1))
+        cmap = plt.get_cmap("plasma")
+        sel = ds[np.linspace(0, ds.size - 1, min(6, ds.size)).astype(int)]
+        ns = np.logspace(np.log10(n.min()), np.log10(n.max()), 50)
+        for i, ld in enumerate(sel):
+            col = cmap(i / max(1, sel.size - 1) * 0.9)
+            m = np.abs(np.round(np.log10(d), 1) - ld) < 0.05
+            ax.scatter(n[m], loss[m], color=col, s=14)
+            ax.plot(ns, allocation.loss_at("approach3", a3["params"], ns, 10 ** ld), color=col, lw=1, label=f"D ≈ 1e{ld:.1f}")
+        ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="L(N) per D (approach 3 fit)")
+        ax.legend(fontsize=8)
+        save(fig, "loss_vs_params.png")
+
+    with_resid = [m for m in ok if "residuals" in result[m]]
+    if with_resid:
+        fig, axes = plt.subplots(1, len(with_resid), figsize=(5.5 * len(with_resid), 4), squeeze=False)
+        for ax, m in zip(axes[0], with_resid):
+            ax.scatter(c, result[m]["residuals"], s=10, color=COLORS[m])
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="log loss residual (data - fit)", title=f"{m} residuals")
+        save(fig, "residuals.png")
+    return written

@@ -1,0 +1,85 @@
+"""The fitter against published fits (Epoch's Chinchilla replication, Porian et al., Gadre et al.)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.fit import FitConfig, approach2, approach3
+from sweep.fit.inputs import prepare
+from sweep.fit.laws import shared_exponent_loss
+
+PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "published"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} missing (public test data)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def epoch():
+    df = pd.read_csv(_need(PUBLISHED / "epoch-chinchilla" / "svg_extracted_data.csv"))
+    df = df[df["loss"] < sorted(df["loss"])[-5]]
+    n, c, loss = df["Model Size"].to_numpy(), df["Training FLOP"].to_numpy(), df["loss"].to_numpy()
+    return np.log(n), np.log(c / (6 * n)), np.log(loss)
+
+
+@pytest.fixture(scope="module")
+def epoch_fit(epoch):
+    return approach3.fit_grid(*epoch, 1e-3, approach3.epoch_grid())
+
+
+def test_epoch_grid_has_4500_starts():
+    assert approach3.epoch_grid().shape == (4500, 5)
+
+
+def test_approach3_reproduces_epoch_grid_fit(epoch_fit):
+    got = approach3.natural(epoch_fit.theta)
+    ref = {"E": 1.817236, "A": 477.8417, "B": 2143.8638, "alpha": 0.347313, "beta": 0.367183}
+    tol = {"E": 0.005, "alpha": 0.005, "beta": 0.005, "A": 0.02, "B": 0.05}
+    for k, v in ref.items():
+        assert abs(got[k] / v - 1) <= tol[k], (k, got[k], v)
+    # Other basins exist (E -> 0 optima): the grid must have found several and picked the best.
+    assert len(epoch_fit.optima) >= 2 and epoch_fit.optima[0][1] < epoch_fit.optima[1][1]
+
+
+def test_batched_optimum_matches_scipy_from_the_best_start(epoch, epoch_fit):
+    th, f = approach3.polish(epoch_fit.theta, *epoch, 1e-3)
+    assert f == pytest.approx(epoch_fit.objective, rel=1e-8)
+
+
+@pytest.mark.slow
+def test_bootstrap_standard_errors_match_epoch(epoch, epoch_fit):
+    boot = approach3.bootstrap(*epoch, 1e-3, epoch_fit.theta[None, :], 300, seed=1)
+    se = {k: np.std(v, ddof=1) for k, v in approach3.lse_to_natural(boot).items()}
+    ref = {"E": 0.02566, "A": 124.52, "B": 1293.28, "alpha": 0.01540, "beta": 0.02060}
+    for k, v in ref.items():
+        assert 0.6 < se[k] / v < 1.6, (k, se[k], v)
+
+
+def test_porian_approach2_exponents_within_003():
+    pts = pd.read_csv(_need(PUBLISHED / "porian" / "porian_isoflop_points.csv"))
+    pub = pd.read_csv(PUBLISHED / "porian" / "porian_published_exponents.csv")
+    cfg = FitConfig(kaplan_irreducible=False, flop_convention="exact")
+    assert len(pub) == 15
+    for _, row in pub.iterrows():
+        g = pts[pts.config_id == row.config_id]
+        data = prepare(pd.DataFrame({"n_params": g.n, "n_tokens": g.t, "flops": g.flops, "loss": g.loss}), cfg)
+        a = approach2.fit_point(data, cfg)["a"]
+        assert abs(a - row.a_published) <= 0.03, (row.config_id, a, row.a_published)
+
+
+def test_gadre_one_exponent_extrapolation_errors():
+    g = pd.read_csv(_need(PUBLISHED / "gadre" / "gadre_loss_table.csv"))
+    r = g[g.dataset == "rpj"]
+    small = (r.tokens_per_param_M == 20) & ~r.model.str.contains("open_lm")
+    train = r[small | ((r.model == "d=96_l=8_h=4") & (r.tokens_per_param_M == 320))]
+    assert len(train) == 5
+    p = approach3.fit_shared_exponent(train.N, train.D, train.loss_c4_val)
+    for name, published in (("rpj-open_lm_1b-32.0", 0.7103), ("rpj-open_lm_7b-1.0", 0.7320)):
+        row = r[r.name == name].iloc[0]
+        err = abs(shared_exponent_loss(row.N, row.D, p["E"], p["a"], p["b"], p["c"]) / row.loss_c4_val - 1) * 100
+        assert abs(err - published) <= 0.01, (name, err)

@@ -8,11 +8,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -57,11 +62,13 @@ def run_name(cfg: RunConfig, n_tokens: int) -> str:
 
 
 def sweep_dir(results_dir: str | Path, sweep_name: str) -> Path:
-    return Path(results_dir) / sweep_name
+    """results_dir/sweep_name; ValueError if the name is not a plain folder name or leads outside."""
+    return inside(results_dir, check_name(sweep_name, "sweep_name"))
 
 
 def run_dir(cfg: RunConfig, n_tokens: int) -> Path:
-    return sweep_dir(cfg.results_dir, cfg.sweep_name) / "runs" / run_id(cfg, n_tokens)
+    """The run's folder, always inside cfg.results_dir (the run id is a hex hash, never user text)."""
+    return inside(cfg.results_dir, check_name(cfg.sweep_name, "sweep_name"), "runs", run_id(cfg, n_tokens))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,12 +82,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the rest of a team
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -155,3 +169,201 @@ def truncate_metrics(path: Path, max_step: int) -> None:
     """Keep only rows up to `max_step`: a resumed run re-logs the steps after its checkpoint."""
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
     write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+# ----------------------------------------------------------------------------- strict reading
+
+RUN_STATUSES = ("done", "diverged", "failed", "running")
+
+
+class ResultError(ValueError):
+    """A result.json exists but cannot be trusted (truncated, hand-edited, another run's)."""
+
+
+def load_result(path: Path, expect_run_id: str | None = None) -> dict | None:
+    """The result at `path` (a result.json or its run folder): None when there is none, ResultError
+    when the file is there but truncated, not a result, or names another run.
+
+    `read_result` is the lenient reader for listings; this one is for a run about to be trained,
+    where overwriting a file someone edited, or trusting a broken one, would lose information.
+    """
+    path = Path(path)
+    if path.is_dir() or path.name != "result.json":
+        path = path / "result.json"
+    if not path.exists():
+        return None
+    fix = f"delete {path} (or its run folder) to train the run again"
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path} is unreadable or truncated ({type(exc).__name__}: {exc}): {fix}") from None
+    if not isinstance(obj, dict):
+        raise ResultError(f"{path} is not a JSON object: {fix}")
+    if obj.get("status") not in RUN_STATUSES:
+        raise ResultError(f"{path} has status={obj.get('status')!r}, not one of {list(RUN_STATUSES)}: {fix}")
+    if expect_run_id is not None and obj.get("run_id") != expect_run_id:
+        raise ResultError(f"{path} has run_id={obj.get('run_id')!r} but its folder is run {expect_run_id!r} "
+                          f"(copied or hand-edited?): {fix}")
+    if obj["status"] == "done":
+        loss = obj.get("final_val_loss")
+        if not isinstance(loss, (int, float)) or isinstance(loss, bool) or not math.isfinite(loss):
+            raise ResultError(f"{path} says done but final_val_loss={loss!r} is not a finite number: {fix}")
+    return obj
+
+
+# ----------------------------------------------------------------------------- path safety
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+,@-]*$")
+
+
+def check_name(name: str, what: str) -> str:
+    """`name` if it is a plain folder name (letters, digits, _.=+,@-, not starting with '.'), else ValueError."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or len(name) > 200:
+        raise ValueError(f"{what}={name!r}: must be a plain folder name (letters, digits and _.=+,@-, "
+                         f"not starting with '.', at most 200 characters); rename it")
+    return name
+
+
+def inside(root: str | Path, *parts: str) -> Path:
+    """root/parts..., refused (ValueError) if it resolves outside root, e.g. through '..' or a symlink."""
+    root_path = Path(root)
+    path = root_path.joinpath(*parts)
+    base, target = os.path.realpath(root_path), os.path.realpath(path)
+    if os.path.commonpath([base, target]) != base or target == base:
+        raise ValueError(f"{path} resolves to {target}, outside the results folder {base}: "
+                         f"use plain names (no '..', no symlinks leading out)")
+    return path
+
+
+# ----------------------------------------------------------------------------- the per-run lock
+
+LOCK_FILE = ".lock"
+"""Per-run lock file, `<run_dir>/.lock` (the same file sweep.status and the sweep runner use)."""
+
+
+class RunLocked(RuntimeError):
+    """Another live process is training this run."""
+
+    def __init__(self, run_path: Path, holder: dict):
+        self.run_path, self.holder = Path(run_path), holder
+        super().__init__(f"run {Path(run_path).name} is being trained by pid {holder.get('pid')} on host "
+                         f"{holder.get('host')} (lock {Path(run_path) / LOCK_FILE}); wait for it, or stop that "
+                         f"process: a killed process frees the lock at once")
+
+
+_held_locks: dict[str, int] = {}
+"""realpath of a lock file -> nesting depth, for locks this process holds through run_lock."""
+
+
+def _holder(f) -> dict:
+    f.seek(0)
+    try:
+        obj = json.loads(f.read() or "{}")
+        return obj if isinstance(obj, dict) else {}
+    except ValueError:
+        return {}
+
+
+@contextlib.contextmanager
+def run_lock(path: str | Path, attempts: int = 5, wait: float = 0.2):
+    """Hold the exclusive lock of a run folder (`<path>/.lock`) for the `with` block; RunLocked if
+    another live process holds it.
+
+    fcntl.flock dies with its process, so a killed run never holds its lock after death (no stale
+    lock files to clean). Non-blocking, with a few short retries because `sweep status` takes a
+    shared lock for an instant while it looks. Re-entrant within a process: a nested run_lock, or
+    one taken inside sweep.status.try_lock on the same file (recognised by the pid written in the
+    file), passes through, so the sweep runner and train() can both guard the same run.
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / LOCK_FILE
+    key = os.path.realpath(lock_path)
+    if _held_locks.get(key):
+        _held_locks[key] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key] -= 1
+        return
+    f = open(lock_path, "a+")
+    try:
+        for attempt in range(attempts):
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                holder = _holder(f)
+                if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+                    f.close()
+                    f = None  # this process already holds it (through sweep.status.try_lock)
+                    break
+                if attempt == attempts - 1:
+                    raise RunLocked(folder, holder) from None
+                time.sleep(wait)
+        if f is None:
+            yield
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}) + "\n")
+        f.flush()
+        _held_locks[key] = 1
+        try:
+            yield
+        finally:
+            del _held_locks[key]
+            # Clear the holder before unlocking so the file never names a process that let go.
+            f.seek(0)
+            f.truncate()
+            f.flush()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    finally:
+        if f is not None:
+            f.close()
+
+
+# ----------------------------------------------------------------------------- the sweep index
+
+INDEX_FILE = "index.jsonl"
+"""`<results_dir>/<sweep_name>/index.jsonl`: one JSON object per run, rebuilt from the result.json files."""
+INDEX_KEYS = ("run_id", "run_name", "status", "n_params", "n_params_non_embedding", "n_tokens", "tokens_per_param",
+              "flops", "flops_6nd", "steps", "final_val_loss", "final_val_bpb", "final_train_loss",
+              "diverged_step", "diverged_value", "corpus_hash", "tokenizer_hash", "wall_seconds", "meta")
+
+
+def index_row(result: dict) -> dict:
+    """The index's row of one result: identity, status, N, D, C and final losses."""
+    return {k: result.get(k) for k in INDEX_KEYS}
+
+
+@contextlib.contextmanager
+def _sweep_lock(sweep_path: Path):
+    # Blocking: an index rebuild takes milliseconds, and every writer must get its turn.
+    sweep_path.mkdir(parents=True, exist_ok=True)
+    with open(sweep_path / ".index.lock", "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def rebuild_index(sweep_path: str | Path) -> list[dict]:
+    """Rewrite the sweep's index.jsonl from its result.json files (atomically, under a sweep-level
+    lock) and return its rows; run folders without a readable result are left out.
+
+    Rebuilding rather than appending makes the index self-healing: it never holds a run twice, and
+    the last writer, who scans after every earlier result.json is on disk, leaves it complete.
+    """
+    sweep_path = Path(sweep_path)
+    with _sweep_lock(sweep_path):
+        rows = [index_row(r) for _, r in iter_results(sweep_path) if r is not None]
+        body = "".join(json.dumps(_jsonable(row), sort_keys=True) + "\n" for row in rows)
+        write_bytes_atomic(sweep_path / INDEX_FILE, body.encode())
+    return rows
+
+
+def read_index(sweep_path: str | Path) -> list[dict]:
+    """The rows of a sweep's index.jsonl ([] when there is none yet); one per run with a result."""
+    return read_jsonl(Path(sweep_path) / INDEX_FILE)

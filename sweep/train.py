@@ -8,6 +8,7 @@ checkpoint carries model, optimizer, RNG states and the step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -207,47 +208,139 @@ def _provenance(cfg: RunConfig, shape: RunShape, rid: str) -> dict:
     }
 
 
-def train(cfg: RunConfig, *, progress: bool = True) -> dict:
+def _finished(existing: dict | None, retry_diverged: bool) -> bool:
+    """Whether a relaunch leaves the run as it is: done always; diverged unless asked to retry.
+
+    A failed run is retried (resuming from its checkpoint): crashes are mostly transient (a killed
+    node, a full disk). A diverged run would usually diverge again the same way, so it stays
+    diverged unless `retry_diverged` is set.
+    """
+    if existing is None:
+        return False
+    return existing.get("status") == "done" or (existing.get("status") == "diverged" and not retry_diverged)
+
+
+def _say_finished(existing: dict, rdir: Path) -> None:
+    rid, name, status = existing.get("run_id"), existing.get("run_name"), existing.get("status")
+    if status == "done":
+        print(f"[sweep] run {rid} ({name}) is already done: {rdir}/result.json", file=sys.stderr)
+    else:
+        print(f"[sweep] run {rid} ({name}) diverged at step {existing.get('diverged_step')} "
+              f"(loss {existing.get('diverged_value')}); not retried: pass retry_diverged=True to train it again",
+              file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _undo_new_folders(*folders: Path):
+    """On an error inside the block, remove those of `folders` (and their parents) that the block
+    created and left empty: input rejected before training leaves the results folder as it was."""
+    created = []
+    for folder in folders:
+        p = Path(folder).absolute()
+        while not p.exists() and p != p.parent:
+            created.append(p)
+            p = p.parent
+    try:
+        yield
+    except BaseException:
+        for p in sorted(set(created), key=lambda q: len(q.parts), reverse=True):
+            try:
+                p.rmdir()
+            except OSError:
+                pass  # not empty (e.g. a data cache that is still valid): keep it
+        raise
+
+
+def _same_data(a: dict, b: dict) -> bool:
+    """Whether two stored configs read the same corpus with the same tokenizer settings."""
+    def key(c):
+        data = {k: v for k, v in (c.get("data") or {}).items() if k != "cache_dir"}
+        return data, c.get("tokenizer")
+
+    return key(a) == key(b)
+
+
+def _check_same_corpus(sweep_path: Path, config: dict, data, rid: str) -> None:
+    """Refuse to train when runs of this sweep with the same data settings saw another corpus or
+    tokenizer: the text behind data.path changed since, and a fit cannot mix the two."""
+    for _, other in store.iter_results(sweep_path):
+        if other is None or not isinstance(other.get("config"), dict) or not _same_data(other["config"], config):
+            continue
+        for key, now in (("corpus_hash", data.corpus_hash), ("tokenizer_hash", data.tokenizer_hash)):
+            was = other.get(key)
+            if was is not None and was != now:
+                who = "this run" if other.get("run_id") == rid else f"run {other.get('run_id')} ({other.get('run_name')})"
+                raise ConfigError(
+                    f"the corpus changed: {who} of sweep {config['sweep_name']!r} was trained with the same data "
+                    f"and tokenizer settings on {key}={was[:12]}, but they now give {now[:12]}. Restore the "
+                    f"original corpus (data.path={config['data'].get('path')!r}), or start a new sweep_name "
+                    f"(losses on different corpora cannot be fitted together)")
+
+
+def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False) -> dict:
     """Train one run to its token budget and return its result (also written to result.json).
 
-    A run whose result.json says done is returned as is; one with a checkpoint resumes from it.
+    A done run is returned as is, and so is a diverged one unless `retry_diverged`; a failed or
+    interrupted run resumes from its checkpoint. Every check that can reject the input runs before
+    anything is written; the run then holds `<run_dir>/.lock` (RunLocked if another process trains
+    it) and, when it ends, rebuilds the sweep's index.jsonl.
     """
     from sweep.data import prepare_data  # heavy imports (datasets) only when a run really starts
-    from sweep.tracking import Tracker, check_logger
+    from sweep.tracking import Tracker, check_logger, scrub
 
     shape = run_shape(cfg)
     rid = store.run_id(cfg, shape.n_tokens)
     rdir = store.run_dir(cfg, shape.n_tokens)
-    existing = store.read_result(rdir)
-    if existing is not None and existing.get("status") == "done":
-        print(f"[sweep] run {rid} ({existing.get('run_name')}) is already done: {rdir}/result.json", file=sys.stderr)
+    sweep_path = store.sweep_dir(cfg.results_dir, cfg.sweep_name)
+    existing = store.load_result(rdir, expect_run_id=rid)
+    if _finished(existing, retry_diverged):
+        _say_finished(existing, rdir)
         return existing
 
-    wandb_dir = Path(cfg.logger.dir) if cfg.logger.dir else store.sweep_dir(cfg.results_dir, cfg.sweep_name)
-    check_logger(cfg.logger, wandb_dir)
-    rdir.mkdir(parents=True, exist_ok=True)
+    wandb_dir = Path(cfg.logger.dir) if cfg.logger.dir else sweep_path
     record = _provenance(cfg, shape, rid)
-
-    data = prepare_data(cfg.data, cfg.tokenizer, progress=progress)
-    if data.vocab_size != shape.vocab_size:
-        raise ConfigError(f"tokenizer.vocab_size={shape.vocab_size} but the tokenizer has {data.vocab_size} tokens")
-    if shape.n_tokens > data.n_train_tokens:
-        raise ConfigError(
-            f"the budget needs n_tokens={shape.n_tokens} but the corpus has {data.n_train_tokens} train tokens: "
-            f"lower the budget or use a bigger corpus (data.max_bytes / data.source)"
-        )
+    record.update(config=scrub(record["config"]), meta=scrub(record["meta"]))
+    with _undo_new_folders(Path(cfg.results_dir), wandb_dir / "wandb", Path(cfg.data.cache_dir)):
+        check_logger(cfg.logger, wandb_dir)
+        data = prepare_data(cfg.data, cfg.tokenizer, progress=progress)
+        if data.vocab_size != shape.vocab_size:
+            raise ConfigError(f"tokenizer.vocab_size={shape.vocab_size} but the tokenizer built from this corpus has "
+                              f"{data.vocab_size} tokens: set tokenizer.vocab_size={data.vocab_size}")
+        if shape.n_tokens > data.n_train_tokens:
+            raise ConfigError(
+                f"the budget needs n_tokens={shape.n_tokens} but the corpus has {data.n_train_tokens} train tokens: "
+                f"lower the budget or use a bigger corpus (data.max_bytes / data.source)"
+            )
+        _check_same_corpus(sweep_path, record["config"], data, rid)
     record.update(corpus_hash=data.corpus_hash, tokenizer_hash=data.tokenizer_hash)
 
+    with store.run_lock(rdir):
+        # Another process may have finished the run while this one read the data.
+        existing = store.load_result(rdir, expect_run_id=rid)
+        if _finished(existing, retry_diverged):
+            _say_finished(existing, rdir)
+            return existing
+        record = _train_locked(cfg, shape, data, rdir, record, progress, Tracker, wandb_dir, scrub)
+    store.rebuild_index(sweep_path)
+    return record
+
+
+def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dict, progress: bool,
+                  Tracker, wandb_dir: Path, scrub) -> dict:
     wandb_config = {**record["config"], **{k: record[k] for k in (
         "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd", "tokens_per_param", "run_id")}}
-    tracker = Tracker(cfg.logger, run_id=rid, name=record["run_name"], group=cfg.sweep_name, job_type="train",
-                      config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
+    tracker = Tracker(cfg.logger, run_id=record["run_id"], name=record["run_name"], group=cfg.sweep_name,
+                      job_type="train", config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
     with tracker:
         try:
             final = _train_loop(cfg, shape, data, rdir, tracker, progress)
         except Exception as exc:
             tail = "".join(traceback.format_exception(exc))[-4000:]
-            store.write_json_atomic(rdir / "result.json", {**record, "status": "failed", "error": tail})
+            store.write_json_atomic(rdir / "result.json", {**record, "status": "failed", "error": scrub({"e": tail})["e"]})
+            try:
+                store.rebuild_index(rdir.parent.parent)
+            except OSError as index_error:  # never hide the training error behind an index one
+                print(f"[sweep] could not update the index: {index_error}", file=sys.stderr)
             raise
         record.update(final)
         tracker.set_summary({k: record[k] for k in (
@@ -278,6 +371,11 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
                                   fused=fused)
     step, wall_before, running_min, above = 0, 0.0, math.inf, 0
     if ckpt is not None:
+        for key in ("corpus_hash", "tokenizer_hash"):
+            if ckpt.get(key, getattr(data, key)) != getattr(data, key):
+                raise ConfigError(f"the corpus changed since this run's checkpoint {ckpt_path} was written "
+                                  f"({key} {ckpt[key][:12]} -> {getattr(data, key)[:12]}): restore the original "
+                                  f"corpus, or delete {rdir} to train the run from scratch")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         runtime.set_rng_state(ckpt["rng"])
@@ -361,6 +459,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": runtime.rng_state(),
                 "step": step, "threads": threads, "running_min": running_min, "above": above,
+                "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
                 "wall_seconds": wall_before + time.perf_counter() - start,
             }
             _save_checkpoint(rdir / f"branch-{step}.pt" if keep else ckpt_path, state)

@@ -1,0 +1,90 @@
+"""Real SIGKILLs: a killed `sweep train` resumes bit-exactly; a small chaos sweep loses nothing."""
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep.cli import load_run_config
+from sweep.results import load_result, read_index, read_jsonl, run_dir
+from sweep.train import run_shape, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+pytestmark = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+
+
+def tiny(tmp: Path, *extra: str) -> list:
+    return [f"results_dir={tmp / 'results'}", f"data.cache_dir={tmp.parent / 'cache'}", "sweep_name=t",
+            "data.source=files", f"data.path={SHAKESPEARE}", "data.max_bytes=300000", "data.val_tokens=8192",
+            "tokenizer=byte", "model.n_layer=2", "model.d_model=64", "model.n_head=4", "model.seq_len=64",
+            "train.batch_size=16", "train.tokens_per_step=1024", "train.threads=1", "logger.mode=disabled", *extra]
+
+
+def test_sigkill_after_the_first_checkpoint_then_relaunch_is_bit_exact(tmp_path):
+    args = ["budget.n_tokens=61440", "train.checkpoint_interval=5"]
+    clean = train(load_run_config(tiny(tmp_path / "clean", *args)), progress=False)
+
+    killed = tiny(tmp_path / "killed", *args)
+    cfg = load_run_config(killed)
+    rdir = run_dir(cfg, run_shape(cfg).n_tokens)
+    cmd = [sys.executable, "-m", "sweep", "train", *killed]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (rdir / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (rdir / "result.json").exists()  # killed mid-run: no result, a checkpoint to resume from
+    assert (rdir / "checkpoint.pt").exists()
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stderr
+    resumed = load_result(rdir, expect_run_id=rdir.name)
+    assert resumed["status"] == "done"
+    assert resumed["final_val_loss"] == clean["final_val_loss"]  # bit-exact across a real SIGKILL
+    assert resumed["final_train_loss"] == clean["final_train_loss"]
+    steps = [r["step"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 60
+    assert not (rdir / "checkpoint.pt").exists()
+    assert [r["run_id"] for r in read_index(rdir.parent.parent)] == [rdir.name]
+
+
+def test_a_diverged_run_is_not_retried_unless_asked(tmp_path, capsys):
+    cfg = load_run_config(tiny(tmp_path, "train.lr=1e6", "train.grad_clip=0", "budget.n_tokens=20480"))
+    first = train(cfg, progress=False)
+    assert first["status"] == "diverged" and first["diverged_step"] >= 1
+    rdir = run_dir(cfg, run_shape(cfg).n_tokens)
+    mtime = (rdir / "result.json").stat().st_mtime_ns
+    capsys.readouterr()
+    again = train(cfg, progress=False)
+    err = capsys.readouterr().err
+    assert "diverged at step" in err and "not retried" in err and "retry_diverged=True" in err
+    assert again["status"] == "diverged" and (rdir / "result.json").stat().st_mtime_ns == mtime
+    assert read_index(rdir.parent.parent)[0]["status"] == "diverged"
+    retried = train(cfg, progress=False, retry_diverged=True)
+    assert retried["status"] == "diverged"
+    assert (rdir / "result.json").stat().st_mtime_ns != mtime  # it really ran again
+
+
+def _load_chaos():
+    spec = importlib.util.spec_from_file_location("chaos", ROOT / "scripts" / "chaos.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_chaos_three_kills_lose_nothing(tmp_path):
+    chaos = _load_chaos()
+    out = chaos.chaos(kills=3, n_runs=3, seed=1, workdir=tmp_path, log=lambda *a: None)
+    assert out["problems"] == []
+    assert out["faults"] == 3 and out["runs"] == 3 and out["index_rows"] == 3
+    assert out["runs_lost"] == 0 and out["mismatches"] == 0

@@ -1,0 +1,192 @@
+"""The results store: strict reading, path safety, the per-run lock, the sweep index, no secrets on disk."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep import results as store
+from sweep.config import RunConfig
+from sweep.results import (ResultError, RunLocked, check_name, inside, load_result, read_index, rebuild_index,
+                           run_dir, run_lock, sweep_dir, write_json_atomic)
+
+SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def fake_result(run_id: str, status: str = "done", loss: float = 3.0, **extra) -> dict:
+    return {"run_id": run_id, "run_name": f"run-{run_id}", "status": status, "final_val_loss": loss,
+            "n_params": 1000, "n_tokens": 20000, "flops": 1.2e8, **extra}
+
+
+def put(sweep: Path, result: dict) -> Path:
+    path = sweep / "runs" / result["run_id"] / "result.json"
+    write_json_atomic(path, result)
+    return path
+
+
+# ----------------------------------------------------------------------------- strict reading
+
+
+def test_load_result_accepts_a_good_result_and_none_when_missing(tmp_path):
+    assert load_result(tmp_path / "runs" / "abc") is None
+    put(tmp_path, fake_result("abc"))
+    assert load_result(tmp_path / "runs" / "abc", expect_run_id="abc")["final_val_loss"] == 3.0
+    assert os.stat(tmp_path / "runs" / "abc" / "result.json").st_mode & 0o044  # readable by the team
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"run_id": "abc", "status": "do', "unreadable or truncated"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"run_id": "abc", "status": "finished"}', "status='finished'"),
+    ('{"run_id": "xyz", "status": "done", "final_val_loss": 3.0}', "run_id='xyz'"),
+    ('{"run_id": "abc", "status": "done", "final_val_loss": "NaN"}', "final_val_loss='NaN'"),
+])
+def test_load_result_refuses_broken_or_foreign_results_naming_the_file_and_fix(tmp_path, text, words):
+    path = tmp_path / "runs" / "abc" / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(ResultError) as err:
+        load_result(path.parent, expect_run_id="abc")
+    assert words in str(err.value) and str(path) in str(err.value) and "delete" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- path safety
+
+
+@pytest.mark.parametrize("name", ["../escape", "..", ".", "", "a/b", ".hidden", "a\0b", "x" * 201, "/abs"])
+def test_unsafe_sweep_names_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="sweep_name"):
+        sweep_dir(tmp_path, name)
+    cfg = RunConfig(sweep_name=name, results_dir=str(tmp_path))  # even when validate() was bypassed
+    with pytest.raises(ValueError):
+        run_dir(cfg, 1000)
+
+
+def test_a_symlink_leading_out_of_the_results_folder_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "evil").symlink_to(outside)
+    with pytest.raises(ValueError, match="outside the results folder"):
+        sweep_dir(tmp_path / "results", "evil")
+    assert sweep_dir(tmp_path / "results", "fine") == tmp_path / "results" / "fine"
+    with pytest.raises(ValueError):
+        inside(tmp_path / "results", "runs", "..", "..", "x")
+    assert check_name("kaplan_model_size_h100", "sweep_name") == "kaplan_model_size_h100"
+
+
+def test_run_dir_is_a_hex_hash_inside_the_results_folder(tmp_path):
+    cfg = RunConfig(sweep_name="s", results_dir=str(tmp_path / "r"))
+    path = run_dir(cfg, 4096)
+    assert path.parent == tmp_path / "r" / "s" / "runs"
+    assert len(path.name) == 12 and int(path.name, 16) >= 0
+
+
+# ----------------------------------------------------------------------------- the per-run lock
+
+
+HOLD = """
+import sys, time
+from sweep.results import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_lock_in_subprocess(folder: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_run_lock_names_the_holder_and_dies_with_it(tmp_path):
+    folder = tmp_path / "runs" / "abc"
+    proc = hold_lock_in_subprocess(folder)
+    try:
+        with pytest.raises(RunLocked) as err:
+            with run_lock(folder, attempts=2, wait=0.05):
+                pass
+        assert f"pid {proc.pid}" in str(err.value) and socket.gethostname() in str(err.value)
+        assert err.value.holder["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # A killed holder frees the lock at once: no stale lock to clean up.
+    with run_lock(folder, attempts=1):
+        holder = json.loads((folder / ".lock").read_text())
+        assert holder["pid"] == os.getpid()
+    assert (folder / ".lock").read_text() == ""  # released: the file names nobody
+
+
+def test_run_lock_is_reentrant_in_one_process_also_under_the_runners_lock(tmp_path):
+    from sweep.status import lock_holder, release, try_lock
+
+    folder = tmp_path / "runs" / "abc"
+    with run_lock(folder):
+        with run_lock(folder):
+            assert lock_holder(folder / ".lock")["pid"] == os.getpid()
+        assert lock_holder(folder / ".lock")["pid"] == os.getpid()  # the outer one still holds it
+    assert lock_holder(folder / ".lock") is None
+    outer = try_lock(folder / ".lock")
+    try:
+        with run_lock(folder, attempts=1):  # the sweep runner's lock, taken by this same process
+            pass
+    finally:
+        release(outer)
+
+
+# ----------------------------------------------------------------------------- the index
+
+
+def test_index_holds_one_row_per_readable_result(tmp_path):
+    put(tmp_path, fake_result("a1", loss=3.5))
+    put(tmp_path, fake_result("b2", status="diverged", loss=None, diverged_step=7, diverged_value=float("nan")))
+    (tmp_path / "runs" / "c3").mkdir()  # started, no result yet
+    (tmp_path / "runs" / "d4").mkdir()
+    (tmp_path / "runs" / "d4" / "result.json").write_text('{"trunc')
+    assert read_index(tmp_path) == []
+    rows = rebuild_index(tmp_path)
+    assert [r["run_id"] for r in rows] == ["a1", "b2"]
+    on_disk = read_index(tmp_path)
+    assert [r["run_id"] for r in on_disk] == ["a1", "b2"]
+    assert on_disk[0]["final_val_loss"] == 3.5 and on_disk[0]["n_params"] == 1000 and on_disk[0]["flops"] == 1.2e8
+    assert on_disk[1]["status"] == "diverged" and on_disk[1]["diverged_step"] == 7
+    assert on_disk[1]["diverged_value"] == "nan"
+    put(tmp_path, fake_result("a1", loss=3.25))  # rebuilt, never appended: still one row per run
+    assert [r["final_val_loss"] for r in rebuild_index(tmp_path)] == [3.25, None]
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+def test_secrets_from_the_environment_never_reach_results_or_logs(tmp_path, monkeypatch, capfd):
+    from sweep.cli import load_run_config
+    from sweep.train import train
+    from tests.test_train import tiny
+
+    secret = "sk-live-3f9a8b7c6d5e4f30"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480", f"+meta.note=key-{secret}",
+                               "+meta.api_key=hunter2-hunter2", "logger.mode=offline"))
+    result = train(cfg, progress=False)
+    assert result["status"] == "done"
+    assert result["meta"]["api_key"] == "<redacted>" and result["meta"]["note"] == "key-<redacted>"
+    assert result["config"]["meta"]["api_key"] == "<redacted>"
+    out = capfd.readouterr()
+    texts = [out.out, out.err]
+    for path in (tmp_path / "results").rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("utf-8", "replace"))
+    assert len(texts) > 6
+    for text in texts:
+        for s in (secret, "hunter2-hunter2", "0123456789abcdef0123456789abcdef01234567"):
+            assert s not in text

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 USAGE = """usage: sweep <command> [key=value ...]
 
 commands:
-  train     train one run            sweep train model=small budget.n_tokens=2000000
+  train     train one run            sweep train model=small budget.n_tokens=2000000 [--retry-diverged]
   plan      print a sweep's runs     sweep plan experiment=default
   run       run a sweep              sweep run experiment=default
   status    show a sweep's runs      sweep status experiment=default
@@ -61,7 +61,8 @@ def load_run_config(overrides: list[str]):
 def train_command(argv: list[str]) -> int:
     from sweep.train import train
 
-    result = train(load_run_config(argv))
+    retry = "--retry-diverged" in argv
+    result = train(load_run_config([a for a in argv if a != "--retry-diverged"]), retry_diverged=retry)
     rdir = Path(result["config"]["results_dir"]) / result["sweep_name"] / "runs" / result["run_id"]
     loss = result.get("final_val_loss")
     print(f"run {result['run_name']} ({result['run_id']}): status={result['status']} "
@@ -85,11 +86,27 @@ def _dispatch(command: str):
     return None
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line naming what is wrong: Hydra's top line plus the cause that names the key and the rule."""
+    cause = exc.__cause__
+    if cause is None or not str(cause):
+        return str(exc) or type(exc).__name__  # e.g. a missing group option lists the available ones
+    message = str(exc).splitlines()[0]
+    detail = str(cause).splitlines()[0]
+    schema = getattr(cause, "object_type", None)
+    if "not in" in detail and dataclasses.is_dataclass(schema):
+        # An unknown key: Hydra suggests `+key=...`, which a typed schema refuses anyway.
+        known = ", ".join(f.name for f in dataclasses.fields(schema))
+        return f"{detail} (known keys: {known})"
+    return f"{message}: {detail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from sweep.config import ConfigError
+    from sweep.results import RunLocked
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -101,10 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(handler(argv[1:]) or 0)
-    except (ConfigError, HydraException, OmegaConfBaseException, ValueError, FileNotFoundError) as exc:
-        # Bad input: one clear line, no traceback (the message names the field and the rule).
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"sweep {argv[0]}: error: {describe_error(exc)}", file=sys.stderr)
+        return 2
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        # Bad input: one clear message, no traceback (it names the field and the rule).
         print(f"sweep {argv[0]}: error: {exc}", file=sys.stderr)
         return 2
+    except RunLocked as exc:
+        print(f"sweep {argv[0]}: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

@@ -30,7 +30,9 @@ def isoflop_parabolas(data, tolerance: float, min_sizes: int, window: int = 2) -
         best = int(np.argmin(loss[order]))
         rec["log_n_range"] = [float(ln.min()), float(ln.max())]
         if best in (0, len(order) - 1):
-            rec["reason"] = "minimum at the edge of the sampled sizes"
+            side, fix = (("smallest", "add smaller models to this budget") if best == 0
+                         else ("largest", "add larger models to this budget"))
+            rec["reason"] = f"minimum at the edge of the sampled sizes (the {side}): {fix}"
             continue
         # A parabola is only a local model of loss vs log N: fitting it to sizes far from the
         # minimum tilts the vertex (on Porian et al.'s sweeps, a = 0.07 off with all sizes).

@@ -1,0 +1,446 @@
+"""`sweep plan|run|status`: a sweep config becomes a grid, a plan, and a Hydra multirun.
+
+`sweep run experiment=NAME [overrides]` composes conf/sweep.yaml, expands the grid, refuses a plan
+that cannot run, then starts a Hydra multirun over `run_index` with the chosen `hydra/launcher`
+(basic: one run after another in this process; `parallel`: each run its own process on this
+box, at most `launch.slots` at a time, one GPU each with `launch.gpus`; `slurm`: one SLURM job per
+run through hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the
+run's lock and calls `train()`, which skips a finished run and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from sweep.config import ConfigError, RunConfig, validate
+from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
+from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
+from sweep.results import human, read_result, run_dir, sweep_dir, write_json_atomic
+from sweep.status import LOCK_NAME, lock_holder, release, run_state, status_table, try_lock
+
+log = logging.getLogger("sweep.launch")
+
+
+@dataclass
+class LaunchConfig:
+    """How `sweep run` executes the grid (never changes a run's result)."""
+
+    slots: int = 1
+    """Runs at once on this machine under hydra/launcher=parallel (each its own process)."""
+    gpus: int = 0
+    """GPUs of this box for hydra/launcher=parallel; slots become gpus * runs_per_gpu, one GPU per run."""
+    runs_per_gpu: int = 1
+    """Runs sharing one GPU at a time (tiny models leave a GPU idle otherwise)."""
+    retry_failed: bool = False
+    """Train failed runs again (`sweep run --retry-failed`); by default they are left as they are."""
+    progress: bool = True
+    """Show progress bars (the sweep's and each run's)."""
+    probe: bool = True
+    """`sweep plan`: time a few steps on this device to estimate wall time."""
+    probe_steps: int = 10
+    """Timed steps per probed shape."""
+    corpus_tokens: Optional[int] = None
+    """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
+
+
+@dataclass
+class SweepConfig(RunConfig):
+    """conf/sweep.yaml: the base run config, the experiment (grid) and the launch settings."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    run_index: Optional[int] = None
+    """The run a multirun job trains (set by `sweep run`)."""
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def register_sweep_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from sweep.config import register_configs
+
+    register_configs()
+    ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
+
+
+def conf_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_sweep(overrides: List[str]) -> SweepConfig:
+    """A SweepConfig from conf/sweep.yaml and Hydra overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_sweep_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        composed = compose(config_name="sweep", overrides=list(overrides))
+    return from_omegaconf(composed)
+
+
+def from_omegaconf(composed) -> SweepConfig:
+    from omegaconf import OmegaConf
+
+    sc = OmegaConf.to_object(composed)
+    # Single runs of a sweep (and W&B filters) know which experiment they belong to.
+    if not sc.meta.get("experiment"):
+        sc.meta = {**sc.meta, "experiment": sc.experiment.name}
+    validate(to_run_config(sc))
+    return sc
+
+
+def to_run_config(sc: SweepConfig) -> RunConfig:
+    return RunConfig(**{f.name: getattr(sc, f.name) for f in dataclasses.fields(RunConfig)})
+
+
+def n_slots(launch: LaunchConfig) -> int:
+    return launch.gpus * launch.runs_per_gpu if launch.gpus > 0 else max(1, launch.slots)
+
+
+def corpus_tokens(sc: SweepConfig) -> int:
+    """Train tokens of the sweep's corpus (prepares and caches it on first use)."""
+    if sc.launch.corpus_tokens is not None:
+        return int(sc.launch.corpus_tokens)
+    from sweep.data import prepare_data
+
+    data = prepare_data(sc.data, sc.tokenizer, progress=sc.launch.progress)
+    if data.vocab_size != sc.tokenizer.vocab_size:
+        raise ConfigError(f"tokenizer.vocab_size={sc.tokenizer.vocab_size} but the tokenizer has "
+                          f"{data.vocab_size} tokens: set tokenizer.vocab_size={data.vocab_size}")
+    return data.n_train_tokens
+
+
+def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int]) -> Grid:
+    g = grid(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train_tokens)
+    for r in g.runs:
+        validate(r.cfg)
+    return g
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def _device_name(sc: SweepConfig) -> str:
+    from sweep import runtime
+
+    return str(runtime.pick_device(sc.train))
+
+
+def prepare_plan(sc: SweepConfig, probe: bool):
+    """(grid, corpus tokens, problems, estimated seconds per run)."""
+    n_train = corpus_tokens(sc)
+    g = expand_sweep(sc, n_train)
+    device = _device_name(sc)
+    problems = check_plan(g.runs, n_train, available_memory(device), device)
+    seconds = None
+    if probe and not problems:
+        seconds = estimate_seconds(g.runs, probe_throughput(g.runs, steps=sc.launch.probe_steps))
+    return g, n_train, problems, seconds
+
+
+def _header(sc: SweepConfig, n_train: int) -> str:
+    e = sc.experiment
+    about = f": {e.description}" if e.description else ""
+    return (f"sweep {sc.sweep_name!r}, experiment {e.name!r}{about}\n"
+            f"corpus {sc.data.source}{'' if not sc.data.path else ' ' + sc.data.path}: {human(n_train)} train tokens, "
+            f"vocab {sc.tokenizer.vocab_size}, seq_len {sc.model.seq_len}, {sc.train.tokens_per_step} tokens/step, "
+            f"device {_device_name(sc)}")
+
+
+def plan_command(argv: List[str]) -> int:
+    sc = load_sweep(argv)
+    g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe)
+    print(_header(sc, n_train))
+    if g.dropped:
+        print(describe_dropped(g.dropped))
+    print(plan_table(g.runs, seconds))
+    if problems:
+        print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    return 0
+
+
+def plan_record(sc: SweepConfig, g: Grid, n_train: int) -> dict:
+    """What `sweep status` needs to list pending runs without re-reading the corpus."""
+    runs = [{"index": r.index, "run_id": r.run_id, "run_name": r.run_name, "n_params": r.n_params,
+             "n_params_non_embedding": r.n_params_non_embedding, "n_tokens": r.n_tokens, "steps": r.steps,
+             "flops": r.flops, "flops_6nd": r.flops_6nd, "meta": r.cfg.meta} for r in g.runs]
+    dropped = [{"run_name": r.run_name, "reason": reason} for r, reason in g.dropped]
+    return {"sweep_name": sc.sweep_name, "experiment": sc.experiment.name, "corpus_tokens": n_train,
+            "runs": runs, "dropped": dropped}
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progress: bool = True) -> dict:
+    """Train one run unless it is finished or another process holds it; never raises for a failed run."""
+    rdir = run_dir(cfg, n_tokens)
+    lock = try_lock(rdir / LOCK_NAME)
+    if lock is None:
+        holder = lock_holder(rdir / LOCK_NAME) or {}
+        print(f"[sweep] run {rdir.name} is being trained by pid {holder.get('pid')} on {holder.get('host')}; "
+              f"skipping it here", file=sys.stderr)
+        return {"run_id": rdir.name, "status": "running"}
+    try:
+        existing = read_result(rdir)
+        status = existing.get("status") if existing else None
+        if status in ("done", "diverged") or (status == "failed" and not retry_failed):
+            note = "" if status != "failed" else " (retry with `sweep run --retry-failed`)"
+            print(f"[sweep] run {rdir.name} ({existing.get('run_name')}) is {status}{note}; skipping",
+                  file=sys.stderr)
+            return {"run_id": rdir.name, "status": status}
+        from sweep.train import train
+
+        try:
+            result = train(cfg, progress=progress)
+        except Exception as exc:  # recorded in result.json by train(); the other runs go on
+            log.error("run %s failed: %s", rdir.name, exc)
+            return {"run_id": rdir.name, "status": "failed", "error": str(exc)[-2000:]}
+        return {"run_id": rdir.name, "status": result.get("status"), "final_val_loss": result.get("final_val_loss")}
+    finally:
+        release(lock)
+
+
+def _acquire_slot(sc: SweepConfig):
+    """Wait for a free slot of this machine; (lock, slot index). Slots are fcntl locks, so a
+    killed run frees its slot."""
+    folder = sweep_dir(sc.results_dir, sc.sweep_name) / "multirun" / "slots"
+    n = n_slots(sc.launch)
+    while True:
+        for i in range(n):
+            lock = try_lock(folder / f"slot-{i}.lock", attempts=1)
+            if lock is not None:
+                return lock, i
+        time.sleep(1.0)
+
+
+def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int]) -> RunConfig:
+    """Threads and GPU for this job: sequential runs use every core, parallel ones share them."""
+    threads = cfg.train.threads
+    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if threads is None and slurm_cpus:
+        threads = int(slurm_cpus)
+    if slot is not None:
+        if sc.launch.gpus > 0:
+            # Before torch initialises CUDA: the run sees exactly one GPU, its slot's.
+            visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+            visible = visible or [str(i) for i in range(sc.launch.gpus)]
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // n_slots(sc.launch))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+
+
+def run_job(sc: SweepConfig) -> dict:
+    """One multirun job: re-expand the grid, take a slot if the launcher runs jobs side by side,
+    and train run `sc.run_index`."""
+    g = expand_sweep(sc, corpus_tokens(sc))
+    if sc.run_index is None or not 0 <= sc.run_index < len(g.runs):
+        raise ConfigError(f"run_index={sc.run_index}: must be in [0, {len(g.runs)}) for this grid")
+    run = g.runs[sc.run_index]
+    # Under the parallel launcher (submitit's local executor) every job starts at once: the slots
+    # keep at most launch.slots of them training. Basic runs one at a time; SLURM schedules itself.
+    parallel = bool(os.environ.get("SUBMITIT_LOCAL_JOB_ID"))
+    lock, slot = _acquire_slot(sc) if parallel else (None, None)
+    try:
+        cfg = _placed(run.cfg, sc, slot)
+        return train_once(cfg, run.n_tokens, sc.launch.retry_failed, sc.launch.progress)
+    finally:
+        release(lock)
+
+
+def _job(composed) -> dict:
+    """Hydra task function (module level so submitit can pickle it)."""
+    return run_job(from_omegaconf(composed))
+
+
+def _hydra_multirun(overrides: List[str]) -> int:
+    """`sweep --multirun OVERRIDES` through Hydra's own entry point (and so its launcher plugins)."""
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_sweep_configs()
+    GlobalHydra.instance().clear()
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "sweep", "--multirun", *overrides]
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name="sweep", version_base="1.3")(_job)()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+    return 0
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class SweepProgress:
+    """A bar for the whole sweep (FLOPs done / total, runs done / total), polled from the results
+    folder so it works whichever process or machine trains the runs."""
+
+    def __init__(self, runs: List[PlannedRun], interval: float = 2.0, enabled: bool = True):
+        self.runs, self.interval, self.enabled = runs, interval, enabled
+        self._stop = threading.Event()
+        self._thread = None
+        self.bar = None
+
+    def poll(self) -> tuple:
+        finished, flops = 0, 0.0
+        for r in self.runs:
+            s = run_state(run_dir(r.cfg, r.n_tokens))
+            if s.status in ("done", "diverged", "failed"):
+                finished += 1
+                flops += r.flops
+            elif s.step is not None and s.steps:
+                flops += r.flops * min(s.step / s.steps, 1.0)
+        return finished, flops
+
+    def _update(self) -> None:
+        finished, flops = self.poll()
+        self.bar.set_description(f"sweep {finished}/{len(self.runs)} runs", refresh=False)
+        self.bar.n = flops
+        self.bar.refresh()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._update()
+
+    def __enter__(self):
+        if self.enabled and self.runs:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=sum(r.flops for r in self.runs), unit="FLOP", unit_scale=True,
+                            desc=f"sweep 0/{len(self.runs)} runs", mininterval=1.0, dynamic_ncols=True)
+            self._update()
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._update()
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _split_flags(argv: List[str]) -> tuple:
+    overrides, retry = [], False
+    for a in argv:
+        if a in ("--retry-failed", "--retry_failed"):
+            retry = True
+        elif a.startswith("--"):
+            raise ConfigError(f"unknown option {a!r}: `sweep run` takes --retry-failed and Hydra overrides key=value")
+        else:
+            overrides.append(a)
+    return overrides, retry
+
+
+def _status_rows(runs) -> list:
+    rows = []
+    for r in runs:
+        rows.append({"index": r.index, "run_name": r.run_name, "run_id": r.run_id, "n_params": r.n_params,
+                     "n_tokens": r.n_tokens, "flops": r.flops, "state": run_state(run_dir(r.cfg, r.n_tokens))})
+    return rows
+
+
+def run_command(argv: List[str]) -> int:
+    overrides, retry = _split_flags(argv)
+    if retry:
+        overrides.append("launch.retry_failed=true")
+    sc = load_sweep(overrides)
+    g, n_train, problems, _ = prepare_plan(sc, probe=False)
+    print(_header(sc, n_train))
+    if g.dropped:
+        print(describe_dropped(g.dropped))
+    print(plan_table(g.runs))
+    if problems:
+        print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
+
+    # `run_index=3` or `run_index=0,2` runs part of the grid
+    chosen = [a for a in overrides if a.startswith("run_index=")]
+    overrides = [a for a in overrides if not a.startswith("run_index=")]
+    wanted = set(range(len(g.runs)))
+    if chosen:
+        try:
+            wanted = {int(x) for x in chosen[-1].split("=", 1)[1].split(",")}
+        except ValueError:
+            raise ConfigError(f"{chosen[-1]}: give run indices as integers, e.g. run_index=0,2") from None
+        if not wanted <= set(range(len(g.runs))):
+            raise ConfigError(f"{chosen[-1]}: this grid has runs 0..{len(g.runs) - 1}")
+    todo = []
+    for r in g.runs:
+        if r.index not in wanted:
+            continue
+        status = run_state(run_dir(r.cfg, r.n_tokens)).status
+        if status == "pending" or (status == "failed" and retry):
+            todo.append(r.index)
+    skipped = len(wanted) - len(todo)
+    if skipped:
+        print(f"{skipped} of {len(wanted)} runs are finished or running elsewhere; launching the other {len(todo)}")
+    rc = 0
+    if todo:
+        job_overrides = overrides + [f"run_index={','.join(map(str, todo))}", f"launch.corpus_tokens={n_train}"]
+        with SweepProgress(g.runs, enabled=sc.launch.progress):
+            rc = _hydra_multirun(job_overrides)
+    rows = _status_rows(g.runs)
+    print(status_table(rows))
+    all_done = all(row["state"].status == "done" for row in rows)
+    return rc or (0 if all_done else 1)
+
+
+def status_command(argv: List[str]) -> int:
+    sc = load_sweep(argv)
+    plan_path = sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json"
+    n_train = sc.launch.corpus_tokens
+    try:
+        recorded = json.loads(plan_path.read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if n_train is None and recorded and recorded.get("experiment") == sc.experiment.name:
+        n_train = recorded.get("corpus_tokens")
+    # Without a recorded corpus size the grid is shown before corpus-size drops (nothing has run yet).
+    g = expand_sweep(sc, n_train)
+    print(f"sweep {sc.sweep_name!r}, experiment {sc.experiment.name!r}: {sweep_dir(sc.results_dir, sc.sweep_name)}")
+    if n_train is None and sc.experiment.flops_budgets:
+        print("(no plan recorded yet: runs the corpus is too small for are not dropped from this list)")
+    print(status_table(_status_rows(g.runs)))
+    return 0
+
+
+def main_command(argv: List[str]) -> int:
+    """The README's main job: the default sweep, then (when the fitter is present) its fit and report."""
+    overrides = list(argv)
+    if not any(a.startswith("experiment=") for a in overrides):
+        overrides.insert(0, "experiment=default")
+    rc = run_command(overrides)
+    if rc != 0:
+        return rc
+    sc = load_sweep(_split_flags(overrides)[0])
+    try:
+        from sweep.fit import cli as fit_cli
+    except ImportError:
+        print("[sweep] the fitter is not installed; results are in", sweep_dir(sc.results_dir, sc.sweep_name))
+        return 0
+    # IsoFLOP budgets are exact FLOPs (6ND differs by size), so the fit groups runs by exact C.
+    return fit_cli.fit_command([f"input={sweep_dir(sc.results_dir, sc.sweep_name)}", "fit.flop_convention=exact"])

@@ -1,0 +1,128 @@
+"""Plans: table and totals, refusals before anything starts, wall-time estimates, shipped experiments."""
+
+from pathlib import Path
+
+import pytest
+
+from sweep.config import ModelConfig, RunConfig, TrainConfig
+from sweep.grid import ExperimentConfig, ShapeConfig, expand
+from sweep.plan import (check_plan, estimate_memory, estimate_seconds, plan_table, plan_totals,
+                        probe_throughput)
+
+VOCAB = 512
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+def runs_for(n_tokens, shapes=((2, 64, 4), (4, 128, 8))):
+    base = RunConfig(model=ModelConfig(seq_len=64), train=TrainConfig(batch_size=32, tokens_per_step=2048))
+    exp = ExperimentConfig(shapes=[ShapeConfig(*s) for s in shapes], n_tokens=list(n_tokens))
+    return expand(exp, base, VOCAB)
+
+
+def test_totals_sum_the_runs():
+    runs = runs_for([100_000, 1_000_000])
+    t = plan_totals(runs, [1.0, 2.0, 3.0, 4.0])
+    assert t.n_runs == 4
+    assert t.n_tokens == sum(r.n_tokens for r in runs)
+    assert t.flops == pytest.approx(sum(r.flops for r in runs))
+    assert t.flops_6nd == pytest.approx(sum(6 * r.n_params * r.n_tokens for r in runs))
+    assert t.seconds == 10.0
+    assert plan_totals(runs).seconds is None
+
+
+def test_table_lists_every_run_and_totals():
+    runs = runs_for([100_000])
+    text = plan_table(runs, [30.0, 600.0])
+    lines = text.splitlines()
+    assert "N_ne" in lines[0] and "C_6ND" in lines[0] and "steps" in lines[0]
+    assert runs[0].run_name in text and runs[1].run_name in text
+    assert " 49 " in lines[2]  # steps of 100k tokens at 2048 per step
+    assert "30s" in lines[2] and "10.0m" in lines[3]
+    assert lines[-1].startswith("total: 2 runs") and "10.5m" in lines[-1]
+
+
+def test_plan_refuses_a_budget_below_one_step():
+    runs = runs_for([500])
+    problems = check_plan(runs, None, None)
+    assert len(problems) == 2 and "one optimizer step" in problems[0] and runs[0].run_name in problems[0]
+
+
+def test_plan_refuses_a_corpus_too_small():
+    runs = runs_for([100_000, 5_000_000])
+    problems = check_plan(runs, 1_000_000, None)
+    assert len(problems) == 2
+    assert all("corpus has 1M" in p for p in problems)
+    assert all(r.run_name in " ".join(problems) for r in runs if r.n_tokens > 1_000_000)
+    assert check_plan(runs, 10**9, None) == []
+
+
+def test_plan_refuses_what_does_not_fit_in_memory():
+    runs = runs_for([100_000])
+    need = [estimate_memory(r) for r in runs]
+    problems = check_plan(runs, None, (need[0] + need[1]) // 2)
+    assert len(problems) == 1 and runs[1].run_name in problems[0] and "batch_size" in problems[0]
+
+
+def test_plan_refuses_an_empty_grid():
+    assert "no runs" in check_plan([], None, None)[0]
+
+
+def test_memory_estimate_grows_with_model_and_batch():
+    small, big = runs_for([100_000])
+    assert 16 * big.n_params < estimate_memory(big)
+    assert estimate_memory(small) < estimate_memory(big)
+    assert estimate_memory(big, attention_scores=False) < estimate_memory(big)
+
+
+def test_wall_time_from_probe_interpolates_in_log_flops_per_token():
+    runs = runs_for([100_000], shapes=((2, 64, 4), (2, 96, 6), (4, 128, 8)))
+    key = lambda r: (r.cfg.model.n_layer, r.cfg.model.d_model, r.cfg.model.n_head, r.cfg.model.seq_len)
+    speeds = {key(runs[0]): 1e9, key(runs[2]): 4e9}
+    s = estimate_seconds(runs, speeds)
+    assert s[0] == pytest.approx(runs[0].flops / 1e9)
+    assert s[2] == pytest.approx(runs[2].flops / 4e9)
+    assert runs[1].flops / 4e9 < s[1] < runs[1].flops / 1e9
+    assert estimate_seconds(runs, {}) == [None, None, None]
+
+
+def test_probe_measures_positive_throughput():
+    runs = runs_for([100_000], shapes=((1, 32, 2), (2, 64, 4)))
+    speeds = probe_throughput(runs, steps=1)
+    assert len(speeds) == 2 and all(v > 0 for v in speeds.values())
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_shipped_experiment_composes_and_plans(name):
+    from sweep.launch import expand_sweep, load_sweep
+
+    sc = load_sweep([f"experiment={name}"])
+    assert sc.experiment.name == name and sc.sweep_name == name
+    g = expand_sweep(sc, n_train_tokens=10**12)
+    assert len(g.runs) >= 3
+    gpu = name.endswith("_h100")
+    memory = 80 * 2**30 if gpu else 8 * 2**30
+    assert check_plan(g.runs, 10**12, memory, "cuda" if gpu else "cpu") == []
+    assert {r.cfg.meta["experiment"] for r in g.runs} == {name}
+
+
+def test_default_experiment_fits_the_embedded_corpus():
+    from sweep.launch import expand_sweep, load_sweep
+
+    sc = load_sweep(["experiment=default"])
+    assert sc.data.source == "stdlib"
+    g = expand_sweep(sc, n_train_tokens=4_000_000)  # the stdlib corpus at this vocabulary: ~4.07M
+    budgets = sorted({r.cfg.meta["budget_flops"] for r in g.runs})
+    assert len(budgets) >= 3
+    for b in budgets:  # a parabola needs at least 3 sizes per budget
+        assert sum(r.cfg.meta["budget_flops"] == b for r in g.runs) >= 3
+
+
+def test_plan_command_prints_and_refuses(capsys):
+    from sweep.launch import plan_command
+
+    ok = plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=100000000"])
+    out = capsys.readouterr().out
+    assert ok == 0 and "total: 6 runs" in out and "kaplan_data_size" in out
+    refused = plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=1000000"])
+    captured = capsys.readouterr()
+    assert refused == 2 and "refusing this plan" in captured.err and "corpus has 1M" in captured.err

@@ -22,7 +22,7 @@ commands:
   fit       fit scaling laws         sweep fit input=results/default
   predict   compute-optimal N, D, L  sweep predict input=results/default/fit flops=1e21
   report    rebuild report + plots   sweep report input=results/default/fit
-  main      the README's main job: run the default sweep, fit, report
+  main      the README's main job: run the default sweep, then fit and report
 """
 
 

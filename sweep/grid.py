@@ -303,6 +303,10 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
     # indices must be consecutive after dropping: the multirun addresses runs by position
     for i, r in enumerate(runs):
         r.index = i
+    if exp.branching:
+        from sweep.branching import branch  # branching imports this module
+
+        runs = branch(runs)
     return Grid(runs=runs, dropped=dropped)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from sweep.branching import branch_cost, describe_cost, resolve_init
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
@@ -166,6 +167,8 @@ def plan_command(argv: List[str]) -> int:
     if g.dropped:
         print(describe_dropped(g.dropped))
     print(plan_table(g.runs, seconds))
+    if sc.experiment.branching:
+        print(describe_cost(branch_cost(g.runs)))
     if problems:
         print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
@@ -256,7 +259,9 @@ def run_job(sc: SweepConfig) -> dict:
     parallel = bool(os.environ.get("SUBMITIT_LOCAL_JOB_ID"))
     lock, slot = _acquire_slot(sc) if parallel else (None, None)
     try:
-        cfg = _placed(run.cfg, sc, slot)
+        # a trunk that finished without this branch's point (trained before branching was on)
+        # never writes it: the branch then trains from step 0, to the same result
+        cfg = resolve_init(_placed(run.cfg, sc, slot))
         return train_once(cfg, run.n_tokens, sc.launch.retry_failed, sc.launch.progress)
     finally:
         release(lock)
@@ -372,6 +377,8 @@ def run_command(argv: List[str]) -> int:
     if g.dropped:
         print(describe_dropped(g.dropped))
     print(plan_table(g.runs))
+    if sc.experiment.branching:
+        print(describe_cost(branch_cost(g.runs)))
     if problems:
         print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
@@ -399,10 +406,14 @@ def run_command(argv: List[str]) -> int:
     if skipped:
         print(f"{skipped} of {len(wanted)} runs are finished or running elsewhere; launching the other {len(todo)}")
     rc = 0
-    if todo:
-        job_overrides = overrides + [f"run_index={','.join(map(str, todo))}", f"launch.corpus_tokens={n_train}"]
-        with SweepProgress(g.runs, enabled=sc.launch.progress):
-            rc = _hydra_multirun(job_overrides)
+    # WSD branches start from their trunk's checkpoint: parallel and SLURM launchers run jobs in
+    # any order, so trunks (and unbranched runs) go first as one multirun, then the branches.
+    waves = [[i for i in todo if g.runs[i].cfg.train.init_from is None],
+             [i for i in todo if g.runs[i].cfg.train.init_from is not None]]
+    with SweepProgress(g.runs, enabled=sc.launch.progress and bool(todo)):
+        for wave in (w for w in waves if w):
+            job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}"]
+            rc = _hydra_multirun(job_overrides) or rc
     rows = _status_rows(g.runs)
     print(status_table(rows))
     all_done = all(row["state"].status == "done" for row in rows)
@@ -443,4 +454,4 @@ def main_command(argv: List[str]) -> int:
         print("[sweep] the fitter is not installed; results are in", sweep_dir(sc.results_dir, sc.sweep_name))
         return 0
     # IsoFLOP budgets are exact FLOPs (6ND differs by size), so the fit groups runs by exact C.
-    return fit_cli.fit_command([f"input={sweep_dir(sc.results_dir, sc.sweep_name)}", "fit.flop_convention=exact"])
+    return fit_cli.fit_command([f"input={sweep_dir(sc.results_dir, sc.sweep_name)}"])

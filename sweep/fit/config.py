@@ -22,8 +22,8 @@ class FitConfig:
 
     param_convention: str = "total"
     """'total' (n_params) or 'non_embedding' (n_params_non_embedding, Kaplan's convention)."""
-    flop_convention: str = "6nd"
-    """'6nd' (C = 6 N D with N per param_convention) or 'exact' (the runs' measured flops column)."""
+    flop_convention: str = "exact"
+    """'exact' (the runs' flops column: IsoFLOP budgets stay equal across sizes) or '6nd' (C = 6 N D, N per param_convention)."""
     huber_delta: float = 1e-3
     """Huber threshold on log-loss residuals (approach 3 and the Kaplan fits)."""
     grid_alpha: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 1.5, 2.0])

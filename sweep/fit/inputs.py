@@ -208,12 +208,11 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
         n = n_nonemb
     else:
         n = n_total
-    if cfg.flop_convention == "exact":
-        if flops is None:
-            raise FitInputError("flop_convention=exact needs a flops column (columns.flops=<name>) or use flop_convention=6nd")
-        c = flops
-    else:
-        c = 6.0 * n * n_tokens
+    exact = cfg.flop_convention == "exact" and flops is not None
+    if cfg.flop_convention == "exact" and flops is None:
+        # The default convention on a table that only has N and D: 6ND is all there is.
+        notes.append("no flops column: compute is C = 6 N D (map one with columns.flops=<name> for exact FLOPs)")
+    c = flops if exact else 6.0 * n * n_tokens
     for name, arr in (("parameter count", n), ("token count", n_tokens), ("compute", c)):
         if np.any(~np.isfinite(arr) | (arr <= 0)):
             raise FitInputError(f"non-finite or non-positive {name} in some runs: drop or fix those rows")
@@ -223,7 +222,7 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
     conventions = [(p, f) for p in ("total", "non_embedding") for f in ("6nd", "exact")
                    if (p == "total" or n_nonemb is not None) and (f == "6nd" or flops is not None)]
     return FitData(n=n, d=n_tokens, c=c, loss=loss, names=[str(x) for x in _labels(df)],
-                   flops_per_nd=float(np.median(c / (n * n_tokens))) if cfg.flop_convention == "exact" else 6.0,
+                   flops_per_nd=float(np.median(c / (n * n_tokens))) if exact else 6.0,
                    n_branches=int(branch.sum()), available_conventions=conventions)
 
 

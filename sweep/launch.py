@@ -25,8 +25,8 @@ from sweep.branching import branch_cost, describe_cost, resolve_init
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
-from sweep.results import human, read_result, run_dir, sweep_dir, write_json_atomic
-from sweep.status import LOCK_NAME, lock_holder, release, run_state, status_table, try_lock
+from sweep.results import RunLocked, human, read_result, run_dir, run_lock, sweep_dir, write_json_atomic
+from sweep.status import release, run_state, status_table, try_lock
 
 log = logging.getLogger("sweep.launch")
 
@@ -191,30 +191,26 @@ def plan_record(sc: SweepConfig, g: Grid, n_train: int) -> dict:
 def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progress: bool = True) -> dict:
     """Train one run unless it is finished or another process holds it; never raises for a failed run."""
     rdir = run_dir(cfg, n_tokens)
-    lock = try_lock(rdir / LOCK_NAME)
-    if lock is None:
-        holder = lock_holder(rdir / LOCK_NAME) or {}
-        print(f"[sweep] run {rdir.name} is being trained by pid {holder.get('pid')} on {holder.get('host')}; "
-              f"skipping it here", file=sys.stderr)
-        return {"run_id": rdir.name, "status": "running"}
     try:
-        existing = read_result(rdir)
-        status = existing.get("status") if existing else None
-        if status in ("done", "diverged") or (status == "failed" and not retry_failed):
-            note = "" if status != "failed" else " (retry with `sweep run --retry-failed`)"
-            print(f"[sweep] run {rdir.name} ({existing.get('run_name')}) is {status}{note}; skipping",
-                  file=sys.stderr)
-            return {"run_id": rdir.name, "status": status}
-        from sweep.train import train
+        with run_lock(rdir):
+            existing = read_result(rdir)
+            status = existing.get("status") if existing else None
+            if status in ("done", "diverged") or (status == "failed" and not retry_failed):
+                note = "" if status != "failed" else " (retry with `sweep run --retry-failed`)"
+                print(f"[sweep] run {rdir.name} ({existing.get('run_name')}) is {status}{note}; skipping",
+                      file=sys.stderr)
+                return {"run_id": rdir.name, "status": status}
+            from sweep.train import train
 
-        try:
-            result = train(cfg, progress=progress)
-        except Exception as exc:  # recorded in result.json by train(); the other runs go on
-            log.error("run %s failed: %s", rdir.name, exc)
-            return {"run_id": rdir.name, "status": "failed", "error": str(exc)[-2000:]}
-        return {"run_id": rdir.name, "status": result.get("status"), "final_val_loss": result.get("final_val_loss")}
-    finally:
-        release(lock)
+            try:
+                result = train(cfg, progress=progress)
+            except Exception as exc:  # recorded in result.json by train(); the other runs go on
+                log.error("run %s failed: %s", rdir.name, exc)
+                return {"run_id": rdir.name, "status": "failed", "error": str(exc)[-2000:]}
+            return {"run_id": rdir.name, "status": result.get("status"), "final_val_loss": result.get("final_val_loss")}
+    except RunLocked as exc:
+        print(f"[sweep] {exc}; skipping it here", file=sys.stderr)
+        return {"run_id": rdir.name, "status": "running"}
 
 
 def _acquire_slot(sc: SweepConfig):

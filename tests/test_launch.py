@@ -97,13 +97,16 @@ def test_a_run_held_by_another_process_is_skipped(tmp_path, fake_train):
     from sweep.results import run_dir
 
     cfg = tiny_run(tmp_path)
-    lock = try_lock(run_dir(cfg, 1280) / LOCK_NAME)
+    code = ("import sys, time; from sweep.results import run_lock\n"
+            "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir(cfg, 1280))], stdout=subprocess.PIPE, text=True)
     try:
-        # a second open file description conflicts even within one process, as another process would
+        assert holder.stdout.readline().strip() == "held"
         assert train_once(cfg, 1280, progress=False)["status"] == "running"
         assert not fake_train
     finally:
-        release(lock)
+        holder.kill()
+        holder.wait()
     assert train_once(cfg, 1280, progress=False)["status"] == "done" and len(fake_train) == 1
 
 

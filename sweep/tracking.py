@@ -273,7 +273,16 @@ class Tracker:
                               TrackingFallbackWarning, stacklevel=2)
                 self.mode = "offline"
         if self._run is None:
-            self._run = wandb.init(mode="offline", **init, settings=wandb.Settings(**settings))
+            try:
+                self._run = wandb.init(mode="offline", **init, settings=wandb.Settings(**settings))
+            except Exception as e:
+                # WANDB_SERVICE inherited from a process whose wandb service has exited points at a
+                # dead socket; a fresh service of our own records the run just the same.
+                if "service" not in type(e).__name__.lower() or "WANDB_SERVICE" not in os.environ:
+                    raise
+                os.environ.pop("WANDB_SERVICE", None)
+                _restart_wandb_service()
+                self._run = wandb.init(mode="offline", **init, settings=wandb.Settings(**settings))
 
         # Every metric is charted against training tokens (rows must carry `tokens`); `flops`
         # is defined too, so the dashboard can switch the x-axis to compute.

@@ -38,15 +38,19 @@ def wb_home(tmp_path, monkeypatch):
         "NETRC": home / ".netrc",
     }.items():
         monkeypatch.setenv(name, str(value))
-    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL", "WANDB_SERVICE",
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL",
                  "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME"):
         monkeypatch.delenv(name, raising=False)
+    # Not restored afterwards: the service it names is torn down below, and a later test that
+    # inherited it would connect to a dead socket.
+    os.environ.pop("WANDB_SERVICE", None)
     repo_wandb = Path.cwd() / "wandb"
     had_repo_wandb = repo_wandb.exists()
     # The wandb singleton snapshots the environment when created: start each test from scratch.
     wandb.teardown()
     yield home
     wandb.teardown()
+    os.environ.pop("WANDB_SERVICE", None)
     assert not (home / ".netrc").exists(), "wandb wrote a .netrc"
     assert not (home / ".config").exists(), "wandb wrote to ~/.config"
     assert had_repo_wandb or not repo_wandb.exists(), "wandb wrote into ./wandb"

@@ -28,7 +28,7 @@ def nanogpt_cpu_overrides(dtype: str) -> list[str]:
     batch, block, iters = 12, 64, 2000
     return [
         "data.source=files", f"data.path={SHAKESPEARE}", "data.split=tail", "data.val_fraction=0.1",
-        "data.val_tokens=111000", "tokenizer=byte",
+        "data.val_tokens=111000", "data.allow_repeat=true", "tokenizer=byte",
         "model.n_layer=4", "model.n_head=4", "model.d_model=128", f"model.seq_len={block}", "model.dropout=0.0",
         f"train.batch_size={batch}", f"train.tokens_per_step={batch * block}",
         f"budget.n_tokens={batch * block * iters}",

@@ -71,6 +71,8 @@ class DataConfig:
     """Fixed number of validation tokens every run is evaluated on."""
     split_seed: int = 0
     """Salt of the document-level train/validation hash split."""
+    allow_repeat: bool = False
+    """Allow a budget larger than the train split (tokens are seen more than once; scaling-law runs should not)."""
     cache_dir: str = "results/cache"
     """Where tokenizers and pre-encoded token files are cached."""
 

@@ -235,7 +235,7 @@ def file_documents(data: DataConfig) -> Iterator[Document]:
     for name, path in files:
         if path.suffix.lower() in JSON_SUFFIXES:
             yield from json_documents(path, name, data.text_field, hf_cache)
-        elif len(files) == 1:
+        elif len(files) == 1 and data.split == "documents":
             yield from paragraphs(name, read_text(path))
         else:
             text = read_text(path)
@@ -351,16 +351,20 @@ def split_value(doc: Document, split_seed: int) -> float:
 
 
 def split_tail(docs: List[Document], val_fraction: float) -> Tuple[List[Document], List[Document]]:
-    """(train, validation) with the last val_fraction of the text's bytes as validation (nanoGPT's
-    split, at a document boundary), both in corpus order: for comparisons with that recipe."""
-    sizes = [len(d.text.encode("utf-8")) for d in docs]
-    cut, seen, limit = len(docs), 0, (1.0 - val_fraction) * sum(sizes)
-    for i, size in enumerate(sizes):
-        if seen + size > limit:
-            cut = i
-            break
-        seen += size
-    return docs[:cut], docs[cut:]
+    """(train, validation) with the last val_fraction of the text's characters as validation, both in
+    corpus order: nanoGPT's split, for comparisons with its recipes."""
+    total = sum(len(d.text) for d in docs)
+    limit, seen = int((1.0 - val_fraction) * total), 0
+    for i, doc in enumerate(docs):
+        if seen + len(doc.text) > limit:
+            # Cut inside this document, at a character, as nanoGPT cuts its one text file.
+            k = limit - seen
+            if k == 0:
+                return docs[:i], docs[i:]
+            return (docs[:i] + [Document(f"{doc.name}#train", doc.text[:k])],
+                    [Document(f"{doc.name}#val", doc.text[k:])] + docs[i + 1:])
+        seen += len(doc.text)
+    return docs, []
 
 
 def split_documents(docs: List[Document], val_fraction: float, split_seed: int,

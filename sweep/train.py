@@ -306,10 +306,11 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
         if data.vocab_size != shape.vocab_size:
             raise ConfigError(f"tokenizer.vocab_size={shape.vocab_size} but the tokenizer built from this corpus has "
                               f"{data.vocab_size} tokens: set tokenizer.vocab_size={data.vocab_size}")
-        if shape.n_tokens > data.n_train_tokens:
+        if shape.n_tokens > data.n_train_tokens and not cfg.data.allow_repeat:
             raise ConfigError(
                 f"the budget needs n_tokens={shape.n_tokens} but the corpus has {data.n_train_tokens} train tokens: "
-                f"lower the budget or use a bigger corpus (data.max_bytes / data.source)"
+                f"lower the budget, use a bigger corpus (data.max_bytes / data.source), or set "
+                f"data.allow_repeat=true to see tokens more than once"
             )
         _check_same_corpus(sweep_path, record["config"], data, rid)
     record.update(corpus_hash=data.corpus_hash, tokenizer_hash=data.tokenizer_hash)
@@ -366,7 +367,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     runtime.set_determinism(t.seed)
 
     model = GPT(cfg.model, shape.vocab_size).to(device)
-    fused = device.type == "cuda"
+    fused = device.type in ("cuda", "cpu")  # one fused kernel per step instead of a loop over tensors
     optimizer = torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
                                   fused=fused)
     step, wall_before, running_min, above = 0, 0.0, math.inf, 0

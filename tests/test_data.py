@@ -343,3 +343,7 @@ def test_tail_split_holds_out_the_end_of_the_text():
     train, val = split_documents(docs, 0.1, split_seed=0, how="tail")
     assert [d.name for d in train] == [f"d{i}" for i in range(9)]
     assert [d.name for d in val] == ["d9"]
+    # one document (nanoGPT's single text file) is cut inside, at the character
+    train, val = split_documents([Document(name="all", text="abcdefghij" * 10)], 0.15, split_seed=0, how="tail")
+    assert "".join(d.text for d in train) == ("abcdefghij" * 10)[:85]
+    assert "".join(d.text for d in val) == ("abcdefghij" * 10)[85:]

@@ -184,7 +184,7 @@ CASES = [
     Case("sequence/validation longer than the corpus", ["data.max_bytes=20000"],
          ["fewer than data.val_tokens=8192", "lower data.val_tokens"]),
     Case("budget larger than the corpus", ["data.max_bytes=60000", "data.val_tokens=2048", "budget.n_tokens=1024000"],
-         ["n_tokens=1024000", "lower the budget or use a bigger corpus"]),
+         ["n_tokens=1024000", "lower the budget, use a bigger corpus", "data.allow_repeat=true"]),
     Case("vocab larger than the corpus allows",
          ["tokenizer=bpe", "tokenizer.vocab_size=60000", "data.max_bytes=20000", "data.val_tokens=512"],
          ["tokenizer.vocab_size=60000 is more than this corpus supports", "set tokenizer.vocab_size <="]),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from sweep.branching import branch_cost, describe_cost, resolve_init
+from sweep.cli import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
@@ -75,20 +76,10 @@ def register_sweep_configs() -> None:
     ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
 
 
-def conf_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "conf"
-
-
 def load_sweep(overrides: List[str]) -> SweepConfig:
     """A SweepConfig from conf/sweep.yaml and Hydra overrides."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     register_sweep_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        composed = compose(config_name="sweep", overrides=list(overrides))
-    return from_omegaconf(composed)
+    return from_omegaconf(compose("sweep", overrides))
 
 
 def from_omegaconf(composed) -> SweepConfig:

@@ -17,15 +17,11 @@ log = logging.getLogger("sweep.fit")
 
 def compose(overrides: list[str]) -> dict:
     """conf/fit.yaml with key=value overrides, as a plain dict."""
-    from hydra import compose as hydra_compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import sweep
+    from sweep.cli import compose as compose_config
 
-    conf_dir = Path(sweep.__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = hydra_compose(config_name="fit", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(compose_config("fit", overrides), resolve=True)
 
 
 def fit_config(raw: dict) -> FitConfig:

@@ -49,7 +49,7 @@ def write_plots(result: dict, folder: Path) -> list[str]:
                 continue
             col = cmap(i / max(1, len(a2["budgets"]) - 1))
             m = np.isclose(np.log(c), np.log(b["flops"]), atol=np.log1p(result["config"]["budget_tolerance"]))
-            ax.scatter(n[m], loss[m], color=col, s=14)
+            ax.scatter(n[m], loss[m], color=col, s=14, label=f"C = {b['flops']:.2g}" + ("" if b["kept"] else " (dropped)"))
             if "coef" in b:
                 x = np.linspace(*b["log_n_range"], 100)
                 ax.plot(np.exp(x), np.polyval(b["coef"], x), color=col, lw=1, ls="-" if b["kept"] else ":")
@@ -57,6 +57,7 @@ def write_plots(result: dict, folder: Path) -> list[str]:
                 ax.plot(b["n_star"], b["loss_star"], "kx", ms=8)
         del kept, budget_ids
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP curves, parabolas and minima (x)")
+        ax.legend(fontsize=8, title="compute budget (FLOPs)", title_fontsize=8)
         save(fig, "isoflop.png")
 
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -104,7 +105,7 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         for i, ld in enumerate(sel):
             col = cmap(i / max(1, sel.size - 1) * 0.9)
             m = np.abs(np.round(np.log10(d), 1) - ld) < 0.05
-            ax.scatter(n[m], loss[m], color=col, s=14)
+            ax.scatter(n[m], loss[m], color=col, s=14, label=f"C = {b['flops']:.2g}" + ("" if b["kept"] else " (dropped)"))
             ax.plot(ns, allocation.loss_at("approach3", a3["params"], ns, 10 ** ld), color=col, lw=1, label=f"D ≈ 1e{ld:.1f}")
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="L(N) per D (approach 3 fit)")
         ax.legend(fontsize=8)

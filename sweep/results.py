@@ -107,6 +107,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def clear_stale_temps(folder: Path, pattern: str = "*.tmp") -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` and return them.
+
+    Call it only while holding the lock that every writer of `folder` takes: then no live writer
+    owns a temporary file there, and whatever is left belongs to a process that died mid-write.
+    """
+    stale = [p for p in Path(folder).glob(pattern) if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _jsonable(obj: Any) -> Any:
     # JSON has no NaN/inf; a diverged run's loss must still be written and read back.
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -358,6 +370,7 @@ def rebuild_index(sweep_path: str | Path) -> list[dict]:
     """
     sweep_path = Path(sweep_path)
     with _sweep_lock(sweep_path):
+        clear_stale_temps(sweep_path, f".{INDEX_FILE}.*.tmp")
         rows = [index_row(r) for _, r in iter_results(sweep_path) if r is not None]
         body = "".join(json.dumps(_jsonable(row), sort_keys=True) + "\n" for row in rows)
         write_bytes_atomic(sweep_path / INDEX_FILE, body.encode())

@@ -316,6 +316,7 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
     record.update(corpus_hash=data.corpus_hash, tokenizer_hash=data.tokenizer_hash)
 
     with store.run_lock(rdir):
+        store.clear_stale_temps(rdir)  # left by a writer killed mid-write; the lock says it is dead
         # Another process may have finished the run while this one read the data.
         existing = store.load_result(rdir, expect_run_id=rid)
         if _finished(existing, retry_diverged):
@@ -348,11 +349,11 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
             "status", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
             "n_tokens", "flops", "flops_6nd", "tokens_per_second", "wall_seconds")})
         store.write_json_atomic(rdir / "result.json", record)
-        if record["status"] != "done":
+        if record["status"] == "done":
+            # At once, not after W&B's (slow) finish: a kill in between would strand the checkpoint.
+            (rdir / "checkpoint.pt").unlink(missing_ok=True)
+        else:
             tracker.finish(exit_code=1)
-    ckpt = rdir / "checkpoint.pt"
-    if ckpt.exists() and record["status"] == "done":
-        ckpt.unlink()
     return record
 
 

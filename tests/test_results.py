@@ -190,3 +190,35 @@ def test_secrets_from_the_environment_never_reach_results_or_logs(tmp_path, monk
     for text in texts:
         for s in (secret, "hunter2-hunter2", "0123456789abcdef0123456789abcdef01234567"):
             assert s not in text
+
+
+# ----------------------------------------------------------------------------- writers killed mid-write
+
+
+def test_index_rebuild_clears_the_temporary_file_of_a_killed_index_writer(tmp_path):
+    put(tmp_path, fake_result("a1"))
+    stale = tmp_path / ".index.jsonl.k1ll3d.tmp"
+    stale.write_text('{"half a row')
+    other = tmp_path / ".plan.json.x.tmp"  # not the index writer's: not its to remove
+    other.write_text("{")
+    assert [r["run_id"] for r in rebuild_index(tmp_path)] == ["a1"]
+    assert not stale.exists() and other.exists()
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+def test_taking_a_run_clears_temporary_files_a_killed_writer_left_in_it(tmp_path):
+    from sweep.cli import load_run_config
+    from sweep.train import train
+    from tests.test_train import tiny
+
+    from sweep.train import run_shape
+
+    cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480", "logger.mode=disabled"))
+    rdir = store.run_dir(cfg, run_shape(cfg).n_tokens)
+    rdir.mkdir(parents=True)
+    stale = [rdir / ".progress.json.gs9ffhk6.tmp", rdir / "checkpoint.pt.tmp", rdir / ".result.json.q.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")  # as a process killed mid-write leaves them
+    result = train(cfg, progress=False)  # the relaunch takes the run's lock, so no live writer owns them
+    assert result["status"] == "done" and load_result(rdir)["final_val_loss"] == result["final_val_loss"]
+    assert [p.name for p in rdir.iterdir() if p.name.endswith(".tmp")] == []

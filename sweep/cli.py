@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sweep.config import ConfigError
     from sweep.results import RunLocked
+    from sweep.preempt import Preempted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunLocked as exc:
         print(f"sweep {argv[0]}: {exc}", file=sys.stderr)
         return 3
+    except Preempted as exc:
+        print(f"[sweep] {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130
 

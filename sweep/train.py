@@ -25,6 +25,7 @@ from sweep import results as store
 from sweep import runtime
 from sweep.config import ConfigError, RunConfig, micro_batch, to_dict, validate
 from sweep.model import GPT, count_params, flops_per_token
+from sweep.preempt import Preempted, StopRequest
 
 
 # ----------------------------------------------------------------------------- budget and schedule
@@ -335,7 +336,10 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
                       job_type="train", config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
     with tracker:
         try:
-            final = _train_loop(cfg, shape, data, rdir, tracker, progress)
+            with StopRequest() as stop:
+                final = _train_loop(cfg, shape, data, rdir, tracker, progress, stop)
+        except Preempted:
+            raise  # not a failure: the checkpoint and progress.json say where to resume
         except Exception as exc:
             tail = "".join(traceback.format_exception(exc))[-4000:]
             store.write_json_atomic(rdir / "result.json", {**record, "status": "failed", "error": scrub({"e": tail})["e"]})
@@ -357,7 +361,8 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
     return record
 
 
-def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool) -> dict:
+def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
+                stop: StopRequest | None = None) -> dict:
     t = cfg.train
     device = runtime.pick_device(t)
     ckpt_path, metrics_path = rdir / "checkpoint.pt", rdir / "metrics.jsonl"
@@ -457,16 +462,25 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         if status != "done":
             break
         keep = step in t.save_at_steps
-        if keep or (t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps):
+        stopping = stop is not None and stop.signum is not None and step < shape.steps
+        if keep or stopping or (t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps):
             state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": runtime.rng_state(),
                 "step": step, "threads": threads, "running_min": running_min, "above": above,
                 "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
                 "wall_seconds": wall_before + time.perf_counter() - start,
             }
-            _save_checkpoint(rdir / f"branch-{step}.pt" if keep else ckpt_path, state)
-            if keep and t.checkpoint_interval:
+            if keep:
+                _save_checkpoint(rdir / f"branch-{step}.pt", state)
+            if not keep or t.checkpoint_interval or stopping:
                 _save_checkpoint(ckpt_path, state)
+        if stopping:
+            bar.close()
+            if row is None:  # progress.json must name the step the checkpoint holds
+                store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": shape.steps,
+                                                                 "pid": os.getpid(), "train_loss": last_loss,
+                                                                 "time": time.time()})
+            raise Preempted(stop.signum, step, shape.steps)
     bar.close()
     wall = time.perf_counter() - start
     trained = step * t.tokens_per_step - tokens_start

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from sweep.cli import load_run_config
 from sweep.results import load_result, read_index, read_jsonl, run_dir
@@ -55,6 +56,45 @@ def test_sigkill_after_the_first_checkpoint_then_relaunch_is_bit_exact(tmp_path)
     assert steps == sorted(set(steps)) and steps[-1] == 60
     assert not (rdir / "checkpoint.pt").exists()
     assert [r["run_id"] for r in read_index(rdir.parent.parent)] == [rdir.name]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_checkpoints_at_the_step_and_exits_so_nothing_is_retrained(tmp_path, sig):
+    # No periodic checkpoints: only the signal's own checkpoint can make the relaunch resume.
+    args = ["budget.n_tokens=122880", "train.checkpoint_interval=0", "train.log_interval=1"]
+    clean = train(load_run_config(tiny(tmp_path / "clean", *args)), progress=False)
+
+    stopped = tiny(tmp_path / "stopped", *args)
+    cfg = load_run_config(stopped)
+    rdir = run_dir(cfg, run_shape(cfg).n_tokens)
+    cmd = [sys.executable, "-m", "sweep", "train", *stopped]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _progress_step(rdir) < 10:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before step 10"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err[-2000:]  # the shell's convention for death by a signal
+    step = _progress_step(rdir)
+    assert 10 <= step < 120 and f"stopped by {sig.name} at step {step}/120" in err
+    assert not (rdir / "result.json").exists()  # not a failure: nothing for a retry policy to skip
+    assert torch.load(rdir / "checkpoint.pt", weights_only=True)["step"] == step
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming {rdir.name} at step {step}/120" in done.stderr
+    resumed = load_result(rdir, expect_run_id=rdir.name)
+    assert resumed["final_val_loss"] == clean["final_val_loss"]  # bit-exact: the stop lost no step
+    steps = [r["step"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r]
+    assert steps == list(range(1, 121))
+
+
+def _progress_step(rdir: Path) -> int:
+    try:
+        return json.loads((rdir / "progress.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
 
 
 def test_a_diverged_run_is_not_retried_unless_asked(tmp_path, capsys):

@@ -28,3 +28,16 @@ def test_fit_predict_report_round_trip(tmp_path, capsys):
     (out / "report.md").unlink()
     assert report_command([f"input={out}"]) == 0
     assert (out / "report.md").exists()
+
+
+def test_plots_of_one_method_alone_need_no_other_method(tmp_path):
+    table = tmp_path / "runs.csv"
+    pd.DataFrame(isoflop_runs()).to_csv(table, index=False)
+    out = tmp_path / "fit"
+    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in SMALL_GRID.items()]
+    rc = fit_command([f"input={table}", f"output={out}", "fit.n_bootstrap=0", "fit.compare_conventions=false",
+                      "fit.backtest=false", "wandb.mode=disabled", "fit.methods=[approach3]", *grid])
+    assert rc == 0
+    assert json.loads((out / "fit.json").read_text())["approach3"]["status"] == "ok"
+    assert (out / "loss_vs_params.png").stat().st_size > 1000
+    assert not (out / "isoflop.png").exists()  # approach 2 did not run

@@ -104,6 +104,8 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
     k = result["data"]["flops_per_nd"]
 
     def fmt(x):
+        if not np.isfinite(x["value"]):
+            return "n/a"  # e.g. approach 2's L(C) from fewer than 4 budgets
         iv = x.get("interval")
         return f"{x['value']:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
 

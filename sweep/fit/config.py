@@ -50,6 +50,8 @@ class FitConfig:
     """Approach 2: fit each budget's parabola to its best size and this many neighbours each side (0: all sizes)."""
     data_rich_tokens_per_param: float = 20.0
     """Kaplan L(N): a size joins the data-rich slice when its longest run saw this many tokens per parameter."""
+    approach1_curves: bool = True
+    """Approach 1 on the envelope of every run's val-loss curve (Hoffmann et al.); False: final losses only."""
     kaplan_irreducible: bool = True
     """Add an irreducible term E to the Kaplan laws."""
     budgets: List[float] = field(default_factory=lambda: [1e18, 1e21])

@@ -26,14 +26,66 @@ DEFAULT_COLUMNS = {k: k for k in ("run_id", "run_name", "status", "loss", "n_par
                                   "n_tokens", "flops", "corpus_hash", "tokenizer_hash", "branch")}
 
 
-def load_results_folder(folder: Path, notes: list) -> pd.DataFrame:
-    """Rows from every runs/<id>/result.json under a sweep folder; unreadable files are skipped with a warning."""
+@dataclass
+class Curve:
+    """One run's validation-loss curve from its metrics.jsonl (the intermediate evaluations and the final one)."""
+
+    tokens: np.ndarray
+    """Tokens trained when each evaluation was taken (cumulative, increasing)."""
+    loss: np.ndarray
+    """Validation loss at those points (nats/token)."""
+
+
+def read_curve(path: Path) -> tuple[Optional[Curve], int]:
+    """(curve, unreadable lines) from a metrics.jsonl; curve is None when the file is missing or has no val_loss row.
+
+    Rows without val_loss (the train-loss rows) are ignored; a line that is not JSON (a run killed mid-write
+    leaves a truncated last line) is counted and skipped rather than sinking the fit.
+    """
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None, 0
+    tokens, loss, bad = [], [], 0
+    for line in text.splitlines():
+        if '"val_loss"' not in line:  # cheap filter: most rows are train-loss rows
+            bad += bool(line.strip()) and not line.rstrip().endswith("}")  # a truncated row of either kind
+            continue
+        try:
+            row = json.loads(line)
+            t, v = float(row["tokens"]), float(row["val_loss"])
+        except (ValueError, TypeError, KeyError):
+            bad += 1
+            continue
+        tokens.append(t)
+        loss.append(v)
+    curve = _clean(np.asarray(tokens), np.asarray(loss))
+    return (curve if curve.tokens.size else None), bad
+
+
+def _clean(tokens: np.ndarray, loss: np.ndarray) -> Curve:
+    """Positive finite points sorted by tokens; of points at the same tokens (a resumed step), the later one."""
+    tokens, loss = np.asarray(tokens, float), np.asarray(loss, float)
+    ok = np.isfinite(tokens) & np.isfinite(loss) & (tokens > 0) & (loss > 0)
+    tokens, loss = tokens[ok], loss[ok]
+    order = np.argsort(tokens, kind="stable")
+    tokens, loss = tokens[order], loss[order]
+    last = np.append(tokens[1:] != tokens[:-1], True)[:tokens.size]
+    return Curve(tokens[last], loss[last])
+
+
+def load_results_folder(folder: Path, notes: list, curves: bool = True) -> pd.DataFrame:
+    """Rows from every runs/<id>/result.json under a sweep folder; unreadable files are skipped with a warning.
+
+    With curves, each row's "curve" holds the run's val-loss Curve from metrics.jsonl (None when missing),
+    which approach 1 uses; a missing or partly unreadable metrics.jsonl is noted, never fatal.
+    """
     folder = Path(folder)
     paths = sorted((folder / "runs").glob("*/result.json")) if (folder / "runs").is_dir() else sorted(folder.glob("*/result.json"))
     if not paths:
         raise FitInputError(f"no runs/*/result.json under {folder}: point input= at a sweep's results folder "
                             "(results/<sweep_name>), a CSV/Parquet table, or wandb:<entity>/<project>")
-    rows = []
+    rows, no_curve, partial = [], [], []
     for p in paths:
         try:
             res = json.loads(p.read_text())
@@ -44,7 +96,19 @@ def load_results_folder(folder: Path, notes: list) -> pd.DataFrame:
             continue
         row = {k: res.get(src) for k, src in RESULT_KEYS.items()}
         row["path"] = str(p.parent)
+        if curves:
+            row["curve"], bad = read_curve(p.parent / "metrics.jsonl")
+            if row["curve"] is None and res.get("status") == "done":
+                no_curve.append(str(p.parent))
+            if bad:
+                partial.append(f"{p.parent / 'metrics.jsonl'} ({bad} line(s))")
         rows.append(row)
+    if no_curve:
+        _warn(notes, f"{len(no_curve)} finished run(s) without a readable val_loss curve in metrics.jsonl "
+                     f"({', '.join(no_curve[:3])}{', ...' if len(no_curve) > 3 else ''}): approach 1 uses their final loss only")
+    if partial:
+        _warn(notes, f"skipped unreadable lines (e.g. a truncated last line) in {len(partial)} metrics.jsonl: "
+                     f"{', '.join(partial[:3])}{', ...' if len(partial) > 3 else ''}")
     return pd.DataFrame(rows)
 
 
@@ -135,11 +199,14 @@ class FitData:
     """How many runs are WSD cooldown branches."""
     available_conventions: list = field(default_factory=list)
     """(param_convention, flop_convention) pairs these runs support."""
+    curves: Optional[list] = None
+    """Per run, its val-loss Curve ending at (d, loss), or None; None as a whole for tables and W&B (no curves)."""
 
     def subset(self, idx) -> "FitData":
         idx = np.asarray(idx)
+        curves = None if self.curves is None else [self.curves[i] for i in idx]
         return FitData(self.n[idx], self.d[idx], self.c[idx], self.loss[idx], [self.names[i] for i in idx],
-                       self.flops_per_nd, self.n_branches, self.available_conventions)
+                       self.flops_per_nd, self.n_branches, self.available_conventions, curves)
 
 
 def _warn(notes: list, msg: str) -> None:
@@ -223,7 +290,27 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
                    if (p == "total" or n_nonemb is not None) and (f == "6nd" or flops is not None)]
     return FitData(n=n, d=n_tokens, c=c, loss=loss, names=[str(x) for x in _labels(df)],
                    flops_per_nd=float(np.median(c / (n * n_tokens))) if exact else 6.0,
-                   n_branches=int(branch.sum()), available_conventions=conventions)
+                   n_branches=int(branch.sum()), available_conventions=conventions,
+                   curves=_aligned_curves(df, n_tokens, loss))
+
+
+def _aligned_curves(df: pd.DataFrame, d: np.ndarray, loss: np.ndarray) -> Optional[list]:
+    """Each run's curve cut at its own D and ended by its final point (d, loss), or None without a curve column.
+
+    The final point comes from result.json so that the curves agree with the loss every other method fits
+    (intermediate evaluations may use fewer validation tokens than the final one).
+    """
+    if "curve" not in df.columns or not any(isinstance(x, Curve) for x in df["curve"]):
+        return None
+    out = []
+    for cv, d_i, l_i in zip(df["curve"], d, loss):
+        if isinstance(cv, Curve):
+            cv = _clean(cv.tokens, cv.loss)
+            before = cv.tokens < d_i * (1 - 1e-9)
+            out.append(Curve(np.append(cv.tokens[before], d_i), np.append(cv.loss[before], l_i)))
+        else:
+            out.append(Curve(np.array([d_i]), np.array([l_i])))
+    return out
 
 
 def _labels(df: pd.DataFrame) -> list:

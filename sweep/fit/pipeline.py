@@ -58,7 +58,12 @@ def _run_regression(module, name: str, data: FitData, cfg: FitConfig) -> dict:
     samples = refit(data, lambda sub: module.fit_point(sub, cfg), cfg.n_bootstrap, cfg.seed, module.NAMES)
     out = summarize(point, samples, module.NAMES, cfg.interval)
     if name == "approach1":
+        env = point["envelope"]
         out["frontier"] = [int(i) for i in point["frontier"]]
+        out["envelope"] = {k: np.asarray(v).tolist() for k, v in env.items()}
+        out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
+                              "runs_on_envelope": len(out["frontier"]),
+                              "sizes_on_envelope": int(np.unique(env["n"]).size)}
     else:
         budgets = point["budgets"]
         out["budgets"] = budgets
@@ -134,6 +139,10 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
             out[m] = run_method(m, data, cfg)
             out[m]["allocation"] = [allocation.allocation_row(m, out[m], c, data.flops_per_nd, cfg.interval)
                                     for c in report_budgets(data, cfg)]
+            if m == "approach1" and cfg.approach1_curves and out[m]["diagnostics"]["source"] == "final":
+                notes.append("approach 1: no training curves in the input (tables and W&B summaries carry final "
+                             "losses only; a results folder needs each run's metrics.jsonl), so its envelope is the "
+                             "compute frontier of final losses, which needs runs at many compute budgets")
         except MethodSkipped as exc:
             out[m] = {"status": "skipped", "reason": str(exc)}
             notes.append(f"{m} skipped: {exc}")
@@ -179,6 +188,10 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
                             "loss": data.loss.tolist(),
                             "budget": group_budgets(data.c, cfg.budget_tolerance).tolist()}},
     }
+    if data.curves is not None:
+        # Each run's val-loss curve in this fit's FLOP convention, for the loss-vs-compute plot.
+        result["data"]["curves"] = [{"c": (cv.tokens * c / d).tolist(), "loss": cv.loss.tolist()}
+                                    for cv, c, d in zip(data.curves, data.c, data.d)]
     result.update(fit_methods(data, cfg, notes))
     for b in result.get("approach2", {}).get("budgets", []):
         if not b["kept"] and b["n_sizes"] >= cfg.min_sizes_per_budget:

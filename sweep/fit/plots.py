@@ -42,8 +42,6 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     if a2.get("status") == "ok":
         fig, ax = plt.subplots(figsize=(7, 5))
         cmap = plt.get_cmap("viridis")
-        kept = [b for b in a2["budgets"] if "coef" in b]
-        budget_ids = np.asarray(pts["budget"])
         for i, b in enumerate(a2["budgets"]):
             if b["n_sizes"] < result["config"]["min_sizes_per_budget"]:
                 continue
@@ -55,16 +53,21 @@ def write_plots(result: dict, folder: Path) -> list[str]:
                 ax.plot(np.exp(x), np.polyval(b["coef"], x), color=col, lw=1, ls="-" if b["kept"] else ":")
             if b["kept"]:
                 ax.plot(b["n_star"], b["loss_star"], "kx", ms=8)
-        del kept, budget_ids
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP curves, parabolas and minima (x)")
         ax.legend(fontsize=8, title="compute budget (FLOPs)", title_fontsize=8)
         save(fig, "isoflop.png")
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(c, loss, s=10, color="0.6", label="runs")
-    frontier = result.get("approach1", {}).get("frontier")
-    if frontier:
-        ax.plot(c[frontier], loss[frontier], "k.-", lw=1, label="frontier")
+    for i, curve in enumerate(result["data"].get("curves") or []):
+        ax.plot(curve["c"], curve["loss"], color="0.8", lw=0.7, zorder=-1, label="training curves (val loss)" if i == 0 else None)
+    ax.scatter(c, loss, s=10, color="0.6", label="runs (final loss)")
+    a1 = result.get("approach1", {})
+    if a1.get("envelope"):
+        from_curves = a1.get("diagnostics", {}).get("source") == "curves"
+        ax.plot(a1["envelope"]["c"], a1["envelope"]["loss"], "k-" if from_curves else "k.-", lw=1,
+                label="envelope of the curves (approach 1)" if from_curves else "frontier of final losses (approach 1)")
+    elif a1.get("frontier"):  # a fit.json written before the envelope was stored
+        ax.plot(c[a1["frontier"]], loss[a1["frontier"]], "k.-", lw=1, label="frontier")
     cs = np.logspace(np.log10(c.min()), np.log10(max(c.max(), *result["config"]["budgets"])), 60)
     for m in ok:
         rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
@@ -86,6 +89,11 @@ def write_plots(result: dict, folder: Path) -> list[str]:
             if all("interval" in r[key] for r in rows):
                 ax.fill_between(cs, [r[key]["interval"][0] for r in rows], [r[key]["interval"][1] for r in rows],
                                 color=COLORS[m], alpha=0.12)
+    if "approach1" in ok and a1.get("envelope"):
+        # What approach 1 regressed on: N and D of the lowest-loss run at each compute (a staircase with curves).
+        for ax, key in zip(axes, ("n", "d")):
+            ax.plot(a1["envelope"]["c"], a1["envelope"][key], color=COLORS["approach1"], lw=0.8, alpha=0.6,
+                    ls="--", label="approach1 envelope")
     for b in a2.get("budgets", []) if a2.get("status") == "ok" else []:
         if b["kept"]:
             axes[0].plot(b["flops"], b["n_star"], "o", color=COLORS["approach2"], ms=4)
@@ -105,7 +113,7 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         for i, ld in enumerate(sel):
             col = cmap(i / max(1, sel.size - 1) * 0.9)
             m = np.abs(np.round(np.log10(d), 1) - ld) < 0.05
-            ax.scatter(n[m], loss[m], color=col, s=14, label=f"C = {b['flops']:.2g}" + ("" if b["kept"] else " (dropped)"))
+            ax.scatter(n[m], loss[m], color=col, s=14)
             ax.plot(ns, allocation.loss_at("approach3", a3["params"], ns, 10 ** ld), color=col, lw=1, label=f"D ≈ 1e{ld:.1f}")
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="L(N) per D (approach 3 fit)")
         ax.legend(fontsize=8)

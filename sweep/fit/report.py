@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TITLES = {"approach1": "Chinchilla approach 1 (frontier)", "approach2": "Chinchilla approach 2 (IsoFLOP parabolas)",
+TITLES = {"approach1": "Chinchilla approach 1 (lowest loss at each compute)", "approach2": "Chinchilla approach 2 (IsoFLOP parabolas)",
           "approach3": "Chinchilla approach 3 (L = E + A/N^α + B/D^β)", "kaplan": "Kaplan et al. 2020 (joint L(N, D))"}
 PLOTS = ["isoflop.png", "loss_vs_compute.png", "optimal_allocation.png", "loss_vs_params.png", "residuals.png"]
 
 
 def _g(x, digits=4) -> str:
-    return "n/a" if x is None else f"{x:.{digits}g}"
+    return "n/a" if x is None or x != x else f"{x:.{digits}g}"  # x != x: NaN, a law that was not fitted
 
 
 def _iv(interval, digits=4) -> str:
@@ -48,6 +48,19 @@ def render(result: dict, plots: list[str] | None = None) -> str:
                                  f"({law['n_points']} points)")
                 else:
                     lines.append(f"- {name}: skipped ({law['reason']})")
+            lines.append("")
+        if m == "approach1" and "diagnostics" in r:
+            diag = r["diagnostics"]
+            if diag["source"] == "curves":
+                lines.append(f"Envelope of the runs' val-loss curves (Hoffmann et al.): at each of {diag['envelope_points']} "
+                             f"log-spaced FLOP values, the run with the lowest log-log interpolated loss; "
+                             f"{diag['runs_on_envelope']} runs ({diag['sizes_on_envelope']} sizes) are on it. "
+                             "Intermediate points are mid-schedule (learning rate not yet decayed), so they sit above "
+                             "what a run of that length would reach: between the ends of runs the envelope overstates "
+                             "the loss and favours runs whose schedule ends near that compute.")
+            else:
+                lines.append(f"Frontier of final losses ({diag['runs_on_envelope']} runs): no training curves were used, "
+                             "so only runs that beat every cheaper run count; this needs many compute budgets.")
             lines.append("")
         if m == "approach2":
             diag = r["diagnostics"]

@@ -377,6 +377,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     optimizer = torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
                                   fused=fused)
     step, wall_before, running_min, above = 0, 0.0, math.inf, 0
+    logged_sum, logged_steps = 0.0, 0
     if ckpt is not None:
         for key in ("corpus_hash", "tokenizer_hash"):
             if ckpt.get(key, getattr(data, key)) != getattr(data, key):
@@ -388,6 +389,9 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         runtime.set_rng_state(ckpt["rng"])
         step, wall_before = ckpt["step"], ckpt["wall_seconds"]
         running_min, above = ckpt["running_min"], ckpt["above"]
+        # The train loss of steps since the last log row, so the next row averages the same steps
+        # as an uninterrupted run would (absent from older checkpoints: that row then averages fewer).
+        logged_sum, logged_steps = ckpt.get("train_loss_sum", 0.0), ckpt.get("train_loss_steps", 0)
         store.truncate_metrics(metrics_path, step)
         print(f"[sweep] resuming {rdir.name} at step {step}/{shape.steps}", file=sys.stderr)
     elif metrics_path.exists():
@@ -403,7 +407,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     fpt = shape.flops_per_token
 
     status, diverged_at, diverged_value = "done", None, None
-    train_loss_acc = torch.zeros((), device=device)
+    train_loss_acc = torch.full((), logged_sum, dtype=torch.float32, device=device)
     start, tokens_start = time.perf_counter(), step * t.tokens_per_step
     bar = tqdm(total=shape.steps, initial=step, disable=not progress, unit="step", desc=rdir.name,
                dynamic_ncols=True, leave=False)
@@ -427,6 +431,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         step += 1
         step_loss = loss_sum / accum
         train_loss_acc += step_loss
+        logged_steps += 1
 
         if step % check_every == 0 or step == shape.steps:
             value = float(step_loss)
@@ -442,9 +447,9 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         tokens = step * t.tokens_per_step
         row = None
         if step % t.log_interval == 0 or step == shape.steps or status != "done":
-            n_logged = t.log_interval if step % t.log_interval == 0 else (step % t.log_interval or 1)
-            mean_loss = float(train_loss_acc) / n_logged
+            mean_loss = float(train_loss_acc) / logged_steps
             train_loss_acc.zero_()
+            logged_steps = 0
             elapsed = time.perf_counter() - start
             row = {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr, "train_loss": mean_loss,
                    "tokens_per_second": (tokens - tokens_start) / max(elapsed, 1e-9)}
@@ -469,6 +474,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
                 "step": step, "threads": threads, "running_min": running_min, "above": above,
                 "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
                 "wall_seconds": wall_before + time.perf_counter() - start,
+                "train_loss_sum": float(train_loss_acc), "train_loss_steps": logged_steps,
             }
             if keep:
                 _save_checkpoint(rdir / f"branch-{step}.pt", state)

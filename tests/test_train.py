@@ -101,7 +101,7 @@ def test_resume_after_interruption_is_bit_exact(tmp_path):
     def crash_after_second_checkpoint(path, state):
         original(path, state)
         calls["n"] += 1
-        if calls["n"] == 2:  # step 10 of 40 is on disk: die like a killed process would
+        if calls["n"] == 3:  # step 15 of 40 is on disk, mid log interval: die like a killed process would
             raise Interrupt
 
     trainer._save_checkpoint = crash_after_second_checkpoint
@@ -120,6 +120,11 @@ def test_resume_after_interruption_is_bit_exact(tmp_path):
     assert not (rdir / "checkpoint.pt").exists()
     steps = [r["step"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r]
     assert steps == sorted(set(steps))  # no step logged twice after the resume
+    clean_cfg = load_run_config(tiny(tmp_path / "a", "budget.n_tokens=40960"))
+    clean_dir = run_dir(clean_cfg, run_shape(clean_cfg).n_tokens)
+    curve = {r["step"]: r["train_loss"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r}
+    clean_curve = {r["step"]: r["train_loss"] for r in read_jsonl(clean_dir / "metrics.jsonl") if "train_loss" in r}
+    assert curve == clean_curve and 20 in curve  # the row spanning the resume averages the same 10 steps
 
 
 def test_wsd_branch_equals_independent_wsd_run(tmp_path):

@@ -3,8 +3,9 @@
 `sweep run experiment=NAME [overrides]` composes conf/sweep.yaml, expands the grid, refuses a plan
 that cannot run, then starts a Hydra multirun over `run_index` with the chosen `hydra/launcher`
 (basic: one run after another in this process; `parallel`: each run its own process on this
-box, at most `launch.slots` at a time, one GPU each with `launch.gpus`; `slurm`: one SLURM job per
-run through hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the
+box, at most `launch.slots` at a time, or on a GPU box `launch.runs_per_gpu` runs on each of
+`launch.gpus` GPUs, both chosen by `sweep run` when null (sweep/packing.py); `slurm`: one SLURM job
+per run through hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the
 run's lock and calls `train()`, which skips a finished run and resumes an interrupted one.
 """
 
@@ -19,12 +20,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from sweep.branching import branch_cost, describe_cost, resolve_init
 from sweep.cli import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
+from sweep.packing import GpuInfo, MpsStatus, Packing, decide_packing, detect_gpus, mps_status
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
 from sweep.results import RunLocked, human, read_result, run_dir, run_lock, sweep_dir, write_json_atomic
 from sweep.status import release, run_state, status_table, try_lock
@@ -37,11 +39,11 @@ class LaunchConfig:
     """How `sweep run` executes the grid (never changes a run's result)."""
 
     slots: int = 1
-    """Runs at once on this machine under hydra/launcher=parallel (each its own process)."""
-    gpus: int = 0
-    """GPUs of this box for hydra/launcher=parallel; slots become gpus * runs_per_gpu, one GPU per run."""
-    runs_per_gpu: int = 1
-    """Runs sharing one GPU at a time (tiny models leave a GPU idle otherwise)."""
+    """Runs at once on this machine under hydra/launcher=parallel when it has no GPU (each its own process)."""
+    gpus: Optional[int] = None
+    """GPUs for hydra/launcher=parallel, one per run (slots = gpus * runs_per_gpu); null: all CUDA GPUs seen."""
+    runs_per_gpu: Optional[int] = None
+    """Runs sharing one GPU at a time (tiny models leave it idle); null: from model size and memory (packing.py)."""
     retry_failed: bool = False
     """Train failed runs again (`sweep run --retry-failed`); by default they are left as they are."""
     progress: bool = True
@@ -90,6 +92,7 @@ def from_omegaconf(composed) -> SweepConfig:
     if not sc.meta.get("experiment"):
         sc.meta = {**sc.meta, "experiment": sc.experiment.name}
     validate(to_run_config(sc))
+    validate_launch(sc.launch)
     return sc
 
 
@@ -97,8 +100,19 @@ def to_run_config(sc: SweepConfig) -> RunConfig:
     return RunConfig(**{f.name: getattr(sc, f.name) for f in dataclasses.fields(RunConfig)})
 
 
+def validate_launch(launch: LaunchConfig) -> None:
+    if launch.gpus is not None and launch.gpus < 0:
+        raise ConfigError(f"launch.gpus={launch.gpus}: must be >= 0, or null for every GPU of this box")
+    if launch.runs_per_gpu is not None and launch.runs_per_gpu < 1:
+        raise ConfigError(f"launch.runs_per_gpu={launch.runs_per_gpu}: must be >= 1, or null to choose it from "
+                          f"model size and GPU memory")
+
+
 def n_slots(launch: LaunchConfig) -> int:
-    return launch.gpus * launch.runs_per_gpu if launch.gpus > 0 else max(1, launch.slots)
+    """Runs at once under the parallel launcher. `sweep run` resolves null gpus/runs_per_gpu before
+    launching (resolve_launch); a job that still sees null treats it as no GPU / one run each."""
+    gpus, per_gpu = launch.gpus or 0, launch.runs_per_gpu or 1
+    return gpus * per_gpu if gpus > 0 else max(1, launch.slots)
 
 
 def corpus_tokens(sc: SweepConfig) -> int:
@@ -151,6 +165,57 @@ def _header(sc: SweepConfig, n_train: int) -> str:
             f"device {_device_name(sc)}")
 
 
+# ----------------------------------------------------------------------------- GPUs and packing
+
+
+def resolve_launch(launch: LaunchConfig, runs: List[PlannedRun], gpus: GpuInfo,
+                   cpu_cores: int) -> Tuple[LaunchConfig, Optional[Packing]]:
+    """`launch` with null gpus and runs_per_gpu decided, and the packing decision (None without GPUs).
+
+    Pure: the box (`gpus`, `cpu_cores`) is passed in, so a CPU test can ask what a GPU box would do.
+    Every run of the grid goes through one set of slots, so the decision follows its most demanding run.
+    """
+    n_gpus = gpus.count if launch.gpus is None else launch.gpus
+    packing = None
+    if n_gpus > 0 and gpus.memory and runs:
+        packing = decide_packing([r.cfg for r in runs], gpus.memory, max(1, cpu_cores // n_gpus))
+    per_gpu = launch.runs_per_gpu or (packing.runs_per_gpu if packing else 1)
+    return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=per_gpu), packing
+
+
+def describe_launch(asked: LaunchConfig, launch: LaunchConfig, packing: Optional[Packing], gpus: GpuInfo,
+                    mps: MpsStatus) -> str:
+    """What hydra/launcher=parallel will do on this box, and why (printed by `sweep plan` and `sweep run`)."""
+    if not launch.gpus:
+        return (f"launch: no GPU for these runs; hydra/launcher=parallel runs {n_slots(launch)} at a time "
+                f"(launch.slots)")
+    where = f"{launch.gpus} GPU{'s' if launch.gpus > 1 else ''}" + (f" ({gpus.name})" if gpus.name else "")
+    head = (f"launch: {launch.runs_per_gpu} run{'s' if launch.runs_per_gpu > 1 else ''} per GPU x {where} = "
+            f"{n_slots(launch)} at a time under hydra/launcher=parallel")
+    if packing is None:
+        return head + " (no GPU memory known here: packing not checked)"
+    if asked.runs_per_gpu is None:
+        lines = [head, f"  packing: {packing.reason}"]
+    else:
+        lines = [head, f"  packing: launch.runs_per_gpu={asked.runs_per_gpu} as set; the rule would pick "
+                       f"{packing.runs_per_gpu} ({packing.reason})"]
+        if asked.runs_per_gpu > max(packing.by_memory, 1):
+            lines.append(f"  warning: more runs per GPU than fit in its memory by the estimate "
+                         f"({packing.by_memory}): expect CUDA out-of-memory errors")
+    lines.append("  " + mps.describe())
+    return "\n".join(lines)
+
+
+def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Optional[Packing], GpuInfo]:
+    """resolve_launch for this box: its GPUs when the runs train on CUDA, else none."""
+    gpus = detect_gpus() if _device_name(sc).startswith("cuda") else GpuInfo(0, None)
+    launch, packing = resolve_launch(sc.launch, runs, gpus, os.cpu_count() or 1)
+    return launch, packing, gpus
+
+
+# ----------------------------------------------------------------------------- plan command
+
+
 def plan_command(argv: List[str]) -> int:
     sc = load_sweep(argv)
     g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe)
@@ -160,6 +225,8 @@ def plan_command(argv: List[str]) -> int:
     print(plan_table(g.runs, seconds))
     if sc.experiment.branching:
         print(describe_cost(branch_cost(g.runs)))
+    launch, packing, gpus = placement(sc, g.runs)
+    print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
     if problems:
         print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
@@ -224,7 +291,7 @@ def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int]) -> RunConfig:
     if threads is None and slurm_cpus:
         threads = int(slurm_cpus)
     if slot is not None:
-        if sc.launch.gpus > 0:
+        if (sc.launch.gpus or 0) > 0:
             # Before torch initialises CUDA: the run sees exactly one GPU, its slot's.
             visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
             visible = visible or [str(i) for i in range(sc.launch.gpus)]
@@ -370,6 +437,9 @@ def run_command(argv: List[str]) -> int:
         print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
+    # Decided once here, then given to every job: a job must not touch CUDA before _placed pins its GPU.
+    launch, packing, gpus = placement(sc, g.runs)
+    print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
 
     # `run_index=3` or `run_index=0,2` runs part of the grid
     chosen = [a for a in overrides if a.startswith("run_index=")]
@@ -399,7 +469,8 @@ def run_command(argv: List[str]) -> int:
              [i for i in todo if g.runs[i].cfg.train.init_from is not None]]
     with SweepProgress(g.runs, enabled=sc.launch.progress and bool(todo)):
         for wave in (w for w in waves if w):
-            job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}"]
+            job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}",
+                                         f"launch.gpus={launch.gpus}", f"launch.runs_per_gpu={launch.runs_per_gpu}"]
             rc = _hydra_multirun(job_overrides) or rc
     rows = _status_rows(g.runs)
     print(status_table(rows))

@@ -1,0 +1,268 @@
+"""How many runs share one GPU: a memory estimate per run, a packing rule, and GPU/MPS detection.
+
+A 1-20M parameter model cannot keep an H100 busy: its steps are short, so per-step fixed costs
+(Python, hundreds of kernel launches, the host-to-device batch copy, syncs for logging) leave the
+GPU idle much of the time, and its small matmuls fill few of the SMs. Several such runs, each its
+own process on the same GPU, fill those gaps, so the sweep's aggregate useful FLOP/s rises; each
+run is still an ordinary run (its own result.json and W&B run). With a CUDA MPS daemon the
+processes' kernels run side by side; without one the GPU time-slices between them, which still
+fills the idle gaps.
+
+Everything here is a pure function of run shapes and numbers passed in, except `detect_gpus` and
+`mps_status`, which only look (torch.cuda and the file system) and never start anything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+from sweep.config import ModelConfig, RunConfig, micro_batch
+from sweep.model import count_params, flops_per_token
+
+GiB = 2**30
+
+STATE_BYTES_PER_PARAM = 4 + 4 + 8 + 2
+"""fp32 weights, fp32 gradients, AdamW's two fp32 moments, and the bf16 copy of every weight that
+autocast casts once per forward and keeps for the backward pass."""
+LOGIT_BYTES_PER_ENTRY = 16
+"""Per token and vocabulary entry at the start of the backward pass: bf16 logits (2), the fp32
+log-softmax output cross-entropy keeps (4), its gradient and the gradient of its input (4 + 4),
+and the bf16 gradient of the logits (2)."""
+CUDA_CONTEXT_BYTES = 1 * GiB
+"""Per process, outside torch's allocator: the CUDA context (~0.5 GiB on an H100 with lazy module
+loading), cuBLAS workspaces and the kernels torch.compile/Triton load."""
+MEMORY_SAFETY = 0.85
+"""Fraction of a GPU's memory the packed runs may plan to use; the rest absorbs the caching
+allocator's rounding and fragmentation, which grows with what each run allocates."""
+SATURATING_STEP_FLOPS = 1e13
+"""A micro-batch step (forward + backward) of at least this many FLOPs keeps an H100 busy: ~25 ms
+at a realistic 400 TFLOP/s, against ~1-3 ms of fixed per-step costs, with matmuls large enough to
+fill the SMs. A smaller step leaves the GPU partly idle, and SATURATING_STEP_FLOPS / step FLOPs
+runs give it about one saturating step's work at a time. A rule of thumb, not a measurement:
+scripts/bench_gpu.py measures packed against one-at-a-time throughput to check it."""
+LARGE_MODEL_PARAMS = 100_000_000
+"""Non-embedding parameters from which a model always gets a GPU of its own."""
+MAX_RUNS_PER_GPU = 8
+"""Beyond this, packed processes mostly compete for the same SMs, memory bandwidth and host cores."""
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak GPU memory of one training process, in bytes, by part."""
+
+    states: int
+    """Weights, gradients, AdamW moments and autocast's bf16 weight copies."""
+    activations: int
+    """What the transformer blocks (and embeddings) keep for backward, for one micro-batch."""
+    logits: int
+    """Logits, their fp32 log-softmax and gradients, for one micro-batch."""
+    context: int
+    """CUDA context and workspaces, outside torch's allocator."""
+
+    @property
+    def allocated(self) -> int:
+        """What torch's allocator holds at the peak (compare with torch.cuda.max_memory_allocated)."""
+        return self.states + self.activations + self.logits
+
+    @property
+    def total(self) -> int:
+        return self.allocated + self.context
+
+
+def activation_bytes_per_token(model: ModelConfig) -> int:
+    """Bytes kept for backward per token, summed over layers, under bf16 autocast with a fused
+    SDPA kernel (flash or memory-efficient: no seq_len x seq_len attention matrix is stored).
+
+    Per layer (d = d_model, h = MLP width), what autograd saves:
+      4d  LayerNorm-1 input: the residual stream is fp32 (fp32 embeddings; fp32 + bf16 is fp32)
+      2d  qkv projection input (autocast's bf16 copy of the LayerNorm output)
+      6d  q, k, v (views of the qkv output), kept by SDPA with its fp32 log-sum-exp (4 per head)
+      2d  attention output, which is also the output projection's input (flash kernels write it
+          in (B, T, heads, head_dim) order, so re-assembling the heads is a view, not a copy)
+      4d  LayerNorm-2 input (fp32), 2d MLP up-projection input (bf16)
+      2h  GELU input and 2h down-projection input (the GELU output)
+      16  the two LayerNorms' fp32 mean and 1/std
+    = 20d + 4h + 4 n_head + 16; Korthikanti et al. 2022 count 34d for all-16-bit activations
+    with dropout masks and h = 4d (36d here). Outside the blocks: the final LayerNorm's fp32 input
+    and statistics, the head's bf16 input (6d + 8) and the int64 token ids (8).
+    """
+    d, h = model.d_model, model.mlp_width
+    per_layer = 20 * d + 4 * h + 4 * model.n_head + 16
+    return model.n_layer * per_layer + 6 * d + 16
+
+
+def estimate_gpu_memory(model: ModelConfig, vocab_size: int, micro_batch_size: int) -> MemoryEstimate:
+    """Peak memory of one run training `model` on micro-batches of `micro_batch_size` sequences.
+
+    The peak is at the start of a backward pass: every activation is still held, and from the
+    second micro-batch of a step on (gradient accumulation) so are the gradients."""
+    tokens = micro_batch_size * model.seq_len
+    n_params = count_params(model, vocab_size)["n_params"]
+    return MemoryEstimate(
+        states=STATE_BYTES_PER_PARAM * n_params,
+        activations=tokens * activation_bytes_per_token(model),
+        logits=tokens * vocab_size * LOGIT_BYTES_PER_ENTRY,
+        context=CUDA_CONTEXT_BYTES,
+    )
+
+
+def run_gpu_memory(cfg: RunConfig) -> MemoryEstimate:
+    """`estimate_gpu_memory` for a run config (its micro-batch as the trainer picks it)."""
+    size, _ = micro_batch(cfg)
+    return estimate_gpu_memory(cfg.model, cfg.tokenizer.vocab_size, size)
+
+
+def micro_step_flops(cfg: RunConfig) -> float:
+    """Training FLOPs (exact count) of one micro-batch forward + backward."""
+    size, _ = micro_batch(cfg)
+    return flops_per_token(cfg.model, cfg.tokenizer.vocab_size)["flops_per_token"] * size * cfg.model.seq_len
+
+
+# ----------------------------------------------------------------------------- packing rule
+
+
+def runs_by_memory(run_memory: int, gpu_memory: int, safety: float = MEMORY_SAFETY) -> int:
+    """How many runs of `run_memory` bytes fit together in `safety` of `gpu_memory` (may be 0)."""
+    if run_memory <= 0 or gpu_memory <= 0:
+        raise ValueError(f"run_memory={run_memory}, gpu_memory={gpu_memory}: both must be positive")
+    return int(safety * gpu_memory // run_memory)
+
+
+def runs_by_compute(step_flops: float, n_params_non_embedding: int) -> int:
+    """How many runs of this size it takes to keep one GPU busy (uncapped)."""
+    if n_params_non_embedding >= LARGE_MODEL_PARAMS or step_flops >= SATURATING_STEP_FLOPS:
+        return 1
+    return math.ceil(SATURATING_STEP_FLOPS / max(step_flops, 1.0))
+
+
+def runs_per_gpu(run_memory: int, step_flops: float, n_params_non_embedding: int, gpu_memory: int,
+                 cpus_per_gpu: Optional[int] = None, max_runs: int = MAX_RUNS_PER_GPU) -> int:
+    """Runs to pack on one GPU: as many as the compute rule asks for, at most what fits in memory,
+    one host core each (a process drives its GPU from one Python thread) and `max_runs`; at least 1
+    (a run too big for the GPU is the plan's check to refuse, not the packer's)."""
+    limits = [runs_by_compute(step_flops, n_params_non_embedding), runs_by_memory(run_memory, gpu_memory), max_runs]
+    if cpus_per_gpu is not None:
+        limits.append(cpus_per_gpu)
+    return max(1, min(limits))
+
+
+@dataclass(frozen=True)
+class Packing:
+    """A packing decision and the numbers behind it."""
+
+    runs_per_gpu: int
+    """Runs sharing each GPU."""
+    by_memory: int
+    """Runs of the largest memory estimate that fit in MEMORY_SAFETY of the GPU."""
+    by_compute: int
+    """Runs the compute rule asks for (uncapped)."""
+    cpus_per_gpu: Optional[int]
+    """Host cores per GPU, when known."""
+    memory: MemoryEstimate
+    """The largest run's memory estimate."""
+    step_flops: float
+    """The largest run's FLOPs per micro-batch step."""
+    n_params_non_embedding: int
+    """The largest run's non-embedding parameters."""
+    gpu_memory: int
+    """Total memory of one GPU, bytes."""
+
+    @property
+    def reason(self) -> str:
+        """Which limit set runs_per_gpu, in words."""
+        if self.n_params_non_embedding >= LARGE_MODEL_PARAMS:
+            why = (f"largest run: {self.n_params_non_embedding / 1e6:.0f}M >= {LARGE_MODEL_PARAMS / 1e6:.0f}M "
+                   f"non-embedding parameters, a GPU each")
+        elif self.by_compute == 1:
+            why = (f"largest run's micro-batch step {self.step_flops:.2g} FLOPs >= {SATURATING_STEP_FLOPS:.0e}: "
+                   f"fills a GPU")
+        else:
+            why = (f"largest run's micro-batch step {self.step_flops:.2g} FLOPs < {SATURATING_STEP_FLOPS:.0e}: "
+                   f"{self.by_compute} runs fill a GPU")
+        mem = (f"{self.by_memory} fit in {MEMORY_SAFETY:.0%} of {self.gpu_memory / GiB:.0f} GiB at "
+               f"{self.memory.total / GiB:.2f} GiB each")
+        limits = [why, mem]
+        if self.runs_per_gpu == MAX_RUNS_PER_GPU and min(self.by_compute, self.by_memory) > MAX_RUNS_PER_GPU:
+            limits.append(f"capped at {MAX_RUNS_PER_GPU}")
+        if self.cpus_per_gpu is not None and self.cpus_per_gpu < min(self.by_compute, self.by_memory, MAX_RUNS_PER_GPU):
+            limits.append(f"{self.cpus_per_gpu} host core{'s' if self.cpus_per_gpu > 1 else ''} per GPU")
+        if self.by_memory == 0:
+            limits.append("the largest run does not fit on its own")
+        return "; ".join(limits)
+
+
+def decide_packing(runs: Sequence[RunConfig], gpu_memory: int, cpus_per_gpu: Optional[int] = None) -> Packing:
+    """Runs per GPU for a sweep: the rule applied to its most demanding run, so any mix of the
+    sweep's runs that lands on one GPU fits and none is packed that would fill a GPU alone."""
+    if not runs:
+        raise ValueError("decide_packing: no runs to pack")
+    memories = [run_gpu_memory(r) for r in runs]
+    memory = max(memories, key=lambda m: m.total)
+    step_flops = max(micro_step_flops(r) for r in runs)
+    n_ne = max(count_params(r.model, r.tokenizer.vocab_size)["n_params_non_embedding"] for r in runs)
+    by_memory = runs_by_memory(memory.total, gpu_memory)
+    by_compute = runs_by_compute(step_flops, n_ne)
+    k = runs_per_gpu(memory.total, step_flops, n_ne, gpu_memory, cpus_per_gpu)
+    return Packing(k, by_memory, by_compute, cpus_per_gpu, memory, step_flops, n_ne, gpu_memory)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The CUDA GPUs this process sees."""
+
+    count: int
+    """Number of visible GPUs (0 without CUDA)."""
+    memory: Optional[int]
+    """Total memory of the smallest of them, bytes (None without CUDA)."""
+    name: str = ""
+    """Device name of the first, e.g. 'NVIDIA H100 80GB HBM3'."""
+
+
+def detect_gpus() -> GpuInfo:
+    """The visible CUDA GPUs (initialises CUDA in this process when there are any)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return GpuInfo(0, None)
+    n = torch.cuda.device_count()
+    props = [torch.cuda.get_device_properties(i) for i in range(n)]
+    return GpuInfo(n, min(p.total_memory for p in props), props[0].name)
+
+
+@dataclass(frozen=True)
+class MpsStatus:
+    """Whether packed runs can share a GPU through CUDA MPS."""
+
+    running: bool
+    """A control daemon's pipe exists: CUDA clients of this environment connect to it."""
+    installed: bool
+    """nvidia-cuda-mps-control is on PATH (the daemon can be started)."""
+    pipe_dir: str
+    """Where clients look for the daemon (CUDA_MPS_PIPE_DIRECTORY, else /tmp/nvidia-mps)."""
+
+    def describe(self) -> str:
+        if self.running:
+            return f"MPS: yes (daemon pipe {self.pipe_dir}/control): packed runs' kernels run side by side"
+        if self.installed:
+            return ("MPS: no (installed, not running): packed runs time-slice the GPU; "
+                    "`nvidia-cuda-mps-control -d` lets their kernels run side by side")
+        return "MPS: no (nvidia-cuda-mps-control not found): packed runs time-slice the GPU"
+
+
+def mps_status(env: Optional[Mapping[str, str]] = None) -> MpsStatus:
+    """Look for a CUDA MPS control daemon (never starts one): its control pipe in the pipe directory."""
+    env = os.environ if env is None else env
+    pipe_dir = env.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps"
+    running = os.path.exists(os.path.join(pipe_dir, "control"))
+    installed = shutil.which("nvidia-cuda-mps-control", path=env.get("PATH")) is not None
+    return MpsStatus(running, installed, pipe_dir)

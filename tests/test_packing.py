@@ -1,0 +1,287 @@
+"""Packing runs onto GPUs: the memory estimate, the runs-per-GPU rule, MPS detection, `auto` in a
+sweep config, the plan's packing line and the GPU benchmark's CPU smoke mode."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep.config import ConfigError, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from sweep.grid import shape_for_params
+from sweep.model import GPT, count_params
+from sweep.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo, MpsStatus,
+                           activation_bytes_per_token, decide_packing, estimate_gpu_memory, mps_status,
+                           run_gpu_memory, runs_per_gpu)
+
+REPO = Path(__file__).resolve().parents[1]
+H100 = GpuInfo(1, 80 * GiB, "NVIDIA H100 80GB HBM3")
+
+
+def gpu_run(target_params_non_embedding: float) -> RunConfig:
+    """A run shaped as the *_h100 experiments shape it: seq_len 1024, vocab 16384, 32 x 1024 micro-batches."""
+    m = shape_for_params(target_params_non_embedding, 64, 64, ModelConfig(seq_len=1024), 16384)
+    return RunConfig(model=m, tokenizer=TokenizerConfig(vocab_size=16384),
+                     train=TrainConfig(batch_size=32, tokens_per_step=262144))
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_memory_estimate_matches_a_hand_count():
+    m = ModelConfig(n_layer=2, d_model=64, n_head=4, seq_len=128)
+    est = estimate_gpu_memory(m, vocab_size=1024, micro_batch_size=8)
+    # parameters: embedding 1024*64 + position 128*64 + attention 2*4*64^2 + mlp 2*2*64*256 + norms 5*64
+    n_params = 65536 + 8192 + 32768 + 65536 + 320
+    assert count_params(m, 1024)["n_params"] == n_params
+    assert est.states == 18 * n_params  # fp32 weights, grads, two AdamW moments, bf16 weight copies
+    # per token: 2 layers x (20*64 + 4*256 + 4*4 + 16) + 6*64 + 16, for 8 x 128 tokens
+    assert est.activations == 1024 * (2 * (1280 + 1024 + 16 + 16) + 384 + 16) == 1024 * 5072
+    assert est.logits == 1024 * 1024 * 16
+    assert est.context == CUDA_CONTEXT_BYTES
+    assert est.total == 18 * n_params + 1024 * 5072 + 1024 * 1024 * 16 + CUDA_CONTEXT_BYTES
+    # the trainer's micro-batch: batch_size 8 of a 16-sequence step
+    cfg = RunConfig(model=m, tokenizer=TokenizerConfig(vocab_size=1024),
+                    train=TrainConfig(batch_size=8, tokens_per_step=16 * 128))
+    assert run_gpu_memory(cfg) == est
+
+
+@pytest.mark.parametrize("L, d, heads, T, V, B", [(2, 64, 4, 128, 384, 4), (3, 96, 6, 64, 1000, 8)])
+def test_activation_count_is_what_autograd_saves(L, d, heads, T, V, B):
+    """The count per token against the bytes autograd really keeps under bf16 autocast with the
+    fused SDPA kernel (CPU's flash kernel saves the same tensors as CUDA's)."""
+    torch.manual_seed(0)
+    m = ModelConfig(n_layer=L, d_model=d, n_head=heads, seq_len=T)
+    model = GPT(m, V)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()  # views (q, k, v of one qkv output) share a storage: count it once
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    x = torch.randint(0, V, (B, T))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x, x)
+    measured = sum(n for ptr, n in saved.items() if ptr not in params)
+    groups = count_params(m, V)["n_params_by_group"]
+    weight_copies = 2 * (groups["attention"] + groups["mlp"] + groups["embedding"])  # bf16, the head's is tied
+    predicted = B * T * (activation_bytes_per_token(m) + 4 * V) + weight_copies  # + the fp32 log-softmax
+    assert predicted == pytest.approx(measured, rel=0.01)
+
+
+# ----------------------------------------------------------------------------- packing rule
+
+
+SIZES = [1e6, 5e6, 20e6, 100e6, 300e6]
+
+
+def test_runs_per_gpu_falls_with_model_size_and_respects_memory():
+    decisions = [decide_packing([gpu_run(n)], 80 * GiB) for n in SIZES]
+    ks = [p.runs_per_gpu for p in decisions]
+    assert ks == sorted(ks, reverse=True)
+    assert ks[0] > 1  # a 1M model cannot fill an H100 alone
+    assert ks[3] == ks[4] == 1  # 100M and 300M non-embedding: a GPU each
+    for p in decisions:
+        assert p.runs_per_gpu <= MAX_RUNS_PER_GPU
+        assert p.runs_per_gpu == 1 or p.runs_per_gpu * p.memory.total <= MEMORY_SAFETY * 80 * GiB
+    # the 1M model's estimate is dominated by its logits: 32 x 1024 tokens x 16384 entries x 16 bytes
+    assert decisions[0].memory.logits == 8 * GiB
+
+
+def test_each_limit_of_runs_per_gpu():
+    tiny = dict(step_flops=1e11, n_params_non_embedding=1_000_000)
+    assert runs_per_gpu(10 * GiB, gpu_memory=80 * GiB, **tiny) == 6  # memory: 0.85 * 80 // 10
+    assert runs_per_gpu(1 * GiB, gpu_memory=80 * GiB, **tiny) == MAX_RUNS_PER_GPU  # compute asks 100: capped
+    assert runs_per_gpu(1 * GiB, gpu_memory=80 * GiB, cpus_per_gpu=3, **tiny) == 3  # a host core per run
+    assert runs_per_gpu(1 * GiB, 4e12, 1_000_000, 80 * GiB) == 3  # compute: ceil(1e13 / 4e12)
+    assert runs_per_gpu(1 * GiB, 1e11, 100_000_000, 80 * GiB) == 1  # large model
+    assert runs_per_gpu(1 * GiB, 2e13, 1_000_000, 80 * GiB) == 1  # a step that fills the GPU
+    assert runs_per_gpu(100 * GiB, gpu_memory=80 * GiB, **tiny) == 1  # too big even alone: the plan refuses it
+    with pytest.raises(ValueError, match="gpu_memory=0"):
+        runs_per_gpu(1 * GiB, gpu_memory=0, **tiny)
+
+
+def test_a_sweep_is_packed_by_its_most_demanding_run():
+    small, big = gpu_run(1e6), gpu_run(20e6)
+    mixed = decide_packing([small, big], 80 * GiB)
+    assert mixed == decide_packing([big], 80 * GiB)
+    assert mixed.runs_per_gpu < decide_packing([small], 80 * GiB).runs_per_gpu
+    # a smaller GPU packs fewer of the same runs
+    assert decide_packing([small], 24 * GiB).runs_per_gpu < decide_packing([small], 80 * GiB).runs_per_gpu
+
+
+# ----------------------------------------------------------------------------- MPS
+
+
+def test_mps_is_detected_from_its_control_pipe(tmp_path):
+    pipe_dir, bin_dir = tmp_path / "mps", tmp_path / "bin"
+    pipe_dir.mkdir()
+    bin_dir.mkdir()
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(pipe_dir), "PATH": str(bin_dir)}
+    assert mps_status(env) == MpsStatus(running=False, installed=False, pipe_dir=str(pipe_dir))
+    os.mkfifo(pipe_dir / "control")
+    tool = bin_dir / "nvidia-cuda-mps-control"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    status = mps_status(env)
+    assert status.running and status.installed
+    assert "MPS: yes" in status.describe()
+    assert mps_status({"PATH": str(bin_dir)}).pipe_dir == "/tmp/nvidia-mps"
+
+
+# ----------------------------------------------------------------------------- launch
+
+
+def small_h100_sweep(*extra):
+    from sweep.launch import expand_sweep, load_sweep
+
+    sc = load_sweep(["experiment=kaplan_model_size_h100", *extra])
+    return sc, expand_sweep(sc, n_train_tokens=10**10).runs
+
+
+def test_auto_resolves_from_the_grid_and_the_gpus():
+    from sweep.launch import n_slots, resolve_launch
+
+    sc, runs = small_h100_sweep()
+    assert sc.launch.gpus is None and sc.launch.runs_per_gpu is None  # auto by default
+    launch, packing = resolve_launch(sc.launch, runs, GpuInfo(8, 80 * GiB, "H100"), cpu_cores=96)
+    assert (launch.gpus, launch.runs_per_gpu, n_slots(launch)) == (8, 1, 8)  # up to 100M: a GPU each
+    assert "fills a GPU" in packing.reason
+    big = resolve_launch(sc.launch, runs[-1:], H100, cpu_cores=16)[1]
+    assert big.n_params_non_embedding < 100e6 and big.runs_per_gpu == 1  # 99.7M: its step alone fills a GPU
+
+    sc, runs = small_h100_sweep("experiment.target_params_non_embedding=[1000000,3000000]")
+    launch, packing = resolve_launch(sc.launch, runs, H100, cpu_cores=16)
+    assert launch.runs_per_gpu == packing.runs_per_gpu
+    assert packing == decide_packing([r.cfg for r in runs], 80 * GiB, 16)
+    assert 1 < launch.runs_per_gpu <= packing.by_memory
+    assert n_slots(launch) == launch.runs_per_gpu
+    # two host cores per GPU cap it at 2
+    assert resolve_launch(sc.launch, runs, GpuInfo(8, 80 * GiB), cpu_cores=16)[0].runs_per_gpu == 2
+
+    sc, runs = small_h100_sweep("experiment.target_params_non_embedding=[1000000]", "launch.runs_per_gpu=3",
+                                "launch.gpus=2")
+    launch, packing = resolve_launch(sc.launch, runs, H100, cpu_cores=16)
+    assert (launch.gpus, launch.runs_per_gpu, n_slots(launch)) == (2, 3, 6)  # as set
+
+    launch, packing = resolve_launch(sc.launch, runs, GpuInfo(0, None), cpu_cores=16)
+    assert packing is None and launch.runs_per_gpu == 3  # no GPU memory known: nothing checked
+
+    sc, runs = small_h100_sweep("launch.slots=3")
+    launch, packing = resolve_launch(sc.launch, runs, GpuInfo(0, None), cpu_cores=2)
+    assert (launch.gpus, launch.runs_per_gpu, packing, n_slots(launch)) == (0, 1, None, 3)  # CPU: slots
+
+
+def test_bad_launch_values_fail_early():
+    from sweep.launch import load_sweep
+
+    with pytest.raises(ConfigError, match=r"launch.runs_per_gpu=0: must be >= 1, or null"):
+        load_sweep(["launch.runs_per_gpu=0"])
+    with pytest.raises(ConfigError, match=r"launch.gpus=-1"):
+        load_sweep(["launch.gpus=-1"])
+
+
+def test_each_slot_gets_one_gpu(monkeypatch):
+    """Each job is its own process: submitit's local executor gives it CUDA_VISIBLE_DEVICES of all
+    launch.gpus GPUs (or the variable is unset), and the job's slot picks one of them."""
+    from sweep.launch import _placed, load_sweep, to_run_config
+
+    sc = load_sweep(["launch.gpus=2", "launch.runs_per_gpu=3"])
+    for given, expected in ((None, ["0", "1"] * 3), ("4,5", ["4", "5"] * 3)):
+        seen = []
+        for slot in range(6):
+            if given is None:
+                monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+            else:
+                monkeypatch.setenv("CUDA_VISIBLE_DEVICES", given)
+            cfg = _placed(to_run_config(sc), sc, slot)
+            seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+            assert cfg.train.threads == max(1, (os.cpu_count() or 1) // 6)
+        assert seen == expected  # the first runs spread over the GPUs
+
+
+def fake_gpu_box(monkeypatch, mps_running: bool):
+    import sweep.launch as launch
+
+    monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
+    monkeypatch.setattr(launch, "available_memory", lambda device: 80 * GiB)
+    monkeypatch.setattr(launch, "detect_gpus", lambda: H100)
+    monkeypatch.setattr(launch, "mps_status", lambda: MpsStatus(mps_running, True, "/tmp/nvidia-mps"))
+
+
+def test_plan_prints_the_packing_decision(monkeypatch, capsys):
+    from sweep.launch import plan_command
+
+    assert plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=100000000",
+                         "launch.slots=2"]) == 0
+    assert "launch: no GPU for these runs; hydra/launcher=parallel runs 2 at a time" in capsys.readouterr().out
+
+    args = ["experiment=kaplan_model_size_h100", "launch.probe=false", "launch.corpus_tokens=10000000000"]
+
+    fake_gpu_box(monkeypatch, mps_running=True)
+    tiny = "experiment.target_params_non_embedding=[1000000,3000000]"
+    assert plan_command(args + [tiny]) == 0
+    out = capsys.readouterr().out
+    k = decide_packing([gpu_run(3e6)], 80 * GiB, os.cpu_count() or 1).runs_per_gpu
+    assert f"launch: {k} runs per GPU x 1 GPU (NVIDIA H100 80GB HBM3) = {k} at a time" in out
+    assert "packing: largest run's micro-batch step" in out and "MPS: yes" in out
+
+    assert plan_command(args + [tiny, "launch.runs_per_gpu=8"]) == 0
+    out = capsys.readouterr().out
+    assert "launch.runs_per_gpu=8 as set; the rule would pick" in out
+    assert "expect CUDA out-of-memory" in out  # 8 runs of ~10 GiB do not fit in 68 GiB
+
+
+# ----------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_estimate_bounds_real_gpu_memory():
+    """One bf16 training step on the GPU: the allocator's peak is at most the estimate, and not far below."""
+    m = ModelConfig(n_layer=4, d_model=256, n_head=4, seq_len=512)
+    vocab, batch = 4096, 8
+    model = GPT(m, vocab).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    torch.cuda.reset_peak_memory_stats()
+    x = torch.randint(0, vocab, (batch, m.seq_len), device="cuda")
+    for _ in range(2):  # the second step holds the AdamW moments too
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            _, loss = model(x, x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated()
+    est = estimate_gpu_memory(m, vocab, batch).allocated
+    assert 0.5 * est <= peak <= 1.15 * est
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+@pytest.mark.slow
+def test_bench_gpu_cpu_smoke():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--cpu-smoke"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for column in ("size", "N_ne", "tokens/s", "MFU", "step_ms", "peak_mem", "est_mem"):
+        assert column in out.splitlines()[1]
+    assert "tiny-model sweep: 2 runs" in out and "one at a time" in out and "2 per GPU" in out
+    pairs = [dict(kv.split("=", 1) for kv in line.split()) for line in out.splitlines()
+             if line.startswith(("size=", "sweep_runs="))]
+    sizes = [p for p in pairs if "size" in p]
+    assert [p["size"] for p in sizes] == ["20k", "100k"]
+    for p in sizes:
+        assert float(p["tokens_per_second"]) > 0 and float(p["peak_memory_gib"]) > 0
+        assert float(p["estimated_memory_gib"]) > 0 and p["mfu"] == "nan"  # no known peak FLOP/s for a CPU
+    assert int(sizes[0]["n_params_non_embedding"]) < int(sizes[1]["n_params_non_embedding"])
+    (sweep,) = [p for p in pairs if "sweep_runs" in p]
+    assert sweep["runs_per_gpu"] == "2" and sweep["sweep_runs"] == "2"
+    assert float(sweep["sequential_flops_per_second"]) > 0 and float(sweep["packed_flops_per_second"]) > 0
+    assert float(sweep["speedup"]) == pytest.approx(
+        float(sweep["packed_flops_per_second"]) / float(sweep["sequential_flops_per_second"]), rel=1e-2)

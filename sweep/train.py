@@ -404,6 +404,9 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     val = data.val_tokens()
     eval_every = t.eval_interval or max(1, shape.steps // 10)
     check_every = 1 if device.type == "cpu" else max(1, t.log_interval)  # .item() syncs a GPU
+    # From pinned host memory the copy is asynchronous: with no sync in the loop, the host builds
+    # the next batches while the GPU still computes the previous step.
+    pin = device.type == "cuda"
     fpt = shape.flops_per_token
 
     status, diverged_at, diverged_value = "done", None, None
@@ -419,6 +422,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         loss_sum = torch.zeros((), device=device)
         for micro in range(accum):
             x, y = batches.get(step, micro)
+            if pin:
+                x, y = x.pin_memory(), y.pin_memory()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with ctx:
                 _, loss = step_model(x, y)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from sweep.branching import branch_cost, describe_cost, resolve_init
+from sweep.branching import branch_cost, describe_cost, is_branch, resolve_init
 from sweep.cli import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
@@ -358,15 +358,23 @@ class SweepProgress:
         self._thread = None
         self.bar = None
 
+    @staticmethod
+    def own_flops(r: PlannedRun) -> tuple:
+        """(FLOPs the run trains itself, its first step): a WSD branch starts at its trunk's branch
+        point, so the shared prefix is counted once, in the trunk."""
+        start = int(r.cfg.meta.get("branch_step", 0)) if is_branch(r) else 0
+        return r.flops - start * r.cfg.train.tokens_per_step * r.flops_per_token, start
+
     def poll(self) -> tuple:
         finished, flops = 0, 0.0
         for r in self.runs:
+            own, start = self.own_flops(r)
             s = run_state(run_dir(r.cfg, r.n_tokens))
             if s.status in ("done", "diverged", "failed"):
                 finished += 1
-                flops += r.flops
-            elif s.step is not None and s.steps:
-                flops += r.flops * min(s.step / s.steps, 1.0)
+                flops += own
+            elif s.step is not None and s.steps and s.steps > start:
+                flops += own * min(max(s.step - start, 0) / (s.steps - start), 1.0)
         return finished, flops
 
     def _update(self) -> None:
@@ -383,7 +391,7 @@ class SweepProgress:
         if self.enabled and self.runs:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=sum(r.flops for r in self.runs), unit="FLOP", unit_scale=True,
+            self.bar = tqdm(total=sum(self.own_flops(r)[0] for r in self.runs), unit="FLOP", unit_scale=True,
                             desc=f"sweep 0/{len(self.runs)} runs", mininterval=1.0, dynamic_ncols=True)
             self._update()
             self._thread = threading.Thread(target=self._loop, daemon=True)

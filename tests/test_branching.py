@@ -148,3 +148,19 @@ def test_trunk_and_branches_equal_independent_wsd_runs(tmp_path):
         on_disk = json.loads((run_dir(r.cfg, r.n_tokens) / "result.json").read_text())
         assert on_disk["branch"] is True and on_disk["parent"] == trunk.run_id and on_disk["status"] == "done"
     assert results[0]["branch"] is False and results[0]["parent"] is None
+
+
+def test_sweep_progress_counts_a_branch_from_its_branch_point(tmp_path):
+    from sweep.launch import SweepProgress
+    from sweep.results import write_json_atomic
+
+    out = branch(plan(base(tmp_path)))  # trunk 128 steps; branches start at steps 24 and 48
+    step = 1024 * out[0].flops_per_token
+    progress = SweepProgress(out, enabled=False)
+    assert sum(progress.own_flops(r)[0] for r in out) == pytest.approx(branch_cost(out)["total"]["branched_flops"])
+    assert progress.poll() == (0, 0.0)
+    trunk, short = out[0], next(r for r in out[1:] if r.n_tokens == 32768)
+    write_json_atomic(run_dir(trunk.cfg, trunk.n_tokens) / "progress.json", {"step": 64, "steps": 128})
+    write_json_atomic(run_dir(short.cfg, short.n_tokens) / "progress.json", {"step": 28, "steps": 32})
+    finished, flops = progress.poll()
+    assert finished == 0 and flops == pytest.approx((64 + 4) * step)  # the branch's 24 shared steps are the trunk's

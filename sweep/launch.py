@@ -44,6 +44,8 @@ class LaunchConfig:
     """GPUs for hydra/launcher=parallel, one per run (slots = gpus * runs_per_gpu); null: all CUDA GPUs seen."""
     runs_per_gpu: Optional[int] = None
     """Runs sharing one GPU at a time (tiny models leave it idle); null: from model size and memory (packing.py)."""
+    devices: Optional[str] = None
+    """CUDA devices the parallel launcher hands out, e.g. '2,3'; null: CUDA_VISIBLE_DEVICES of `sweep run`, else all."""
     retry_failed: bool = False
     """Train failed runs again (`sweep run --retry-failed`); by default they are left as they are."""
     progress: bool = True
@@ -175,7 +177,8 @@ def resolve_launch(launch: LaunchConfig, runs: List[PlannedRun], gpus: GpuInfo,
     Pure: the box (`gpus`, `cpu_cores`) is passed in, so a CPU test can ask what a GPU box would do.
     Every run of the grid goes through one set of slots, so the decision follows its most demanding run.
     """
-    n_gpus = gpus.count if launch.gpus is None else launch.gpus
+    listed = [d for d in (launch.devices or "").split(",") if d.strip()]
+    n_gpus = launch.gpus if launch.gpus is not None else (min(len(listed), gpus.count) if listed else gpus.count)
     packing = None
     if n_gpus > 0 and gpus.memory and runs:
         packing = decide_packing([r.cfg for r in runs], gpus.memory, max(1, cpu_cores // n_gpus))
@@ -209,7 +212,8 @@ def describe_launch(asked: LaunchConfig, launch: LaunchConfig, packing: Optional
 def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Optional[Packing], GpuInfo]:
     """resolve_launch for this box: its GPUs when the runs train on CUDA, else none."""
     gpus = detect_gpus() if _device_name(sc).startswith("cuda") else GpuInfo(0, None)
-    launch, packing = resolve_launch(sc.launch, runs, gpus, os.cpu_count() or 1)
+    asked = dataclasses.replace(sc.launch, devices=sc.launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES") or None)
+    launch, packing = resolve_launch(asked, runs, gpus, os.cpu_count() or 1)
     return launch, packing, gpus
 
 
@@ -293,7 +297,10 @@ def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int]) -> RunConfig:
     if slot is not None:
         if (sc.launch.gpus or 0) > 0:
             # Before torch initialises CUDA: the run sees exactly one GPU, its slot's.
-            visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+            # submitit's local executor rewrites CUDA_VISIBLE_DEVICES to 0..gpus-1 for each job, so
+            # the devices `sweep run` itself was given arrive as launch.devices.
+            given = sc.launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            visible = [g.strip() for g in str(given).split(",") if g.strip()]
             visible = visible or [str(i) for i in range(sc.launch.gpus)]
             os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
         if threads is None:
@@ -479,6 +486,8 @@ def run_command(argv: List[str]) -> int:
         for wave in (w for w in waves if w):
             job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}",
                                          f"launch.gpus={launch.gpus}", f"launch.runs_per_gpu={launch.runs_per_gpu}"]
+            if launch.devices:
+                job_overrides.append(f"launch.devices='{launch.devices}'")
             rc = _hydra_multirun(job_overrides) or rc
     rows = _status_rows(g.runs)
     print(status_table(rows))

@@ -17,7 +17,8 @@ def joint_log_loss(p, log_n, log_d):
     """log L of L = E + [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D, p = (log N_c, log D_c, alpha_N, alpha_D, E)."""
     log_nc, log_dc, alpha_n, alpha_d, e = p
     inner = np.logaddexp(alpha_n / alpha_d * (log_nc - log_n), log_dc - log_d)
-    return np.log(e + np.exp(alpha_d * inner))
+    with np.errstate(over="ignore"):  # a far-off trial point gives inf, a residual the optimiser steps away from
+        return np.log(e + np.exp(alpha_d * inner))
 
 
 def fit_joint(data, irreducible: bool, delta: float, start=None) -> dict:

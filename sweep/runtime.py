@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import random
@@ -24,10 +25,15 @@ def pick_device(train: TrainConfig) -> torch.device:
     return torch.device(train.device)
 
 
-def autocast(train: TrainConfig, device: torch.device):
-    """bf16 autocast on CUDA by default (and on CPU when asked: AMX units run bf16 matmuls fast)."""
+def compute_dtype(train: TrainConfig, device: torch.device) -> torch.dtype:
+    """bf16 on CUDA by default (and on CPU when asked: AMX units run bf16 matmuls fast), else fp32."""
     use_bf16 = train.dtype == "bf16" or (train.dtype == "auto" and device.type == "cuda")
-    if use_bf16:
+    return torch.bfloat16 if use_bf16 else torch.float32
+
+
+def autocast(train: TrainConfig, device: torch.device):
+    """Autocast to compute_dtype's bf16; fp32 runs as is."""
+    if compute_dtype(train, device) == torch.bfloat16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -134,7 +140,33 @@ def peak_flops(device_label: str) -> float | None:
     return None
 
 
-def mfu(tokens_per_second: float, flops_per_token: float, device_label: str) -> float | None:
-    """Model FLOPs utilisation: useful training FLOP/s (exact count, no recompute) over the peak."""
-    peak = peak_flops(device_label)
+@functools.lru_cache(maxsize=None)
+def _measured_peak(device: str, dtype: torch.dtype, threads: int, size: int, repeats: int) -> float:
+    device = torch.device(device)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call pays for kernel selection and warm caches
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best
+
+
+def measured_peak_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, repeats: int = 3) -> float:
+    """FLOP/s of the fastest of a few square matmuls in `dtype`: the peak of a device missing from
+    PEAK_BF16_FLOPS (a CPU, a new GPU). It is an achieved peak, below the datasheet's, so MFU
+    against it reads higher; results record which peak was used. Measured once per process."""
+    return _measured_peak(str(device), dtype, torch.get_num_threads(), size, repeats)
+
+
+def mfu(tokens_per_second: float, flops_per_token: float, device_label: str,
+        peak: float | None = None) -> float | None:
+    """Model FLOPs utilisation: useful training FLOP/s (exact count, no recompute) over the peak
+    (`peak` if given, else the datasheet value of a known GPU; None when neither is known)."""
+    peak = peak or peak_flops(device_label)
     return None if peak is None else tokens_per_second * flops_per_token / peak

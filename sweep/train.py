@@ -496,10 +496,15 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     wall = time.perf_counter() - start
     trained = step * t.tokens_per_step - tokens_start
     label = runtime.device_name(device)
+    peak, peak_source = runtime.peak_flops(label), "datasheet"
+    if peak is None:  # measured after training, so it never competes with the run for the cores
+        peak, peak_source = runtime.measured_peak_flops(device, runtime.compute_dtype(t, device)), "measured matmul"
     out = {
         "status": status,
         "device": label,
-        "mfu": runtime.mfu(trained / max(wall, 1e-9), fpt, label),
+        "mfu": runtime.mfu(trained / max(wall, 1e-9), fpt, label, peak),
+        "peak_flops": peak,
+        "peak_flops_source": peak_source,
         "threads": threads,
         "wall_seconds": wall_before + wall,
         "tokens_per_second": trained / max(wall, 1e-9),

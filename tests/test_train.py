@@ -59,6 +59,10 @@ def test_short_run_learns_well_below_unigram(tmp_path):
     assert on_disk["flops"] == on_disk["flops_per_token"] * 163840
     assert sum(on_disk["n_params_by_group"].values()) == on_disk["n_params"]
     assert on_disk["config"]["model"]["d_model"] == 64
+    # a CPU is in no datasheet table: MFU is against this machine's own fp32 matmul peak
+    assert on_disk["peak_flops_source"] == "measured matmul" and on_disk["peak_flops"] > 1e9
+    assert on_disk["mfu"] == pytest.approx(on_disk["tokens_per_second"] * on_disk["flops_per_token"]
+                                           / on_disk["peak_flops"]) and 0 < on_disk["mfu"] < 1
     # the curve: falling train loss, evaluations, tokens and FLOPs on every row
     rows = read_jsonl(run_dir(cfg, shape.n_tokens) / "metrics.jsonl")
     train_losses = [r["train_loss"] for r in rows if "train_loss" in r]

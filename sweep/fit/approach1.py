@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.powerlaw import fit_power_law
+from sweep.fit.powerlaw import loss_law
 
 NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
 GRID_SIZE = 1500
@@ -87,10 +87,7 @@ def fit_point(data, cfg: FitConfig) -> dict:
     # Neighbouring grid values carry nearly the same information: L(C) is fitted on an evenly thinned
     # subset, which keeps the equal weight per log C and makes the bootstrap's refits ~10x cheaper.
     thin = np.unique(np.linspace(0, c_env.size - 1, min(c_env.size, LAW_POINTS)).round().astype(int))
-    try:
-        law = fit_power_law(c_env[thin], loss_env[thin], cfg.kaplan_irreducible, cfg.huber_delta)
-    except MethodSkipped:
-        law = {"log_xc": float("nan"), "alpha": float("nan"), "e": float("nan")}
+    law = loss_law(c_env[thin], loss_env[thin], cfg)
     _, first = np.unique(run, return_index=True)
     return {"n_log0": n_log0, "a": a, "d_log0": d_log0, "b": b, "loss_log_cc": law["log_xc"],
             "loss_alpha": law["alpha"], "loss_e": law["e"], "frontier": run[np.sort(first)], "source": source,

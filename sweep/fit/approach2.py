@@ -8,7 +8,7 @@ import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.inputs import group_budgets
-from sweep.fit.powerlaw import fit_power_law
+from sweep.fit.powerlaw import loss_law
 
 NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
 
@@ -71,11 +71,6 @@ def fit_point(data, cfg: FitConfig) -> dict:
     a, n_log0 = np.polyfit(lc, np.log([b["n_star"] for b in kept]), 1)
     b_, d_log0 = np.polyfit(lc, np.log([b["d_star"] for b in kept]), 1)
     loss_star = np.array([b["loss_star"] for b in kept])
-    # With fewer than 4 budgets L*(C) gets no law (NaN, printed n/a): a power law without its
-    # irreducible term E has no floor and extrapolates far below any reachable loss.
-    try:
-        law = fit_power_law(np.exp(lc), loss_star, cfg.kaplan_irreducible, cfg.huber_delta)
-    except MethodSkipped:
-        law = {"log_xc": float("nan"), "alpha": float("nan"), "e": float("nan")}
+    law = loss_law(np.exp(lc), loss_star, cfg)  # n/a from fewer than 4 budgets
     return {"n_log0": n_log0, "a": a, "d_log0": d_log0, "b": b_, "loss_log_cc": law["log_xc"],
             "loss_alpha": law["alpha"], "loss_e": law["e"], "budgets": budgets}

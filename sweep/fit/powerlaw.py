@@ -47,3 +47,21 @@ def fit_power_law(x: np.ndarray, loss: np.ndarray, irreducible: bool, delta: flo
 def power_law_value(x, log_xc, alpha, e):
     """E + (x_c / x)^alpha, broadcasting over parameter samples."""
     return e + np.exp(alpha * (log_xc - np.log(x)))
+
+
+NO_LAW = {"log_xc": float("nan"), "alpha": float("nan"), "e": float("nan")}
+
+
+def loss_law(x: np.ndarray, loss: np.ndarray, cfg) -> dict:
+    """L(x) for approaches 1 and 2's loss predictions, or NaNs (printed n/a) where it cannot extrapolate.
+
+    Without a floor a power law falls toward zero loss far beyond the data, so there is no law when
+    E cannot be fitted (fewer than 4 points) or comes out at its bound 0.
+    """
+    try:
+        law = fit_power_law(x, loss, cfg.kaplan_irreducible, cfg.huber_delta)
+    except MethodSkipped:
+        return dict(NO_LAW)
+    if cfg.kaplan_irreducible and law["e"] <= 1e-6 * float(np.min(loss)):
+        return dict(NO_LAW)
+    return law

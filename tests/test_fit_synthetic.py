@@ -125,3 +125,16 @@ def test_wandb_rows_from_fake_api_runs():
                                                               "n_tokens": "n_tokens"})
     assert rows[2] == {"run_id": "id2", "run_name": "run2", "loss": pytest.approx(2.8), "n_params": 3e6,
                        "n_tokens": 1e8, "status": "done"}
+
+
+def test_loss_law_needs_a_floor_to_extrapolate():
+    from types import SimpleNamespace
+
+    from sweep.fit.powerlaw import loss_law
+
+    cfg = SimpleNamespace(kaplan_irreducible=True, huber_delta=1e-3)
+    c = np.logspace(18, 21, 6)
+    floored = loss_law(c, 1.7 + (1e17 / c) ** 0.3, cfg)
+    assert floored["e"] == pytest.approx(1.7, abs=0.02) and floored["alpha"] == pytest.approx(0.3, abs=0.03)
+    assert np.isnan(loss_law(c, (1e25 / c) ** 0.05, cfg)["e"])  # no floor in the data: E at its bound 0
+    assert np.isnan(loss_law(c[:3], 1.7 + (1e17 / c[:3]) ** 0.3, cfg)["alpha"])  # 3 points cannot fit E

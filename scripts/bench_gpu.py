@@ -160,7 +160,7 @@ def bench_sizes(s: Setup, tmp: Path, cache: Path) -> list:
         rows.append({
             "size": size, "n_layer": m.n_layer, "d_model": m.d_model,
             "n_params_non_embedding": result["n_params_non_embedding"], "n_params": result["n_params"],
-            "tokens_per_second": tps, "mfu": runtime.mfu(tps, result["flops_per_token"], result["device"]),
+            "tokens_per_second": tps, "mfu": runtime.mfu(tps, result["flops_per_token"], result["device"], result.get("peak_flops")),
             "step_ms": 1000 * s.tokens_per_step / tps, "peak_memory": peak_memory(s.device),
             "estimated_memory": run_gpu_memory(cfg).allocated, "device": result["device"],
         })

@@ -283,7 +283,7 @@ def test_bench_gpu_cpu_smoke():
     assert [p["size"] for p in sizes] == ["20k", "100k"]
     for p in sizes:
         assert float(p["tokens_per_second"]) > 0 and float(p["peak_memory_gib"]) > 0
-        assert float(p["estimated_memory_gib"]) > 0 and p["mfu"] == "nan"  # no known peak FLOP/s for a CPU
+        assert float(p["estimated_memory_gib"]) > 0 and 0 < float(p["mfu"]) < 1  # against a measured CPU peak
     assert int(sizes[0]["n_params_non_embedding"]) < int(sizes[1]["n_params_non_embedding"])
     (sweep,) = [p for p in pairs if "sweep_runs" in p]
     assert sweep["runs_per_gpu"] == "2" and sweep["sweep_runs"] == "2"

@@ -9,7 +9,7 @@ with the byte tokenizer: n_layer 4, n_head 4, n_embd 128, block 64, batch 12, dr
 cosine to 1e-4 at iteration 2000, first 90% train / last 10% validation. nanoGPT on an idle
 2-core machine: about 34 ms per iteration (~22,500 tokens/s), val loss 1.886.
 
-Ends with one machine-readable line: tokens_per_second=<x> val_loss=<y> peak_rss_mb=<z>
+Ends with one machine-readable line: tokens_per_second=<x> val_loss=<y> peak_rss_mb=<z> mfu=<m>
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def main() -> int:
           f"{1000 * result['wall_seconds'] / steps:.1f} ms/step, device={result['device']}")
     print(f"final val loss {result['final_val_loss']:.4f} nats/token ({result['final_val_bpb']:.4f} bits/byte), "
           f"train loss {result['final_train_loss']:.4f}")
+    print(f"MFU {100 * result['mfu']:.1f}% of {result['peak_flops']:.3g} FLOP/s ({result['peak_flops_source']})")
     print(f"tokens_per_second={result['tokens_per_second']:.0f} val_loss={result['final_val_loss']:.4f} "
-          f"peak_rss_mb={peak_rss_mb:.0f}")
+          f"peak_rss_mb={peak_rss_mb:.0f} mfu={result['mfu']:.4f}")
     return 0
 
 

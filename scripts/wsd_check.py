@@ -4,8 +4,11 @@ of independent cosine runs, for how much compute?
     python scripts/wsd_check.py                                   # 20% linear cooldown
     python scripts/wsd_check.py --cooldown-shape 1-sqrt --cooldown-fraction 0.3
     python scripts/wsd_check.py --lrs 2.5e-3,5e-3,1e-2 --min-lr-ratio 0.0   # each schedule at its best LR
+    python scripts/wsd_check.py --data stdlib --n-tokens 2e6,4e6,8e6      # long runs that never repeat data
 
-Trains, on ../shared/data/tinyshakespeare.txt with the byte tokenizer, a grid of model sizes x
+Trains, with the byte tokenizer on --data (../shared/data/tinyshakespeare.txt by default, 1 MB;
+`stdlib`: this Python's standard library sources, ~12 MB, for budgets past the 1 MB of
+Shakespeare; or any text file or folder of them), a grid of model sizes x
 token budgets twice: as WSD trunks with cooldown branches (`sweep.branching.branch`, in order,
 through `train()`), and as independent cosine runs of the same (N, D). Prints per (N, D) the WSD
 loss (the branch's, or the trunk's for the longest budget), the cosine loss and their relative
@@ -39,12 +42,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
+def data_config(spec: str, cache_dir: str):
+    """--data -> DataConfig: 'tinyshakespeare' (the shared 1 MB file), 'stdlib' (sweep's embedded
+    corpus) or a path to a text file or folder. A missing file fails here, before any training."""
+    from sweep.config import DataConfig
+
+    common = dict(val_tokens=16384, cache_dir=cache_dir)
+    if spec == "stdlib":
+        return DataConfig(source="stdlib", **common)
+    path = SHAKESPEARE if spec == "tinyshakespeare" else Path(spec).expanduser()
+    if not path.exists():
+        hint = ("; it ships with the shared data (../shared/data/README.md)" if spec == "tinyshakespeare"
+                else "; give 'tinyshakespeare', 'stdlib' or an existing text file or folder")
+        raise SystemExit(f"--data {spec}: {path} does not exist{hint}")
+    # Absolute, so the run ids (which hash data.path) do not depend on the working directory; the
+    # default stays the path it always was, so earlier Shakespeare runs under --out are reused.
+    return DataConfig(source="files", path=str(path if spec == "tinyshakespeare" else path.resolve()), **common)
+
+
 def base_config(args):
-    from sweep.config import DataConfig, LoggerConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+    from sweep.config import LoggerConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 
     return RunConfig(
         model=ModelConfig(seq_len=64),
-        data=DataConfig(source="files", path=str(SHAKESPEARE), val_tokens=16384, cache_dir=str(Path(args.out) / "cache")),
+        data=data_config(args.data, str(Path(args.out) / "cache")),
         tokenizer=TokenizerConfig(kind="byte", vocab_size=256),
         train=TrainConfig(lr=args.lr, schedule="cosine", warmup_steps=args.warmup_steps, batch_size=16,
                           min_lr_ratio=args.min_lr_ratio, seed=args.seed, tokens_per_step=args.tokens_per_step,
@@ -153,6 +174,9 @@ def exponents(rows, n_bootstrap: int, seed: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/wsd_check", help="results folder (runs are reused)")
+    parser.add_argument("--data", default="tinyshakespeare",
+                        help="corpus: 'tinyshakespeare' (1 MB), 'stdlib' (Python's standard library, ~12 MB) "
+                             "or a path to a text file or folder")
     parser.add_argument("--shapes", default="2x32,2x48,2x64", help="model sizes as n_layer x d_model (n_head = d/16)")
     parser.add_argument("--n-tokens", default="125000,250000,500000,1000000", help="token budgets D")
     parser.add_argument("--cooldown-fraction", type=float, default=0.2)
@@ -171,10 +195,6 @@ def main() -> int:
     lrs = parse_lrs(args.lrs, args.lr)
     if not 0.0 <= args.min_lr_ratio <= 1.0:
         parser.error(f"--min-lr-ratio {args.min_lr_ratio}: give a fraction of the peak LR in [0, 1]")
-    if not SHAKESPEARE.exists():
-        print(f"needs {SHAKESPEARE}", file=sys.stderr)
-        return 2
-
     from sweep.branching import branch, branch_cost
     from sweep.grid import ExperimentConfig, expand
     from sweep.results import human
@@ -193,7 +213,7 @@ def main() -> int:
 
     lr_text = f"lr {lrs[0]}" if len(lrs) == 1 else f"peak LRs {', '.join(f'{x:g}' for x in lrs)} (best per point)"
     print(f"WSD ({100 * args.cooldown_fraction:.0f}% {args.cooldown_shape} cooldown, branched) vs cosine, "
-          f"{lr_text}, min_lr_ratio {args.min_lr_ratio}, seed {args.seed}, {args.tokens_per_step} tokens/step, "
+          f"data {args.data}, {lr_text}, min_lr_ratio {args.min_lr_ratio}, seed {args.seed}, {args.tokens_per_step} tokens/step, "
           f"warmup {args.warmup_steps} steps, {len(cosine) // len(lrs)} (N, D) points", file=sys.stderr)
     wsd_res, wsd_wall = train_all(branched, "wsd")
     cos_res, cos_wall = train_all(cosine, "cosine")

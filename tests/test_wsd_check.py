@@ -45,3 +45,25 @@ def test_a_best_lr_at_the_grid_edge_is_marked(wsd_check):
     assert [wsd_check.edge_mark(x, lrs) for x in lrs] == ["<", "", ">"]
     assert wsd_check.edge_mark(None, lrs) == ""
     assert wsd_check.edge_mark(1e-3, [1e-3]) == ""  # one LR: nothing was tuned, nothing to flag
+
+
+def test_data_picks_the_corpus(wsd_check, tmp_path):
+    stdlib = wsd_check.data_config("stdlib", str(tmp_path / "cache"))
+    assert (stdlib.source, stdlib.path) == ("stdlib", None)
+    assert stdlib.cache_dir == str(tmp_path / "cache") and stdlib.val_tokens == 16384
+    text = tmp_path / "corpus.txt"
+    text.write_text("to be or not to be\n")
+    own = wsd_check.data_config(str(text), "cache")
+    assert (own.source, own.path) == ("files", str(text.resolve()))
+
+
+def test_default_data_is_tinyshakespeare(wsd_check):
+    if not wsd_check.SHAKESPEARE.exists():
+        pytest.skip(f"{wsd_check.SHAKESPEARE} is missing")
+    data = wsd_check.data_config("tinyshakespeare", "cache")
+    assert (data.source, data.path) == ("files", str(wsd_check.SHAKESPEARE))  # as before --data: cached runs stay valid
+
+
+def test_missing_data_fails_naming_the_option(wsd_check, tmp_path):
+    with pytest.raises(SystemExit, match=r"--data .*nope\.txt does not exist"):
+        wsd_check.data_config(str(tmp_path / "nope.txt"), "cache")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.powerlaw import loss_law
+from sweep.fit.powerlaw import NO_LAW, loss_law
 
 NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
 GRID_SIZE = 1500
@@ -84,10 +84,14 @@ def fit_point(data, cfg: FitConfig) -> dict:
     lc = np.log(c_env)
     a, n_log0 = np.polyfit(lc, np.log(n_env), 1)
     b, d_log0 = np.polyfit(lc, np.log(d_env), 1)
-    # Neighbouring grid values carry nearly the same information: L(C) is fitted on an evenly thinned
-    # subset, which keeps the equal weight per log C and makes the bootstrap's refits ~10x cheaper.
-    thin = np.unique(np.linspace(0, c_env.size - 1, min(c_env.size, LAW_POINTS)).round().astype(int))
-    law = loss_law(c_env[thin], loss_env[thin], cfg)
+    # L(C) only where some run has finished its schedule: below the smallest final compute the
+    # envelope is all early-training points, whose steep fall would set the law's exponent and
+    # send its extrapolation toward zero loss. Neighbouring grid values carry nearly the same
+    # information, so it is fitted on an evenly thinned subset (equal weight per log C, and the
+    # bootstrap's refits ~10x cheaper).
+    late = np.flatnonzero(c_env >= data.c.min() * (1 - 1e-9))
+    thin = late[np.unique(np.linspace(0, late.size - 1, min(late.size, LAW_POINTS)).round().astype(int))]
+    law = loss_law(c_env[thin], loss_env[thin], cfg) if late.size else dict(NO_LAW)
     _, first = np.unique(run, return_index=True)
     return {"n_log0": n_log0, "a": a, "d_log0": d_log0, "b": b, "loss_log_cc": law["log_xc"],
             "loss_alpha": law["alpha"], "loss_e": law["e"], "frontier": run[np.sort(first)], "source": source,

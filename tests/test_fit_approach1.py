@@ -180,3 +180,19 @@ def test_fit_yaml_composes_with_the_curves_option_on():
     from sweep.fit.cli import compose, fit_config
 
     assert fit_config(compose([])["fit"]).approach1_curves is True
+
+
+def test_loss_law_ignores_the_envelope_before_any_run_has_finished(tmp_path):
+    # Before the smallest run's end the envelope is all early-training points; here they sit far
+    # above the law (as a real warmup does), which must not set L(C)'s exponent or its floor.
+    folder = write_sweep(tmp_path)
+    first_end = min(json.loads(p.read_text())["flops"] for p in folder.glob("runs/*/result.json"))
+    for path in folder.glob("runs/*/metrics.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in rows:
+            if "val_loss" in r and r["flops"] < first_end:
+                r["val_loss"] += 3.0 * (1 - r["flops"] / first_end) ** 0.5
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = FitConfig(n_bootstrap=0, **ONLY_A1)
+    point = fit_point(prepare(load_results_folder(folder, []), cfg), cfg)
+    assert point["loss_e"] == pytest.approx(LAW["E"], abs=0.05)

@@ -166,6 +166,12 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _write_progress(rdir: Path, step: int, steps: int, train_loss: float) -> None:
+    """progress.json: where a running or interrupted run stands, for `sweep status` and the sweep's bar."""
+    store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": steps, "pid": os.getpid(),
+                                                     "train_loss": train_loss, "time": time.time()})
+
+
 def _branch_point(path: Path, shape: RunShape, t) -> dict:
     """Load a trunk's kept checkpoint; it must sit before this run's cooldown starts."""
     if not path.exists():
@@ -338,9 +344,7 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
         try:
             with StopRequest() as stop:
                 final = _train_loop(cfg, shape, data, rdir, tracker, progress, stop)
-        except Preempted:
-            raise  # not a failure: the checkpoint and progress.json say where to resume
-        except Exception as exc:
+        except Exception as exc:  # not Preempted (a BaseException): a stopped run has not failed
             tail = "".join(traceback.format_exception(exc))[-4000:]
             store.write_json_atomic(rdir / "result.json", {**record, "status": "failed", "error": scrub({"e": tail})["e"]})
             try:
@@ -466,8 +470,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         if row is not None:
             store.append_jsonl(metrics_path, [row])
             tracker.log(row, step=row["step"])
-            store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": shape.steps, "pid": os.getpid(),
-                                                             "train_loss": last_loss, "time": time.time()})
+            _write_progress(rdir, step, shape.steps, last_loss)
         bar.update(1)
         if status != "done":
             break
@@ -488,9 +491,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         if stopping:
             bar.close()
             if row is None:  # progress.json must name the step the checkpoint holds
-                store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": shape.steps,
-                                                                 "pid": os.getpid(), "train_loss": last_loss,
-                                                                 "time": time.time()})
+                _write_progress(rdir, step, shape.steps, last_loss)
             raise Preempted(stop.signum, step, shape.steps)
     bar.close()
     wall = time.perf_counter() - start

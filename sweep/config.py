@@ -130,7 +130,7 @@ class TrainConfig:
     device: str = "auto"
     """'auto' (CUDA if available, else CPU), 'cpu' or 'cuda[:i]'."""
     dtype: str = "auto"
-    """'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32' or 'bf16'."""
+    """'auto' (bf16 autocast on CUDA; on CPU only where AMX/AVX512-BF16 make it faster), 'fp32' or 'bf16'."""
     compile: bool = False
     """torch.compile the model (worth it on GPU)."""
     threads: Optional[int] = None

@@ -113,7 +113,9 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.down(F.gelu(self.up(x), approximate="tanh")))
+        # Exact (erf) GELU, as nanoGPT: on CPU the tanh approximation costs about twice as much per
+        # element (3% of a baby-GPT step); on GPU torch.compile fuses either into one kernel.
+        return self.drop(self.down(F.gelu(self.up(x))))
 
 
 class Block(nn.Module):

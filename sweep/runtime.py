@@ -25,15 +25,54 @@ def pick_device(train: TrainConfig) -> torch.device:
     return torch.device(train.device)
 
 
-def compute_dtype(train: TrainConfig, device: torch.device) -> torch.dtype:
-    """bf16 on CUDA by default (and on CPU when asked: AMX units run bf16 matmuls fast), else fp32."""
-    use_bf16 = train.dtype == "bf16" or (train.dtype == "auto" and device.type == "cuda")
-    return torch.bfloat16 if use_bf16 else torch.float32
+def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, width: int = 512) -> torch.dtype:
+    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on CUDA, and on a
+    CPU only where bf16 is measured faster at the run's largest matmul ((rows x width) @ (width x 4 width)).
+
+    CPUs with AMX or AVX512-BF16 run bf16 matmuls several times faster than fp32; elsewhere bf16 is
+    emulated and several times slower, so it is never tried there (and nothing is timed)."""
+    if train.dtype != "auto":
+        return torch.bfloat16 if train.dtype == "bf16" else torch.float32
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if cpu_bf16_speedup(rows, width) >= 1.3 else torch.float32
 
 
-def autocast(train: TrainConfig, device: torch.device):
-    """Autocast to compute_dtype's bf16; fp32 runs as is."""
-    if compute_dtype(train, device) == torch.bfloat16:
+def cpu_has_bf16_units() -> bool:
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_speedup(rows: int, width: int, repeats: int = 5) -> float:
+    """fp32 time over bf16-autocast time of one (rows x width) @ (width x 4 width) matmul on this
+    CPU, weight cast included as autocast does it; 0 where the CPU has no bf16 units."""
+    if not cpu_has_bf16_units():
+        return 0.0
+    x, w = torch.randn(rows, width), torch.randn(4 * width, width)
+
+    def best(fn):
+        times = []
+        for _ in range(repeats + 1):  # the first call pays for kernel selection
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])
+
+    fp32 = best(lambda: torch.nn.functional.linear(x, w))
+    xb = x.to(torch.bfloat16)  # activations arrive in bf16 under autocast; weights are cast each step
+    bf16 = best(lambda: torch.nn.functional.linear(xb, w.to(torch.bfloat16)))
+    return fp32 / max(bf16, 1e-12)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
+
+
+def autocast(dtype: torch.dtype, device: torch.device):
+    """Autocast to bf16 when that is the compute dtype; fp32 runs as is."""
+    if dtype == torch.bfloat16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -401,9 +401,12 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     elif metrics_path.exists():
         metrics_path.unlink()  # a crash before the first checkpoint: start the curve again
     step_model = torch.compile(model) if t.compile else model
-    ctx = runtime.autocast(t, device)
-
     micro_size, accum = micro_batch(cfg)
+    # A resumed run keeps the dtype it started with, as it keeps its thread count: bit-exact resume.
+    dtype = ({"bf16": torch.bfloat16, "fp32": torch.float32}[ckpt["dtype"]] if ckpt and "dtype" in ckpt
+             else runtime.compute_dtype(t, device, micro_size * cfg.model.seq_len, cfg.model.d_model))
+    ctx = runtime.autocast(dtype, device)
+
     batches = Batches(data.train_tokens(), cfg.model.seq_len, micro_size, accum, t.seed)
     val = data.val_tokens()
     eval_every = t.eval_interval or max(1, shape.steps // 10)
@@ -479,7 +482,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         if keep or stopping or (t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps):
             state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": runtime.rng_state(),
-                "step": step, "threads": threads, "running_min": running_min, "above": above,
+                "step": step, "threads": threads, "dtype": runtime.dtype_name(dtype),
+                "running_min": running_min, "above": above,
                 "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
                 "wall_seconds": wall_before + time.perf_counter() - start,
                 "train_loss_sum": float(train_loss_acc), "train_loss_steps": logged_steps,
@@ -499,7 +503,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     label = runtime.device_name(device)
     peak, peak_source = runtime.peak_flops(label), "datasheet"
     if peak is None:  # measured after training, so it never competes with the run for the cores
-        peak, peak_source = runtime.measured_peak_flops(device, runtime.compute_dtype(t, device)), "measured matmul"
+        peak, peak_source = runtime.measured_peak_flops(device, dtype), "measured matmul"
     out = {
         "status": status,
         "device": label,
@@ -507,6 +511,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         "peak_flops": peak,
         "peak_flops_source": peak_source,
         "threads": threads,
+        "dtype": runtime.dtype_name(dtype),
         "wall_seconds": wall_before + wall,
         "tokens_per_second": trained / max(wall, 1e-9),
         "final_train_loss": last_loss,

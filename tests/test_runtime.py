@@ -1,0 +1,105 @@
+"""The compute dtype: bf16 on CUDA, and on a CPU only where bf16 is measured faster; resume keeps it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep import runtime
+from sweep.cli import load_run_config
+from sweep.config import TrainConfig
+from sweep.results import run_dir
+from sweep.train import run_shape, train
+
+SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize("speedup, expected", [(0.0, torch.float32), (0.9, torch.float32), (1.2, torch.float32),
+                                               (1.3, torch.bfloat16), (4.0, torch.bfloat16)])
+def test_auto_on_cpu_takes_bf16_only_where_it_is_measured_faster(monkeypatch, speedup, expected):
+    asked = []
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: asked.append((rows, width)) or speedup)
+    assert runtime.compute_dtype(TrainConfig(dtype="auto"), CPU, 768, 128) == expected
+    assert asked == [(768, 128)]  # measured at the run's own matmul shape
+
+
+def test_explicit_dtype_and_cuda_never_measure(monkeypatch):
+    def fail(*_):
+        raise AssertionError("measured a CPU matmul where the dtype was already decided")
+
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", fail)
+    assert runtime.compute_dtype(TrainConfig(dtype="fp32"), CPU) == torch.float32
+    assert runtime.compute_dtype(TrainConfig(dtype="bf16"), CPU) == torch.bfloat16
+    assert runtime.compute_dtype(TrainConfig(dtype="auto"), CUDA) == torch.bfloat16
+    assert runtime.compute_dtype(TrainConfig(dtype="fp32"), CUDA) == torch.float32
+
+
+def test_speedup_is_not_measured_on_a_cpu_without_bf16_units(monkeypatch):
+    runtime.cpu_bf16_speedup.cache_clear()
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda *_: pytest.fail("timed a matmul"))
+    try:
+        assert runtime.cpu_bf16_speedup(64, 32) == 0.0
+    finally:
+        runtime.cpu_bf16_speedup.cache_clear()
+
+
+def test_speedup_is_a_measured_ratio_where_bf16_units_exist(monkeypatch):
+    runtime.cpu_bf16_speedup.cache_clear()
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
+    try:
+        ratio = runtime.cpu_bf16_speedup(256, 64)
+        assert 0.0 < ratio < 1000.0 and ratio == runtime.cpu_bf16_speedup(256, 64)  # measured once, cached
+    finally:
+        runtime.cpu_bf16_speedup.cache_clear()
+
+
+def test_dtype_names():
+    assert runtime.dtype_name(torch.bfloat16) == "bf16" and runtime.dtype_name(torch.float32) == "fp32"
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
+    """A run that chose bf16 resumes in bf16 even where the machine now answers fp32 (another host,
+    a busy core during the measurement): mixing dtypes would break bit-exact resume."""
+    def overrides(root, *extra):
+        return [f"results_dir={root}", f"data.cache_dir={tmp_path / 'cache'}", "sweep_name=t", "data.source=files",
+                f"data.path={SHAKESPEARE}", "data.max_bytes=100000", "data.val_tokens=2048", "tokenizer=byte",
+                "model.n_layer=1", "model.d_model=32", "model.n_head=2", "model.seq_len=32", "train.batch_size=8",
+                "train.tokens_per_step=256", "train.threads=1", "budget.n_tokens=5120", "logger.mode=disabled",
+                *extra]
+
+    import sweep.train as trainer
+
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: 2.0)
+    clean = train(load_run_config(overrides(tmp_path / "a")), progress=False)
+    assert clean["dtype"] == "bf16"
+
+    cfg = load_run_config(overrides(tmp_path / "b", "train.checkpoint_interval=8"))
+    original = trainer._save_checkpoint
+
+    class Crash(Exception):
+        pass
+
+    def crash(path, state):
+        original(path, state)
+        raise Crash  # dies right after the step-8 checkpoint is on disk
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", crash)
+    with pytest.raises(Crash):
+        train(cfg, progress=False)
+    monkeypatch.setattr(trainer, "_save_checkpoint", original)
+    ckpt = torch.load(run_dir(cfg, run_shape(cfg).n_tokens) / "checkpoint.pt", weights_only=True)
+    assert ckpt["dtype"] == "bf16" and ckpt["step"] == 8
+
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: 0.5)  # the machine now says fp32
+    resumed = train(cfg, progress=False)
+    assert resumed["dtype"] == "bf16"
+    assert resumed["final_val_loss"] == clean["final_val_loss"]  # bit-exact: the same dtype throughout
+    result = json.loads((run_dir(cfg, run_shape(cfg).n_tokens) / "result.json").read_text())
+    assert result["dtype"] == "bf16"
+
+    fresh = train(load_run_config(overrides(tmp_path / "c")), progress=False)
+    assert fresh["dtype"] == "fp32" and fresh["final_val_loss"] != clean["final_val_loss"]

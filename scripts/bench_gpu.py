@@ -28,6 +28,7 @@ Ends with key=value lines: `size=<name> ...` per size, and `sweep_runs=<n> ...`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -270,6 +271,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-runs", type=int, help="runs in the sweep section (default: one packed wave, --pack)")
     parser.add_argument("--sweep-tokens", type=parse_count, help="tokens per sweep run (default 20M; 4k on CPU)")
     parser.add_argument("--pack", type=int, help="runs per GPU when packed (default: sweep/packing.py's choice)")
+    parser.add_argument("--mps", action="store_true", help="run the sweep section under a private CUDA MPS daemon")
     parser.add_argument("--cache-dir", default=None, help="data cache (default results/cache; a temp one on CPU)")
     args = parser.parse_args(argv)
 
@@ -277,7 +279,8 @@ def main(argv=None) -> int:
 
     from sweep import runtime
     from sweep.cli import load_run_config
-    from sweep.packing import decide_packing, detect_gpus, mps_status
+    from sweep.mps import mps_status, private_mps
+    from sweep.packing import decide_packing, detect_gpus
 
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU box, or pass --cpu-smoke", file=sys.stderr)
@@ -315,7 +318,9 @@ def main(argv=None) -> int:
             from sweep.data import prepare_data
 
             prepare_data(tiny.data, tiny.tokenizer, progress=False)
-            sweep = bench_sweep(s, tmp, cache, n_runs, n_tokens, pack)
+            with private_mps() if args.mps else contextlib.nullcontext():
+                mps = mps_status()
+                sweep = bench_sweep(s, tmp, cache, n_runs, n_tokens, pack)
             print(sweep_lines(sweep, peak, mps.describe() if s.device == "cuda" else "CPU: no MPS"))
 
     for r in rows:

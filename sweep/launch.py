@@ -11,6 +11,7 @@ run's lock and calls `train()`, which skips a finished run and resumes an interr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,7 +27,8 @@ from sweep.branching import branch_cost, describe_cost, is_branch, resolve_init
 from sweep.cli import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
-from sweep.packing import GpuInfo, MpsStatus, Packing, decide_packing, detect_gpus, mps_status
+from sweep.mps import MpsStatus, mps_status, private_mps
+from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
 from sweep.results import RunLocked, human, read_result, run_dir, run_lock, sweep_dir, write_json_atomic
 from sweep.status import release, run_state, status_table, try_lock
@@ -46,6 +48,8 @@ class LaunchConfig:
     """Runs sharing one GPU at a time (tiny models leave it idle); null: from model size and memory (packing.py)."""
     devices: Optional[str] = None
     """CUDA devices the parallel launcher hands out, e.g. '2,3'; null: CUDA_VISIBLE_DEVICES of `sweep run`, else all."""
+    mps: bool = False
+    """Start a private CUDA MPS daemon for the sweep when runs share a GPU (their kernels then run side by side)."""
     retry_failed: bool = False
     """Train failed runs again (`sweep run --retry-failed`); by default they are left as they are."""
     progress: bool = True
@@ -478,11 +482,15 @@ def run_command(argv: List[str]) -> int:
     if skipped:
         print(f"{skipped} of {len(wanted)} runs are finished or running elsewhere; launching the other {len(todo)}")
     rc = 0
+    shared_gpu = bool(todo) and (launch.gpus or 0) > 0 and launch.runs_per_gpu > 1
+    mps = private_mps() if sc.launch.mps and shared_gpu else contextlib.nullcontext()
     # WSD branches start from their trunk's checkpoint: parallel and SLURM launchers run jobs in
     # any order, so trunks (and unbranched runs) go first as one multirun, then the branches.
     waves = [[i for i in todo if g.runs[i].cfg.train.init_from is None],
              [i for i in todo if g.runs[i].cfg.train.init_from is not None]]
-    with SweepProgress(g.runs, enabled=sc.launch.progress and bool(todo)):
+    with mps as started, SweepProgress(g.runs, enabled=sc.launch.progress and bool(todo)):
+        if started is not None:
+            print(started.describe())
         for wave in (w for w in waves if w):
             job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}",
                                          f"launch.gpus={launch.gpus}", f"launch.runs_per_gpu={launch.runs_per_gpu}"]

@@ -8,17 +8,15 @@ run is still an ordinary run (its own result.json and W&B run). With a CUDA MPS 
 processes' kernels run side by side; without one the GPU time-slices between them, which still
 fills the idle gaps.
 
-Everything here is a pure function of run shapes and numbers passed in, except `detect_gpus` and
-`mps_status`, which only look (torch.cuda and the file system) and never start anything.
+Everything here is a pure function of run shapes and numbers passed in, except `detect_gpus`,
+which only looks (torch.cuda). CUDA MPS is sweep/mps.py's.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from sweep.config import ModelConfig, RunConfig, micro_batch
 from sweep.model import count_params, flops_per_token
@@ -237,32 +235,3 @@ def detect_gpus() -> GpuInfo:
     n = torch.cuda.device_count()
     props = [torch.cuda.get_device_properties(i) for i in range(n)]
     return GpuInfo(n, min(p.total_memory for p in props), props[0].name)
-
-
-@dataclass(frozen=True)
-class MpsStatus:
-    """Whether packed runs can share a GPU through CUDA MPS."""
-
-    running: bool
-    """A control daemon's pipe exists: CUDA clients of this environment connect to it."""
-    installed: bool
-    """nvidia-cuda-mps-control is on PATH (the daemon can be started)."""
-    pipe_dir: str
-    """Where clients look for the daemon (CUDA_MPS_PIPE_DIRECTORY, else /tmp/nvidia-mps)."""
-
-    def describe(self) -> str:
-        if self.running:
-            return f"MPS: yes (daemon pipe {self.pipe_dir}/control): packed runs' kernels run side by side"
-        if self.installed:
-            return ("MPS: no (installed, not running): packed runs time-slice the GPU; "
-                    "`nvidia-cuda-mps-control -d` lets their kernels run side by side")
-        return "MPS: no (nvidia-cuda-mps-control not found): packed runs time-slice the GPU"
-
-
-def mps_status(env: Optional[Mapping[str, str]] = None) -> MpsStatus:
-    """Look for a CUDA MPS control daemon (never starts one): its control pipe in the pipe directory."""
-    env = os.environ if env is None else env
-    pipe_dir = env.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps"
-    running = os.path.exists(os.path.join(pipe_dir, "control"))
-    installed = shutil.which("nvidia-cuda-mps-control", path=env.get("PATH")) is not None
-    return MpsStatus(running, installed, pipe_dir)

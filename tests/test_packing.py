@@ -12,8 +12,9 @@ import torch
 from sweep.config import ConfigError, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from sweep.grid import shape_for_params
 from sweep.model import GPT, count_params
-from sweep.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo, MpsStatus,
-                           activation_bytes_per_token, decide_packing, estimate_gpu_memory, mps_status,
+from sweep.mps import MpsStatus, mps_status
+from sweep.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
+                           activation_bytes_per_token, decide_packing, estimate_gpu_memory,
                            run_gpu_memory, runs_per_gpu)
 
 REPO = Path(__file__).resolve().parents[1]

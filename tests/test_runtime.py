@@ -16,8 +16,8 @@ SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-@pytest.mark.parametrize("speedup, expected", [(0.0, torch.float32), (0.9, torch.float32), (1.2, torch.float32),
-                                               (1.3, torch.bfloat16), (4.0, torch.bfloat16)])
+@pytest.mark.parametrize("speedup, expected", [(0.0, torch.float32), (0.9, torch.float32), (1.4, torch.float32),
+                                               (1.5, torch.bfloat16), (4.0, torch.bfloat16)])
 def test_auto_on_cpu_takes_bf16_only_where_it_is_measured_faster(monkeypatch, speedup, expected):
     asked = []
     monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: asked.append((rows, width)) or speedup)

@@ -87,3 +87,36 @@ def test_missing_or_failing_control_is_a_clear_error(fake_control, tmp_path, mon
     with pytest.raises(ConfigError, match="nvidia-cuda-mps-control is not on PATH"):
         with private_mps():
             pass
+
+
+@pytest.mark.parametrize("runs_per_gpu, mps, started", [(4, "true", True), (1, "true", False), (4, "false", False)])
+def test_sweep_run_starts_the_daemon_only_for_shared_gpus_when_asked(tmp_path, monkeypatch, capsys,
+                                                                       runs_per_gpu, mps, started):
+    """`sweep run` on a (stand-in) GPU box: the multirun is launched inside the private daemon when
+    runs share a GPU and launch.mps=true, and never otherwise."""
+    import contextlib
+
+    import sweep.launch as launch
+    from sweep.mps import MpsStatus
+    from sweep.packing import GpuInfo
+
+    monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
+    monkeypatch.setattr(launch, "available_memory", lambda device: 80 * 2**30)
+    monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(1, 80 * 2**30, "NVIDIA H100 80GB HBM3"))
+    monkeypatch.setattr(launch, "mps_status", lambda: MpsStatus(False, True, "/tmp/nvidia-mps"))
+    events = []
+
+    @contextlib.contextmanager
+    def recording_mps():
+        events.append("start")
+        yield MpsStatus(True, True, "/tmp/sweep-mps-x/pipe")
+        events.append("quit")
+
+    monkeypatch.setattr(launch, "private_mps", recording_mps)
+    monkeypatch.setattr(launch, "_hydra_multirun", lambda overrides: events.append("multirun") or 0)
+    rc = launch.run_command(["experiment=kaplan_model_size_h100", f"results_dir={tmp_path}",
+                             "launch.corpus_tokens=10000000000", "experiment.target_params_non_embedding=[1000000]",
+                             "launch.gpus=1", f"launch.runs_per_gpu={runs_per_gpu}", f"launch.mps={mps}"])
+    assert rc == 1  # the stand-in multirun trained nothing: the run is still pending
+    assert events == (["start", "multirun", "quit"] if started else ["multirun"])
+    assert ("MPS: yes (daemon pipe /tmp/sweep-mps-x/pipe/control)" in capsys.readouterr().out) == started

@@ -23,7 +23,7 @@ from typing import Dict, List
 
 from sweep.config import ConfigError, RunConfig, to_dict
 from sweep.grid import PlannedRun
-from sweep.results import human, run_dir, run_id
+from sweep.results import human, read_result, run_dir, run_id
 
 
 class BranchingWarning(UserWarning):
@@ -145,6 +145,26 @@ def branch(runs: List[PlannedRun]) -> List[PlannedRun]:
 def is_branch(run: PlannedRun) -> bool:
     """Whether a planned run starts from a trunk's checkpoint."""
     return bool(run.cfg.meta.get("branch")) and run.cfg.train.init_from is not None
+
+
+def clear_branch_points(runs: List[PlannedRun]) -> List[Path]:
+    """Delete the trunk checkpoints every branch started from has finished with; return them.
+
+    A branch point is a whole training state (weights and AdamW moments, ~16 bytes a parameter),
+    kept only so its branches can start; once each of them is done or diverged nothing reads it
+    (a branch retried later without it trains from step 0, to the same result)."""
+    users: Dict[str, List[PlannedRun]] = {}
+    for r in runs:
+        if is_branch(r):
+            users.setdefault(r.cfg.train.init_from, []).append(r)
+    removed = []
+    for path, branches in users.items():
+        finished = all((read_result(run_dir(b.cfg, b.n_tokens)) or {}).get("status") in ("done", "diverged")
+                       for b in branches)
+        if finished and Path(path).exists():
+            Path(path).unlink(missing_ok=True)
+            removed.append(Path(path))
+    return removed
 
 
 def branch_cost(runs: List[PlannedRun]) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from sweep.branching import branch_cost, describe_cost, is_branch, resolve_init
+from sweep.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
 from sweep.cli import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
@@ -497,6 +497,10 @@ def run_command(argv: List[str]) -> int:
             if launch.devices:
                 job_overrides.append(f"launch.devices='{launch.devices}'")
             rc = _hydra_multirun(job_overrides) or rc
+    removed = clear_branch_points(g.runs)
+    if removed:
+        print(f"removed {len(removed)} branch-point checkpoint{'s' if len(removed) > 1 else ''} "
+              f"that every branch has finished with")
     rows = _status_rows(g.runs)
     print(status_table(rows))
     all_done = all(row["state"].status == "done" for row in rows)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.branching import BranchingWarning, branch, branch_cost, cooldown_start, describe_cost, resolve_init
+from sweep.branching import (BranchingWarning, branch, branch_cost, clear_branch_points, cooldown_start,
+                             describe_cost, resolve_init)
 from sweep.config import ConfigError, DataConfig, LoggerConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from sweep.grid import ExperimentConfig, ShapeConfig, expand
 from sweep.results import run_dir, run_id
@@ -148,6 +149,32 @@ def test_trunk_and_branches_equal_independent_wsd_runs(tmp_path):
         on_disk = json.loads((run_dir(r.cfg, r.n_tokens) / "result.json").read_text())
         assert on_disk["branch"] is True and on_disk["parent"] == trunk.run_id and on_disk["status"] == "done"
     assert results[0]["branch"] is False and results[0]["parent"] is None
+    assert sorted(p.name for p in clear_branch_points(planned)) == ["branch-12.pt", "branch-6.pt"]
+    assert not list(run_dir(trunk.cfg, trunk.n_tokens).glob("branch-*.pt"))
+
+
+def test_a_branch_point_is_kept_until_every_branch_from_it_has_finished(tmp_path):
+    planned = branch(plan(base(tmp_path), n_tokens=(32768, 65536, 131072, 131072 - 1024)))
+    trunk, branches = planned[0], [r for r in planned if r.cfg.train.init_from]
+    points = {r.cfg.train.init_from for r in branches}
+    assert len(branches) == len(points) == 3  # cooldowns start at steps 24, 48 and 96 of the trunk
+    for path in points:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(b"state")
+
+    def finish(run, status):
+        folder = run_dir(run.cfg, run.n_tokens)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "result.json").write_text(json.dumps({"status": status, "run_id": run.run_id}))
+
+    finish(branches[0], "done")
+    finish(branches[1], "failed")  # may be retried from its branch point
+    assert clear_branch_points(planned) == [Path(branches[0].cfg.train.init_from)]
+    assert all(Path(r.cfg.train.init_from).exists() for r in branches[1:])
+    finish(branches[1], "diverged")
+    finish(branches[2], "done")
+    assert {str(p) for p in clear_branch_points(planned)} == points - {branches[0].cfg.train.init_from}
+    assert not list(run_dir(trunk.cfg, trunk.n_tokens).glob("branch-*.pt"))
 
 
 def test_sweep_progress_counts_a_branch_from_its_branch_point(tmp_path):

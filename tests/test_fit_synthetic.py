@@ -59,15 +59,28 @@ def test_fit_json_is_serialisable_and_has_top_level_keys(synthetic_fit):
     assert out["approach3"]["allocation"][0]["tokens_per_param"]["value"] > 0
 
 
-def test_approach2_skipped_without_repeated_budgets():
+def test_approach2_skipped_without_repeated_budgets(caplog):
     rng = np.random.default_rng(1)
     n = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 30))
     d = np.exp(rng.uniform(np.log(1e8), np.log(1e10), 30))
     runs = [{"n_params": a, "n_tokens": b, "loss": chinchilla_loss(a, b, *TRUE.values())} for a, b in zip(n, d)]
-    out = fit(runs, FitConfig(n_bootstrap=0, compare_conventions=False, backtest=False, budget_tolerance=0.0,
-                              methods=["approach2", "approach3"], **SMALL_GRID))
+    cfg = FitConfig(n_bootstrap=0, compare_conventions=False, backtest=False, budget_tolerance=0.0,
+                    methods=["approach2", "approach3"], **SMALL_GRID)
+    with caplog.at_level("WARNING", logger="sweep.fit"):
+        out = fit(runs, cfg)
     assert out["approach2"]["status"] == "skipped" and "budget" in out["approach2"]["reason"]
     assert out["approach3"]["status"] == "ok"
+    assert [r.getMessage()[:18] for r in caplog.records] == ["approach2 skipped:"]  # said once, by the main fit
+
+    # The sub-fits (backtest, FLOP-convention comparison) go through fit_methods: they skip quietly
+    # and keep the reason in their own results, so the user never reads "skipped" about the main fit.
+    from sweep.fit.pipeline import fit_methods
+
+    caplog.clear()
+    notes = []
+    with caplog.at_level("WARNING", logger="sweep.fit"):
+        sub = fit_methods(prepare(runs, cfg), cfg, notes)
+    assert sub["approach2"]["status"] == "skipped" and not caplog.records and notes[0].startswith("approach2 skipped")
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,7 +33,9 @@ def refit(data, fit_one: Callable, n_boot: int, seed: int, names: list) -> Optio
 def percentile_interval(samples: np.ndarray, level: float) -> list:
     """[lo, hi] percentile interval of samples along axis 0 (NaNs ignored)."""
     tail = 50 * (1 - level)
-    lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
+    with warnings.catch_warnings():  # a parameter no resample could fit is all NaN: its interval is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
     return [lo.tolist() if np.ndim(lo) else float(lo), hi.tolist() if np.ndim(hi) else float(hi)]
 
 
@@ -43,7 +46,9 @@ def summarize(point: dict, samples: Optional[np.ndarray], names: list, level: fl
         return out
     for j, k in enumerate(names):
         out["intervals"][k] = percentile_interval(samples[:, j], level)
-        out["se"][k] = float(np.nanstd(samples[:, j], ddof=1))
+        finite = samples[:, j][np.isfinite(samples[:, j])]
+        with np.errstate(over="ignore"):  # a parameter at 1e300 in some resamples has an infinite spread
+            out["se"][k] = float(np.std(finite, ddof=1)) if len(finite) >= 2 else float("nan")
     out["n_bootstrap_ok"] = int(len(samples))
     out["samples"] = {"names": list(names), "values": np.round(samples, 10).tolist()}
     return out

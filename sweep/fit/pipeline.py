@@ -146,7 +146,6 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
         except MethodSkipped as exc:
             out[m] = {"status": "skipped", "reason": str(exc)}
             notes.append(f"{m} skipped: {exc}")
-            log.warning("%s skipped: %s", m, exc)
     return out
 
 
@@ -193,6 +192,9 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
         result["data"]["curves"] = [{"c": (cv.tokens * c / d).tolist(), "loss": cv.loss.tolist()}
                                     for cv, c, d in zip(data.curves, data.c, data.d)]
     result.update(fit_methods(data, cfg, notes))
+    for m in cfg.methods:  # said here, not in fit_methods: backtest and convention sub-fits skip quietly
+        if result[m].get("status") == "skipped":
+            log.warning("%s skipped: %s", m, result[m]["reason"])
     for b in result.get("approach2", {}).get("budgets", []):
         if not b["kept"] and b["n_sizes"] >= cfg.min_sizes_per_budget:
             notes.append(f"approach 2: budget {b['flops']:.3g} FLOPs dropped: {b['reason']}")

@@ -25,6 +25,10 @@ def pick_device(train: TrainConfig) -> torch.device:
     return torch.device(train.device)
 
 
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+"""train.dtype names (and the names result.json and checkpoints record) of the compute dtypes."""
+
+
 def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, width: int = 512) -> torch.dtype:
     """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on CUDA, and on a
     CPU only where bf16 is measured at least 1.5x faster at the run's largest matmul, (rows x width)
@@ -33,7 +37,7 @@ def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, wi
     CPUs with AMX or AVX512-BF16 run bf16 matmuls several times faster than fp32; elsewhere bf16 is
     emulated and several times slower, so it is never tried there (and nothing is timed)."""
     if train.dtype != "auto":
-        return torch.bfloat16 if train.dtype == "bf16" else torch.float32
+        return DTYPES[train.dtype]
     if device.type == "cuda":
         return torch.bfloat16
     return torch.bfloat16 if cpu_bf16_speedup(rows, width) >= 1.5 else torch.float32
@@ -68,7 +72,7 @@ def cpu_bf16_speedup(rows: int, width: int, repeats: int = 5) -> float:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return "bf16" if dtype == torch.bfloat16 else "fp32"
+    return next(name for name, value in DTYPES.items() if value == dtype)
 
 
 def autocast(dtype: torch.dtype, device: torch.device):

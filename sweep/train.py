@@ -403,7 +403,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     step_model = torch.compile(model) if t.compile else model
     micro_size, accum = micro_batch(cfg)
     # A resumed run keeps the dtype it started with, as it keeps its thread count: bit-exact resume.
-    dtype = ({"bf16": torch.bfloat16, "fp32": torch.float32}[ckpt["dtype"]] if ckpt and "dtype" in ckpt
+    dtype = (runtime.DTYPES[ckpt["dtype"]] if ckpt and "dtype" in ckpt
              else runtime.compute_dtype(t, device, micro_size * cfg.model.seq_len, cfg.model.d_model))
     ctx = runtime.autocast(dtype, device)
 

@@ -291,3 +291,30 @@ def test_bench_gpu_cpu_smoke():
     assert float(sweep["sequential_flops_per_second"]) > 0 and float(sweep["packed_flops_per_second"]) > 0
     assert float(sweep["speedup"]) == pytest.approx(
         float(sweep["packed_flops_per_second"]) / float(sweep["sequential_flops_per_second"]), rel=1e-2)
+
+
+def test_bench_gpu_h100_runs_are_valid_configs_that_fit(tmp_path):
+    """What bench_gpu.py will train on the next H100 lease, checked here so a config error never
+    costs GPU time: every size composes and validates, is near its non-embedding target, keeps
+    train=gpu's compile and bf16, and fits in one 80 GiB GPU by the memory estimate."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    from sweep.cli import load_run_config
+    from sweep.config import micro_batch
+
+    s = bench_gpu.gpu_setup(argparse.Namespace(sizes=None, batch_size=None, steps=None))
+    assert s.sizes == ["1M", "5M", "20M", "100M", "300M"]
+    for size in s.sizes:
+        cfg = load_run_config(bench_gpu.run_overrides(size, s, s.steps * s.tokens_per_step, tmp_path / "r",
+                                                      tmp_path / "c", "sizes"))
+        n_ne = count_params(cfg.model, cfg.tokenizer.vocab_size)["n_params_non_embedding"]
+        assert abs(n_ne / bench_gpu.parse_count(size) - 1) < 0.15, (size, n_ne)
+        assert cfg.model.seq_len == 1024 and cfg.train.compile and cfg.train.dtype == "auto"
+        size_, accum = micro_batch(cfg)
+        assert size_ * accum * cfg.model.seq_len == cfg.train.tokens_per_step == 131072
+        assert run_gpu_memory(cfg).total < MEMORY_SAFETY * 80 * GiB, size

@@ -3,9 +3,9 @@
 `sweep run experiment=NAME [overrides]` composes conf/sweep.yaml, expands the grid, refuses a plan
 that cannot run, then starts a Hydra multirun over `run_index` with the chosen `hydra/launcher`
 (basic: one run after another in this process; `parallel`: each run its own process on this
-box, at most `launch.slots` at a time, or on a GPU box `launch.runs_per_gpu` runs on each of
-`launch.gpus` GPUs, both chosen by `sweep run` when null (sweep/packing.py); `slurm`: one SLURM job
-per run through hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the
+box, at most `launch.slots` at a time, or on a GPU box up to `launch.runs_per_gpu` runs on each of
+`launch.gpus` GPUs, both chosen by `sweep run` when null, larger runs taking bigger shares
+(sweep/packing.py); `slurm`: one SLURM job per run through hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the
 run's lock and calls `train()`, which skips a finished run and resumes an interrupted one.
 """
 
@@ -28,10 +28,10 @@ from sweep.cli import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
 from sweep.mps import MpsStatus, mps_status, private_mps
-from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus
+from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
 from sweep.results import RunLocked, human, read_result, run_dir, run_lock, sweep_dir, write_json_atomic
-from sweep.status import release, run_state, status_table, try_lock
+from sweep.status import lock_holder, release, run_state, status_table, try_lock
 
 log = logging.getLogger("sweep.launch")
 
@@ -58,6 +58,8 @@ class LaunchConfig:
     """`sweep plan`: time a few steps on this device to estimate wall time."""
     probe_steps: int = 10
     """Timed steps per probed shape."""
+    gpu_memory: Optional[int] = None
+    """Bytes of one GPU; `sweep run` sets it for its jobs so each takes its own share of a GPU (null: one slot each)."""
     corpus_tokens: Optional[int] = None
     """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
 
@@ -179,15 +181,21 @@ def resolve_launch(launch: LaunchConfig, runs: List[PlannedRun], gpus: GpuInfo,
     """`launch` with null gpus and runs_per_gpu decided, and the packing decision (None without GPUs).
 
     Pure: the box (`gpus`, `cpu_cores`) is passed in, so a CPU test can ask what a GPU box would do.
-    Every run of the grid goes through one set of slots, so the decision follows its most demanding run.
+    Chosen here, each GPU holds `runs_per_gpu` of the sweep's smallest runs, and a larger run takes a
+    bigger share (packing.gpu_units, from `gpu_memory`); set by the user, every run takes one slot.
     """
     listed = [d for d in (launch.devices or "").split(",") if d.strip()]
     n_gpus = launch.gpus if launch.gpus is not None else (min(len(listed), gpus.count) if listed else gpus.count)
     packing = None
     if n_gpus > 0 and gpus.memory and runs:
-        packing = decide_packing([r.cfg for r in runs], gpus.memory, max(1, cpu_cores // n_gpus))
-    per_gpu = launch.runs_per_gpu or (packing.runs_per_gpu if packing else 1)
-    return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=per_gpu), packing
+        packing = decide_packing([r.cfg for r in runs], gpus.memory, cpus_per_gpu(cpu_cores, n_gpus))
+    if launch.runs_per_gpu or packing is None:
+        return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=launch.runs_per_gpu or 1, gpu_memory=None), packing
+    return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=packing.capacity, gpu_memory=gpus.memory), packing
+
+
+def cpus_per_gpu(cpu_cores: int, n_gpus: int) -> int:
+    return max(1, cpu_cores // max(1, n_gpus))
 
 
 def describe_launch(asked: LaunchConfig, launch: LaunchConfig, packing: Optional[Packing], gpus: GpuInfo,
@@ -197,12 +205,19 @@ def describe_launch(asked: LaunchConfig, launch: LaunchConfig, packing: Optional
         return (f"launch: no GPU for these runs; hydra/launcher=parallel runs {n_slots(launch)} at a time "
                 f"(launch.slots)")
     where = f"{launch.gpus} GPU{'s' if launch.gpus > 1 else ''}" + (f" ({gpus.name})" if gpus.name else "")
-    head = (f"launch: {launch.runs_per_gpu} run{'s' if launch.runs_per_gpu > 1 else ''} per GPU x {where} = "
-            f"{n_slots(launch)} at a time under hydra/launcher=parallel")
+    shared = packing is not None and asked.runs_per_gpu is None and len(set(packing.per_run)) > 1
+    up_to = "up to " if shared else ""
+    head = (f"launch: {up_to}{launch.runs_per_gpu} run{'s' if launch.runs_per_gpu > 1 else ''} per GPU x {where} = "
+            f"{up_to}{n_slots(launch)} at a time under hydra/launcher=parallel")
     if packing is None:
         return head + " (no GPU memory known here: packing not checked)"
     if asked.runs_per_gpu is None:
         lines = [head, f"  packing: {packing.reason}"]
+        if shared:
+            counts = {k: packing.per_run.count(k) for k in sorted(set(packing.per_run), reverse=True)}
+            lines.append(f"  shares: a GPU is {launch.runs_per_gpu} slots; a run the rule packs k to a GPU takes "
+                         f"ceil({launch.runs_per_gpu}/k) of them: " + ", ".join(
+                             f"{n} run{'s' if n > 1 else ''} at k={k}" for k, n in counts.items()))
     else:
         lines = [head, f"  packing: launch.runs_per_gpu={asked.runs_per_gpu} as set; the rule would pick "
                        f"{packing.runs_per_gpu} ({packing.reason})"]
@@ -279,21 +294,40 @@ def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progre
         return {"run_id": rdir.name, "status": "running"}
 
 
-def _acquire_slot(sc: SweepConfig):
-    """Wait for a free slot of this machine; (lock, slot index). Slots are fcntl locks, so a
-    killed run frees its slot."""
-    folder = sweep_dir(sc.results_dir, sc.sweep_name) / "multirun" / "slots"
-    n = n_slots(sc.launch)
-    while True:
-        for i in range(n):
-            lock = try_lock(folder / f"slot-{i}.lock", attempts=1)
+def take_share(folder: Path, groups: int, capacity: int, units: int) -> Optional[Tuple[list, int]]:
+    """One try at `units` free slots of one group (a GPU; the whole machine without GPUs), the least
+    busy group first: (locks, group) or None. Slots are fcntl locks, so a killed run frees its own."""
+    def free(g):
+        return sum(lock_holder(folder / f"slot-{g * capacity + u}.lock") is None for u in range(capacity))
+
+    for g in sorted(range(groups), key=lambda g: -free(g)):
+        got = []
+        for u in range(capacity):
+            lock = try_lock(folder / f"slot-{g * capacity + u}.lock", attempts=1)
             if lock is not None:
-                return lock, i
+                got.append(lock)
+                if len(got) == units:
+                    return got, g
+        for lock in got:
+            release(lock)
+    return None
+
+
+def _acquire_share(sc: SweepConfig, units: int) -> Tuple[list, int]:
+    """Wait until `units` slots of one GPU (or of this machine) are free; (locks, GPU index)."""
+    folder = sweep_dir(sc.results_dir, sc.sweep_name) / "multirun" / "slots"
+    gpus = sc.launch.gpus or 0
+    groups, capacity = (gpus, sc.launch.runs_per_gpu or 1) if gpus > 0 else (1, n_slots(sc.launch))
+    while True:
+        taken = take_share(folder, groups, capacity, min(units, capacity))
+        if taken is not None:
+            return taken
         time.sleep(1.0)
 
 
-def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int]) -> RunConfig:
-    """Threads and GPU for this job: sequential runs use every core, parallel ones share them."""
+def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int], units: int = 1) -> RunConfig:
+    """Threads and GPU for this job (`slot`: its GPU's index when there are GPUs): sequential runs
+    use every core, parallel ones share them by the slots they hold."""
     threads = cfg.train.threads
     slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if threads is None and slurm_cpus:
@@ -308,7 +342,7 @@ def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int]) -> RunConfig:
             visible = visible or [str(i) for i in range(sc.launch.gpus)]
             os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
         if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // n_slots(sc.launch))
+            threads = max(1, (os.cpu_count() or 1) // n_slots(sc.launch)) * units
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
 
 
@@ -322,14 +356,19 @@ def run_job(sc: SweepConfig) -> dict:
     # Under the parallel launcher (submitit's local executor) every job starts at once: the slots
     # keep at most launch.slots of them training. Basic runs one at a time; SLURM schedules itself.
     parallel = bool(os.environ.get("SUBMITIT_LOCAL_JOB_ID"))
-    lock, slot = _acquire_slot(sc) if parallel else (None, None)
+    units = 1
+    if parallel and (sc.launch.gpus or 0) > 0 and sc.launch.gpu_memory:
+        units = gpu_units(run.cfg, sc.launch.runs_per_gpu or 1, sc.launch.gpu_memory,
+                          cpus_per_gpu(os.cpu_count() or 1, sc.launch.gpus))
+    locks, slot = _acquire_share(sc, units) if parallel else ([], None)
     try:
         # a trunk that finished without this branch's point (trained before branching was on)
         # never writes it: the branch then trains from step 0, to the same result
-        cfg = resolve_init(_placed(run.cfg, sc, slot))
+        cfg = resolve_init(_placed(run.cfg, sc, slot, len(locks) or 1))
         return train_once(cfg, run.n_tokens, sc.launch.retry_failed, sc.launch.progress)
     finally:
-        release(lock)
+        for lock in locks:
+            release(lock)
 
 
 def _job(composed) -> dict:
@@ -494,6 +533,8 @@ def run_command(argv: List[str]) -> int:
         for wave in (w for w in waves if w):
             job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}",
                                          f"launch.gpus={launch.gpus}", f"launch.runs_per_gpu={launch.runs_per_gpu}"]
+            if launch.gpu_memory:
+                job_overrides.append(f"launch.gpu_memory={launch.gpu_memory}")
             if launch.devices:
                 job_overrides.append(f"launch.devices='{launch.devices}'")
             rc = _hydra_multirun(job_overrides) or rc

@@ -171,6 +171,14 @@ class Packing:
     """The largest run's non-embedding parameters."""
     gpu_memory: int
     """Total memory of one GPU, bytes."""
+    per_run: tuple = ()
+    """Runs per GPU the rule gives each run on its own (in the order given); the smallest runs' is the
+    sweep's runs per GPU, and a larger run takes a bigger share of one (gpu_units)."""
+
+    @property
+    def capacity(self) -> int:
+        """Runs per GPU of the sweep's smallest runs: the units each GPU is divided into."""
+        return max(self.per_run or (self.runs_per_gpu,))
 
     @property
     def reason(self) -> str:
@@ -197,8 +205,9 @@ class Packing:
 
 
 def decide_packing(runs: Sequence[RunConfig], gpu_memory: int, cpus_per_gpu: Optional[int] = None) -> Packing:
-    """Runs per GPU for a sweep: the rule applied to its most demanding run, so any mix of the
-    sweep's runs that lands on one GPU fits and none is packed that would fill a GPU alone."""
+    """The rule applied to a sweep: `runs_per_gpu` for its most demanding run (any mix of its runs
+    fits at that count), and `per_run`, each run's own count, from which the launcher gives larger
+    runs a bigger share of a GPU than small ones (gpu_units)."""
     if not runs:
         raise ValueError("decide_packing: no runs to pack")
     memories = [run_gpu_memory(r) for r in runs]
@@ -208,7 +217,20 @@ def decide_packing(runs: Sequence[RunConfig], gpu_memory: int, cpus_per_gpu: Opt
     by_memory = runs_by_memory(memory.total, gpu_memory)
     by_compute = runs_by_compute(step_flops, n_ne)
     k = runs_per_gpu(memory.total, step_flops, n_ne, gpu_memory, cpus_per_gpu)
-    return Packing(k, by_memory, by_compute, cpus_per_gpu, memory, step_flops, n_ne, gpu_memory)
+    per_run = tuple(runs_per_gpu(m.total, micro_step_flops(r),
+                                 count_params(r.model, r.tokenizer.vocab_size)["n_params_non_embedding"],
+                                 gpu_memory, cpus_per_gpu) for r, m in zip(runs, memories))
+    return Packing(k, by_memory, by_compute, cpus_per_gpu, memory, step_flops, n_ne, gpu_memory, per_run)
+
+
+def gpu_units(run: RunConfig, capacity: int, gpu_memory: int, cpus_per_gpu: Optional[int] = None) -> int:
+    """Units of a GPU (of `capacity`, the sweep's runs per GPU for its smallest runs) that `run` takes.
+
+    The rule would pack k runs like this one to a GPU, so it takes ceil(capacity / k) units: at most
+    k of them share a GPU, and a GPU holds any mix of runs whose units add up to `capacity` (each
+    takes at least 1/k of its memory budget). A run that fills a GPU alone takes all of it."""
+    k = decide_packing([run], gpu_memory, cpus_per_gpu).runs_per_gpu
+    return min(capacity, math.ceil(capacity / k))
 
 
 # ----------------------------------------------------------------------------- detection

@@ -1,6 +1,8 @@
 """Packing runs onto GPUs: the memory estimate, the runs-per-GPU rule, MPS detection, `auto` in a
 sweep config, the plan's packing line and the GPU benchmark's CPU smoke mode."""
 
+import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from sweep.model import GPT, count_params
 from sweep.mps import MpsStatus, mps_status
 from sweep.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
                            activation_bytes_per_token, decide_packing, estimate_gpu_memory,
-                           run_gpu_memory, runs_per_gpu)
+                           gpu_units, run_gpu_memory, runs_per_gpu)
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = GpuInfo(1, 80 * GiB, "NVIDIA H100 80GB HBM3")
@@ -106,11 +108,18 @@ def test_each_limit_of_runs_per_gpu():
         runs_per_gpu(1 * GiB, gpu_memory=0, **tiny)
 
 
-def test_a_sweep_is_packed_by_its_most_demanding_run():
+def test_a_sweep_is_packed_by_its_most_demanding_run_and_shares_by_run():
     small, big = gpu_run(1e6), gpu_run(20e6)
     mixed = decide_packing([small, big], 80 * GiB)
-    assert mixed == decide_packing([big], 80 * GiB)
-    assert mixed.runs_per_gpu < decide_packing([small], 80 * GiB).runs_per_gpu
+    assert dataclasses.replace(mixed, per_run=()) == dataclasses.replace(decide_packing([big], 80 * GiB), per_run=())
+    k_small, k_big = (decide_packing([r], 80 * GiB).runs_per_gpu for r in (small, big))
+    assert mixed.per_run == (k_small, k_big) and mixed.runs_per_gpu == k_big < k_small == mixed.capacity
+    # Shares of a GPU divided into k_small units: a big run takes ceil(k_small / k_big) of them, so at
+    # most k_big big runs share a GPU, and every mix whose units add up fits its memory.
+    assert gpu_units(small, mixed.capacity, 80 * GiB) == 1
+    assert gpu_units(big, mixed.capacity, 80 * GiB) == math.ceil(k_small / k_big)
+    assert k_small // gpu_units(big, k_small, 80 * GiB) <= k_big
+    assert gpu_units(gpu_run(300e6), 7, 80 * GiB) == 7  # a GPU each
     # a smaller GPU packs fewer of the same runs
     assert decide_packing([small], 24 * GiB).runs_per_gpu < decide_packing([small], 80 * GiB).runs_per_gpu
 
@@ -150,16 +159,21 @@ def test_auto_resolves_from_the_grid_and_the_gpus():
     sc, runs = small_h100_sweep()
     assert sc.launch.gpus is None and sc.launch.runs_per_gpu is None  # auto by default
     launch, packing = resolve_launch(sc.launch, runs, GpuInfo(8, 80 * GiB, "H100"), cpu_cores=96)
-    assert (launch.gpus, launch.runs_per_gpu, n_slots(launch)) == (8, 1, 8)  # up to 100M: a GPU each
-    assert "fills a GPU" in packing.reason
+    # The 100M run fills a GPU alone; the 1M runs pack 7 to a GPU, so a GPU is 7 units and each run
+    # takes its share (sizes 1M..100M: 1, 2, 4, 7 and 7 units), where one count for the whole sweep
+    # gave every 1M run a whole H100.
+    assert packing.runs_per_gpu == 1 and "fills a GPU" in packing.reason
+    assert packing.per_run == (7, 4, 2, 1, 1)
+    assert (launch.gpus, launch.runs_per_gpu, launch.gpu_memory, n_slots(launch)) == (8, 7, 80 * GiB, 56)
+    assert [gpu_units(r.cfg, 7, 80 * GiB, 12) for r in runs] == [1, 2, 4, 7, 7]
     big = resolve_launch(sc.launch, runs[-1:], H100, cpu_cores=16)[1]
     assert big.n_params_non_embedding < 100e6 and big.runs_per_gpu == 1  # 99.7M: its step alone fills a GPU
 
     sc, runs = small_h100_sweep("experiment.target_params_non_embedding=[1000000,3000000]")
     launch, packing = resolve_launch(sc.launch, runs, H100, cpu_cores=16)
-    assert launch.runs_per_gpu == packing.runs_per_gpu
+    assert launch.runs_per_gpu == packing.capacity == max(packing.per_run) >= packing.runs_per_gpu
     assert packing == decide_packing([r.cfg for r in runs], 80 * GiB, 16)
-    assert 1 < launch.runs_per_gpu <= packing.by_memory
+    assert 1 < launch.runs_per_gpu <= decide_packing([runs[0].cfg], 80 * GiB, 16).by_memory  # the 1M run's
     assert n_slots(launch) == launch.runs_per_gpu
     # two host cores per GPU cap it at 2
     assert resolve_launch(sc.launch, runs, GpuInfo(8, 80 * GiB), cpu_cores=16)[0].runs_per_gpu == 2
@@ -168,6 +182,7 @@ def test_auto_resolves_from_the_grid_and_the_gpus():
                                 "launch.gpus=2")
     launch, packing = resolve_launch(sc.launch, runs, H100, cpu_cores=16)
     assert (launch.gpus, launch.runs_per_gpu, n_slots(launch)) == (2, 3, 6)  # as set
+    assert launch.gpu_memory is None  # then every run takes one slot
 
     launch, packing = resolve_launch(sc.launch, runs, GpuInfo(0, None), cpu_cores=16)
     assert packing is None and launch.runs_per_gpu == 3  # no GPU memory known: nothing checked
@@ -184,6 +199,29 @@ def test_bad_launch_values_fail_early():
         load_sweep(["launch.runs_per_gpu=0"])
     with pytest.raises(ConfigError, match=r"launch.gpus=-1"):
         load_sweep(["launch.gpus=-1"])
+
+
+def test_a_job_takes_its_share_of_the_least_busy_gpu(tmp_path):
+    """Slots are fcntl locks; flock conflicts between open files even within one process, so one
+    process can stand for several jobs here."""
+    from sweep.launch import take_share
+    from sweep.status import release
+
+    a = take_share(tmp_path, groups=2, capacity=4, units=3)
+    assert a is not None and a[1] == 0 and len(a[0]) == 3
+    b = take_share(tmp_path, groups=2, capacity=4, units=1)
+    assert b[1] == 1  # the idle GPU, not the one with a single free slot
+    c = take_share(tmp_path, groups=2, capacity=4, units=3)
+    assert c[1] == 1 and len(c[0]) == 3
+    assert take_share(tmp_path, groups=2, capacity=4, units=2) is None  # one slot free on each GPU
+    d = take_share(tmp_path, groups=2, capacity=4, units=1)
+    assert d is not None and len(d[0]) == 1
+    for lock in a[0]:
+        release(lock)  # a finished (or killed) run frees its slots
+    e = take_share(tmp_path, groups=2, capacity=4, units=3)
+    assert e is not None and e[1] == 0
+    for lock in b[0] + c[0] + d[0] + e[0]:
+        release(lock)
 
 
 def test_each_slot_gets_one_gpu(monkeypatch):
@@ -232,7 +270,7 @@ def test_plan_prints_the_packing_decision(monkeypatch, capsys):
     tiny = "experiment.target_params_non_embedding=[1000000,3000000]"
     assert plan_command(args + [tiny]) == 0
     out = capsys.readouterr().out
-    k = decide_packing([gpu_run(3e6)], 80 * GiB, os.cpu_count() or 1).runs_per_gpu
+    k = decide_packing([gpu_run(1e6), gpu_run(3e6)], 80 * GiB, os.cpu_count() or 1).capacity
     assert f"launch: {k} runs per GPU x 1 GPU (NVIDIA H100 80GB HBM3) = {k} at a time" in out
     assert "packing: largest run's micro-batch step" in out and "MPS: yes" in out
 

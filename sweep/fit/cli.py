@@ -47,7 +47,8 @@ def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: 
     import wandb
 
     run = wandb.init(project=wb.get("project") or "sweep", entity=wb.get("entity"), group=group, job_type="fit",
-                     mode=wb.get("mode", "offline"), dir=str(folder), config=result["config"], reinit=True)
+                     mode=wb.get("mode", "offline"), dir=str(folder), config=result["config"],
+                     reinit="finish_previous")  # the old reinit=True; wandb 0.31 warns on booleans
     try:
         for m in result["config"]["methods"]:
             r = result.get(m, {})

@@ -5,8 +5,9 @@ that cannot run, then starts a Hydra multirun over `run_index` with the chosen `
 (basic: one run after another in this process; `parallel`: each run its own process on this
 box, at most `launch.slots` at a time, or on a GPU box up to `launch.runs_per_gpu` runs on each of
 `launch.gpus` GPUs, both chosen by `sweep run` when null, larger runs taking bigger shares
-(sweep/packing.py); `slurm`: one SLURM job per run through hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the
-run's lock and calls `train()`, which skips a finished run and resumes an interrupted one.
+(sweep/packing.py); `slurm`: one SLURM job per run through hydra-submitit-launcher). Each job
+re-expands the grid (deterministic), takes the run's lock and calls `train()`, which skips a
+finished run and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -297,13 +298,13 @@ def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progre
 def take_share(folder: Path, groups: int, capacity: int, units: int) -> Optional[Tuple[list, int]]:
     """One try at `units` free slots of one group (a GPU; the whole machine without GPUs), the least
     busy group first: (locks, group) or None. Slots are fcntl locks, so a killed run frees its own."""
-    def free(g):
-        return sum(lock_holder(folder / f"slot-{g * capacity + u}.lock") is None for u in range(capacity))
+    def slot(g, u):
+        return folder / f"slot-{g * capacity + u}.lock"
 
-    for g in sorted(range(groups), key=lambda g: -free(g)):
+    for g in sorted(range(groups), key=lambda g: -sum(lock_holder(slot(g, u)) is None for u in range(capacity))):
         got = []
         for u in range(capacity):
-            lock = try_lock(folder / f"slot-{g * capacity + u}.lock", attempts=1)
+            lock = try_lock(slot(g, u), attempts=1)
             if lock is not None:
                 got.append(lock)
                 if len(got) == units:

@@ -210,16 +210,15 @@ def decide_packing(runs: Sequence[RunConfig], gpu_memory: int, cpus_per_gpu: Opt
     runs a bigger share of a GPU than small ones (gpu_units)."""
     if not runs:
         raise ValueError("decide_packing: no runs to pack")
-    memories = [run_gpu_memory(r) for r in runs]
-    memory = max(memories, key=lambda m: m.total)
-    step_flops = max(micro_step_flops(r) for r in runs)
-    n_ne = max(count_params(r.model, r.tokenizer.vocab_size)["n_params_non_embedding"] for r in runs)
+    memories = [run_gpu_memory(r).total for r in runs]
+    flops = [micro_step_flops(r) for r in runs]
+    n_nes = [count_params(r.model, r.tokenizer.vocab_size)["n_params_non_embedding"] for r in runs]
+    per_run = tuple(runs_per_gpu(m, f, n, gpu_memory, cpus_per_gpu) for m, f, n in zip(memories, flops, n_nes))
+    memory = run_gpu_memory(runs[max(range(len(runs)), key=memories.__getitem__)])
+    step_flops, n_ne = max(flops), max(n_nes)
     by_memory = runs_by_memory(memory.total, gpu_memory)
     by_compute = runs_by_compute(step_flops, n_ne)
     k = runs_per_gpu(memory.total, step_flops, n_ne, gpu_memory, cpus_per_gpu)
-    per_run = tuple(runs_per_gpu(m.total, micro_step_flops(r),
-                                 count_params(r.model, r.tokenizer.vocab_size)["n_params_non_embedding"],
-                                 gpu_memory, cpus_per_gpu) for r, m in zip(runs, memories))
     return Packing(k, by_memory, by_compute, cpus_per_gpu, memory, step_flops, n_ne, gpu_memory, per_run)
 
 

@@ -56,19 +56,27 @@ def cpu_bf16_speedup(rows: int, width: int, repeats: int = 5) -> float:
     if not cpu_has_bf16_units():
         return 0.0
     x, w = torch.randn(rows, width), torch.randn(4 * width, width)
-
-    def best(fn):
-        times = []
-        for _ in range(repeats + 1):  # the first call pays for kernel selection
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times[1:])
-
-    fp32 = best(lambda: torch.nn.functional.linear(x, w))
+    cpu = torch.device("cpu")
+    fp32 = fastest_seconds(lambda: torch.nn.functional.linear(x, w), cpu, repeats)
     xb = x.to(torch.bfloat16)  # activations arrive in bf16 under autocast; weights are cast each step
-    bf16 = best(lambda: torch.nn.functional.linear(xb, w.to(torch.bfloat16)))
+    bf16 = fastest_seconds(lambda: torch.nn.functional.linear(xb, w.to(torch.bfloat16)), cpu, repeats)
     return fp32 / max(bf16, 1e-12)
+
+
+def fastest_seconds(fn, device: torch.device, repeats: int) -> float:
+    """Wall seconds of the fastest of `repeats` calls of fn, after one untimed call that pays for
+    kernel selection and warm caches (CUDA work is waited for)."""
+    best = float("inf")
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i > 0:
+            best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -189,16 +197,7 @@ def _measured_peak(device: str, dtype: torch.dtype, threads: int, size: int, rep
     device = torch.device(device)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first call pays for kernel selection and warm caches
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best
+    return 2 * size**3 / fastest_seconds(lambda: a @ b, device, repeats)
 
 
 def measured_peak_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, repeats: int = 3) -> float:

@@ -5,7 +5,7 @@ that cannot run, then starts a Hydra multirun over `run_index` with the chosen `
 (basic: one run after another in this process; `parallel`: each run its own process on this
 box, at most `launch.slots` at a time, or on a GPU box up to `launch.runs_per_gpu` runs on each of
 `launch.gpus` GPUs, both chosen by `sweep run` when null, larger runs taking bigger shares
-(sweep/packing.py); `slurm`: one SLURM job per run through hydra-submitit-launcher). Each job
+(sweep/packing.py), most FLOPs first (sweep/slots.py); `slurm`: one SLURM job per run through hydra-submitit-launcher). Each job
 re-expands the grid (deterministic), takes the run's lock and calls `train()`, which skips a
 finished run and resumes an interrupted one.
 """
@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -32,7 +33,8 @@ from sweep.mps import MpsStatus, mps_status, private_mps
 from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
 from sweep.results import RunLocked, human, read_result, run_dir, run_lock, sweep_dir, write_json_atomic
-from sweep.status import lock_holder, release, run_state, status_table, try_lock
+from sweep.slots import acquire_share, queue_folder, queue_order, write_queue
+from sweep.status import release, run_state, status_table
 
 log = logging.getLogger("sweep.launch")
 
@@ -63,6 +65,8 @@ class LaunchConfig:
     """Bytes of one GPU; `sweep run` sets it for its jobs so each takes its own share of a GPU (null: one slot each)."""
     corpus_tokens: Optional[int] = None
     """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
+    queue: Optional[str] = None
+    """Folder of the queue in which the parallel launcher's jobs take their shares (set by `sweep run`)."""
 
 
 @dataclass
@@ -295,35 +299,21 @@ def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progre
         return {"run_id": rdir.name, "status": "running"}
 
 
-def take_share(folder: Path, groups: int, capacity: int, units: int) -> Optional[Tuple[list, int]]:
-    """One try at `units` free slots of one group (a GPU; the whole machine without GPUs), the least
-    busy group first: (locks, group) or None. Slots are fcntl locks, so a killed run frees its own."""
-    def slot(g, u):
-        return folder / f"slot-{g * capacity + u}.lock"
-
-    for g in sorted(range(groups), key=lambda g: -sum(lock_holder(slot(g, u)) is None for u in range(capacity))):
-        got = []
-        for u in range(capacity):
-            lock = try_lock(slot(g, u), attempts=1)
-            if lock is not None:
-                got.append(lock)
-                if len(got) == units:
-                    return got, g
-        for lock in got:
-            release(lock)
-    return None
+def share_units(cfg: RunConfig, launch: LaunchConfig) -> int:
+    """Slots of a GPU the run takes (packing.gpu_units); one without GPUs or a known GPU memory."""
+    if (launch.gpus or 0) > 0 and launch.gpu_memory:
+        return gpu_units(cfg, launch.runs_per_gpu or 1, launch.gpu_memory,
+                         cpus_per_gpu(os.cpu_count() or 1, launch.gpus))
+    return 1
 
 
-def _acquire_share(sc: SweepConfig, units: int) -> Tuple[list, int]:
-    """Wait until `units` slots of one GPU (or of this machine) are free; (locks, GPU index)."""
+def _acquire_share(sc: SweepConfig, run: PlannedRun) -> Tuple[list, int]:
+    """Wait for this run's share of one GPU (or of this machine), in the launch's queue order."""
     folder = sweep_dir(sc.results_dir, sc.sweep_name) / "multirun" / "slots"
     gpus = sc.launch.gpus or 0
     groups, capacity = (gpus, sc.launch.runs_per_gpu or 1) if gpus > 0 else (1, n_slots(sc.launch))
-    while True:
-        taken = take_share(folder, groups, capacity, min(units, capacity))
-        if taken is not None:
-            return taken
-        time.sleep(1.0)
+    return acquire_share(folder, groups, capacity, share_units(run.cfg, sc.launch), run.index,
+                         queue=Path(sc.launch.queue) if sc.launch.queue else None)
 
 
 def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int], units: int = 1) -> RunConfig:
@@ -357,11 +347,7 @@ def run_job(sc: SweepConfig) -> dict:
     # Under the parallel launcher (submitit's local executor) every job starts at once: the slots
     # keep at most launch.slots of them training. Basic runs one at a time; SLURM schedules itself.
     parallel = bool(os.environ.get("SUBMITIT_LOCAL_JOB_ID"))
-    units = 1
-    if parallel and (sc.launch.gpus or 0) > 0 and sc.launch.gpu_memory:
-        units = gpu_units(run.cfg, sc.launch.runs_per_gpu or 1, sc.launch.gpu_memory,
-                          cpus_per_gpu(os.cpu_count() or 1, sc.launch.gpus))
-    locks, slot = _acquire_share(sc, units) if parallel else ([], None)
+    locks, slot = _acquire_share(sc, run) if parallel else ([], None)
     try:
         # a trunk that finished without this branch's point (trained before branching was on)
         # never writes it: the branch then trains from step 0, to the same result
@@ -538,7 +524,13 @@ def run_command(argv: List[str]) -> int:
                 job_overrides.append(f"launch.gpu_memory={launch.gpu_memory}")
             if launch.devices:
                 job_overrides.append(f"launch.devices='{launch.devices}'")
-            rc = _hydra_multirun(job_overrides) or rc
+            queue = queue_folder(sweep_dir(sc.results_dir, sc.sweep_name).absolute() / "multirun" / "slots")
+            write_queue(queue, queue_order([g.runs[i] for i in wave]),
+                        {i: share_units(g.runs[i].cfg, launch) for i in wave})
+            try:
+                rc = _hydra_multirun(job_overrides + [f"launch.queue='{queue}'"]) or rc
+            finally:
+                shutil.rmtree(queue, ignore_errors=True)
     removed = clear_branch_points(g.runs)
     if removed:
         print(f"removed {len(removed)} branch-point checkpoint{'s' if len(removed) > 1 else ''} "

@@ -307,13 +307,16 @@ def test_run_index_runs_part_of_the_grid(tmp_path):
 
 
 @pytest.mark.slow
-def test_parallel_launcher_never_runs_more_than_its_slots(tmp_path):
-    run_sweep(tmp_path, "run", "hydra/launcher=parallel", "launch.slots=1")
+def test_parallel_launcher_never_runs_more_than_its_slots_and_starts_the_biggest_first(tmp_path):
+    # all four jobs start at once and wait for the one slot: they take it in the queue's order
+    run_sweep(tmp_path, "run", "hydra/launcher=parallel", "launch.slots=1", "experiment.flops_budgets=[3e9,9e9]")
     spans = []
     for f in (tmp_path / "results" / "t" / "runs").glob("*/result.json"):
         r = json.loads(f.read_text())
         end = f.stat().st_mtime
-        spans.append((end - r["wall_seconds"], end))
-    assert len(spans) == 2
-    (s0, e0), (s1, e1) = sorted(spans)
-    assert e0 <= s1 + 0.5  # the second started after the first ended
+        spans.append((end - r["wall_seconds"], end, r["flops"]))
+    assert len(spans) == 4
+    spans.sort()
+    assert all(e0 <= s1 + 0.5 for (_, e0, _), (s1, _, _) in zip(spans, spans[1:]))  # one after another
+    assert [f for *_, f in spans] == sorted((f for *_, f in spans), reverse=True)
+    assert not list((tmp_path / "results" / "t" / "multirun" / "slots").glob("queue-*"))  # removed after

@@ -201,29 +201,6 @@ def test_bad_launch_values_fail_early():
         load_sweep(["launch.gpus=-1"])
 
 
-def test_a_job_takes_its_share_of_the_least_busy_gpu(tmp_path):
-    """Slots are fcntl locks; flock conflicts between open files even within one process, so one
-    process can stand for several jobs here."""
-    from sweep.launch import take_share
-    from sweep.status import release
-
-    a = take_share(tmp_path, groups=2, capacity=4, units=3)
-    assert a is not None and a[1] == 0 and len(a[0]) == 3
-    b = take_share(tmp_path, groups=2, capacity=4, units=1)
-    assert b[1] == 1  # the idle GPU, not the one with a single free slot
-    c = take_share(tmp_path, groups=2, capacity=4, units=3)
-    assert c[1] == 1 and len(c[0]) == 3
-    assert take_share(tmp_path, groups=2, capacity=4, units=2) is None  # one slot free on each GPU
-    d = take_share(tmp_path, groups=2, capacity=4, units=1)
-    assert d is not None and len(d[0]) == 1
-    for lock in a[0]:
-        release(lock)  # a finished (or killed) run frees its slots
-    e = take_share(tmp_path, groups=2, capacity=4, units=3)
-    assert e is not None and e[1] == 0
-    for lock in b[0] + c[0] + d[0] + e[0]:
-        release(lock)
-
-
 def test_each_slot_gets_one_gpu(monkeypatch):
     """Each job is its own process: submitit's local executor gives it CUDA_VISIBLE_DEVICES of all
     launch.gpus GPUs (or the variable is unset), and the job's slot picks one of them."""

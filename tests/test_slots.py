@@ -1,0 +1,104 @@
+"""Slots: jobs take shares of a GPU (or of the machine) in the launch's queue order, backfilling
+where they take nothing a job ahead could use.
+
+Slots are fcntl (flock) locks, which conflict between open files even within one process, so
+threads of this process stand for the parallel launcher's job processes here."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from sweep.slots import acquire_share, pick_group, queue_order, take_share, write_queue
+from sweep.status import release, try_lock
+
+
+def test_queue_order_is_most_flops_first():
+    runs = [SimpleNamespace(index=i, flops=f) for i, f in enumerate([1e9, 8e9, 2e9, 8e9])]
+    assert queue_order(runs) == [1, 3, 2, 0]
+
+
+@pytest.mark.parametrize("free, ahead, units, group", [
+    ([4, 4], [], 3, 0),       # nobody ahead: the least busy GPU, the first of equals
+    ([1, 3], [], 1, 1),       # least busy, not the first that fits
+    ([3, 1], [], 2, 0),
+    ([1, 1], [], 2, None),    # no GPU has two free slots
+    ([4], [7], 1, None),      # a big run ahead is owed the GPU it waits for: no small run takes from it
+    ([6, 6], [7], 1, 1),      # ... but a small run may take a GPU nobody ahead is owed (backfilling)
+    ([4, 7], [7], 1, 0),      # the big run ahead fits GPU 1 and takes it; GPU 0 is free for this one
+    ([7, 7], [7, 7], 1, None),
+    ([2, 7], [1, 1, 1], 2, 1),  # the three small ones ahead go to the least busy GPU, one after another
+    ([2, 3], [1, 1, 1], 2, None),
+])
+def test_pick_group(free, ahead, units, group):
+    assert pick_group(free, ahead, units) == group
+
+
+def test_a_job_takes_its_share_of_the_least_busy_gpu(tmp_path):
+    """Slots are fcntl locks; flock conflicts between open files even within one process, so one
+    process can stand for several jobs here."""
+    from sweep.slots import take_share
+    from sweep.status import release
+
+    a = take_share(tmp_path, groups=2, capacity=4, units=3)
+    assert a is not None and a[1] == 0 and len(a[0]) == 3
+    b = take_share(tmp_path, groups=2, capacity=4, units=1)
+    assert b[1] == 1  # the idle GPU, not the one with a single free slot
+    c = take_share(tmp_path, groups=2, capacity=4, units=3)
+    assert c[1] == 1 and len(c[0]) == 3
+    assert take_share(tmp_path, groups=2, capacity=4, units=2) is None  # one slot free on each GPU
+    d = take_share(tmp_path, groups=2, capacity=4, units=1)
+    assert d is not None and len(d[0]) == 1
+    for lock in a[0]:
+        release(lock)  # a finished (or killed) run frees its slots
+    e = take_share(tmp_path, groups=2, capacity=4, units=3)
+    assert e is not None and e[1] == 0
+    for lock in b[0] + c[0] + d[0] + e[0]:
+        release(lock)
+
+
+
+
+def _job(taken, slots, queue, index, units=1, hold_s=0.2, **kw):
+    locks, group = acquire_share(slots, 1, 1, units, index, queue=queue, poll_s=0.02, **kw)
+    taken.append((index, time.monotonic()))
+    time.sleep(hold_s)
+    for lock in locks:
+        release(lock)
+
+
+def test_jobs_take_the_slot_in_queue_order_whatever_order_they_start_in(tmp_path):
+    slots = tmp_path / "slots"
+    queue = slots / "queue-1"
+    order = [4, 2, 0, 3, 1]  # a first-come order would be right by chance 1 time in 120
+    write_queue(queue, order, {i: 1 for i in order})
+    busy, _ = take_share(slots, 1, 1, 1)  # a run of another launch holds the only slot
+    taken = []
+    threads = [threading.Thread(target=_job, args=(taken, slots, queue, i), kwargs={"hold_s": 0.1})
+               for i in (1, 3, 0, 2, 4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    release(busy[0])
+    for t in threads:
+        t.join(10)
+    assert [i for i, _ in taken] == order
+    assert all(b - a >= 0.1 for (_, a), (_, b) in zip(taken, taken[1:]))  # one at a time
+
+
+def test_a_waiting_job_ahead_is_served_first_and_one_that_never_starts_is_passed_over(tmp_path):
+    slots = tmp_path / "slots"
+    queue = slots / "queue-1"
+    write_queue(queue, [7, 5, 0], {0: 1, 5: 1, 7: 1})  # run 7 never starts (it failed before waiting)
+    waiting = try_lock(queue / "wait-5.lock")  # run 5 waits (not yet served)
+    taken = []
+    start = time.monotonic()
+    job = threading.Thread(target=_job, args=(taken, slots, queue, 0), kwargs={"grace_s": 0.3})
+    job.start()
+    time.sleep(0.8)
+    assert taken == []  # the slot is free, but owed to run 5, which waits ahead of run 0
+    release(waiting)  # run 5 went away without taking its share (killed)
+    job.join(10)
+    assert [i for i, _ in taken] == [0]
+    assert taken[0][1] - start >= 0.8

@@ -3,6 +3,7 @@
     python scripts/bench_gpu.py                            # CUDA box: sizes 1M..300M, then the sweep
     python scripts/bench_gpu.py --sections sizes --sizes 1M,20M
     python scripts/bench_gpu.py --sections sweep --sweep-runs 8 --sweep-tokens 50M --pack 4
+    python scripts/bench_gpu.py --sections sizes --sizes 1M,5M --compile-mode reduce-overhead   # CUDA graphs
     python scripts/bench_gpu.py --cpu-smoke                # the same code on CPU in under a minute
 
 Sizes: one real `train()` per size (non-embedding 1M, 5M, 20M, 100M, 300M by the *_h100
@@ -272,6 +273,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-tokens", type=parse_count, help="tokens per sweep run (default 20M; 4k on CPU)")
     parser.add_argument("--pack", type=int, help="runs per GPU when packed (default: sweep/packing.py's choice)")
     parser.add_argument("--mps", action="store_true", help="run the sweep section under a private CUDA MPS daemon")
+    parser.add_argument("--compile-mode", help="train.compile_mode, e.g. reduce-overhead (CUDA graphs) for tiny sizes")
     parser.add_argument("--cache-dir", default=None, help="data cache (default results/cache; a temp one on CPU)")
     args = parser.parse_args(argv)
 
@@ -286,6 +288,8 @@ def main(argv=None) -> int:
         print("no CUDA device: run on a GPU box, or pass --cpu-smoke", file=sys.stderr)
         return 2
     s = cpu_setup(args) if args.cpu_smoke else gpu_setup(args)
+    if args.compile_mode:
+        s.train.append(f"train.compile_mode={args.compile_mode}")
     sections = set(args.sections.split(","))
     with tempfile.TemporaryDirectory(prefix="bench_gpu-") as tmp_name:
         tmp = Path(tmp_name)

@@ -23,20 +23,16 @@ from typing import Dict, List
 
 from sweep.config import ConfigError, RunConfig, to_dict
 from sweep.grid import PlannedRun
-from sweep.results import human, read_result, run_dir, run_id
+from sweep.results import NOT_IN_RUN_ID, human, read_result, run_dir, run_id
 
 
 class BranchingWarning(UserWarning):
     """branch() changed a setting so that the runs of a group can share one trunk."""
 
 
-# Settings that never change what a run computes (mirrors results._NOT_IN_RUN_ID) and the ones
-# branch() itself sets: runs differing only in these (and the budget) share a trunk.
-_NOT_IN_GROUP = {
-    "train": {"device", "compile", "threads", "log_interval", "eval_interval", "eval_tokens", "checkpoint_interval",
-              "save_at_steps", "init_from"},
-    "data": {"cache_dir"},
-}
+# Settings that never change what a run computes, among them the ones branch() itself sets: runs
+# differing only in these (and the budget) share a trunk.
+_NOT_IN_GROUP = NOT_IN_RUN_ID
 
 
 def cooldown_start(steps: int, train) -> int:

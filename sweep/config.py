@@ -89,6 +89,10 @@ class TokenizerConfig:
     """Train the BPE on at most this many bytes of the train split; None uses all of it."""
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""torch.compile's modes; the ones with CUDA graphs replay each step's kernels with one launch."""
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and execution settings."""
@@ -133,6 +137,8 @@ class TrainConfig:
     """'auto' (bf16 autocast on CUDA; on CPU only where AMX/AVX512-BF16 make it faster), 'fp32' or 'bf16'."""
     compile: bool = False
     """torch.compile the model (worth it on GPU)."""
+    compile_mode: str = "default"
+    """torch.compile mode: 'default', 'reduce-overhead' (CUDA graphs: one launch per step, for tiny models), 'max-autotune'."""
     threads: Optional[int] = None
     """CPU threads for torch; None picks the cores free to this process."""
     checkpoint_interval: int = 0
@@ -246,6 +252,8 @@ def validate(cfg: RunConfig) -> None:
     _require(t.eval_tokens is None or t.eval_tokens >= m.seq_len + 1, "train.eval_tokens",
              f"must be at least model.seq_len+1={m.seq_len + 1} or null", t.eval_tokens)
     _require(t.dtype in ("auto", "fp32", "bf16"), "train.dtype", "must be 'auto', 'fp32' or 'bf16'", t.dtype)
+    _require(t.compile_mode in COMPILE_MODES, "train.compile_mode", "must be one of " + ", ".join(
+        map(repr, COMPILE_MODES)), t.compile_mode)
     _require(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"), "train.device",
              "must be 'auto', 'cpu' or 'cuda[:i]'", t.device)
     _require(t.threads is None or t.threads > 0, "train.threads", "must be positive or null", t.threads)

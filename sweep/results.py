@@ -25,8 +25,9 @@ from sweep.config import RunConfig, to_dict
 
 # Fields that change how fast or how visibly a run goes, never its numbers: they stay out of run_id
 # so that resuming on another device, or with logging changed, finds the same run.
-_NOT_IN_RUN_ID = {
-    "train": {"device", "compile", "threads", "log_interval", "eval_interval", "eval_tokens", "checkpoint_interval",
+NOT_IN_RUN_ID = {
+    "train": {"device", "compile", "compile_mode", "threads", "log_interval", "eval_interval", "eval_tokens",
+              "checkpoint_interval",
               # A WSD branch computes exactly what an independent WSD run of its length computes
               # (same init, data order and schedule); where it starts from is provenance, not identity.
               "save_at_steps", "init_from"},
@@ -43,7 +44,7 @@ def run_id(cfg: RunConfig, n_tokens: int) -> str:
     d = to_dict(cfg)
     key = {"n_tokens": int(n_tokens)}
     for section in ("model", "data", "tokenizer", "train"):
-        key[section] = {k: v for k, v in d[section].items() if k not in _NOT_IN_RUN_ID.get(section, ())}
+        key[section] = {k: v for k, v in d[section].items() if k not in NOT_IN_RUN_ID.get(section, ())}
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -400,7 +400,10 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         print(f"[sweep] resuming {rdir.name} at step {step}/{shape.steps}", file=sys.stderr)
     elif metrics_path.exists():
         metrics_path.unlink()  # a crash before the first checkpoint: start the curve again
-    step_model = torch.compile(model) if t.compile else model
+    step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
+    # CUDA graphs replay into the same memory: a new step tells them the last step's outputs are dead.
+    # Once per optimizer step, not per micro-batch: accumulated gradients are such outputs.
+    graphs = t.compile and t.compile_mode in ("reduce-overhead", "max-autotune")
     micro_size, accum = micro_batch(cfg)
     # A resumed run keeps the dtype it started with, as it keeps its thread count: bit-exact resume.
     dtype = (runtime.DTYPES[ckpt["dtype"]] if ckpt and "dtype" in ckpt
@@ -427,6 +430,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss_sum = torch.zeros((), device=device)
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         for micro in range(accum):
             x, y = batches.get(step, micro)
             if pin:

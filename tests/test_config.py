@@ -45,6 +45,7 @@ BAD = [
     (["tokenizer=byte", "tokenizer.vocab_size=300"], "must be 256 for the byte tokenizer"),
     (["train.lr=0"], "train.lr=0.0: must be positive"),
     (["train.schedule=linear"], "train.schedule='linear': must be 'cosine', 'wsd' or 'constant'"),
+    (["train.compile_mode=graphs"], "train.compile_mode='graphs': must be one of 'default', 'reduce-overhead'"),
     (["data.source=files"], "data.path=None: is required when data.source='files'"),
     (["sweep_name=../escape"], "sweep_name='../escape': must be a non-empty name without path separators"),
     (["logger.mode=sometimes"], "logger.mode='sometimes'"),

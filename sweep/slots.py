@@ -2,11 +2,12 @@
 
 Under the parallel launcher every job starts at once and waits for a share: `units` slots of one
 group (a GPU; the whole machine without GPUs). Slots are fcntl locks, so a killed job frees its
-own. `sweep run` writes each wave's queue, and jobs take their shares in its order: most FLOPs
-first (longest-processing-time list scheduling). Without it, small runs that keep taking freed
-slots starve a big run that needs most of a GPU, until the big runs go last and train while
-the other GPUs sit idle. A job later in the queue still goes first where it takes nothing a job
-ahead of it could use (backfilling), so no slot idles that no waiting job is owed.
+own. `sweep run` writes each wave's queue, most FLOPs first, and a job takes free slots only when
+no job ahead of it in the queue that still waits could take them now (list scheduling, longest
+first). Without the order, whichever job polled first won: the longest runs often went last and
+trained while the other GPUs sat idle. A job ahead that fits nowhere yet holds nothing back: the
+slots that are free go to jobs behind it rather than idle (scripts/bench_slots.py measured that
+holding a GPU for it costs more than it saves).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def pick_group(free: Sequence[int], ahead: Sequence[int], units: int) -> Optiona
 
     `free`: free slots of each group; `ahead`: units of the jobs before this one in the queue that
     still wait. Those are served first, in order, each on the least busy group that fits it; one that
-    fits nowhere is owed the least busy group, which nobody behind it may then take from."""
+    fits nowhere yet is passed over."""
     free = list(free)
 
     def least_busy(groups):
@@ -46,10 +47,7 @@ def pick_group(free: Sequence[int], ahead: Sequence[int], units: int) -> Optiona
     for need in ahead:
         fits = [g for g in range(len(free)) if free[g] >= need]
         if fits:
-            g = least_busy(fits)
-            free[g] -= need
-        else:
-            free[least_busy(range(len(free)))] = 0
+            free[least_busy(fits)] -= need
     fits = [g for g in range(len(free)) if free[g] >= units]
     return least_busy(fits) if fits else None
 

@@ -1,5 +1,5 @@
-"""Slots: jobs take shares of a GPU (or of the machine) in the launch's queue order, backfilling
-where they take nothing a job ahead could use.
+"""Slots: jobs take shares of a GPU (or of the machine) in the launch's queue order; a job ahead
+that fits nowhere yet holds nothing back.
 
 Slots are fcntl (flock) locks, which conflict between open files even within one process, so
 threads of this process stand for the parallel launcher's job processes here."""
@@ -24,9 +24,9 @@ def test_queue_order_is_most_flops_first():
     ([1, 3], [], 1, 1),       # least busy, not the first that fits
     ([3, 1], [], 2, 0),
     ([1, 1], [], 2, None),    # no GPU has two free slots
-    ([4], [7], 1, None),      # a big run ahead is owed the GPU it waits for: no small run takes from it
-    ([6, 6], [7], 1, 1),      # ... but a small run may take a GPU nobody ahead is owed (backfilling)
     ([4, 7], [7], 1, 0),      # the big run ahead fits GPU 1 and takes it; GPU 0 is free for this one
+    ([4, 7], [7], 5, None),   # ... which leaves only the 4 slots of GPU 0 for this one
+    ([4], [7], 1, 0),         # a big run ahead that fits nowhere yet holds no slot back from a small one
     ([7, 7], [7, 7], 1, None),
     ([2, 7], [1, 1, 1], 2, 1),  # the three small ones ahead go to the least busy GPU, one after another
     ([2, 3], [1, 1, 1], 2, None),
@@ -102,3 +102,25 @@ def test_a_waiting_job_ahead_is_served_first_and_one_that_never_starts_is_passed
     job.join(10)
     assert [i for i, _ in taken] == [0]
     assert taken[0][1] - start >= 0.8
+
+
+def test_bench_slots_queue_order_beats_first_come_on_the_kaplan_h100_sweep(capsys):
+    """scripts/bench_slots.py simulates the shipped sweep with sweep/slots.py's own pick_group."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        import bench_slots
+    finally:
+        sys.path.pop(0)
+    assert bench_slots.main(["--gpus", "1,4,8", "--trials", "20"]) == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("gpus="):
+            kv = dict(part.split("=") for part in line.split())
+            rows[int(kv["gpus"])] = {k: float(v) for k, v in kv.items() if k != "gpus"}
+    assert set(rows) == {1, 4, 8}
+    for r in rows.values():
+        assert 1.0 <= r["queue"] <= r["first_come_mean"] <= r["first_come_worst"]
+    assert rows[8]["queue"] == pytest.approx(1.0) and rows[8]["first_come_mean"] > 1.2

@@ -124,3 +124,49 @@ def test_bench_slots_queue_order_beats_first_come_on_the_kaplan_h100_sweep(capsy
     for r in rows.values():
         assert 1.0 <= r["queue"] <= r["first_come_mean"] <= r["first_come_worst"]
     assert rows[8]["queue"] == pytest.approx(1.0) and rows[8]["first_come_mean"] > 1.2
+
+
+@pytest.mark.slow
+def test_packed_jobs_take_their_shares_of_a_stand_in_gpu(tmp_path, monkeypatch):
+    """`sweep run hydra/launcher=parallel` on a stand-in GPU box (this process is told it has one
+    GPU; there is none here): the jobs are real processes training on the CPU. With the GPU's memory
+    set so two small runs fit but only one big one, a GPU is two slots, a big run takes both and a
+    small one takes one; at no moment do the running jobs hold more than two, and they start in the
+    queue's order, most FLOPs first."""
+    import json
+
+    import sweep.launch as launch
+    from sweep.mps import MpsStatus
+    from sweep.packing import MEMORY_SAFETY, GpuInfo, run_gpu_memory
+
+    args = ["experiment=default", "sweep_name=t", f"results_dir={tmp_path / 'results'}", "data=stdlib",
+            "data.max_bytes=600000", "data.split=tail", "data.val_tokens=4096", f"data.cache_dir={tmp_path / 'cache'}", "tokenizer=byte",
+            "tokenizer.vocab_size=256", "model.seq_len=32", "train.batch_size=16", "train.tokens_per_step=512",
+            "train.threads=1", "experiment.flops_budgets=[3e9,9e9]", "experiment.target_params_non_embedding=[3000,12000]",
+            "experiment.sizes_per_budget=0", "experiment.min_steps=5", "logger=disabled", "launch.progress=false"]
+    sc = launch.load_sweep(args)
+    runs = launch.expand_sweep(sc, launch.corpus_tokens(sc)).runs
+    memory = sorted({run_gpu_memory(r.cfg).total for r in runs})
+    assert len(memory) == 2
+    gpu_memory = int(sum(memory) / MEMORY_SAFETY)  # two small runs fit, one big one
+    monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
+    monkeypatch.setattr(launch, "available_memory", lambda device: gpu_memory)
+    monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(1, gpu_memory, "stand-in GPU"))
+    monkeypatch.setattr(launch, "mps_status", lambda: MpsStatus(False, False, None))
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 2)  # a host core per packed run, as on CI
+
+    assert launch.run_command(args + ["hydra/launcher=parallel"]) == 0
+
+    units = {r.run_id: 2 if run_gpu_memory(r.cfg).total == memory[1] else 1 for r in runs}
+    spans = []
+    for f in (tmp_path / "results" / "t" / "runs").glob("*/result.json"):
+        r = json.loads(f.read_text())
+        end = f.stat().st_mtime
+        spans.append((end - r["wall_seconds"], end, r["flops"], units[r["run_id"]]))
+    assert len(spans) == 4 and sorted(units.values()) == [1, 1, 2, 2]
+    for start, *_ in spans:  # slots held by the runs training at each start (0.5 s for timing noise)
+        held = sum(u for s, e, _, u in spans if s <= start + 0.5 and e > start + 0.5)
+        assert held <= 2
+    first = min(spans)
+    assert first[2] == max(f for _, _, f, _ in spans)
+    assert not list((tmp_path / "results" / "t" / "multirun" / "slots").glob("queue-*"))

@@ -355,7 +355,7 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
         record.update(final)
         tracker.set_summary({k: record[k] for k in (
             "status", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
-            "n_tokens", "flops", "flops_6nd", "tokens_per_second", "wall_seconds")})
+            "n_tokens", "flops", "flops_6nd", "tokens_per_second", "mfu", "wall_seconds")})
         store.write_json_atomic(rdir / "result.json", record)
         if record["status"] == "done":
             # At once, not after W&B's (slow) finish: a kill in between would strand the checkpoint.
@@ -400,6 +400,10 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         print(f"[sweep] resuming {rdir.name} at step {step}/{shape.steps}", file=sys.stderr)
     elif metrics_path.exists():
         metrics_path.unlink()  # a crash before the first checkpoint: start the curve again
+    if t.compile:
+        # A fresh cache for each run: in one process (the basic launcher) dynamo would otherwise run
+        # every shape after its recompile_limit (8) eagerly, saying so only in a log warning.
+        torch._dynamo.reset()
     step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
     # CUDA graphs replay into the same memory: a new step tells them the last step's outputs are dead.
     # Once per optimizer step, not per micro-batch: accumulated gradients are such outputs.
@@ -418,6 +422,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     # the next batches while the GPU still computes the previous step.
     pin = device.type == "cuda"
     fpt = shape.flops_per_token
+    label = runtime.device_name(device)
+    datasheet_peak = runtime.peak_flops(label)  # known GPUs: MFU on every log row, not only at the end
 
     status, diverged_at, diverged_value = "done", None, None
     train_loss_acc = torch.full((), logged_sum, dtype=torch.float32, device=device)
@@ -470,6 +476,8 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             elapsed = time.perf_counter() - start
             row = {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr, "train_loss": mean_loss,
                    "tokens_per_second": (tokens - tokens_start) / max(elapsed, 1e-9)}
+            if datasheet_peak is not None:
+                row["mfu"] = runtime.mfu(row["tokens_per_second"], fpt, label, datasheet_peak)
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
         if status == "done" and step % eval_every == 0 and step < shape.steps:
             row = row or {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr}
@@ -505,8 +513,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     bar.close()
     wall = time.perf_counter() - start
     trained = step * t.tokens_per_step - tokens_start
-    label = runtime.device_name(device)
-    peak, peak_source = runtime.peak_flops(label), "datasheet"
+    peak, peak_source = datasheet_peak, "datasheet"
     if peak is None:  # measured after training, so it never competes with the run for the cores
         peak, peak_source = runtime.measured_peak_flops(device, dtype), "measured matmul"
     out = {

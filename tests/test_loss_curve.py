@@ -71,3 +71,19 @@ def test_compiled_run_follows_the_eager_curve(tmp_path, mode):
     for step, value in eager["train_loss"].items():
         assert compiled["train_loss"][step] == pytest.approx(value, rel=1e-3), step
     assert compiled["final_val_loss"] == pytest.approx(eager["final_val_loss"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_each_compiled_run_is_compiled_however_many_shapes_one_process_trains(tmp_path, monkeypatch):
+    """The basic launcher trains a sweep's runs in one process. Past dynamo's recompile limit (1
+    here, 8 by default) a new shape would run eagerly, with only a log warning; each run starts
+    from a fresh cache, so every one of them gets its own compiled graph."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    before = counters["stats"]["unique_graphs"]
+    for width in (16, 32):
+        curve(tmp_path / f"d{width}", "train.compile=true", f"model.d_model={width}", "model.n_layer=1",
+              "budget.n_tokens=1280")
+    assert counters["stats"]["unique_graphs"] - before == 2

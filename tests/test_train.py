@@ -160,5 +160,21 @@ def test_wandb_offline_run_holds_config_and_summary(tmp_path):
     assert run["config"]["n_params"] == result["n_params"] and run["config"]["model"]["d_model"] == 64
     assert run["summary"]["final_val_loss"] == pytest.approx(result["final_val_loss"])
     assert run["summary"]["n_tokens"] == 20480
+    assert run["summary"]["mfu"] == pytest.approx(result["mfu"]) and 0 < result["mfu"] < 1
     assert any("train_loss" in row for row in run["history"])
     assert run["exit_code"] == 0
+
+
+def test_a_device_with_a_known_peak_logs_mfu_on_every_row(tmp_path, monkeypatch):
+    """Known GPUs have a datasheet peak before training starts: each log row carries the MFU of the
+    run so far (here the CPU is given a made-up peak, as if it were in the table)."""
+    from sweep import runtime
+
+    monkeypatch.setattr(runtime, "peak_flops", lambda label: 1e11)
+    cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480"))
+    result = train(cfg, progress=False)
+    assert result["peak_flops_source"] == "datasheet" and result["peak_flops"] == 1e11
+    rows = [r for r in read_jsonl(run_dir(cfg, result["n_tokens"]) / "metrics.jsonl") if "train_loss" in r]
+    assert rows
+    for r in rows:
+        assert r["mfu"] == pytest.approx(r["tokens_per_second"] * result["flops_per_token"] / 1e11)

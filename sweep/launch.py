@@ -32,7 +32,8 @@ from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, gri
 from sweep.mps import MpsStatus, mps_status, private_mps
 from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
-from sweep.results import RunLocked, human, read_result, run_dir, run_lock, sweep_dir, write_json_atomic
+from sweep.results import (RunLocked, clear_done_checkpoint, human, read_result, run_dir, run_lock, sweep_dir,
+                           write_json_atomic)
 from sweep.slots import acquire_share, queue_folder, queue_order, write_queue
 from sweep.status import release, run_state, status_table
 
@@ -531,6 +532,8 @@ def run_command(argv: List[str]) -> int:
                 rc = _hydra_multirun(job_overrides + [f"launch.queue='{queue}'"]) or rc
             finally:
                 shutil.rmtree(queue, ignore_errors=True)
+    for r in g.runs:
+        clear_done_checkpoint(run_dir(r.cfg, r.n_tokens))
     removed = clear_branch_points(g.runs)
     if removed:
         print(f"removed {len(removed)} branch-point checkpoint{'s' if len(removed) > 1 else ''} "

@@ -336,6 +336,23 @@ def run_lock(path: str | Path, attempts: int = 5, wait: float = 0.2):
             f.close()
 
 
+def clear_done_checkpoint(rdir: Path) -> bool:
+    """Delete the checkpoint.pt of a done run: a kill between writing its result.json and deleting
+    the checkpoint leaves it behind. Under the run's lock; False when there is nothing to delete or
+    another process holds the run."""
+    ckpt = Path(rdir) / "checkpoint.pt"
+    if not ckpt.exists():
+        return False
+    try:
+        with run_lock(rdir, attempts=1):
+            if (read_result(rdir) or {}).get("status") != "done":
+                return False
+            ckpt.unlink(missing_ok=True)
+            return True
+    except RunLocked:
+        return False
+
+
 # ----------------------------------------------------------------------------- the sweep index
 
 INDEX_FILE = "index.jsonl"

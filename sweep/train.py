@@ -301,6 +301,7 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
     sweep_path = store.sweep_dir(cfg.results_dir, cfg.sweep_name)
     existing = store.load_result(rdir, expect_run_id=rid)
     if _finished(existing, retry_diverged):
+        store.clear_done_checkpoint(rdir)
         _say_finished(existing, rdir)
         return existing
 

@@ -220,11 +220,15 @@ def test_multirun_trains_every_run_then_skips_them(tmp_path):
     assert (tmp_path / "results" / "t" / "plan.json").exists()
     assert (tmp_path / "results" / "t" / "multirun").is_dir() and not (tmp_path / "outputs").exists()
     stamps = {f: f.stat().st_mtime_ns for f in (tmp_path / "results" / "t" / "runs").glob("*/result.json")}
+    # what a kill between writing result.json and deleting the checkpoint leaves behind
+    leftover = next(iter(stamps)).with_name("checkpoint.pt")
+    leftover.write_bytes(b"stale")
 
     second = run_sweep(tmp_path, "run")
     assert "2 of 2 runs are finished" in second.stdout
     assert "Launching" not in second.stdout + second.stderr
     assert stamps == {f: f.stat().st_mtime_ns for f in stamps}
+    assert not leftover.exists()
 
     status = run_sweep(tmp_path, "status")
     assert status.stdout.count(" done ") == 2 and "total: 2 runs (2 done)" in status.stdout

@@ -125,6 +125,27 @@ def test_run_lock_names_the_holder_and_dies_with_it(tmp_path):
     assert (folder / ".lock").read_text() == ""  # released: the file names nobody
 
 
+def test_a_done_runs_leftover_checkpoint_is_deleted_only_when_done_and_unheld(tmp_path):
+    """A kill between writing result.json and deleting checkpoint.pt leaves the checkpoint behind;
+    a relaunch deletes it, but never one of a run that is not done or that a live process holds."""
+    from sweep.results import clear_done_checkpoint, write_json_atomic
+
+    folder = tmp_path / "runs" / "abc"
+    folder.mkdir(parents=True)
+    assert not clear_done_checkpoint(folder)  # nothing to delete
+    (folder / "checkpoint.pt").write_bytes(b"x")
+    write_json_atomic(folder / "result.json", {"run_id": "abc", "status": "failed"})
+    assert not clear_done_checkpoint(folder) and (folder / "checkpoint.pt").exists()  # resumes from it
+    write_json_atomic(folder / "result.json", {"run_id": "abc", "status": "done"})
+    proc = hold_lock_in_subprocess(folder)
+    try:
+        assert not clear_done_checkpoint(folder) and (folder / "checkpoint.pt").exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert clear_done_checkpoint(folder) and not (folder / "checkpoint.pt").exists()
+
+
 def test_run_lock_is_reentrant_in_one_process_also_under_the_runners_lock(tmp_path):
     from sweep.status import lock_holder, release, try_lock
 

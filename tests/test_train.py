@@ -78,9 +78,11 @@ def test_done_run_is_skipped_and_says_so(tmp_path, capsys):
     path = next((tmp_path / "results" / "t" / "runs").glob("*/result.json"))
     before = path.stat().st_mtime_ns
     capsys.readouterr()
+    path.with_name("checkpoint.pt").write_bytes(b"left by a kill just after result.json was written")
     assert main(["train", *args]) == 0
     assert "already done" in capsys.readouterr().err
     assert path.stat().st_mtime_ns == before
+    assert not path.with_name("checkpoint.pt").exists()
     # An equivalent budget given another way is the same run.
     cfg = load_run_config(args)
     n = run_shape(cfg).n_params

@@ -5,9 +5,9 @@ that cannot run, then starts a Hydra multirun over `run_index` with the chosen `
 (basic: one run after another in this process; `parallel`: each run its own process on this
 box, at most `launch.slots` at a time, or on a GPU box up to `launch.runs_per_gpu` runs on each of
 `launch.gpus` GPUs, both chosen by `sweep run` when null, larger runs taking bigger shares
-(sweep/packing.py), most FLOPs first (sweep/slots.py); `slurm`: one SLURM job per run through hydra-submitit-launcher). Each job
-re-expands the grid (deterministic), takes the run's lock and calls `train()`, which skips a
-finished run and resumes an interrupted one.
+(sweep/packing.py), most FLOPs first (sweep/slots.py); `slurm`: one SLURM job per run through
+hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the run's lock and
+calls `train()`, which skips a finished run and resumes an interrupted one.
 """
 
 from __future__ import annotations

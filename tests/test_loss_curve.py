@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from sweep.cli import load_run_config
 from sweep.results import read_jsonl, run_dir
@@ -89,3 +90,22 @@ def test_each_compiled_run_is_compiled_however_many_shapes_one_process_trains(tm
         losses.append(got["final_val_loss"])
     assert counters["stats"]["unique_graphs"] - before == 2
     assert all(3.0 < loss < 5.5 for loss in losses)  # below ln(256) = 5.55, the uniform guess: it learned
+
+
+# train=gpu's settings, with two micro-batches a step: accumulated gradients are outputs of the
+# earlier micro-batch's CUDA graph, which must not be overwritten before the optimizer step.
+GPU = ("train.device=cuda", "train.dtype=bf16", "train.compile=true", "train.batch_size=4")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_run_follows_the_cpu_curve_and_cuda_graphs_change_nothing(tmp_path):
+    """bf16 autocast, compile and fused AdamW on CUDA stay within bf16 rounding of the fp32 CPU
+    curve, and CUDA graphs (train.compile_mode=reduce-overhead) replay the same steps."""
+    cpu = curve(tmp_path / "cpu")
+    compiled = curve(tmp_path / "gpu", *GPU)
+    graphs = curve(tmp_path / "graphs", *GPU, "train.compile_mode=reduce-overhead")
+    for step, value in cpu["train_loss"].items():
+        assert compiled["train_loss"][step] == pytest.approx(value, rel=5e-2), step
+        assert graphs["train_loss"][step] == pytest.approx(compiled["train_loss"][step], rel=1e-3), step
+    assert graphs["final_val_loss"] == pytest.approx(compiled["final_val_loss"], rel=1e-3)

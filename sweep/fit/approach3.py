@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from sweep.fit import solver
 from sweep.fit.laws import huber, huber_grad, lse_to_natural
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -62,84 +63,10 @@ def objective(theta, log_n, log_d, log_l, delta, weights=None):
     return (h if weights is None else h * weights).sum(axis=1)
 
 
-def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, max_iter=500, stall_tol=1e-10,
-               warmup=20, inferior=1.02, inferior_tol=1e-4, merge_tol=1e-4, groups=None):
-    """Minimise the summed Huber objective from every row of theta0 (S, 5) at once.
-
-    weights: None, (P,) or (S, P) per-point multiplicities (bootstrap counts).
-    groups: None or (S,) integer ids of independent problems (bootstrap resamples): objectives
-    are only compared, and starts only merged, within a group.
-    A start stops when its objective gained less than stall_tol (relative) over the last 10
-    iterations; after `warmup` iterations, a start more than `inferior` times the best objective
-    that gained less than inferior_tol over the last 10 iterations is stopped too: it sits in a
-    worse basin (kept, with its objective, for the diagnostics). Active starts closer than
-    merge_tol to one another are merged (one representative goes on for all of them).
-    Returns (theta (S, 5), objective (S,), iterations used).
-    """
-    theta = np.array(theta0, dtype=float)
-    n_starts, n_points = theta.shape[0], log_n.size
-    w = np.ones((n_starts, n_points)) if weights is None else np.broadcast_to(weights, (n_starts, n_points))
-    lam = np.full(n_starts, 1e-3)
-    f = objective(theta, log_n, log_d, log_l, delta, w)
-    history = [f.copy()]
-    active = np.ones(n_starts, dtype=bool)
-    merged_into = np.full(n_starts, -1)
-    groups = np.zeros(n_starts, dtype=int) if groups is None else np.asarray(groups)
-    n_groups = int(groups.max()) + 1
-    eye = np.eye(5)
-    it = 0
-    for it in range(1, max_iter + 1):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        th, wi = theta[idx], w[idx]
-        r, jac = _residuals(th, log_n, log_d, log_l)
-        grad = np.einsum("sp,spk->sk", wi * huber_grad(r, delta), jac)
-        irls = wi * np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))
-        jw = jac * np.sqrt(irls)[..., None]
-        hess = np.matmul(jw.transpose(0, 2, 1), jw)
-        diag = np.einsum("skk->sk", hess)
-        lhs = hess + lam[idx, None, None] * (eye * diag[:, None, :]) + 1e-12 * eye
-        step = np.linalg.solve(lhs, -grad[..., None])[..., 0]
-        cand = th + step
-        f_new = objective(cand, log_n, log_d, log_l, delta, wi)
-        better = np.isfinite(f_new) & (f_new < f[idx])
-        theta[idx[better]] = cand[better]
-        f[idx[better]] = f_new[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-9), lam[idx] * 4)
-        history.append(f.copy())
-        if it >= 10:
-            gain = (history[-11][idx] - f[idx]) / np.maximum(np.abs(f[idx]), 1e-300)
-            done = (gain < stall_tol) | (lam[idx] > 1e12)
-            if it >= warmup:
-                group_best = np.full(n_groups, np.inf)
-                np.minimum.at(group_best, groups, f)
-                done |= (f[idx] > inferior * group_best[groups[idx]]) & (gain < inferior_tol)
-            active[idx[done]] = False
-            history = history[-11:]
-        if it >= warmup and it % 10 == 0:
-            _merge_duplicates(theta, groups, active, merged_into, merge_tol)
-    # Merged starts end wherever their representative ended.
-    for i in np.flatnonzero(merged_into >= 0):
-        j = merged_into[i]
-        while merged_into[j] >= 0:
-            j = merged_into[j]
-        theta[i], f[i] = theta[j], f[j]
-    return theta, f, it
-
-
-def _merge_duplicates(theta, groups, active, merged_into, tol):
-    """Stop active starts that sit in the same tol-cell as another active start (they would follow
-    the same path); each remembers its representative in merged_into (-1: not merged)."""
-    idx = np.flatnonzero(active)
-    if idx.size < 2:
-        return
-    cells = np.column_stack([groups[idx], np.round(theta[idx] / tol)])
-    _, first, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
-    rep = idx[first[inverse.ravel()]]
-    dup = rep != idx
-    merged_into[idx[dup]] = rep[dup]
-    active[idx[dup]] = False
+def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, **options):
+    """`solver.batched_lm` on approach 3's residuals: every row of theta0 (S, 5) minimised at once."""
+    return solver.batched_lm(theta0, lambda th, jac=True: _residuals(th, log_n, log_d, log_l, jac), delta,
+                             weights=weights, **options)
 
 
 def polish(theta0, log_n, log_d, log_l, delta, weights=None):

@@ -1,0 +1,105 @@
+"""Do the fitter's estimates and intervals mean what they say? A check on simulated sweeps.
+
+Simulates Hoffmann et al.'s law (E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28) on IsoFLOP sweeps of
+5 budgets from 1e18 to 1e20 FLOPs x 7 sizes with 1% multiplicative noise, one sweep per seed, fits each,
+and scores every method:
+- bias and sd of the allocation exponent a (N* ∝ C^a) and how often its 95% interval covers the truth;
+- how often the 95% prediction interval for a new run's loss covers that run, where the new run is the one
+  a user would train next: at the method's own compute-optimal (N*, D*) for 10x and 100x the largest budget,
+  its loss drawn from the true law with the same noise.
+
+    python scripts/check_coverage.py [--seeds 50] [--n-bootstrap 200] [--noise 0.01]
+
+Ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f> approach1_a_bias=<f>
+approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
+<= 0.02 for approaches 1 and 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+
+from sweep.fit import FitConfig, fit
+from sweep.fit import allocation
+from sweep.fit.simulate import Law, isoflop_sweep, new_run_loss
+
+METHODS = ["approach1", "approach2", "approach3", "kaplan"]
+MULTIPLES = (10, 100)
+
+
+def score_seed(law: Law, seed: int, args) -> dict:
+    budgets = np.logspace(18, 20, 5)
+    runs = isoflop_sweep(law, budgets, sizes_per_budget=7, noise=args.noise, seed=seed)
+    cfg = FitConfig(n_bootstrap=args.n_bootstrap, seed=seed, methods=METHODS, compare_conventions=False,
+                    backtest=False, budgets=[])
+    result = fit(runs, cfg)
+    rng = np.random.default_rng(10_000 + seed)
+    out = {}
+    for m in METHODS:
+        r = result[m]
+        if r.get("status") != "ok":
+            out[m] = None
+            continue
+        a = r["exponents"]["a"]
+        a_iv = r.get("exponent_intervals", {}).get("a")
+        row = {"a": a, "a_covered": None if not a_iv else bool(a_iv[0] <= law.a <= a_iv[1])}
+        for mult in MULTIPLES:
+            c = float(budgets[-1] * mult)
+            alloc = allocation.allocation_row(m, r, c, result["data"]["flops_per_nd"], cfg.interval)
+            n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
+            measured = new_run_loss(law, n, d, args.noise, rng)
+            pred = allocation.predict_at(m, r, n, d, cfg.interval) or alloc["loss"]
+            pi = pred.get("prediction_interval") or pred.get("interval")
+            ok = pi is not None and np.all(np.isfinite(pi))
+            row[f"pi_{mult}x"] = None if not ok else bool(pi[0] <= measured <= pi[1])
+            row[f"err_{mult}x"] = float(pred["value"] / measured - 1) if np.isfinite(pred["value"]) else None
+        out[m] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=50)
+    ap.add_argument("--n-bootstrap", type=int, default=200)
+    ap.add_argument("--noise", type=float, default=0.01)
+    args = ap.parse_args()
+    logging.getLogger("sweep.fit").setLevel(logging.ERROR)
+    law = Law()
+    t0 = time.perf_counter()
+    per_seed = []
+    for s in range(args.seeds):
+        per_seed.append(score_seed(law, s, args))
+        print(f"\rseed {s + 1}/{args.seeds} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
+    print()
+    print(f"true a = {law.a:.4f}; {args.seeds} seeds, noise {args.noise:.1%}, {args.n_bootstrap} resamples")
+    head = (f"{'method':10s} {'fits':>5s} {'a mean':>8s} {'a bias':>8s} {'a sd':>7s} {'a cov95':>8s} "
+            + " ".join(f"{'pi95 ' + str(m) + 'x':>10s} {'|err| ' + str(m) + 'x':>10s}" for m in MULTIPLES))
+    print(head)
+    summary = {}
+    for m in METHODS:
+        rows = [p[m] for p in per_seed if p[m] is not None]
+        if not rows:
+            print(f"{m:10s} {0:5d}  (skipped on every seed)")
+            continue
+        a = np.array([r["a"] for r in rows])
+        cov = [r["a_covered"] for r in rows if r["a_covered"] is not None]
+        cells = []
+        for mult in MULTIPLES:
+            pis = [r[f"pi_{mult}x"] for r in rows if r[f"pi_{mult}x"] is not None]
+            errs = [abs(r[f"err_{mult}x"]) for r in rows if r[f"err_{mult}x"] is not None]
+            summary[f"{m}_pi95_{mult}x"] = float(np.mean(pis)) if pis else float("nan")
+            cells.append(f"{summary[f'{m}_pi95_{mult}x']:10.3f} {np.mean(errs) if errs else float('nan'):10.4f}")
+        summary[f"{m}_a_bias"] = float(a.mean() - law.a)
+        print(f"{m:10s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {a.std(ddof=1):7.4f} "
+              f"{np.mean(cov) if cov else float('nan'):8.3f} " + " ".join(cells))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    keys = ["approach3_pi95_10x", "approach3_pi95_100x", "approach2_pi95_10x", "approach1_a_bias", "approach3_a_bias"]
+    print(" ".join(f"{k}={summary.get(k, float('nan')):.3f}" for k in keys))
+
+
+if __name__ == "__main__":
+    main()

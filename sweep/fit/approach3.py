@@ -65,7 +65,7 @@ def objective(theta, log_n, log_d, log_l, delta, weights=None):
 
 def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, **options):
     """`solver.batched_lm` on approach 3's residuals: every row of theta0 (S, 5) minimised at once."""
-    return solver.batched_lm(theta0, lambda th, jac=True: _residuals(th, log_n, log_d, log_l, jac), delta,
+    return solver.batched_lm(theta0, lambda th, jac, rows: _residuals(th, log_n, log_d, log_l, jac), delta,
                              weights=weights, **options)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import least_squares
 
+from sweep.fit import solver
 from sweep.fit.config import MethodSkipped
 
 
@@ -14,40 +14,82 @@ def fit_power_law(x: np.ndarray, loss: np.ndarray, irreducible: bool, delta: flo
     need = 4 if irreducible else 3
     if np.unique(x).size < need:
         raise MethodSkipped(f"power law needs {need} distinct x values, got {np.unique(x).size}")
-    lx, ll = np.log(x), np.log(loss)
     if not irreducible:
-        slope, icpt = np.polyfit(lx, ll, 1)
+        slope, icpt = np.polyfit(np.log(x), np.log(loss), 1)
         alpha = -slope
         return {"log_xc": float(icpt / alpha) if alpha != 0 else float("nan"), "alpha": float(alpha), "e": 0.0}
+    p = fit_power_law_batched(x[None, :], loss[None, :], np.ones((1, x.size), bool), delta)[0]
+    return {"log_xc": float(p[0]), "alpha": float(p[1]), "e": float(p[2])}
 
-    # Fitted as E + exp(log_a - alpha * (log x - ref)) with ref the middle of the data: in the
-    # (log x_c, alpha) form a small change of alpha moves the curve by x^alpha across the whole range,
-    # so the optimiser stalls in a narrow valley far from the optimum. log x_c = ref + log_a / alpha.
-    ref = float(np.mean(lx))
-    u = lx - ref
 
-    def resid(p):
-        log_a, alpha, e = p
-        with np.errstate(over="ignore"):
-            return np.log(e + np.exp(log_a - alpha * u)) - ll
+E_STARTS = (0.0, 0.5, 0.9, 0.99)
+"""Starting floors, as fractions of the smallest loss: E trades off against the amplitude, so one start is not enough."""
 
-    best = None
-    for frac in (0.0, 0.5, 0.9, 0.99):
-        e0 = frac * loss.min()
-        if np.unique(lx).size < 2:
-            break
-        slope, icpt = np.polyfit(u, np.log(loss - e0), 1)
-        p0 = [icpt, max(-slope, 1e-3), e0]
-        # Tight tolerances: with Huber's small f_scale the cost is tiny, and scipy's default relative
-        # ftol/xtol (1e-8) stop it far from the optimum. The cap on evaluations keeps a bootstrap of
-        # near-flat fits (E against the amplitude) cheap.
-        res = least_squares(resid, np.clip(p0, [-np.inf, 1e-4, 0.0], [np.inf, 10.0, 0.998 * loss.min()]),
-                            loss="huber", f_scale=delta, max_nfev=400, ftol=1e-12, xtol=1e-12, gtol=1e-12,
-                            bounds=([-np.inf, 1e-4, 0.0], [np.inf, 10.0, 0.999 * loss.min()]))
-        if best is None or res.cost < best.cost:
-            best = res
-    log_a, alpha, e = best.x
-    return {"log_xc": float(ref + log_a / alpha), "alpha": float(alpha), "e": float(e)}
+
+def fit_power_law_batched(x: np.ndarray, loss: np.ndarray, mask: np.ndarray, delta: float) -> np.ndarray:
+    """L = E + (x_c/x)^alpha fitted to each row of (S, P) arrays at once (points where mask is False ignored).
+
+    Returns (S, 3) rows of (log x_c, alpha, E); NaN rows where fewer than 4 distinct x are present.
+    Fitted as E + exp(log_a - alpha * (log x - ref)) with ref the middle of each row's data: in the
+    (log x_c, alpha) form a small change of alpha moves the curve by x^alpha across the whole range,
+    so the optimiser stalls in a narrow valley far from the optimum. log x_c = ref + log_a / alpha.
+    """
+    x, loss, mask = np.asarray(x, float), np.asarray(loss, float), np.asarray(mask, bool)
+    n_rows, n_points = x.shape
+    out = np.full((n_rows, 3), np.nan)
+    lx = np.log(np.where(mask, x, 1.0))
+    distinct = np.array([np.unique(lx[i, mask[i]]).size for i in range(n_rows)])
+    rows = np.flatnonzero(distinct >= 4)
+    if rows.size == 0:
+        return out
+    lx, m = lx[rows], mask[rows]
+    w = m.astype(float)
+    ll = np.log(np.where(m, loss[rows], 1.0))
+    ref = (lx * w).sum(1) / w.sum(1)
+    u = np.where(m, lx - ref[:, None], 0.0)
+    min_loss = np.where(m, loss[rows], np.inf).min(1)
+    k = len(E_STARTS)
+    # Starts: per floor fraction, a straight line through log(loss - E0) against u.
+    starts = []
+    for frac in E_STARTS:
+        e0 = frac * min_loss
+        y = np.log(np.maximum(np.where(m, loss[rows], 1.0) - e0[:, None], 1e-300))
+        slope, icpt = _weighted_line(u, y, w)
+        starts.append(np.column_stack([icpt, np.clip(-slope, 1e-3, 10.0), e0]))
+    theta0 = np.stack(starts, axis=1).reshape(-1, 3)  # (rows x starts, 3), a row's starts consecutive
+    rep = np.repeat(np.arange(rows.size), k)
+    u_r, ll_r, w_r = u[rep], ll[rep], w[rep]
+
+    def resid(th, jac, ix):
+        uu, yy = u_r[ix], ll_r[ix]
+        t = np.exp(np.minimum(th[:, :1] - th[:, 1:2] * uu, 700.0))
+        total = th[:, 2:3] + t
+        r = np.log(np.maximum(total, 1e-300)) - yy
+        if not jac:
+            return r, None
+        return r, np.stack([t / total, -uu * t / total, 1.0 / total], axis=-1)
+
+    lower = np.column_stack([np.full(rep.size, -np.inf), np.full(rep.size, 1e-4), np.zeros(rep.size)])
+    upper = np.column_stack([np.full(rep.size, np.inf), np.full(rep.size, 10.0), 0.999 * min_loss[rep]])
+    theta, f = _solve(theta0, resid, delta, w_r, rep, lower, upper)
+    best, _ = solver.best_per_group(theta, f, rows.size)
+    out[rows] = np.column_stack([ref + best[:, 0] / best[:, 1], best[:, 1], best[:, 2]])
+    return out
+
+
+def _solve(theta0, resid, delta, weights, groups, lower, upper):
+    theta, f, _ = solver.batched_lm(theta0, resid, delta, weights=weights, groups=groups, lower=lower, upper=upper,
+                                    stall_tol=1e-12)
+    return theta, f
+
+
+def _weighted_line(u: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Per-row weighted least-squares line y = icpt + slope * u: (slope, icpt) arrays."""
+    sw = w.sum(1)
+    mu, my = (w * u).sum(1) / sw, (w * y).sum(1) / sw
+    var = (w * (u - mu[:, None]) ** 2).sum(1)
+    slope = np.where(var > 0, (w * (u - mu[:, None]) * (y - my[:, None])).sum(1) / np.maximum(var, 1e-300), 0.0)
+    return slope, my - slope * mu
 
 
 def power_law_value(x, log_xc, alpha, e):

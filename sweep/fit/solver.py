@@ -16,12 +16,14 @@ import numpy as np
 from sweep.fit.laws import huber, huber_grad
 
 ResidualFn = Callable[..., tuple]
-"""resid_fn(theta (S, k), jac: bool) -> (residuals (S, P), Jacobian (S, P, k) or None)."""
+"""resid_fn(theta (s, k), jac: bool, rows (s,)) -> (residuals (s, P), Jacobian (s, P, k) or None).
+
+rows are the indices of theta's rows in the whole batch, for problems whose data differ by row."""
 
 
-def objective(resid_fn: ResidualFn, theta, delta: float, weights) -> np.ndarray:
+def objective(resid_fn: ResidualFn, theta, delta: float, weights, rows) -> np.ndarray:
     """Summed (weighted) Huber loss of the residuals for each row of theta: (S,)."""
-    r, _ = resid_fn(theta, False)
+    r, _ = resid_fn(theta, False, rows)
     return (huber(r, delta) * weights).sum(axis=1)
 
 
@@ -42,7 +44,7 @@ def batched_lm(theta0, resid_fn: ResidualFn, delta: float = np.inf, weights=None
     """
     theta = np.array(theta0, dtype=float)
     n_starts, k = theta.shape
-    r0, _ = resid_fn(theta[:1], False)
+    r0, _ = resid_fn(theta[:1], False, np.arange(1))
     n_points = r0.shape[1]
     w = np.ones((n_starts, n_points)) if weights is None else np.broadcast_to(weights, (n_starts, n_points))
     lo = None if lower is None else np.broadcast_to(np.asarray(lower, float), (n_starts, k))
@@ -51,7 +53,7 @@ def batched_lm(theta0, resid_fn: ResidualFn, delta: float = np.inf, weights=None
         theta = np.clip(theta, lo, hi)
     lam = np.full(n_starts, 1e-3)
     with np.errstate(over="ignore", invalid="ignore"):
-        f = objective(resid_fn, theta, delta, w)
+        f = objective(resid_fn, theta, delta, w, np.arange(n_starts))
     history = [f.copy()]
     active = np.ones(n_starts, dtype=bool)
     merged_into = np.full(n_starts, -1)
@@ -65,7 +67,7 @@ def batched_lm(theta0, resid_fn: ResidualFn, delta: float = np.inf, weights=None
             break
         th, wi = theta[idx], w[idx]
         with np.errstate(over="ignore", invalid="ignore"):
-            r, jac = resid_fn(th, True)
+            r, jac = resid_fn(th, True, idx)
             grad = np.einsum("sp,spk->sk", wi * huber_grad(r, delta), jac)
             irls = wi * np.minimum(1.0, delta / np.maximum(np.abs(r), 1e-300))
             jw = jac * np.sqrt(irls)[..., None]
@@ -79,7 +81,7 @@ def batched_lm(theta0, resid_fn: ResidualFn, delta: float = np.inf, weights=None
         if lo is not None or hi is not None:
             cand = np.clip(cand, None if lo is None else lo[idx], None if hi is None else hi[idx])
         with np.errstate(over="ignore", invalid="ignore"):
-            f_new = objective(resid_fn, cand, delta, wi)
+            f_new = objective(resid_fn, cand, delta, wi, idx)
         better = np.isfinite(f_new) & (f_new < f[idx])
         theta[idx[better]] = cand[better]
         f[idx[better]] = f_new[better]

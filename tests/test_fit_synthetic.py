@@ -84,7 +84,14 @@ def test_approach2_skipped_without_repeated_budgets(caplog):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ([{"n_params": 1e6, "n_tokens": 1e8, "loss": 3.0}] * 6, "one model size"),
+    ([{"n_params": 1e6, "n_tokens": 1e8, "loss": 3.0 + 0.01 * i} for i in range(6)], "one model size"),
+    ([{"n_params": 1e6, "n_tokens": 1e8, "loss": 3.0}] * 6, "duplicate row"),
+    ([{"n_params": 1e6 * (i + 1), "n_tokens": 1e8, "loss": 3.0 + i, "run_id": "r" + str(min(i, 4))} for i in range(6)],
+     r"duplicate row\(s\) \(same run_id\): r4 = r4"),
+    ([{"n_params": float("nan") if i == 2 else 1e6 * (i + 1), "n_tokens": 1e8, "loss": 3.0, "run_name": f"L{i}"}
+      for i in range(6)], r"non-positive n_params in 1 run\(s\): L2 \(n_params=nan\)"),
+    ([{"n_params": 1e6 * (i + 1), "n_tokens": -1e8 if i == 3 else 1e8, "loss": 3.0, "run_name": f"L{i}"}
+      for i in range(6)], r"n_tokens in 1 run\(s\): L3"),
     ([{"n_params": 1e6 * (i + 1), "n_tokens": 1e8, "loss": -1.0 if i == 0 else 3.0} for i in range(6)], "non-positive loss"),
     ([{"n_params": 1e6 * (i + 1), "n_tokens": 1e8, "loss": 3.0, "corpus_hash": str(i % 2)} for i in range(6)], "different corpora"),
     ([{"n_params": 1e6 * (i + 1), "n_tokens": 1e8, "loss": 3.0, "tokenizer_hash": str(i % 2)} for i in range(6)], "different tokenizers"),

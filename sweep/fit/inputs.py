@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -20,10 +21,11 @@ RESULT_KEYS = {
     "run_id": "run_id", "run_name": "run_name", "status": "status", "loss": "final_val_loss",
     "n_params": "n_params", "n_params_non_embedding": "n_params_non_embedding", "n_tokens": "n_tokens",
     "flops": "flops", "flops_6nd": "flops_6nd", "corpus_hash": "corpus_hash",
-    "tokenizer_hash": "tokenizer_hash", "branch": "branch", "parent": "parent",
+    "tokenizer_hash": "tokenizer_hash", "branch": "branch", "parent": "parent", "seed": "seed",
 }
 DEFAULT_COLUMNS = {k: k for k in ("run_id", "run_name", "status", "loss", "n_params", "n_params_non_embedding",
-                                  "n_tokens", "flops", "corpus_hash", "tokenizer_hash", "branch")}
+                                  "n_tokens", "flops", "corpus_hash", "tokenizer_hash", "branch", "budget_index",
+                                  "seed")}
 
 
 @dataclass
@@ -95,6 +97,7 @@ def load_results_folder(folder: Path, notes: list, curves: bool = True) -> pd.Da
             _warn(notes, f"skipped {p}: unreadable or truncated result.json ({exc}); rerun or delete that run")
             continue
         row = {k: res.get(src) for k, src in RESULT_KEYS.items()}
+        row["budget_index"] = (res.get("meta") or {}).get("budget_index")  # the planner's IsoFLOP budget
         row["path"] = str(p.parent)
         if curves:
             row["curve"], bad = read_curve(p.parent / "metrics.jsonl")
@@ -201,12 +204,30 @@ class FitData:
     """(param_convention, flop_convention) pairs these runs support."""
     curves: Optional[list] = None
     """Per run, its val-loss Curve ending at (d, loss), or None; None as a whole for tables and W&B (no curves)."""
+    budget: Optional[np.ndarray] = None
+    """IsoFLOP budget id per run (0 = the smallest compute): the planner's budget_index when every run has one,
+    else runs whose compute agrees within budget_tolerance."""
+    budget_source: str = "compute"
+    """'planner' (budget_index from the results) or 'compute' (grouped by C within budget_tolerance)."""
+    replicate: Optional[np.ndarray] = None
+    """Replicate-group id per run: runs at the same (N, D), e.g. seeds, share one."""
+
+    def __post_init__(self):
+        if self.budget is None:
+            self.budget = group_budgets(self.c, 0.05)
+        if self.replicate is None:
+            self.replicate = replicate_groups(self.n, self.d)
 
     def subset(self, idx) -> "FitData":
         idx = np.asarray(idx)
         curves = None if self.curves is None else [self.curves[i] for i in idx]
         return FitData(self.n[idx], self.d[idx], self.c[idx], self.loss[idx], [self.names[i] for i in idx],
-                       self.flops_per_nd, self.n_branches, self.available_conventions, curves)
+                       self.flops_per_nd, self.n_branches, self.available_conventions, curves,
+                       self.budget[idx], self.budget_source, self.replicate[idx])
+
+    def with_loss(self, loss: np.ndarray) -> "FitData":
+        """The same runs with other losses (a parametric resample); curves are dropped."""
+        return dataclasses.replace(self, loss=np.asarray(loss, float), curves=None)
 
 
 def _warn(notes: list, msg: str) -> None:
@@ -262,10 +283,10 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
         raise FitInputError("no n_params column: map yours with columns.n_params=<name>")
     if n_tokens is None and flops is None:
         raise FitInputError("need n_tokens or flops: map one with columns.n_tokens=<name> or columns.flops=<name>")
-    bad = ~np.isfinite(loss) | (loss <= 0)
-    if bad.any():
-        raise FitInputError(f"non-finite or non-positive loss in {int(bad.sum())} run(s) "
-                            f"({', '.join(map(str, _labels(df.loc[bad])[:5]))}): drop or fix those rows")
+    labels = [str(x) for x in _labels(df)]
+    _refuse_bad_values(labels, {"loss": loss, "n_params": n_total, "n_tokens": n_tokens, "flops": flops,
+                                "n_params_non_embedding": n_nonemb if cfg.param_convention == "non_embedding" else None})
+    _refuse_duplicates(df, labels, loss, n_total, n_tokens if n_tokens is not None else flops)
     if n_tokens is None:
         n_tokens = flops / (6.0 * n_total)  # C = 6 N D with the table's own N
     if cfg.param_convention == "non_embedding":
@@ -280,18 +301,76 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
         # The default convention on a table that only has N and D: 6ND is all there is.
         notes.append("no flops column: compute is C = 6 N D (map one with columns.flops=<name> for exact FLOPs)")
     c = flops if exact else 6.0 * n * n_tokens
-    for name, arr in (("parameter count", n), ("token count", n_tokens), ("compute", c)):
-        if np.any(~np.isfinite(arr) | (arr <= 0)):
-            raise FitInputError(f"non-finite or non-positive {name} in some runs: drop or fix those rows")
+    _refuse_bad_values(labels, {"parameter count": n, "token count": n_tokens, "compute": c})
     if np.unique(n).size < 2:
         raise FitInputError(f"only one model size ({n[0]:.3g} parameters): a scaling law needs runs at several sizes")
     branch = df["branch"].fillna(False).astype(bool).to_numpy() if "branch" in df.columns else np.zeros(len(df), bool)
     conventions = [(p, f) for p in ("total", "non_embedding") for f in ("6nd", "exact")
                    if (p == "total" or n_nonemb is not None) and (f == "6nd" or flops is not None)]
-    return FitData(n=n, d=n_tokens, c=c, loss=loss, names=[str(x) for x in _labels(df)],
+    budget_index = _numeric(df, "budget_index")
+    if budget_index is not None and np.all(np.isfinite(budget_index)):
+        # The planner's budgets: under a convention other than the one it planned in (6ND against exact
+        # FLOPs), one budget's runs spread over 10-20% of compute and grouping by C would split it.
+        budget, source = np.unique(budget_index, return_inverse=True)[1].ravel(), "planner"
+        budget = _order_by_compute(budget, c)
+    else:
+        if budget_index is not None and np.any(np.isfinite(budget_index)):
+            notes.append("some runs have a planner budget_index and some do not: budgets are grouped by compute "
+                         f"within budget_tolerance={cfg.budget_tolerance}")
+        budget, source = group_budgets(c, cfg.budget_tolerance), "compute"
+    return FitData(n=n, d=n_tokens, c=c, loss=loss, names=labels,
                    flops_per_nd=float(np.median(c / (n * n_tokens))) if exact else 6.0,
                    n_branches=int(branch.sum()), available_conventions=conventions,
-                   curves=_aligned_curves(df, n_tokens, loss))
+                   curves=_aligned_curves(df, n_tokens, loss), budget=budget, budget_source=source)
+
+
+def _order_by_compute(ids: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Renumber budget ids 0.. in order of each budget's median compute."""
+    uniq = np.unique(ids)
+    order = np.argsort([np.median(c[ids == u]) for u in uniq])
+    rank = np.empty(uniq.size, dtype=int)
+    rank[order] = np.arange(uniq.size)
+    return rank[np.searchsorted(uniq, ids)]
+
+
+def _refuse_bad_values(labels: list, columns: dict) -> None:
+    """A fit cannot use a NaN, infinite, zero or negative N, D, C or loss: refuse, naming the rows."""
+    for name, arr in columns.items():
+        if arr is None:
+            continue
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr <= 0))
+        if bad.size:
+            shown = ", ".join(f"{labels[i]} ({name}={arr[i]:.4g})" for i in bad[:5])
+            raise FitInputError(f"non-finite or non-positive {name} in {bad.size} run(s): {shown}"
+                                f"{', ...' if bad.size > 5 else ''}: drop or fix those rows")
+
+
+def _refuse_duplicates(df: pd.DataFrame, labels: list, loss, n, d) -> None:
+    """The same run twice (one run_id twice, or equal N, D and loss) would count its point twice: refuse, naming it.
+
+    Runs at the same (N, D) with different losses are replicates (e.g. seeds) and are kept.
+    """
+    keys = []
+    if "run_id" in df.columns and df["run_id"].notna().all():
+        keys.append(("run_id", [str(x) for x in df["run_id"]]))
+    keys.append(("N, D and loss", [(float(a), float(b), float(c)) for a, b, c in zip(n, d, loss)]))
+    for what, key in keys:
+        seen: dict = {}
+        dups = []
+        for i, k in enumerate(key):
+            if k in seen:
+                dups.append(f"{labels[i]} = {labels[seen[k]]}")
+            else:
+                seen[k] = i
+        if dups:
+            raise FitInputError(f"{len(dups)} duplicate row(s) (same {what}): {'; '.join(dups[:5])}"
+                                f"{'; ...' if len(dups) > 5 else ''}: each run must appear once; drop the copies")
+
+
+def replicate_groups(n: np.ndarray, d: np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
+    """Group id per run: runs whose N and D agree to rel_tol are replicates of one point (seeds)."""
+    key = np.column_stack([np.round(np.log(n) / rel_tol), np.round(np.log(d) / rel_tol)])
+    return np.unique(key, axis=0, return_inverse=True)[1].ravel()
 
 
 def _aligned_curves(df: pd.DataFrame, d: np.ndarray, loss: np.ndarray) -> Optional[list]:

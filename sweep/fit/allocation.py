@@ -6,6 +6,7 @@ import numpy as np
 
 from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.laws import chinchilla_loss, chinchilla_optimum, kaplan_joint_loss, kaplan_optimum
+from sweep.fit.noise import Noise, prediction_interval
 from sweep.fit.powerlaw import power_law_value
 
 
@@ -33,9 +34,11 @@ def optimum(method: str, params: dict, flops, flops_per_nd: float):
     if method == "kaplan":
         log_nc, log_dc, alpha_n, alpha_d, e = _p(params, ["log_nc", "log_dc", "alpha_n", "alpha_d", "e"])
         return kaplan_optimum(flops, np.exp(log_nc), np.exp(log_dc), alpha_n, alpha_d, e, flops_per_nd)
-    n_log0, a, d_log0, b, lcc, la, le = _p(params, ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"])
-    lc = np.log(flops)
-    return np.exp(n_log0 + a * lc), np.exp(d_log0 + b * lc), power_law_value(flops, lcc, la, le)
+    n_log0, a, lcc, la, le = _p(params, ["n_log0", "a", "loss_log_cc", "loss_alpha", "loss_e"])
+    n = np.exp(n_log0 + a * np.log(flops))
+    # D* from C = k N* D*, as approach 3 and Kaplan do, so that every method's (N*, D*) spends the same C;
+    # the regressed D* exponent b is reported beside it (b + a = 1 only when k is constant).
+    return n, flops / (flops_per_nd * n), power_law_value(flops, lcc, la, le)
 
 
 def loss_at(method: str, params: dict, n, d):
@@ -59,34 +62,62 @@ def sample_params(result: dict) -> dict | None:
 
 
 def _with_interval(point, samples, level):
+    """{value, interval, finite, resamples}: the percentile interval over the finite samples, and how many there were."""
     out = {"value": float(point)}
     if samples is not None:
+        samples = np.asarray(samples, float)
         ok = np.isfinite(samples)
+        out["finite"], out["resamples"] = int(ok.sum()), int(samples.size)
         if ok.sum() >= 2:
             out["interval"] = percentile_interval(samples[ok], level)
     return out
 
 
-def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float, level: float) -> dict:
-    """N*, D*, tokens/param and L* at one budget, each with its percentile interval."""
+def _with_prediction(row: dict, point, run_samples, level: float, noise: Noise | None, seed: int = 0) -> dict:
+    """row plus `prediction_interval` for a new run (law spread + run-to-run noise) when noise is known."""
+    pi = prediction_interval(float(point), run_samples, noise, level, seed) if noise is not None else None
+    if pi is not None:
+        row["prediction_interval"] = pi["interval"]
+        row["prediction_basis"] = ("law bootstrap + run noise" if pi["law_spread"] else "run noise only (no bootstrap)")
+    return row
+
+
+def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float, level: float,
+                   noise: Noise | None = None, extrapolation: float | None = None) -> dict:
+    """N*, D*, tokens/param and L* at one budget, each with its percentile interval (the law's uncertainty);
+    the loss also with a prediction interval for a new run trained at this (N*, D*), when noise is known."""
     n, d, loss = optimum(method, result["params"], flops, flops_per_nd)
     samples = sample_params(result)
+    run_samples = None
     if samples is not None:
         with np.errstate(all="ignore"):
             ns, ds, ls = optimum(method, samples, flops, flops_per_nd)
+            # The run a user trains is the point fit's (N*, D*); its loss under each resampled law.
+            run_samples = loss_at(method, samples, n, d)
         ts = ds / ns
     else:
         ns = ds = ls = ts = None
-    return {"flops": float(flops), "n_star": _with_interval(n, ns, level), "d_star": _with_interval(d, ds, level),
-            "tokens_per_param": _with_interval(d / n, ts, level), "loss": _with_interval(loss, ls, level)}
+    row = {"flops": float(flops), "n_star": _with_interval(n, ns, level), "d_star": _with_interval(d, ds, level),
+           "tokens_per_param": _with_interval(d / n, ts, level), "loss": _with_interval(loss, ls, level)}
+    if extrapolation is not None:
+        row["extrapolation"] = float(extrapolation)
+    _with_prediction(row["loss"], loss, ls if run_samples is None else run_samples, level, noise)
+    return row
 
 
-def predict_at(method: str, result: dict, n: float, d: float, level: float) -> dict | None:
-    """Predicted loss at (N, D) with its interval, or None when the method has no L(N, D)."""
+def predict_at(method: str, result: dict, n: float, d: float, level: float, noise: Noise | None = None) -> dict | None:
+    """Predicted loss at (N, D) with the law's interval and, when noise is known, a new run's prediction
+    interval; None when the method has no L(N, D)."""
     point = loss_at(method, result["params"], n, d)
     if point is None:
         return None
     samples = sample_params(result)
     with np.errstate(all="ignore"):
         ls = loss_at(method, samples, n, d) if samples is not None else None
-    return _with_interval(point, ls, level)
+    return _with_prediction(_with_interval(point, ls, level), point, ls, level, noise)
+
+
+def noise_of(result: dict) -> Noise | None:
+    """The sweep's noise recorded in fit.json (None for fits written before it was)."""
+    nz = result.get("noise")
+    return Noise(**nz) if nz else None

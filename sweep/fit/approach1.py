@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.powerlaw import NO_LAW, loss_law
+from sweep.fit.bootstrap import resample_indices
+from sweep.fit.powerlaw import NO_LAW, loss_law, loss_laws
 
 NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
 GRID_SIZE = 1500
@@ -21,24 +22,59 @@ LAW_POINTS = 100
 """Envelope points the loss law L(C) is fitted to (evenly spaced along the grid)."""
 
 
-def envelope(c: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    """Indices of the runs on the compute frontier: each beats every run with less compute."""
-    order = np.argsort(c, kind="stable")
+def envelope(c: np.ndarray, loss: np.ndarray, budget: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the runs on the frontier of final losses: each budget's best run, kept when it beats every
+    cheaper budget's best.
+
+    Runs of one budget have equal compute, so ordering them by C would order them by floating-point
+    noise and let several of one budget in, mostly not its best; taking each budget's minimum first
+    avoids that. Without budget ids every run is its own budget.
+    """
+    budget = np.arange(c.size) if budget is None else np.asarray(budget)
+    best_of = {}
+    for i in np.argsort(loss, kind="stable"):
+        best_of.setdefault(int(budget[i]), int(i))
+    cand = np.array(sorted(best_of.values(), key=lambda i: (c[i], loss[i])), dtype=int)
     keep, best = [], np.inf
-    for i in order:
+    for i in cand:
         if loss[i] < best:
             keep.append(i)
             best = loss[i]
     return np.array(keep, dtype=int)
 
 
-def curve_envelope(c: np.ndarray, d: np.ndarray, curves: list, grid_size: int = GRID_SIZE) -> dict:
-    """The lower envelope of the runs' loss curves on a log-spaced FLOP grid.
+class CurveGrid:
+    """Every run's log-loss curve interpolated on one log-spaced FLOP grid, computed once per fit.
 
     Run i's curve (tokens, loss) maps to compute through its own C / D, so the FLOP convention of c holds
     along the curve too. The grid spans from the smallest compute at which any curve has a point to the
-    largest final compute. At each grid value, only runs whose curve covers it compete (log-log linear
-    interpolation between a run's own points, never extrapolation); values no run covers are dropped.
+    largest final compute. A run competes only where its curve covers the grid value (log-log linear
+    interpolation between its own points, never extrapolation; inf elsewhere). The bootstrap reuses the
+    matrix: a resample's envelope is the minimum over its rows.
+    """
+
+    def __init__(self, c: np.ndarray, d: np.ndarray, curves: list, grid_size: int = GRID_SIZE):
+        self.per_token = c / d
+        xs = [np.log(cv.tokens * k) for cv, k in zip(curves, self.per_token)]
+        ys = [np.log(cv.loss) for cv in curves]
+        lo, hi = min(x[0] for x in xs), np.log(c).max()
+        self.grid = np.unique(np.concatenate([np.linspace(lo, hi, grid_size), np.log(c)]))
+        self.log_loss = np.vstack([np.interp(self.grid, x, y, left=np.inf, right=np.inf) for x, y in zip(xs, ys)])
+
+    def envelope(self, rows: np.ndarray | None = None) -> dict:
+        """Arrays c, loss, d and run (the winning run's index into all runs) along the covered grid."""
+        rows = np.arange(self.log_loss.shape[0]) if rows is None else np.unique(rows)
+        sub = self.log_loss[rows]
+        covered = np.isfinite(sub).any(axis=0)
+        win = np.argmin(sub[:, covered], axis=0)
+        run = rows[win]
+        cs = np.exp(self.grid[covered])
+        return {"c": cs, "loss": np.exp(sub[win, np.flatnonzero(covered)]), "d": cs / self.per_token[run], "run": run}
+
+
+def curve_envelope(c: np.ndarray, d: np.ndarray, curves: list, grid_size: int = GRID_SIZE) -> dict:
+    """The lower envelope of the runs' loss curves on a log-spaced FLOP grid (see CurveGrid).
+
     Returns arrays c, loss, d and run (the winning run's index) along the grid.
 
     Val-loss evaluations are few and averaged over many tokens, so unlike Hoffmann et al. (training-loss
@@ -49,50 +85,79 @@ def curve_envelope(c: np.ndarray, d: np.ndarray, curves: list, grid_size: int = 
     that many tokens would reach. Between the ends of runs the envelope overstates the loss and favours
     runs whose schedule ends near that compute; approaches 2 and 3 use end-of-schedule points only.
     """
-    per_token = c / d
-    xs = [np.log(cv.tokens * k) for cv, k in zip(curves, per_token)]
-    ys = [np.log(cv.loss) for cv in curves]
-    lo, hi = min(x[0] for x in xs), np.log(c).max()
-    grid = np.unique(np.concatenate([np.linspace(lo, hi, grid_size), np.log(c)]))
-    log_loss = np.vstack([np.interp(grid, x, y, left=np.inf, right=np.inf) for x, y in zip(xs, ys)])
-    covered = np.isfinite(log_loss).any(axis=0)
-    run = np.argmin(log_loss[:, covered], axis=0)
-    grid = grid[covered]
-    cs = np.exp(grid)
-    return {"c": cs, "loss": np.exp(log_loss[run, np.flatnonzero(covered)]), "d": cs / per_token[run], "run": run}
+    return CurveGrid(c, d, curves, grid_size).envelope()
+
+
+def frontier(data, cfg: FitConfig, grid: CurveGrid | None = None, rows: np.ndarray | None = None) -> dict:
+    """Stage 1 of the fit: the envelope, the regressions of log N and log D on log C, and the (C, loss) points
+    for L(C). rows: the runs of a bootstrap resample (None: all); grid: the curves' CurveGrid, if used.
+    """
+    rows = np.arange(data.loss.size) if rows is None else np.asarray(rows)
+    if grid is not None:
+        env = grid.envelope(rows)
+        run, c_env, d_env, loss_env, source = env["run"], env["c"], env["d"], env["loss"], "curves"
+        # Below the smallest final compute every point is early training, where the smallest model
+        # wins by default whatever the law: N and D are regressed where some run has finished.
+        late = np.flatnonzero(c_env >= data.c[rows].min() * (1 - 1e-9))
+        if np.unique(data.n[run[late]]).size < 2:
+            raise MethodSkipped(f"one model size (N = {data.n[run[late[0]] if late.size else run[0]]:.4g}) has the "
+                                "lowest loss at every compute along the training curves where runs have finished: add "
+                                "smaller and larger models to bracket the optimum")
+    else:
+        run = rows[envelope(data.c[rows], data.loss[rows], data.budget[rows])]
+        if np.unique(data.c[run]).size < 3:
+            raise MethodSkipped(f"the frontier of final losses (each budget's best run) has {len(run)} point(s); "
+                                "approach 1 needs 3 budgets (or training curves: fit a results folder with "
+                                "metrics.jsonl)")
+        c_env, d_env, loss_env, source = data.c[run], data.d[run], data.loss[run], "final"
+        late = np.arange(run.size)
+    n_env = data.n[run]
+    lc = np.log(c_env[late])
+    a, n_log0 = np.polyfit(lc, np.log(n_env[late]), 1)
+    b, d_log0 = np.polyfit(lc, np.log(d_env[late]), 1)
+    # L(C) likewise only where some run has finished its schedule: the early envelope's steep fall
+    # would set the law's exponent and send its extrapolation toward zero loss. Neighbouring grid
+    # values carry nearly the same information, so it is fitted on an evenly thinned subset (equal
+    # weight per log C, and the bootstrap's refits cheaper).
+    thin = late[np.unique(np.linspace(0, late.size - 1, min(late.size, LAW_POINTS)).round().astype(int))]
+    _, first = np.unique(run, return_index=True)
+    return {"n_log0": n_log0, "a": a, "d_log0": d_log0, "b": b, "law_x": c_env[thin], "law_loss": loss_env[thin],
+            "frontier": run[np.sort(first)], "source": source,
+            "envelope": {"c": c_env, "n": n_env, "d": d_env, "loss": loss_env, "run": run}}
+
+
+def _grid(data, cfg: FitConfig) -> CurveGrid | None:
+    return CurveGrid(data.c, data.d, data.curves) if cfg.approach1_curves and data.curves is not None else None
 
 
 def fit_point(data, cfg: FitConfig) -> dict:
     """Regress log N and log D on log C along the envelope; fit the envelope's loss L(C).
 
     The envelope comes from the training curves when data has them and cfg.approach1_curves is set,
-    else from the runs' final points ("source" says which).
+    else from each budget's best final loss ("source" says which).
     """
-    if cfg.approach1_curves and data.curves is not None:
-        env = curve_envelope(data.c, data.d, data.curves)
-        run, c_env, d_env, loss_env, source = env["run"], env["c"], env["d"], env["loss"], "curves"
-        if np.unique(data.n[run]).size < 2:
-            raise MethodSkipped(f"one model size (N = {data.n[run[0]]:.4g}) has the lowest loss at every compute "
-                                "along the training curves: add smaller and larger models to bracket the optimum")
-    else:
-        run = envelope(data.c, data.loss)
-        if np.unique(data.c[run]).size < 3:
-            raise MethodSkipped(f"the compute frontier of final losses has {len(run)} run(s); approach 1 needs 3 at "
-                                "distinct compute (or training curves: fit a results folder with metrics.jsonl)")
-        c_env, d_env, loss_env, source = data.c[run], data.d[run], data.loss[run], "final"
-    n_env = data.n[run]
-    lc = np.log(c_env)
-    a, n_log0 = np.polyfit(lc, np.log(n_env), 1)
-    b, d_log0 = np.polyfit(lc, np.log(d_env), 1)
-    # L(C) only where some run has finished its schedule: below the smallest final compute the
-    # envelope is all early-training points, whose steep fall would set the law's exponent and
-    # send its extrapolation toward zero loss. Neighbouring grid values carry nearly the same
-    # information, so it is fitted on an evenly thinned subset (equal weight per log C, and the
-    # bootstrap's refits ~10x cheaper).
-    late = np.flatnonzero(c_env >= data.c.min() * (1 - 1e-9))
-    thin = late[np.unique(np.linspace(0, late.size - 1, min(late.size, LAW_POINTS)).round().astype(int))]
-    law = loss_law(c_env[thin], loss_env[thin], cfg) if late.size else dict(NO_LAW)
-    _, first = np.unique(run, return_index=True)
-    return {"n_log0": n_log0, "a": a, "d_log0": d_log0, "b": b, "loss_log_cc": law["log_xc"],
-            "loss_alpha": law["alpha"], "loss_e": law["e"], "frontier": run[np.sort(first)], "source": source,
-            "envelope": {"c": c_env, "n": n_env, "d": d_env, "loss": loss_env, "run": run}}
+    out = frontier(data, cfg, _grid(data, cfg))
+    x, y = out.pop("law_x"), out.pop("law_loss")
+    law = loss_law(x, y, cfg) if x.size else dict(NO_LAW)
+    out.update(loss_log_cc=law["log_xc"], loss_alpha=law["alpha"], loss_e=law["e"])
+    return out
+
+
+def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int) -> np.ndarray | None:
+    """(k, len(NAMES)) parameters refitted on resamples of the runs; the L(C) laws of all resamples in one batch."""
+    if n_boot <= 0:
+        return None
+    grid = _grid(data, cfg)
+    stage, xs, ys = [], [], []
+    for idx in resample_indices(data.loss.size, n_boot, seed):
+        try:
+            f = frontier(data, cfg, grid, np.sort(idx))
+        except (MethodSkipped, ValueError, np.linalg.LinAlgError):
+            continue
+        stage.append([f["n_log0"], f["a"], f["d_log0"], f["b"]])
+        xs.append(f["law_x"])
+        ys.append(f["law_loss"])
+    if not stage:
+        return None
+    laws = loss_laws(xs, ys, cfg)
+    return np.column_stack([np.array(stage, float), laws])

@@ -1,33 +1,18 @@
-"""Bootstrap over runs: resampling, refitting any method, and percentile summaries."""
+"""Bootstrap helpers: resampling runs and percentile summaries of refitted parameters."""
 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from sweep.fit.config import FitInputError, MethodSkipped
 
 
 def resample_indices(n_points: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n_points) indices drawn with replacement; the same seed gives the same resamples."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n_points, size=(n_boot, n_points))
-
-
-def refit(data, fit_one: Callable, n_boot: int, seed: int, names: list) -> Optional[np.ndarray]:
-    """Run fit_one(subset) -> {name: value} on each resample; (k, len(names)) array of the fits that succeeded."""
-    if n_boot <= 0:
-        return None
-    rows = []
-    for idx in resample_indices(len(data.loss), n_boot, seed):
-        try:
-            params = fit_one(data.subset(np.sort(idx)))
-        except (MethodSkipped, FitInputError, ValueError, np.linalg.LinAlgError, FloatingPointError):
-            continue
-        rows.append([params[k] for k in names])
-    return np.array(rows, dtype=float) if rows else None
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> list:
@@ -40,15 +25,24 @@ def percentile_interval(samples: np.ndarray, level: float) -> list:
 
 
 def summarize(point: dict, samples: Optional[np.ndarray], names: list, level: float) -> dict:
-    """{params, intervals, se, samples} for a method: point estimates plus bootstrap spread."""
-    out = {"params": {k: float(point[k]) for k in names}, "intervals": {}, "se": {}, "n_bootstrap_ok": 0}
+    """{params, intervals, se, finite, samples} for a method: point estimates plus bootstrap spread.
+
+    samples may hold NaN rows (resamples the method could not fit): every interval is over the finite
+    values, `finite` counts them per parameter, and `n_resamples` counts all resamples tried.
+    """
+    out = {"params": {k: float(point[k]) for k in names}, "intervals": {}, "se": {}, "finite": {},
+           "n_bootstrap_ok": 0, "n_resamples": 0}
     if samples is None or len(samples) < 2:
         return out
+    samples = np.asarray(samples, float)
     for j, k in enumerate(names):
-        out["intervals"][k] = percentile_interval(samples[:, j], level)
         finite = samples[:, j][np.isfinite(samples[:, j])]
+        out["finite"][k] = int(finite.size)
+        if finite.size >= 2:
+            out["intervals"][k] = percentile_interval(finite, level)
         with np.errstate(over="ignore"):  # a parameter at 1e300 in some resamples has an infinite spread
             out["se"][k] = float(np.std(finite, ddof=1)) if len(finite) >= 2 else float("nan")
-    out["n_bootstrap_ok"] = int(len(samples))
+    out["n_resamples"] = int(len(samples))
+    out["n_bootstrap_ok"] = int(np.all(np.isfinite(samples), axis=1).sum())
     out["samples"] = {"names": list(names), "values": np.round(samples, 10).tolist()}
     return out

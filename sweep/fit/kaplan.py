@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import least_squares
 
+from sweep.fit import solver
 from sweep.fit.approach1 import envelope
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.inputs import group_budgets
@@ -59,6 +60,45 @@ def fit_joint(data, irreducible: bool, delta: float, start=None) -> dict:
     return dict(zip(NAMES, map(float, best.x)))
 
 
+def _joint_residuals(theta, log_n, log_d, log_l, jac):
+    """Residuals of log L (S, P) and their Jacobian (S, P, 5) for rows theta (S, 5) of the joint law's parameters."""
+    log_nc, log_dc, alpha_n, alpha_d, e = (theta[:, i, None] for i in range(5))
+    z1 = alpha_n / alpha_d * (log_nc - log_n)
+    z2 = log_dc - log_d
+    inner = np.logaddexp(z1, z2)
+    t = np.exp(np.minimum(alpha_d * inner, 700.0))
+    total = e + t
+    r = np.log(np.maximum(total, 1e-300)) - log_l
+    if not jac:
+        return r, None
+    s1, s2 = np.exp(z1 - inner), np.exp(z2 - inner)
+    g = t / total
+    j = np.stack([g * alpha_n * s1, g * alpha_d * s2, g * s1 * (log_nc - log_n), g * (inner - s1 * z1),
+                  np.broadcast_to(1.0 / total, r.shape)], axis=-1)
+    return r, j
+
+
+def bootstrap(data, cfg: FitConfig, point: dict, n_boot: int, seed: int) -> np.ndarray | None:
+    """(n_boot, 5) joint-law parameters refitted on resamples of the runs, all warm-started from the point
+    fit and solved as one batch; resamples whose fit failed are NaN rows."""
+    from sweep.fit.bootstrap import resample_indices
+
+    if n_boot <= 0:
+        return None
+    log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
+    counts = np.stack([np.bincount(i, minlength=log_n.size) for i in resample_indices(log_n.size, n_boot, seed)])
+    e_max = 0.999 * data.loss.min() if cfg.kaplan_irreducible else 1e-12
+    lower, upper = [-np.inf, -np.inf, 1e-3, 1e-3, 0.0], [np.inf, np.inf, 5.0, 5.0, e_max]
+    theta0 = np.tile([point[k] for k in NAMES], (n_boot, 1))
+    theta, f, _ = solver.batched_lm(theta0, lambda th, jac, rows: _joint_residuals(th, log_n, log_d, log_l, jac),
+                                    cfg.huber_delta, weights=counts.astype(float), groups=np.arange(n_boot),
+                                    lower=lower, upper=upper, stall_tol=1e-12)
+    theta[~np.isfinite(f)] = np.nan
+    # A resample that lost every run at some token count cannot pin the law; its fit says nothing.
+    theta[np.array([np.unique(log_d[c > 0]).size < 2 for c in counts])] = np.nan
+    return theta
+
+
 def data_rich_slice(data, min_tokens_per_param: float):
     """Per model size its longest run, kept when that run saw at least min_tokens_per_param tokens per parameter."""
     idx = []
@@ -95,7 +135,7 @@ def single_variable_laws(data, cfg: FitConfig) -> dict:
                  f">= {cfg.data_rich_tokens_per_param:g} tokens/param (data_rich_tokens_per_param)"),
         "L(D)": (model_rich_slice(data, cfg.budget_tolerance), data.d,
                  f"fewer than {3 + cfg.kaplan_irreducible} token counts seen by 2+ sizes"),
-        "L(C)": (envelope(data.c, data.loss), data.c, "compute frontier too short"),
+        "L(C)": (envelope(data.c, data.loss, data.budget), data.c, "compute frontier too short"),
     }
     laws = {}
     for name, (idx, x, why) in slices.items():

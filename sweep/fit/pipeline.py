@@ -10,18 +10,17 @@ from typing import Optional
 import numpy as np
 
 from sweep.fit import allocation, approach1, approach2, approach3, kaplan
-from sweep.fit.bootstrap import percentile_interval, refit, summarize
+from sweep.fit.bootstrap import percentile_interval, summarize
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
-from sweep.fit.inputs import FitData, group_budgets, prepare
+from sweep.fit.inputs import FitData, prepare
+from sweep.fit.noise import Noise, from_replicates
+from sweep.fit.noise import from_residuals as noise_from_residuals
 
 log = logging.getLogger("sweep.fit")
 
 
 def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
-    if data.loss.size <= 5:
-        raise MethodSkipped(f"approach 3 has 5 parameters but only {data.loss.size} runs: add runs")
-    if np.unique(data.d).size < 2:
-        raise MethodSkipped("approach 3 needs runs at several token counts")
+    _approach3_applies(data)
     log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
     grid = approach3.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
     t0 = time.perf_counter()
@@ -35,9 +34,8 @@ def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
         nat = approach3.lse_to_natural(boot)
         samples = np.column_stack([nat[k] for k in approach3.PARAM_NAMES])
     out = summarize(point, samples, list(approach3.PARAM_NAMES), cfg.interval)
-    resid = approach3.objective  # noqa: F841 (kept for readers: residuals below use the same form)
-    pred = np.log(allocation.loss_at("approach3", point, data.n, data.d))
-    residuals = log_l - pred
+    out["bootstrap"] = "runs resampled with replacement"
+    residuals = log_l - np.log(allocation.loss_at("approach3", point, data.n, data.d))
     sensitivity = {}
     for factor in (0.1, 10.0):
         th, f = approach3.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor)
@@ -50,58 +48,113 @@ def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
         "residual_rms": float(np.sqrt(np.mean(residuals ** 2))), "residual_max": float(np.max(np.abs(residuals))),
     }
     out["residuals"] = residuals.tolist()
+    out["noise"] = noise_from_residuals(residuals, 5, "approach 3").as_dict()
     return out
 
 
-def _run_regression(module, name: str, data: FitData, cfg: FitConfig) -> dict:
-    point = module.fit_point(data, cfg)
-    samples = refit(data, lambda sub: module.fit_point(sub, cfg), cfg.n_bootstrap, cfg.seed, module.NAMES)
-    out = summarize(point, samples, module.NAMES, cfg.interval)
-    if name == "approach1":
-        env = point["envelope"]
-        out["frontier"] = [int(i) for i in point["frontier"]]
-        out["envelope"] = {k: np.asarray(v).tolist() for k, v in env.items()}
-        out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
-                              "runs_on_envelope": len(out["frontier"]),
-                              "sizes_on_envelope": int(np.unique(env["n"]).size)}
-    else:
-        budgets = point["budgets"]
-        out["budgets"] = budgets
-        dropped = [b for b in budgets if not b["kept"]]
-        out["diagnostics"] = {"budgets": len(budgets), "kept": len(budgets) - len(dropped),
-                              "dropped": [{"flops": b["flops"], "reason": b["reason"]} for b in dropped]}
+COLLINEAR = 0.05
+"""Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
+the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
+
+
+def _approach3_applies(data: FitData) -> None:
+    """Approach 3 needs N and D varied independently; otherwise E, A, B, alpha and beta trade off freely."""
+    if data.loss.size <= 5:
+        raise MethodSkipped(f"approach 3 has 5 parameters but only {data.loss.size} runs: add runs")
+    n_sizes, n_tokens = np.unique(data.n).size, np.unique(data.d).size
+    if n_sizes < 3 or n_tokens < 3:
+        raise MethodSkipped(f"approach 3 needs at least 3 distinct N and 3 distinct D (got {n_sizes} and {n_tokens}): "
+                            "with fewer, alpha and beta are not identified; add sizes or token counts")
+    design = np.column_stack([np.log(data.n), np.log(data.d)])
+    sv = np.linalg.svd(design - design.mean(0), compute_uv=False)
+    if sv[1] < COLLINEAR * sv[0]:
+        raise MethodSkipped(f"approach 3's (log N, log D) design is nearly collinear (singular values {sv[0]:.3g}, "
+                            f"{sv[1]:.3g}), as in a single IsoFLOP budget: N and D effects cannot be separated; add "
+                            "budgets (or token counts per size)")
+
+
+def _run_approach1(data: FitData, cfg: FitConfig) -> dict:
+    point = approach1.fit_point(data, cfg)
+    samples = approach1.bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed)
+    out = summarize(point, samples, approach1.NAMES, cfg.interval)
+    out["bootstrap"] = "runs resampled with replacement"
+    env = point["envelope"]
+    out["frontier"] = [int(i) for i in point["frontier"]]
+    out["envelope"] = {k: np.asarray(v).tolist() for k, v in env.items()}
+    out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
+                          "runs_on_envelope": len(out["frontier"]), "sizes_on_envelope": int(np.unique(env["n"]).size)}
+    return out
+
+
+def _run_approach2(data: FitData, cfg: FitConfig) -> dict:
+    point = approach2.fit_point(data, cfg)
+    nz = approach2.noise(data, cfg)
+    samples = approach2.bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed, nz.sigma)
+    out = summarize(point, samples, approach2.NAMES, cfg.interval)
+    out["bootstrap"] = (f"parametric: every run's loss redrawn with noise sd {nz.sigma:.3g} ({nz.source})"
+                        if samples is not None else f"none ({nz.source})")
+    out["noise"] = nz.as_dict()
+    budgets = point["budgets"]
+    out["budgets"] = budgets
+    dropped = [b for b in budgets if not b["kept"]]
+    out["diagnostics"] = {"budgets": len(budgets), "kept": len(budgets) - len(dropped),
+                          "dropped": [{"flops": b["flops"], "reason": b["reason"]} for b in dropped]}
     return out
 
 
 def _run_kaplan(data: FitData, cfg: FitConfig) -> dict:
     point = kaplan.fit_point(data, cfg)
-    start = [point[k] for k in kaplan.NAMES]
-    samples = refit(data, lambda sub: kaplan.fit_point(sub, cfg, start=start), cfg.n_bootstrap, cfg.seed, kaplan.NAMES)
+    samples = kaplan.bootstrap(data, cfg, point, cfg.n_bootstrap, cfg.seed)
     out = summarize(point, samples, kaplan.NAMES, cfg.interval)
+    out["bootstrap"] = "runs resampled with replacement"
     out["natural"] = {"N_c": float(np.exp(point["log_nc"])), "D_c": float(np.exp(point["log_dc"])),
                       "alpha_N": point["alpha_n"], "alpha_D": point["alpha_d"], "E": point["e"]}
     out["single_variable"] = kaplan.single_variable_laws(data, cfg)
-    pred = np.log(allocation.loss_at("kaplan", point, data.n, data.d))
-    out["residuals"] = (np.log(data.loss) - pred).tolist()
+    residuals = np.log(data.loss) - np.log(allocation.loss_at("kaplan", point, data.n, data.d))
+    out["residuals"] = residuals.tolist()
+    out["noise"] = noise_from_residuals(residuals, 4 + cfg.kaplan_irreducible, "kaplan").as_dict()
     return out
+
+
+RUNNERS = {"approach1": _run_approach1, "approach2": _run_approach2, "approach3": _run_approach3,
+           "kaplan": _run_kaplan}
+"""One function per method: data and options in, the method's section of fit.json out (or MethodSkipped)."""
 
 
 def run_method(name: str, data: FitData, cfg: FitConfig) -> dict:
     """One method's result dict (status ok), or raise MethodSkipped."""
-    if name == "approach3":
-        out = _run_approach3(data, cfg)
-    elif name == "kaplan":
-        out = _run_kaplan(data, cfg)
-    else:
-        out = _run_regression(approach1 if name == "approach1" else approach2, name, data, cfg)
+    out = RUNNERS[name](data, cfg)
     a, b = allocation.exponents(name, out["params"])
     out["exponents"] = {"a": float(a), "b": float(b)}
     samples = allocation.sample_params(out)
     if samples is not None:
-        sa, sb = allocation.exponents(name, samples)
+        with np.errstate(all="ignore"):
+            sa, sb = allocation.exponents(name, samples)
         out["exponent_intervals"] = {"a": percentile_interval(sa, cfg.interval), "b": percentile_interval(sb, cfg.interval)}
+        out["exponent_se"] = {"a": _se(sa), "b": _se(sb)}
+        out["exponent_finite"] = int(np.sum(np.isfinite(sa)))
     out["status"] = "ok"
     return out
+
+
+def _se(x: np.ndarray) -> float:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return float(np.std(x, ddof=1)) if x.size >= 2 else float("nan")
+
+
+def sweep_noise(data: FitData, methods: dict) -> Noise:
+    """The sweep's run-to-run noise for prediction intervals: seed replicates, else the most flexible law's
+    residual scale (approach 3, then approach 2's parabolas, then Kaplan)."""
+    rep = from_replicates(data)
+    if rep is not None:
+        return rep
+    for m in ("approach3", "approach2", "kaplan"):
+        nz = methods.get(m, {}).get("noise")
+        if methods.get(m, {}).get("status") == "ok" and nz and np.isfinite(nz["sigma"]) and nz["dof"] >= 1:
+            return Noise(**nz)
+    return Noise(sigma=float("nan"), dof=0, source="none: no method left residual degrees of freedom and the sweep "
+                                                    "has no seed replicates")
 
 
 def report_budgets(data: FitData, cfg: FitConfig) -> list[float]:
@@ -132,20 +185,25 @@ def compare(result: dict, methods: list, budgets: list) -> dict:
 
 
 def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
-    """Every requested method on data: {method: result or {status: skipped, reason}}."""
+    """Every requested method on data: {method: result or {status: skipped, reason}}, plus "noise"."""
     out = {}
     for m in cfg.methods:
         try:
             out[m] = run_method(m, data, cfg)
-            out[m]["allocation"] = [allocation.allocation_row(m, out[m], c, data.flops_per_nd, cfg.interval)
-                                    for c in report_budgets(data, cfg)]
             if m == "approach1" and cfg.approach1_curves and out[m]["diagnostics"]["source"] == "final":
                 notes.append("approach 1: no training curves in the input (tables and W&B summaries carry final "
-                             "losses only; a results folder needs each run's metrics.jsonl), so its envelope is the "
-                             "compute frontier of final losses, which needs runs at many compute budgets")
+                             "losses only; a results folder needs each run's metrics.jsonl), so its envelope is each "
+                             "budget's best final loss, which needs runs at many compute budgets")
         except MethodSkipped as exc:
             out[m] = {"status": "skipped", "reason": str(exc)}
             notes.append(f"{m} skipped: {exc}")
+    nz = sweep_noise(data, out)
+    for m in cfg.methods:
+        if out[m].get("status") == "ok":
+            out[m]["allocation"] = [allocation.allocation_row(m, out[m], c, data.flops_per_nd, cfg.interval, nz,
+                                                              extrapolation=c / data.c.max())
+                                    for c in report_budgets(data, cfg)]
+    out["noise"] = nz.as_dict()
     return out
 
 
@@ -185,7 +243,8 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
                  "flops_per_nd": data.flops_per_nd, "flops_range": [float(data.c.min()), float(data.c.max())],
                  "points": {"name": data.names, "n": data.n.tolist(), "d": data.d.tolist(), "c": data.c.tolist(),
                             "loss": data.loss.tolist(),
-                            "budget": group_budgets(data.c, cfg.budget_tolerance).tolist()}},
+                            "budget": data.budget.tolist()},
+                 "budget_source": data.budget_source},
     }
     if data.curves is not None:
         # Each run's val-loss curve in this fit's FLOP convention, for the loss-vs-compute plot.

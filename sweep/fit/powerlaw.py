@@ -54,7 +54,7 @@ def fit_power_law_batched(x: np.ndarray, loss: np.ndarray, mask: np.ndarray, del
     for frac in E_STARTS:
         e0 = frac * min_loss
         y = np.log(np.maximum(np.where(m, loss[rows], 1.0) - e0[:, None], 1e-300))
-        slope, icpt = _weighted_line(u, y, w)
+        slope, icpt = weighted_line(u, y, w)
         starts.append(np.column_stack([icpt, np.clip(-slope, 1e-3, 10.0), e0]))
     theta0 = np.stack(starts, axis=1).reshape(-1, 3)  # (rows x starts, 3), a row's starts consecutive
     rep = np.repeat(np.arange(rows.size), k)
@@ -83,7 +83,7 @@ def _solve(theta0, resid, delta, weights, groups, lower, upper):
     return theta, f
 
 
-def _weighted_line(u: np.ndarray, y: np.ndarray, w: np.ndarray):
+def weighted_line(u: np.ndarray, y: np.ndarray, w: np.ndarray):
     """Per-row weighted least-squares line y = icpt + slope * u: (slope, icpt) arrays."""
     sw = w.sum(1)
     mu, my = (w * u).sum(1) / sw, (w * y).sum(1) / sw
@@ -113,3 +113,28 @@ def loss_law(x: np.ndarray, loss: np.ndarray, cfg) -> dict:
     if cfg.kaplan_irreducible and law["e"] <= 1e-6 * float(np.min(loss)):
         return dict(NO_LAW)
     return law
+
+
+def loss_laws(xs: list, ys: list, cfg) -> np.ndarray:
+    """`loss_law` for many point sets at once (bootstrap resamples): (k, 3) rows of (log x_c, alpha, E), NaN rows
+    where no law could be fitted, by the same rules."""
+    k = len(xs)
+    width = max((len(x) for x in xs), default=0)
+    x = np.ones((k, max(width, 1)))
+    y = np.ones_like(x)
+    mask = np.zeros_like(x, dtype=bool)
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
+        x[i, :len(xi)], y[i, :len(yi)], mask[i, :len(xi)] = xi, yi, True
+    if not cfg.kaplan_irreducible:
+        out = np.full((k, 3), np.nan)
+        for i in range(k):
+            try:
+                law = fit_power_law(x[i, mask[i]], y[i, mask[i]], False, cfg.huber_delta)
+                out[i] = [law["log_xc"], law["alpha"], law["e"]]
+            except (MethodSkipped, ValueError, np.linalg.LinAlgError):
+                pass
+        return out
+    out = fit_power_law_batched(x, y, mask, cfg.huber_delta)
+    min_loss = np.where(mask, y, np.inf).min(axis=1)
+    out[out[:, 2] <= 1e-6 * min_loss] = np.nan  # E at its bound 0: no floor, no extrapolation
+    return out

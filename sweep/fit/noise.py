@@ -1,0 +1,83 @@
+"""Run-to-run noise, and prediction intervals for a new run built from it.
+
+A bootstrap over runs gives the uncertainty of the fitted law: where the law's curve is. A new run
+lands off that curve by the same run-to-run noise the fitted runs have (seed, data order, evaluation
+tokens), so a prediction interval for a run adds that noise to the law's spread. The noise is
+estimated from seed replicates when the sweep has them (runs at the same N and D), otherwise from
+the fit's residual scale with a degrees-of-freedom correction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Run-to-run noise as a standard deviation of log loss (about the relative sd of the loss)."""
+
+    sigma: float
+    """Standard deviation of log loss between runs at one (N, D); NaN when it could not be estimated."""
+    dof: int
+    """Degrees of freedom of the estimate (replicates: runs minus groups; residuals: runs minus parameters)."""
+    source: str
+    """'seed replicates', '<method> residuals', or why there is none."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.sigma) and self.dof >= 1)
+
+
+def from_replicates(data) -> Noise | None:
+    """Pooled within-group sd of log loss over groups of runs at the same (N, D); None without replicates."""
+    groups = data.replicate
+    counts = np.bincount(groups)
+    if counts.max(initial=0) < 2:
+        return None
+    ll = np.log(data.loss)
+    means = np.bincount(groups, weights=ll) / np.maximum(counts, 1)
+    ss = float(np.sum((ll - means[groups]) ** 2))
+    dof = int(groups.size - np.count_nonzero(counts))
+    return Noise(sigma=float(np.sqrt(ss / dof)), dof=dof, source=f"seed replicates ({int(np.sum(counts >= 2))} points)")
+
+
+def from_residuals(residuals: np.ndarray, n_params: int, method: str) -> Noise:
+    """sqrt(sum r^2 / (P - k)) of a fit's log-loss residuals."""
+    r = np.asarray(residuals, float)
+    r = r[np.isfinite(r)]
+    dof = r.size - n_params
+    if dof < 1:
+        return Noise(sigma=float("nan"), dof=0, source=f"none: {method} has {r.size} runs for {n_params} parameters")
+    return Noise(sigma=float(np.sqrt(np.sum(r ** 2) / dof)), dof=int(dof), source=f"{method} residuals")
+
+
+def prediction_interval(point: float, law_samples: np.ndarray | None, noise: Noise, level: float,
+                        seed: int = 0, draws: int = 4000) -> dict | None:
+    """Interval for one new run's loss: the law's bootstrap spread plus run-to-run noise, in log space.
+
+    Each finite law sample gets noise draws from a t distribution with the estimate's degrees of freedom
+    (a scale estimated from few residuals is itself uncertain); the interval is their percentiles. With no
+    law samples the noise alone is used, and `law_spread` says so. None when there is no noise estimate
+    or no finite law value.
+    """
+    if not noise.ok or not np.isfinite(point) or point <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    tail = 50 * (1 - level)
+    if law_samples is not None:
+        s = np.asarray(law_samples, float)
+        s = s[np.isfinite(s) & (s > 0)]
+    else:
+        s = np.empty(0)
+    if s.size >= 2:
+        base = np.log(np.repeat(s, int(np.ceil(draws / s.size))))
+    else:
+        base = np.full(draws, np.log(point))
+    eps = noise.sigma * rng.standard_t(noise.dof, size=base.size)
+    lo, hi = np.exp(np.percentile(base + eps, [tail, 100 - tail]))
+    return {"interval": [float(lo), float(hi)], "law_spread": bool(s.size >= 2), "noise_sigma": noise.sigma}

@@ -38,6 +38,7 @@ def score_seed(law: Law, seed: int, args) -> dict:
                     backtest=False, budgets=[])
     result = fit(runs, cfg)
     rng = np.random.default_rng(10_000 + seed)
+    noise = allocation.noise_of(result)
     out = {}
     for m in METHODS:
         r = result[m]
@@ -49,11 +50,11 @@ def score_seed(law: Law, seed: int, args) -> dict:
         row = {"a": a, "a_covered": None if not a_iv else bool(a_iv[0] <= law.a <= a_iv[1])}
         for mult in MULTIPLES:
             c = float(budgets[-1] * mult)
-            alloc = allocation.allocation_row(m, r, c, result["data"]["flops_per_nd"], cfg.interval)
+            alloc = allocation.allocation_row(m, r, c, result["data"]["flops_per_nd"], cfg.interval, noise)
             n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
             measured = new_run_loss(law, n, d, args.noise, rng)
-            pred = allocation.predict_at(m, r, n, d, cfg.interval) or alloc["loss"]
-            pi = pred.get("prediction_interval") or pred.get("interval")
+            pred = allocation.predict_at(m, r, n, d, cfg.interval, noise) or alloc["loss"]
+            pi = pred.get(args.interval_key)
             ok = pi is not None and np.all(np.isfinite(pi))
             row[f"pi_{mult}x"] = None if not ok else bool(pi[0] <= measured <= pi[1])
             row[f"err_{mult}x"] = float(pred["value"] / measured - 1) if np.isfinite(pred["value"]) else None
@@ -66,6 +67,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=50)
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--interval-key", default="prediction_interval", choices=["prediction_interval", "interval"],
+                    help="score the prediction interval (default) or the law's confidence interval against new runs")
     args = ap.parse_args()
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
     law = Law()

@@ -22,6 +22,7 @@ commands:
   fit       fit scaling laws         sweep fit input=results/default
   predict   compute-optimal N, D, L  sweep predict input=results/default/fit flops=1e21
   report    rebuild report + plots   sweep report input=results/default/fit
+  compare   two fits side by side    sweep compare results/a/fit results/b/fit [method=approach3]
   main      the README's main job: run the default sweep, then fit and report
 """
 
@@ -79,7 +80,7 @@ def _dispatch(command: str):
         from sweep import launch
 
         return getattr(launch, f"{command}_command")
-    if command in ("fit", "predict", "report"):
+    if command in ("fit", "predict", "report", "compare"):
         from sweep.fit import cli as fit_cli
 
         return getattr(fit_cli, f"{command}_command")

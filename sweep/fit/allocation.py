@@ -52,9 +52,12 @@ def loss_at(method: str, params: dict, n, d):
     return None
 
 
-def sample_params(result: dict) -> dict | None:
-    """Bootstrap samples of a method's parameters as {name: (k,) array}, or None."""
-    s = result.get("samples")
+def sample_params(result: dict, key: str = "samples") -> dict | None:
+    """Bootstrap samples of a method's parameters as {name: (k,) array}, or None.
+
+    key "pi_samples": the refits on sweeps simulated from the fitted law, which prediction intervals use
+    where a method has them (approach 3); "samples": the refits behind the law's confidence intervals."""
+    s = result.get(key)
     if not s:
         return None
     vals = np.asarray(s["values"], float)
@@ -68,7 +71,7 @@ def _with_interval(point, samples, level):
         samples = np.asarray(samples, float)
         ok = np.isfinite(samples)
         out["finite"], out["resamples"] = int(ok.sum()), int(samples.size)
-        if ok.sum() >= 2:
+        if ok.sum() >= 2 and np.isfinite(point):  # no interval around a value the fit itself could not give
             out["interval"] = percentile_interval(samples[ok], level)
     return out
 
@@ -93,7 +96,8 @@ def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float,
         with np.errstate(all="ignore"):
             ns, ds, ls = optimum(method, samples, flops, flops_per_nd)
             # The run a user trains is the point fit's (N*, D*); its loss under each resampled law.
-            run_samples = loss_at(method, samples, n, d)
+            pis = sample_params(result, "pi_samples")
+            run_samples = loss_at(method, pis if pis is not None else samples, n, d)
         ts = ds / ns
     else:
         ns = ds = ls = ts = None
@@ -112,9 +116,11 @@ def predict_at(method: str, result: dict, n: float, d: float, level: float, nois
     if point is None:
         return None
     samples = sample_params(result)
+    pis = sample_params(result, "pi_samples")
     with np.errstate(all="ignore"):
         ls = loss_at(method, samples, n, d) if samples is not None else None
-    return _with_prediction(_with_interval(point, ls, level), point, ls, level, noise)
+        run = loss_at(method, pis, n, d) if pis is not None else ls
+    return _with_prediction(_with_interval(point, ls, level), point, run, level, noise)
 
 
 def noise_of(result: dict) -> Noise | None:

@@ -165,6 +165,29 @@ def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250):
     return out
 
 
+def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed, chunk=250):
+    """Refit on n_boot sweeps simulated from the fitted law: log L = LSE(theta) + sigma z at the same (N, D).
+
+    The spread of these refits is the law's uncertainty if the law's form is right and runs differ by
+    noise sigma; prediction intervals use it (resampling runs overstates it by ~30% on simulated sweeps).
+    Returns (n_boot, 5) rows of (a, b, e, alpha, beta).
+    """
+    rng = np.random.default_rng(seed)
+    fitted = _residuals(np.atleast_2d(theta), log_n, log_d, np.zeros_like(log_n), with_jacobian=False)[0][0]
+    starts = np.atleast_2d(starts)
+    k = starts.shape[0]
+    out = np.empty((n_boot, 5))
+    for lo in range(0, n_boot, chunk):
+        hi = min(n_boot, lo + chunk)
+        sims = fitted + sigma * rng.standard_normal((hi - lo, log_n.size))
+        per_row = np.repeat(sims, k, axis=0)
+        th, f, _ = solver.batched_lm(np.tile(starts, (hi - lo, 1)),
+                                     lambda th, jac, rows: _residuals(th, log_n, log_d, per_row[rows], jac), delta,
+                                     groups=np.repeat(np.arange(hi - lo), k))
+        out[lo:hi], _ = solver.best_per_group(th, f, hi - lo)
+    return out
+
+
 def natural(theta) -> dict:
     """Best-fit parameters as a plain dict {E, A, B, alpha, beta}."""
     return {k: float(v) for k, v in lse_to_natural(theta).items()}

@@ -1,4 +1,14 @@
-"""Backtest: fit on the runs below a compute threshold, predict the rest, score errors and interval coverage."""
+"""Backtests: refit on part of the budgets, predict the held-out runs, score errors and prediction intervals.
+
+Two families of splits, each row labelled with its extrapolation factor (the held-out run's compute over
+the largest compute fitted):
+- leave-future-out: for each budget k from the third on, fit budgets below k and predict every budget
+  from k up; the largest factor is the furthest a sweep of this size can be checked on itself;
+- leave-one-budget-out: fit every budget but one and predict it (interpolation, except at the ends).
+Methods with a full L(N, D) predict each held-out run at its (N, D); approaches 1 and 2, which only know
+the frontier, predict each held-out budget's best run from L*(C). Intervals are the prediction intervals
+for a new run; a method that gives no number (n/a) is listed but not scored.
+"""
 
 from __future__ import annotations
 
@@ -8,61 +18,101 @@ import numpy as np
 
 from sweep.fit import allocation
 from sweep.fit.config import FitConfig
-from sweep.fit.inputs import FitData, group_budgets
+from sweep.fit.inputs import FitData
+from sweep.fit.noise import Noise
+
+SUB_BOOTSTRAP = 100
+"""Resamples of each backtest refit (fewer than the main fit's: there is one refit per split)."""
 
 
-def default_threshold(data: FitData, tolerance: float) -> float:
-    """Hold out the top quarter of budgets (at least one): the threshold is the smallest held-out budget's compute."""
-    ids = group_budgets(data.c, tolerance)
-    n_budgets = ids.max() + 1
-    first_held = n_budgets - max(1, n_budgets // 4)
-    return float(data.c[ids >= first_held].min())
-
-
-def backtest(data: FitData, cfg: FitConfig) -> dict:
-    """Per method: predicted vs measured loss of every held-out run, relative errors, interval coverage."""
-    from sweep.fit.pipeline import fit_methods  # the pipeline also calls us
-
-    threshold = cfg.backtest_threshold or default_threshold(data, cfg.budget_tolerance)
-    train = np.flatnonzero(data.c < threshold)
-    test = np.flatnonzero(data.c >= threshold)
-    if train.size < 6 or test.size == 0:
-        return {"status": "skipped", "threshold": threshold,
-                "reason": f"{train.size} runs below and {test.size} at or above the threshold {threshold:.3g}"}
-    sub_cfg = dataclasses.replace(cfg, n_bootstrap=min(cfg.n_bootstrap, 100), compare_conventions=False, backtest=False)
-    try:
-        fits = fit_methods(data.subset(train), sub_cfg, [])
-    except Exception as exc:  # a failed backtest must not sink the fit itself
-        return {"status": "skipped", "threshold": threshold, "reason": f"fit on the early runs failed: {exc}"}
-    out = {"status": "ok", "threshold": threshold, "n_train": int(train.size), "n_test": int(test.size), "methods": {}}
-    for m, res in fits.items():
-        if res.get("status") != "ok":
-            out["methods"][m] = {"status": "skipped", "reason": res.get("reason")}
-            continue
-        rows = []
-        if allocation.loss_at(m, res["params"], 1.0, 1.0) is not None:
-            targets = [(data.names[i], data.n[i], data.d[i], data.loss[i]) for i in test]
-            for name, n, d, loss in targets:
-                p = allocation.predict_at(m, res, n, d, cfg.interval)
-                rows.append(_score(name, loss, p))
-        else:
-            # Approaches 1 and 2 predict only the frontier: compare with each held-out budget's best run.
-            ids = group_budgets(data.c, cfg.budget_tolerance)
-            for g in np.unique(ids[test]):
-                m_idx = test[ids[test] == g]
-                best = m_idx[np.argmin(data.loss[m_idx])]
-                row = allocation.allocation_row(m, res, float(data.c[best]), data.flops_per_nd, cfg.interval)
-                rows.append(_score(f"frontier at {data.c[best]:.3g}", data.loss[best], row["loss"]))
-        errs = np.array([r["rel_error"] for r in rows])
-        cov = [r["covered"] for r in rows if r["covered"] is not None]
-        out["methods"][m] = {"status": "ok", "rows": rows, "mean_abs_rel_error": float(np.mean(np.abs(errs))),
-                             "max_abs_rel_error": float(np.max(np.abs(errs))),
-                             "coverage": float(np.mean(cov)) if cov else None}
+def splits(data: FitData) -> list[dict]:
+    """Every (kind, label, train runs, test runs) split of the budgets, smallest compute first."""
+    ids = np.unique(data.budget)
+    out = []
+    for k in range(2, ids.size):
+        out.append({"kind": "future", "label": f"fit budgets 1-{k}, predict {k + 1}-{ids.size}",
+                    "train": np.flatnonzero(data.budget < ids[k]), "test": np.flatnonzero(data.budget >= ids[k])})
+    for j in ids:
+        out.append({"kind": "leave-one-out", "label": f"leave out budget {int(j) + 1}",
+                    "train": np.flatnonzero(data.budget != j), "test": np.flatnonzero(data.budget == j)})
     return out
 
 
-def _score(name, measured, pred: dict) -> dict:
-    interval = pred.get("interval")
-    covered = None if interval is None else bool(interval[0] <= measured <= interval[1])
-    return {"run": str(name), "measured": float(measured), "predicted": pred["value"], "interval": interval,
-            "rel_error": float(pred["value"] / measured - 1), "covered": covered}
+def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
+    """Per method: every split's predictions of held-out runs, and errors and coverage by kind of split.
+
+    fit_methods is the pipeline's function (passed in, so this module does not import the pipeline).
+    """
+    n_budgets = np.unique(data.budget).size
+    if n_budgets < 3:
+        return {"status": "skipped", "reason": f"{n_budgets} compute budget(s): a backtest needs 3 (fit 2, predict 1)"}
+    sub_cfg = dataclasses.replace(cfg, n_bootstrap=min(cfg.n_bootstrap, SUB_BOOTSTRAP), compare_conventions=False,
+                                  backtest=False)
+    rows: dict = {m: [] for m in cfg.methods}
+    skipped: dict = {}
+    for sp in splits(data):
+        train, test = sp["train"], sp["test"]
+        try:
+            fits = fit_methods(data.subset(train), sub_cfg, [])
+        except Exception as exc:  # a failed refit must not sink the fit itself
+            for m in cfg.methods:
+                skipped.setdefault(m, []).append(f"{sp['label']}: {exc}")
+            continue
+        noise = Noise(**fits["noise"])
+        c_fit = data.c[train].max()
+        for m in cfg.methods:
+            res = fits.get(m, {})
+            if res.get("status") != "ok":
+                skipped.setdefault(m, []).append(f"{sp['label']}: {res.get('reason')}")
+                continue
+            rows[m] += [{**r, "split": sp["label"], "kind": sp["kind"]}
+                        for r in _predict(m, res, data, test, c_fit, sub_cfg, noise)]
+    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data)), "methods": {}}
+    for m in cfg.methods:
+        if not rows[m]:
+            out["methods"][m] = {"status": "skipped", "reason": "; ".join(skipped.get(m, ["no split could be fitted"])[:3])}
+            continue
+        out["methods"][m] = {"status": "ok", "rows": rows[m],
+                             "summary": {kind: _summary([r for r in rows[m] if r["kind"] == kind])
+                                         for kind in ("future", "leave-one-out")},
+                             "skipped_splits": skipped.get(m, [])}
+    return out
+
+
+def _predict(method: str, res: dict, data: FitData, test: np.ndarray, c_fit: float, cfg: FitConfig,
+             noise: Noise) -> list[dict]:
+    rows = []
+    if allocation.loss_at(method, res["params"], 1.0, 1.0) is not None:
+        for i in test:
+            p = allocation.predict_at(method, res, data.n[i], data.d[i], cfg.interval, noise)
+            rows.append(_score(data.names[i], data.c[i] / c_fit, data.loss[i], p))
+    else:
+        for g in np.unique(data.budget[test]):
+            idx = test[data.budget[test] == g]
+            best = idx[np.argmin(data.loss[idx])]
+            row = allocation.allocation_row(method, res, float(data.c[best]), data.flops_per_nd, cfg.interval, noise)
+            rows.append(_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, data.loss[best], row["loss"]))
+    return rows
+
+
+def _score(name, extrapolation: float, measured: float, pred: dict) -> dict:
+    value = pred["value"]
+    interval = pred.get("prediction_interval")
+    ok = bool(np.isfinite(value))
+    return {"run": str(name), "extrapolation": float(extrapolation), "measured": float(measured),
+            "predicted": float(value) if ok else None, "interval": interval if ok else None,
+            "rel_error": float(value / measured - 1) if ok else None,
+            "covered": bool(interval[0] <= measured <= interval[1]) if ok and interval else None}
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Errors and coverage over the rows that have a number; n/a rows counted apart, never as covered."""
+    errs = np.array([abs(r["rel_error"]) for r in rows if r["rel_error"] is not None])
+    cov = [r["covered"] for r in rows if r["covered"] is not None]
+    far = max((r for r in rows if r["rel_error"] is not None), key=lambda r: r["extrapolation"], default=None)
+    return {"n": len(rows), "n_scored": int(errs.size), "n_na": int(sum(r["rel_error"] is None for r in rows)),
+            "mean_abs_rel_error": float(errs.mean()) if errs.size else None,
+            "max_abs_rel_error": float(errs.max()) if errs.size else None,
+            "coverage": float(np.mean(cov)) if cov else None, "n_intervals": len(cov),
+            "max_extrapolation": float(far["extrapolation"]) if far else None,
+            "error_at_max_extrapolation": float(far["rel_error"]) if far else None}

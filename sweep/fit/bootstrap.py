@@ -38,7 +38,7 @@ def summarize(point: dict, samples: Optional[np.ndarray], names: list, level: fl
     for j, k in enumerate(names):
         finite = samples[:, j][np.isfinite(samples[:, j])]
         out["finite"][k] = int(finite.size)
-        if finite.size >= 2:
+        if finite.size >= 2 and np.isfinite(point[k]):  # no interval around a value the fit could not give
             out["intervals"][k] = percentile_interval(finite, level)
         with np.errstate(over="ignore"):  # a parameter at 1e300 in some resamples has an infinite spread
             out["se"][k] = float(np.std(finite, ddof=1)) if len(finite) >= 2 else float("nan")

@@ -110,22 +110,33 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         iv = x.get("interval")
         return f"{x['value']:.4g}" + (f" [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
 
+    noise = allocation.noise_of(result)
+    c_max = result["data"]["flops_range"][1]
+    if noise is not None and not noise.ok:
+        print(f"no prediction intervals for new runs: {noise.source}")
+    def fmt_pi(x):
+        iv = x.get("prediction_interval")
+        return "n/a" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]"
+
     for c in budgets:
-        print(f"C = {c:.3g} FLOPs ({100 * level:.0f}% intervals):")
+        print(f"C = {c:.3g} FLOPs, {c / c_max:.3g}x the largest fitted compute ({100 * level:.0f}% intervals: CI of the "
+              "law for N*, D*, L*; PI for a new run's loss):")
         for m in result["config"]["methods"]:
             r = result.get(m, {})
             if r.get("status") != "ok":
                 print(f"  {m:10s} skipped: {r.get('reason')}")
                 continue
-            row = allocation.allocation_row(m, r, float(c), k, level)
+            row = allocation.allocation_row(m, r, float(c), k, level, noise)
             print(f"  {m:10s} N* = {fmt(row['n_star'])}  D* = {fmt(row['d_star'])}  "
-                  f"tokens/param = {fmt(row['tokens_per_param'])}  loss = {fmt(row['loss'])}")
+                  f"tokens/param = {fmt(row['tokens_per_param'])}  L* = {fmt(row['loss'])}  "
+                  f"new run PI {fmt_pi(row['loss'])}")
     if n_params and n_tokens:
         print(f"N = {n_params:.4g}, D = {n_tokens:.4g}:")
         for m in result["config"]["methods"]:
             r = result.get(m, {})
-            if r.get("status") == "ok" and (p := allocation.predict_at(m, r, float(n_params), float(n_tokens), level)):
-                print(f"  {m:10s} loss = {fmt(p)}")
+            if r.get("status") == "ok" and (p := allocation.predict_at(m, r, float(n_params), float(n_tokens), level,
+                                                                        noise)):
+                print(f"  {m:10s} loss = {fmt(p)} (CI)  new run PI {fmt_pi(p)}")
 
 
 def predict_command(overrides: list[str]) -> int:
@@ -158,14 +169,42 @@ def report_command(overrides: list[str]) -> int:
     return 0
 
 
+def compare_command(argv: list[str]) -> int:
+    """sweep compare <fit folder A> <fit folder B> [method=approach3] [output=<folder>]: exponents side by side and
+    the compute multiplier at equal loss; prints it and writes compare.json and compare.md."""
+    from sweep.fit.compare import compare_fits, render
+
+    paths = [a for a in argv if "=" not in a]
+    opts = dict(a.split("=", 1) for a in argv if "=" in a)
+    unknown = set(opts) - {"method", "output"}
+    if len(paths) != 2 or unknown:
+        raise FitInputError("usage: sweep compare <fit folder A> <fit folder B> [method=approach3] [output=<folder>]"
+                            + (f" (unknown options {sorted(unknown)})" if unknown else ""))
+    fits = [_load_fit({"input": p}) for p in paths]
+    method = opts.get("method", "approach3")
+    if method not in fits[0]["config"]["methods"] + fits[1]["config"]["methods"]:
+        raise FitInputError(f"method={method}: neither fit ran it (they ran {fits[0]['config']['methods']})")
+    level = fits[0]["config"]["interval"]
+    cmp = compare_fits(fits[0], fits[1], method, level)
+    cmp["inputs"] = paths
+    text = render(cmp, paths[0], paths[1], level)
+    print(text, end="")
+    folder = Path(opts.get("output", "compare"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "compare.json").write_text(json.dumps(cmp, indent=1, default=float))
+    (folder / "compare.md").write_text(text)
+    print(f"wrote {folder / 'compare.json'} and {folder / 'compare.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """python -m sweep.fit.cli {fit,predict,report} key=value ... (the lead's `sweep` CLI dispatches here)."""
+    """python -m sweep.fit.cli {fit,predict,report} key=value ... (`sweep fit|predict|report|compare` dispatch here)."""
     import sys
 
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"fit": fit_command, "predict": predict_command, "report": report_command}
+    commands = {"fit": fit_command, "predict": predict_command, "report": report_command, "compare": compare_command}
     if not argv or argv[0] not in commands:
-        print("usage: python -m sweep.fit.cli {fit,predict,report} key=value ...")
+        print("usage: python -m sweep.fit.cli {fit,predict,report,compare} key=value ...")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -56,8 +56,6 @@ class FitConfig:
     """Add an irreducible term E to the Kaplan laws."""
     budgets: List[float] = field(default_factory=lambda: [1e18, 1e21])
     """Extrapolation budgets (FLOPs) for the compute-optimal table, besides the sampled ones."""
-    backtest_threshold: Optional[float] = None
-    """Backtest: fit on runs below this many FLOPs, predict the rest; None = the top quarter of budgets held out."""
     methods: List[str] = field(default_factory=lambda: list(METHODS))
     """Methods to run, any of approach1, approach2, approach3, kaplan."""
     compare_conventions: bool = True

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from sweep.fit import allocation, approach1, approach2, approach3, kaplan
+from sweep.fit.backtest import backtest
 from sweep.fit.bootstrap import percentile_interval, summarize
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
 from sweep.fit.inputs import FitData, prepare
@@ -48,7 +49,14 @@ def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
         "residual_rms": float(np.sqrt(np.mean(residuals ** 2))), "residual_max": float(np.max(np.abs(residuals))),
     }
     out["residuals"] = residuals.tolist()
-    out["noise"] = noise_from_residuals(residuals, 5, "approach 3").as_dict()
+    nz = from_replicates(data) or noise_from_residuals(residuals, 5, "approach 3")
+    out["noise"] = nz.as_dict()
+    if cfg.n_bootstrap > 0 and nz.ok:
+        boot = approach3.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,
+                                              cfg.n_bootstrap, cfg.seed + 1)
+        nat = approach3.lse_to_natural(boot)
+        out["pi_samples"] = {"names": list(approach3.PARAM_NAMES),
+                             "values": np.round(np.column_stack([nat[k] for k in approach3.PARAM_NAMES]), 10).tolist()}
     return out
 
 
@@ -164,23 +172,41 @@ def report_budgets(data: FitData, cfg: FitConfig) -> list[float]:
     return sorted({float(f"{x:.3g}") for x in sampled} | {float(x) for x in cfg.budgets})
 
 
+def _apart(x: dict, y: dict, ratio: float) -> bool:
+    """Two estimates disagree: their intervals do not overlap, or (without intervals) they differ by more than ratio."""
+    if not (np.isfinite(x["value"]) and np.isfinite(y["value"])):
+        return False
+    ix, iy = x.get("interval"), y.get("interval")
+    if ix and iy:
+        return ix[1] < iy[0] or iy[1] < ix[0]
+    return max(x["value"], y["value"]) > ratio * min(x["value"], y["value"])
+
+
 def compare(result: dict, methods: list, budgets: list) -> dict:
-    """Side-by-side exponents and tokens/param; flag method pairs whose intervals for a do not overlap."""
+    """Side-by-side exponents and tokens/param; flag method pairs that disagree beyond their intervals on a,
+    on tokens/param or on the loss L* at any reported budget."""
     rows, flags = [], []
-    for m in methods:
-        r = result.get(m, {})
-        if r.get("status") != "ok":
-            continue
+    ok = [m for m in methods if result.get(m, {}).get("status") == "ok"]
+    for m in ok:
+        r = result[m]
         rows.append({"method": m, "a": r["exponents"]["a"], "b": r["exponents"]["b"],
                      "a_interval": r.get("exponent_intervals", {}).get("a"),
                      "b_interval": r.get("exponent_intervals", {}).get("b"),
                      "tokens_per_param": {str(row["flops"]): row["tokens_per_param"] for row in r["allocation"]}})
-    for i, x in enumerate(rows):
-        for y in rows[i + 1:]:
-            if x["a_interval"] and y["a_interval"]:
-                if x["a_interval"][1] < y["a_interval"][0] or y["a_interval"][1] < x["a_interval"][0]:
-                    flags.append(f"{x['method']} and {y['method']} disagree on a beyond their intervals "
-                                 f"({x['a']:.3f} vs {y['a']:.3f})")
+    for i, x in enumerate(ok):
+        for y in ok[i + 1:]:
+            rx, ry = result[x], result[y]
+            ax = {"value": rx["exponents"]["a"], "interval": rx.get("exponent_intervals", {}).get("a")}
+            ay = {"value": ry["exponents"]["a"], "interval": ry.get("exponent_intervals", {}).get("a")}
+            if ax["interval"] and ay["interval"] and _apart(ax, ay, np.inf):
+                flags.append(f"{x} and {y} disagree on a beyond their intervals ({ax['value']:.3f} vs {ay['value']:.3f})")
+            for key, what, ratio in (("tokens_per_param", "tokens/param", 1.5), ("loss", "L*", 1.02)):
+                apart = [(p["flops"], p[key]["value"], q[key]["value"]) for p, q in zip(rx["allocation"], ry["allocation"])
+                         if _apart(p[key], q[key], ratio)]
+                if apart:
+                    c, vx, vy = apart[-1]
+                    flags.append(f"{x} and {y} disagree on {what} at {len(apart)} budget(s), e.g. C = {c:.3g}: "
+                                 f"{vx:.4g} vs {vy:.4g}")
     return {"rows": rows, "disagreements": flags}
 
 
@@ -231,8 +257,6 @@ def compare_conventions(runs, cfg: FitConfig) -> list[dict]:
 
 def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     """Fit every configured method to runs (DataFrame or list of dicts); returns fit.json's content."""
-    from sweep.fit.backtest import backtest
-
     cfg = (cfg or FitConfig()).validate()
     notes: list = []
     data = prepare(runs, cfg, notes)
@@ -263,7 +287,7 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
         raise FitInputError(f"no method applies to these {data.loss.size} runs ({reasons})")
     result["comparison"] = compare(result, cfg.methods, report_budgets(data, cfg))
     if cfg.backtest:
-        result["backtest"] = backtest(data, cfg)
+        result["backtest"] = backtest(data, cfg, fit_methods)
     if cfg.compare_conventions and len(data.available_conventions) > 1:
         result["conventions"] = compare_conventions(runs, cfg)
     result["warnings"] = notes

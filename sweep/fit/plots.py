@@ -38,6 +38,8 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         plt.close(fig)
         written.append(name)
 
+    budget = np.asarray(pts.get("budget", np.zeros(c.size)), int)
+    budget_ids = np.unique(budget)
     a2 = result.get("approach2", {})
     if a2.get("status") == "ok":
         fig, ax = plt.subplots(figsize=(7, 5))
@@ -46,7 +48,7 @@ def write_plots(result: dict, folder: Path) -> list[str]:
             if b["n_sizes"] < result["config"]["min_sizes_per_budget"]:
                 continue
             col = cmap(i / max(1, len(a2["budgets"]) - 1))
-            m = np.isclose(np.log(c), np.log(b["flops"]), atol=np.log1p(result["config"]["budget_tolerance"]))
+            m = budget == budget_ids[i]
             ax.scatter(n[m], loss[m], color=col, s=14, label=f"C = {b['flops']:.2g}" + ("" if b["kept"] else " (dropped)"))
             if "coef" in b:
                 x = np.linspace(*b["log_n_range"], 100)
@@ -74,7 +76,7 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         ax.plot(cs, [r["loss"]["value"] for r in rows], color=COLORS[m], label=m)
         if all("interval" in r["loss"] for r in rows):
             ax.fill_between(cs, [r["loss"]["interval"][0] for r in rows], [r["loss"]["interval"][1] for r in rows],
-                            color=COLORS[m], alpha=0.15)
+                            color=COLORS[m], alpha=0.15, label=f"{m}: {100 * level:.0f}% interval of the law")
     ax.axvspan(c.max(), cs.max(), color="0.9", zorder=-1, label="extrapolation")
     ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss vs compute: compute-optimal predictions")
     ax.legend(fontsize=8)
@@ -122,9 +124,18 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     with_resid = [m for m in ok if "residuals" in result[m]]
     if with_resid:
         fig, axes = plt.subplots(1, len(with_resid), figsize=(5.5 * len(with_resid), 4), squeeze=False)
+        cmap = plt.get_cmap("viridis")
+        resid_order = np.argsort(n)
         for ax, m in zip(axes[0], with_resid):
-            ax.scatter(c, result[m]["residuals"], s=10, color=COLORS[m])
+            r = np.asarray(result[m]["residuals"], float)
+            for j, bid in enumerate(budget_ids):
+                sel = resid_order[budget[resid_order] == bid]
+                ax.plot(n[sel], r[sel], "o-", ms=3, lw=0.8, color=cmap(j / max(1, budget_ids.size - 1)),
+                        label=f"C = {np.median(c[budget == bid]):.2g}")
             ax.axhline(0, color="k", lw=0.8)
-            ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="log loss residual (data - fit)", title=f"{m} residuals")
+            ax.set(xscale="log", xlabel="parameters N", ylabel="log loss residual (data - fit)",
+                   title=f"{m} residuals per budget")
+            if budget_ids.size <= 12:
+                ax.legend(fontsize=7)
         save(fig, "residuals.png")
     return written

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 TITLES = {"approach1": "Chinchilla approach 1 (lowest loss at each compute)", "approach2": "Chinchilla approach 2 (IsoFLOP parabolas)",
-          "approach3": "Chinchilla approach 3 (L = E + A/N^α + B/D^β)", "kaplan": "Kaplan et al. 2020 (joint L(N, D))"}
+          "approach3": "Chinchilla approach 3 (L = E + A/N^α + B/D^β)", "kaplan": "Kaplan et al. 2020 (joint L(N, D) + E)"}
+EXTRAPOLATION_MARK = 10.0
+"""Allocation rows beyond this multiple of the largest fitted compute are marked as far extrapolations."""
 PLOTS = ["isoflop.png", "loss_vs_compute.png", "optimal_allocation.png", "loss_vs_params.png", "residuals.png"]
 
 
@@ -25,8 +27,14 @@ def render(result: dict, plots: list[str] | None = None) -> str:
              f"{d['n_runs']} runs ({d['n_branches']} from WSD cooldown branches), {d['n_sizes']} model sizes, "
              f"compute {d['flops_range'][0]:.3g} to {d['flops_range'][1]:.3g} FLOPs; parameters: "
              f"**{d['param_convention']}**, FLOPs: **{d['flop_convention']}** (C = {d['flops_per_nd']:.3g} N D). "
-             f"Intervals: {100 * result['config']['interval']:.0f}% bootstrap percentile, "
-             f"{result['config']['n_bootstrap']} resamples over runs.", ""]
+             f"D* = C / ({d['flops_per_nd']:.3g} N*) for every method at every C (the median of C / (N D) over the runs).", "",
+             f"Two kinds of {100 * result['config']['interval']:.0f}% interval: **CI** (confidence interval of the law: "
+             f"{result['config']['n_bootstrap']} bootstrap refits; where the law's curve is) and **PI** (prediction "
+             "interval for one new run: the law's spread plus run-to-run noise; where a run you train will land). "
+             + _noise_line(result.get("noise")), ""]
+    if "kaplan" in result["config"]["methods"] and result["config"].get("kaplan_irreducible", True):
+        lines += ["Kaplan's law is fitted with an irreducible term E (Kaplan et al. 2020 have none): "
+                  "`fit.kaplan_irreducible=false` fits their form.", ""]
     methods = result["config"]["methods"]
     for m in methods:
         r = result.get(m, {})
@@ -38,9 +46,16 @@ def render(result: dict, plots: list[str] | None = None) -> str:
         for k, v in r["params"].items():
             lines.append(f"| {k} | {_g(v, 6)} | {_iv(r['intervals'].get(k))} | {_g(r['se'].get(k))} |")
         ei = r.get("exponent_intervals", {})
-        lines.append(f"| a (N* ∝ C^a) | {_g(r['exponents']['a'])} | {_iv(ei.get('a'))} | |")
-        lines.append(f"| b (D* ∝ C^b) | {_g(r['exponents']['b'])} | {_iv(ei.get('b'))} | |")
+        es = r.get("exponent_se", {})
+        lines.append(f"| a (N* ∝ C^a) | {_g(r['exponents']['a'])} | {_iv(ei.get('a'))} | {_g(es.get('a'))} |")
+        lines.append(f"| b (D* ∝ C^b) | {_g(r['exponents']['b'])} | {_iv(ei.get('b'))} | {_g(es.get('b'))} |")
         lines.append("")
+        if r.get("n_resamples"):
+            fin = r.get("finite", {})
+            lines.append(f"Bootstrap: {r.get('bootstrap', 'runs resampled')}; {r['n_bootstrap_ok']} of {r['n_resamples']} "
+                         "resamples gave every parameter finite"
+                         + (f" (fewest finite: {min(fin, key=fin.get)}, {min(fin.values())})" if fin else "") + ".")
+            lines.append("")
         if m == "kaplan":
             for name, law in r.get("single_variable", {}).items():
                 if law["status"] == "ok":
@@ -60,17 +75,23 @@ def render(result: dict, plots: list[str] | None = None) -> str:
                              "the loss and favours runs whose schedule ends near that compute.")
             else:
                 lines.append(f"Frontier of final losses ({diag['runs_on_envelope']} runs): no training curves were used, "
-                             "so only runs that beat every cheaper run count; this needs many compute budgets.")
+                             "so the envelope is each budget's best run (kept when it beats every cheaper budget's best); "
+                             "N* per budget is then one of the sampled sizes, so a needs many budgets.")
+            lines.append("")
+        if m in ("approach1", "approach2") and r["params"]["loss_e"] != r["params"]["loss_e"]:
+            lines.append("L*(C) n/a: the loss law E + (C_c/C)^α needs 4 or more points and a fitted floor E > 0 "
+                         "to extrapolate; without a floor it falls toward zero loss. Approach 3 predicts losses here.")
             lines.append("")
         if m == "approach2":
             diag = r["diagnostics"]
-            lines.append(f"Budgets: {diag['kept']} kept of {diag['budgets']}.")
-            few = [b for b in diag["dropped"] if "size(s)" in b["reason"]]
-            if few:
-                lines.append(f"- {len(few)} budget(s) with too few sizes for a parabola")
-            for b in diag["dropped"]:
-                if b not in few:
-                    lines.append(f"- dropped {b['flops']:.3g} FLOPs: {b['reason']}")
+            lines += [f"Budgets: {diag['kept']} kept of {diag['budgets']} "
+                      f"(grouped by {'the planner' if result['data'].get('budget_source') == 'planner' else 'compute'}).", "",
+                      "| budget C | runs | sizes | sizes in parabola | N* (vertex) | L* (vertex) | kept / why dropped |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for b in r["budgets"]:
+                lines.append(f"| {b['flops']:.3g} | {b['n_runs']} | {b['n_sizes']} | {b.get('sizes_used', '')} | "
+                             f"{_g(b.get('n_star'), 3)} | {_g(b.get('loss_star'))} | "
+                             f"{'kept' if b['kept'] else b['reason']} |")
             lines.append("")
         if m == "approach3":
             diag = r["diagnostics"]
@@ -88,11 +109,17 @@ def render(result: dict, plots: list[str] | None = None) -> str:
     for flag in result["comparison"]["disagreements"] or ["No disagreement beyond the intervals."]:
         lines.append(f"- {flag}")
     lines += ["", "## Compute-optimal allocation", "",
-              "| method | C (FLOPs) | N* | D* | tokens/param | loss |", "| --- | --- | --- | --- | --- | --- |"]
+              f"Intervals: CI for N*, D*, tokens/param and the law's L*; PI for the loss of a run trained at that (N*, D*). "
+              f"**far** marks budgets beyond {EXTRAPOLATION_MARK:g}x the largest fitted compute.", "",
+              "| method | C (FLOPs) | × fitted C | N* | D* | tokens/param | L* (CI) | new run (PI) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in methods:
         for row in result.get(m, {}).get("allocation", []):
             cells = [f"{_g(row[k]['value'], 3)} {_iv(row[k].get('interval'), 3)}" for k in ("n_star", "d_star", "tokens_per_param", "loss")]
-            lines.append(f"| {m} | {row['flops']:.3g} | " + " | ".join(cells) + " |")
+            x = row.get("extrapolation")
+            mark = "" if x is None else (f"{x:.3g}" + (" **far**" if x > EXTRAPOLATION_MARK else ""))
+            pi = _iv(row["loss"].get("prediction_interval"), 3) or "n/a"
+            lines.append(f"| {m} | {row['flops']:.3g} | {mark} | " + " | ".join(cells) + f" | {pi} |")
     if result.get("conventions"):
         lines += ["", "## Conventions side by side (point estimates)", "",
                   "| params | FLOPs | method | a | b | tokens/param at C_ref |", "| --- | --- | --- | --- | --- | --- |"]
@@ -102,25 +129,49 @@ def render(result: dict, plots: list[str] | None = None) -> str:
                 if v:
                     lines.append(f"| {row['param_convention']} | {row['flop_convention']} | {m} | {v['a']:.4g} | "
                                  f"{v['b']:.4g} | {v['tokens_per_param']:.4g} (C={row['reference_flops']:.3g}) |")
-    bt = result.get("backtest")
-    if bt:
-        lines += ["", "## Backtest", ""]
-        if bt["status"] != "ok":
-            lines.append(f"Skipped: {bt['reason']}")
-        else:
-            lines += [f"Fitted on {bt['n_train']} runs below {bt['threshold']:.3g} FLOPs, predicted {bt['n_test']} above.", "",
-                      "| method | mean abs rel. error | max abs rel. error | interval coverage |", "| --- | --- | --- | --- |"]
-            for m, r in bt["methods"].items():
-                if r["status"] == "ok":
-                    cov = "n/a" if r["coverage"] is None else f"{100 * r['coverage']:.0f}%"
-                    lines.append(f"| {m} | {100 * r['mean_abs_rel_error']:.3f}% | {100 * r['max_abs_rel_error']:.3f}% | {cov} |")
-                else:
-                    lines.append(f"| {m} | skipped: {r['reason']} | | |")
+    lines += _backtest_lines(result.get("backtest"))
     if result.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in result["warnings"]]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _noise_line(nz: dict | None) -> str:
+    if not nz:
+        return ""
+    if nz["dof"] >= 1 and nz["sigma"] == nz["sigma"]:
+        return (f"Run-to-run noise: sd {100 * nz['sigma']:.2f}% of the loss, from {nz['source']} "
+                f"({nz['dof']} degrees of freedom).")
+    return f"No prediction intervals: {nz['source']}."
+
+
+def _backtest_lines(bt: dict | None) -> list[str]:
+    if not bt:
+        return []
+    lines = ["", "## Backtest", ""]
+    if bt["status"] != "ok":
+        return lines + [f"Skipped: {bt['reason']}"]
+    lines += [f"Refit on part of the {bt['n_budgets']} budgets, predict the held-out runs; scored against the PI. "
+              "Leave-future-out fits the budgets below a threshold and predicts every budget from it up; "
+              "leave-one-out fits all budgets but one. × fitted C: the held-out compute over the largest fitted one. "
+              "n/a predictions are counted apart, never as covered.", "",
+              "| method | splits | runs scored (n/a) | mean abs rel. error | max abs rel. error | PI coverage | "
+              "furthest × fitted C: error |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for m, r in bt["methods"].items():
+        if r["status"] != "ok":
+            lines.append(f"| {m} | skipped: {r['reason']} | | | | | |")
+            continue
+        for kind, sm in r["summary"].items():
+            if not sm["n"]:
+                continue
+            cov = "n/a" if sm["coverage"] is None else f"{100 * sm['coverage']:.0f}% of {sm['n_intervals']}"
+            far = ("n/a" if sm["max_extrapolation"] is None
+                   else f"{sm['max_extrapolation']:.3g}x: {100 * sm['error_at_max_extrapolation']:+.2f}%")
+            err = lambda x: "n/a" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+            lines.append(f"| {m} | {kind} | {sm['n_scored']} ({sm['n_na']}) | {err(sm['mean_abs_rel_error'])} | "
+                         f"{err(sm['max_abs_rel_error'])} | {cov} | {far} |")
+    return lines
 
 
 def write(result: dict, folder: Path, plots: list[str] | None = None) -> Path:

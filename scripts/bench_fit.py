@@ -5,12 +5,21 @@ optimum against Epoch's published grid fit. With --scipy-loop it also runs the p
 L-BFGS-B from each of the 4500 starts, one after another; minutes) and compares the optima.
 Ends with one line: grid_seconds=<x> bootstrap_seconds=<y>.
 
+With --methods it instead times `sweep fit` itself, one method at a time with 1000 resamples, as a user runs
+it (a fresh process: backtest, conventions, report and plots included, W&B off), on Porian et al.'s
+RefinedWeb "Reproducing Kaplan et al." table (107 runs) and on a simulated 1000-run IsoFLOP sweep. Ends
+with one line per table: `runs=<n> approach1=<s> approach2=<s> approach3=<s> kaplan=<s>` (seconds).
+
     python scripts/bench_fit.py [--n-boot 1000] [--scipy-loop]
+    python scripts/bench_fit.py --methods
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,12 +53,49 @@ def scipy_loop(log_n, log_d, log_l, grid):
     return best_x, best_f
 
 
+PORIAN = DATA.parents[1] / "porian" / "porian_isoflop_points.csv"
+METHODS = ("approach1", "approach2", "approach3", "kaplan")
+
+
+def time_methods(n_boot: int) -> None:
+    """Wall time of `sweep fit fit.methods=[m]` per method on a 107-run published table and a 1000-run simulated one."""
+    from sweep.fit.simulate import Law, isoflop_sweep
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = []
+        if PORIAN.is_file():
+            p = pd.read_csv(PORIAN)
+            p = p[p.config_id == "rw|base|long|kaplan|kaplan|train"]
+            path = Path(tmp) / "porian_rw_kaplan.csv"
+            pd.DataFrame({"n_params": p.n, "n_tokens": p.t, "flops": p.flops, "loss": p.loss}).to_csv(path, index=False)
+            tables.append(path)
+        path = Path(tmp) / "simulated_1000.csv"
+        pd.DataFrame(isoflop_sweep(Law(), np.logspace(18, 21, 20), sizes_per_budget=50, spacing=1.06,
+                                   seed=3)).to_csv(path, index=False)
+        tables.append(path)
+        for table in tables:
+            runs = len(pd.read_csv(table))
+            seconds = {}
+            for m in METHODS:
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "sweep.cli", "fit", f"input={table}", f"output={tmp}/fit-{m}",
+                                "wandb.mode=disabled", f"fit.methods=[{m}]", f"fit.n_bootstrap={n_boot}"],
+                               check=True, capture_output=True)
+                seconds[m] = time.perf_counter() - t0
+                print(f"{table.name}: sweep fit fit.methods=[{m}] fit.n_bootstrap={n_boot}: {seconds[m]:.1f} s", flush=True)
+            print(f"runs={runs} " + " ".join(f"{m}={v:.1f}" for m, v in seconds.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scipy-loop", action="store_true", help="also run the slow plain scipy loop")
+    parser.add_argument("--methods", action="store_true", help="time `sweep fit` per method instead")
     args = parser.parse_args()
+    if args.methods:
+        time_methods(args.n_boot)
+        return
     log_n, log_d, log_l = load_epoch()
     grid = approach3.epoch_grid()
 

@@ -123,9 +123,28 @@ class Approach3Fit:
     """Distinct optima the grid reached: (theta, objective, count), best first."""
 
 
+GRID_POINTS = 250
+"""Above this many runs, the grid's starts are advanced on an even subsample of SUBSAMPLE runs (spread over
+compute and size) to find the basins; the best distinct optima are then refined on every run. Epoch's 240
+points, and any sweep of up to 250 runs, use every run from every start."""
+SUBSAMPLE = 100
+
+
+def _subsample(log_n, log_d, size: int) -> np.ndarray:
+    order = np.lexsort((log_n, log_n + log_d))  # by compute, then size
+    return order[np.unique(np.linspace(0, order.size - 1, size).round().astype(int))]
+
+
 def fit_grid(log_n, log_d, log_l, delta, grid, n_polish=3, weights=None) -> Approach3Fit:
     """Approach 3 from every start of `grid`: batched LM, then L-BFGS-B polish of the best distinct optima."""
-    theta, f, _ = batched_lm(grid, log_n, log_d, log_l, delta, weights=weights)
+    if weights is None and log_n.size > GRID_POINTS:
+        sub = _subsample(log_n, log_d, SUBSAMPLE)
+        theta, f, _ = batched_lm(grid, log_n[sub], log_d[sub], log_l[sub], delta)
+        keep = np.argsort(f)[:1000]
+        candidates = np.array([o[0] for o in distinct_optima(theta[keep], f[keep])[:20]])
+        theta, f, _ = batched_lm(candidates, log_n, log_d, log_l, delta)
+    else:
+        theta, f, _ = batched_lm(grid, log_n, log_d, log_l, delta, weights=weights)
     # Only starts near the best matter for the optimum and its diagnostics; clustering all
     # 4500 (many stopped early in poor basins) would cost more than the fit.
     best = np.nanmin(f)

@@ -23,16 +23,26 @@ from sweep.fit.noise import Noise
 
 SUB_BOOTSTRAP = 100
 """Resamples of each backtest refit (fewer than the main fit's: there is one refit per split)."""
+MAX_SPLITS = 5
+"""Of each kind at most this many splits, evenly spread (always the furthest leave-future-out and both ends
+for leave-one-out): a sweep of 20 budgets would otherwise cost 38 refits."""
+SUB_GRID = dict(grid_alpha=[0.0, 1.0, 2.0], grid_beta=[0.0, 1.0, 2.0], grid_e=[-1.0, 0.0, 1.0],
+                grid_a=[0.0, 10.0, 20.0], grid_b=[0.0, 10.0, 20.0])
+"""Approach 3's starts in the refits: 243 of the main fit's grid, spanning the same ranges."""
+
+
+def _spread(values: list, k: int) -> list:
+    return [values[i] for i in np.unique(np.linspace(0, len(values) - 1, min(k, len(values))).round().astype(int))]
 
 
 def splits(data: FitData) -> list[dict]:
-    """Every (kind, label, train runs, test runs) split of the budgets, smallest compute first."""
+    """The (kind, label, train runs, test runs) splits of the budgets, smallest compute first."""
     ids = np.unique(data.budget)
     out = []
-    for k in range(2, ids.size):
+    for k in _spread(list(range(2, ids.size)), MAX_SPLITS):
         out.append({"kind": "future", "label": f"fit budgets 1-{k}, predict {k + 1}-{ids.size}",
                     "train": np.flatnonzero(data.budget < ids[k]), "test": np.flatnonzero(data.budget >= ids[k])})
-    for j in ids:
+    for j in _spread(list(ids), MAX_SPLITS):
         out.append({"kind": "leave-one-out", "label": f"leave out budget {int(j) + 1}",
                     "train": np.flatnonzero(data.budget != j), "test": np.flatnonzero(data.budget == j)})
     return out
@@ -47,7 +57,7 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
     if n_budgets < 3:
         return {"status": "skipped", "reason": f"{n_budgets} compute budget(s): a backtest needs 3 (fit 2, predict 1)"}
     sub_cfg = dataclasses.replace(cfg, n_bootstrap=min(cfg.n_bootstrap, SUB_BOOTSTRAP), compare_conventions=False,
-                                  backtest=False)
+                                  backtest=False, law_intervals=False, **SUB_GRID)
     rows: dict = {m: [] for m in cfg.methods}
     skipped: dict = {}
     for sp in splits(data):

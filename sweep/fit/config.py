@@ -62,6 +62,9 @@ class FitConfig:
     """Also fit under every other available parameter/FLOP convention (point estimates) for the side-by-side table."""
     backtest: bool = True
     """Run the backtest."""
+    law_intervals: bool = True
+    """Approach 3: resample runs for the law's confidence intervals (the backtest's refits skip it: they are
+    scored on prediction intervals, which come from refits on simulated sweeps)."""
 
     def validate(self) -> "FitConfig":
         if self.param_convention not in ("total", "non_embedding"):

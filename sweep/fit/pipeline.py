@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from sweep.fit import allocation, approach1, approach2, approach3, kaplan
-from sweep.fit.backtest import backtest
+from sweep.fit.backtest import SUB_GRID, backtest
 from sweep.fit.bootstrap import percentile_interval, summarize
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
 from sweep.fit.inputs import FitData, prepare
@@ -29,8 +29,11 @@ def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
     seconds = time.perf_counter() - t0
     point = approach3.natural(best.theta)
     samples = None
-    if cfg.n_bootstrap > 0:
-        starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3]])
+    starts = best.theta[None, :]
+    if cfg.n_bootstrap > 0 and cfg.law_intervals:
+        # Warm starts: the best optimum and, for sweeps small enough to afford it, the next two (a resample
+        # can move the best basin); on large sweeps every resample stays near the original optimum.
+        starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3 if data.loss.size <= 250 else 1]])
         boot = approach3.bootstrap(log_n, log_d, log_l, cfg.huber_delta, starts, cfg.n_bootstrap, cfg.seed)
         nat = approach3.lse_to_natural(boot)
         samples = np.column_stack([nat[k] for k in approach3.PARAM_NAMES])
@@ -53,13 +56,16 @@ def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
     out["noise"] = nz.as_dict()
     if cfg.n_bootstrap > 0 and nz.ok:
         boot = approach3.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,
-                                              cfg.n_bootstrap, cfg.seed + 1)
+                                              min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1)
         nat = approach3.lse_to_natural(boot)
         out["pi_samples"] = {"names": list(approach3.PARAM_NAMES),
                              "values": np.round(np.column_stack([nat[k] for k in approach3.PARAM_NAMES]), 10).tolist()}
     return out
 
 
+PI_REFITS = 200
+"""Refits on simulated sweeps behind approach 3's prediction intervals: each gets many noise draws, so the
+interval's percentiles settle with far fewer refits than the law's confidence intervals need."""
 COLLINEAR = 0.05
 """Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
 the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
@@ -233,15 +239,23 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
     return out
 
 
-def compare_conventions(runs, cfg: FitConfig) -> list[dict]:
-    """Point fits of every method under each available parameter/FLOP convention, side by side."""
+def compare_conventions(runs, cfg: FitConfig, main: FitData, main_result: dict) -> list[dict]:
+    """Point fits of every method under each available parameter/FLOP convention, side by side.
+
+    A convention whose (N, C) equal the main fit's (a table whose flops are 6ND) reuses the main fit; the
+    others are point fits from approach 3's coarse grid (backtest.SUB_GRID)."""
     rows = []
     probe = prepare(runs, cfg, [])
+    fitted = [(main, main_result)]
     for p_conv, f_conv in probe.available_conventions:
         sub = dataclasses.replace(cfg, param_convention=p_conv, flop_convention=f_conv, n_bootstrap=0,
-                                  compare_conventions=False, backtest=False)
+                                  compare_conventions=False, backtest=False, **SUB_GRID)
         data = prepare(runs, sub, [])
-        res = fit_methods(data, sub, [])
+        res = next((r for d, r in fitted if np.allclose(d.n, data.n, rtol=1e-9) and np.allclose(d.c, data.c, rtol=1e-9)),
+                   None)
+        if res is None:
+            res = fit_methods(data, sub, [])
+            fitted.append((data, res))
         mid = report_budgets(data, sub)[1]
         row = {"param_convention": p_conv, "flop_convention": f_conv, "reference_flops": mid}
         for m in cfg.methods:
@@ -289,6 +303,6 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     if cfg.backtest:
         result["backtest"] = backtest(data, cfg, fit_methods)
     if cfg.compare_conventions and len(data.available_conventions) > 1:
-        result["conventions"] = compare_conventions(runs, cfg)
+        result["conventions"] = compare_conventions(runs, cfg, data, result)
     result["warnings"] = notes
     return result

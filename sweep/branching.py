@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from sweep.config import ConfigError, RunConfig, to_dict
-from sweep.grid import PlannedRun
+from sweep.planned import PlannedRun
+from sweep.schedule import lr_factor  # the trainer's own schedule, so the check cannot drift from it
 from sweep.results import NOT_IN_RUN_ID, human, read_result, run_dir, run_id
 
 
@@ -68,8 +69,6 @@ def _shared_warmup(group: List[PlannedRun]) -> int:
 
 def _check_same_prefix(trunk: PlannedRun, run: PlannedRun, start: int) -> None:
     """Raise ConfigError unless trunk and run have the same learning rate at every step before `start`."""
-    from sweep.train import lr_factor  # the trainer's own schedule, so the check cannot drift from it
-
     for step in range(start):
         if lr_factor(step, trunk.steps, trunk.cfg.train) != lr_factor(step, run.steps, run.cfg.train):
             raise ConfigError(

@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional
 
 from sweep.config import ConfigError, ModelConfig, RunConfig
 from sweep.model import count_params, flops_per_token
+from sweep.branching import branch
+from sweep.planned import Grid, PlannedRun
 from sweep.results import human, run_id, run_name
 
 
@@ -79,44 +81,6 @@ class ExperimentConfig:
     """IsoFLOP: runs with fewer optimizer steps are dropped (too short to learn anything)."""
     branching: bool = False
     """WSD only: train each size's longest budget once and branch the shorter ones from its checkpoint at their cooldown."""
-
-
-@dataclass
-class PlannedRun:
-    """One run of a grid with the numbers a plan shows."""
-
-    index: int
-    """Position in the grid (the multirun's run_index)."""
-    cfg: RunConfig
-    """The complete run config (budget.n_tokens set, meta holding the grid coordinates)."""
-    run_id: str
-    """Results folder name (stable hash of what changes the result)."""
-    run_name: str
-    """Readable name, e.g. L2-d64-h4-D1.2M."""
-    n_params: int
-    """Total unique parameters (Chinchilla's N)."""
-    n_params_non_embedding: int
-    """Kaplan's N: without token/position embeddings and an untied output layer."""
-    n_tokens: int
-    """Training tokens D = steps * tokens_per_step."""
-    steps: int
-    """Optimizer steps."""
-    flops_per_token: float
-    """Exact training FLOPs per token."""
-    flops: float
-    """Exact training FLOPs of the run (flops_per_token * n_tokens)."""
-    flops_6nd: float
-    """6 * n_params * n_tokens."""
-    tokens_per_param: float
-    """n_tokens / n_params."""
-
-
-@dataclass
-class Grid:
-    """The expanded grid: the runs kept and the points dropped with the reason."""
-
-    runs: List[PlannedRun]
-    dropped: List[tuple]  # (PlannedRun, reason)
 
 
 # ----------------------------------------------------------------------------- shape rule
@@ -304,8 +268,6 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
     for i, r in enumerate(runs):
         r.index = i
     if exp.branching:
-        from sweep.branching import branch  # branching imports this module
-
         runs = branch(runs)
     return Grid(runs=runs, dropped=dropped)
 

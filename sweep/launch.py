@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from sweep.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
-from sweep.cli import compose, conf_dir
+from sweep.compose import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
 from sweep.mps import MpsStatus, mps_status, private_mps

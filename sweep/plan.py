@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from sweep.config import micro_batch
-from sweep.grid import PlannedRun
+from sweep.planned import PlannedRun
 from sweep.results import human
 
 

@@ -19,7 +19,7 @@ def compose(overrides: list[str]) -> dict:
     """conf/fit.yaml with key=value overrides, as a plain dict."""
     from omegaconf import OmegaConf
 
-    from sweep.cli import compose as compose_config
+    from sweep.compose import compose as compose_config
 
     return OmegaConf.to_container(compose_config("fit", overrides), resolve=True)
 

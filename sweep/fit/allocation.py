@@ -5,51 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.bootstrap import percentile_interval
-from sweep.fit.laws import chinchilla_loss, chinchilla_optimum, kaplan_joint_loss, kaplan_optimum
+from sweep.fit import registry
 from sweep.fit.noise import Noise, prediction_interval
-from sweep.fit.powerlaw import power_law_value
-
-
-def _p(params: dict, names) -> list:
-    return [np.asarray(params[k], float) for k in names]
 
 
 def exponents(method: str, params: dict):
     """(a, b) with N* ∝ C^a and D* ∝ C^b."""
-    if method == "approach3":
-        alpha, beta = _p(params, ["alpha", "beta"])
-        return beta / (alpha + beta), alpha / (alpha + beta)
-    if method == "kaplan":
-        alpha_n, alpha_d = _p(params, ["alpha_n", "alpha_d"])
-        return alpha_d / (alpha_n + alpha_d), alpha_n / (alpha_n + alpha_d)
-    return np.asarray(params["a"], float), np.asarray(params["b"], float)
+    return registry.get(method).exponents(params)
 
 
 def optimum(method: str, params: dict, flops, flops_per_nd: float):
     """(N*, D*, L*) at compute `flops`; arrays broadcast over parameter samples."""
-    flops = np.asarray(flops, float)
-    if method == "approach3":
-        e, a, b, alpha, beta = _p(params, ["E", "A", "B", "alpha", "beta"])
-        return chinchilla_optimum(flops, e, a, b, alpha, beta, flops_per_nd)
-    if method == "kaplan":
-        log_nc, log_dc, alpha_n, alpha_d, e = _p(params, ["log_nc", "log_dc", "alpha_n", "alpha_d", "e"])
-        return kaplan_optimum(flops, np.exp(log_nc), np.exp(log_dc), alpha_n, alpha_d, e, flops_per_nd)
-    n_log0, a, lcc, la, le = _p(params, ["n_log0", "a", "loss_log_cc", "loss_alpha", "loss_e"])
-    n = np.exp(n_log0 + a * np.log(flops))
-    # D* from C = k N* D*, as approach 3 and Kaplan do, so that every method's (N*, D*) spends the same C;
-    # the regressed D* exponent b is reported beside it (b + a = 1 only when k is constant).
-    return n, flops / (flops_per_nd * n), power_law_value(flops, lcc, la, le)
+    return registry.get(method).optimum(params, flops, flops_per_nd)
 
 
 def loss_at(method: str, params: dict, n, d):
-    """Predicted loss at (N, D) for the methods with a full L(N, D); None for approaches 1 and 2."""
-    if method == "approach3":
-        e, a, b, alpha, beta = _p(params, ["E", "A", "B", "alpha", "beta"])
-        return chinchilla_loss(n, d, e, a, b, alpha, beta)
-    if method == "kaplan":
-        log_nc, log_dc, alpha_n, alpha_d, e = _p(params, ["log_nc", "log_dc", "alpha_n", "alpha_d", "e"])
-        return kaplan_joint_loss(n, d, np.exp(log_nc), np.exp(log_dc), alpha_n, alpha_d, e)
-    return None
+    """Predicted loss at (N, D) for the methods with a full L(N, D); None for the others (approaches 1 and 2)."""
+    f = registry.get(method).loss_at
+    return None if f is None else f(params, n, d)
 
 
 def sample_params(result: dict, key: str = "samples") -> dict | None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.bootstrap import resample_indices
-from sweep.fit.powerlaw import NO_LAW, loss_law, loss_laws
+from sweep.fit.bootstrap import resample_indices, summarize
+from sweep.fit.method import Method
+from sweep.fit.powerlaw import (FRONTIER_NAMES, NO_LAW, frontier_exponents, frontier_optimum, loss_law, loss_laws,
+                                no_law_lines)
 
-NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
+NAMES = FRONTIER_NAMES
 GRID_SIZE = 1500
 """FLOP values of the envelope grid (Hoffmann et al. used 1500); each run's final compute is added to it."""
 LAW_POINTS = 100
@@ -161,3 +163,40 @@ def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int) -> np.ndarray | None
         return None
     laws = loss_laws(xs, ys, cfg)
     return np.column_stack([np.array(stage, float), laws])
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """Approach 1's section of fit.json: the point fit, the bootstrap over runs and the envelope."""
+    point = fit_point(data, cfg)
+    out = summarize(point, bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed), NAMES, cfg.interval)
+    out["bootstrap"] = "runs resampled with replacement"
+    env = point["envelope"]
+    out["frontier"] = [int(i) for i in point["frontier"]]
+    out["envelope"] = {k: np.asarray(v).tolist() for k, v in env.items()}
+    out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
+                          "runs_on_envelope": len(out["frontier"]), "sizes_on_envelope": int(np.unique(env["n"]).size)}
+    if cfg.approach1_curves and point["source"] == "final":
+        out["notes"] = ["approach 1: no training curves in the input (tables and W&B summaries carry final losses only; "
+                        "a results folder needs each run's metrics.jsonl), so its envelope is each budget's best final "
+                        "loss, which needs runs at many compute budgets"]
+    return out
+
+
+def report(r: dict, fit: dict) -> list:
+    diag = r["diagnostics"]
+    if diag["source"] == "curves":
+        line = (f"Envelope of the runs' val-loss curves (Hoffmann et al.): at each of {diag['envelope_points']} "
+                f"log-spaced FLOP values, the run with the lowest log-log interpolated loss; "
+                f"{diag['runs_on_envelope']} runs ({diag['sizes_on_envelope']} sizes) are on it. "
+                "Intermediate points are mid-schedule (learning rate not yet decayed), so they sit above "
+                "what a run of that length would reach: between the ends of runs the envelope overstates "
+                "the loss and favours runs whose schedule ends near that compute.")
+    else:
+        line = (f"Frontier of final losses ({diag['runs_on_envelope']} runs): no training curves were used, "
+                "so the envelope is each budget's best run (kept when it beats every cheaper budget's best); "
+                "N* per budget is then one of the sampled sizes, so a needs many budgets.")
+    return [line, ""] + no_law_lines(r)
+
+
+METHOD = Method(name="approach1", title="Chinchilla approach 1 (lowest loss at each compute)", color="tab:blue",
+                fit=run, exponents=frontier_exponents, optimum=frontier_optimum, report=report)

@@ -12,9 +12,12 @@ import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.noise import Noise, from_replicates
-from sweep.fit.powerlaw import loss_laws, weighted_line
+from sweep.fit.bootstrap import summarize
+from sweep.fit.method import Method, fmt
+from sweep.fit.powerlaw import (FRONTIER_NAMES, frontier_exponents, frontier_optimum, loss_laws, no_law_lines,
+                                weighted_line)
 
-NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
+NAMES = FRONTIER_NAMES
 
 
 def _size_means(data, m: np.ndarray, loss: np.ndarray):
@@ -153,3 +156,39 @@ def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int, sigma: float) -> np.
     loss = data.loss[None, :] * np.exp(sigma * rng.standard_normal((n_boot, data.loss.size)))
     v = budget_vertices(data, loss, cfg.min_sizes_per_budget, cfg.parabola_window)
     return _regress(v, cfg)
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """Approach 2's section of fit.json: the point fit, the parametric bootstrap and the per-budget records."""
+    point = fit_point(data, cfg)
+    nz = noise(data, cfg)
+    samples = bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed, nz.sigma)
+    out = summarize(point, samples, NAMES, cfg.interval)
+    out["bootstrap"] = (f"parametric: every run's loss redrawn with noise sd {nz.sigma:.3g} ({nz.source})"
+                        if samples is not None else f"none ({nz.source})")
+    out["noise"] = nz.as_dict()
+    budgets = point["budgets"]
+    out["budgets"] = budgets
+    dropped = [b for b in budgets if not b["kept"]]
+    out["diagnostics"] = {"budgets": len(budgets), "kept": len(budgets) - len(dropped),
+                          "dropped": [{"flops": b["flops"], "reason": b["reason"]} for b in dropped]}
+    out["notes"] = [f"approach 2: budget {b['flops']:.3g} FLOPs dropped: {b['reason']}" for b in dropped
+                    if b["n_sizes"] >= cfg.min_sizes_per_budget]
+    return out
+
+
+def report(r: dict, fit: dict) -> list:
+    diag = r["diagnostics"]
+    lines = no_law_lines(r) + [
+        f"Budgets: {diag['kept']} kept of {diag['budgets']} "
+        f"(grouped by {'the planner' if fit['data'].get('budget_source') == 'planner' else 'compute'}).", "",
+        "| budget C | runs | sizes | sizes in parabola | N* (vertex) | L* (vertex) | kept / why dropped |",
+        "| --- | --- | --- | --- | --- | --- | --- |"]
+    for b in r["budgets"]:
+        lines.append(f"| {b['flops']:.3g} | {b['n_runs']} | {b['n_sizes']} | {b.get('sizes_used', '')} | "
+                     f"{fmt(b.get('n_star'), 3)} | {fmt(b.get('loss_star'))} | {'kept' if b['kept'] else b['reason']} |")
+    return lines + [""]
+
+
+METHOD = Method(name="approach2", title="Chinchilla approach 2 (IsoFLOP parabolas)", color="tab:orange", fit=run,
+                exponents=frontier_exponents, optimum=frontier_optimum, report=report, noise_priority=1)

@@ -1,229 +1,113 @@
-"""Chinchilla approach 3: fit L = E + A/N^alpha + B/D^beta to every run at once.
-
-The fit is Hoffmann et al.'s (as replicated by Besiroglu et al. 2024): log-sum-exp form
-log L = LSE(a - alpha log N, b - beta log D, e), Huber loss on log-loss residuals SUMMED over
-points, minimised from every start of an initialisation grid.
-
-Speed: a plain scipy loop over the 4500-start grid takes minutes. Here all starts advance
-together in numpy: a batched Levenberg-Marquardt on the Huber objective (Gauss-Newton with the
-IRLS weights min(1, delta/|r|), which majorise the Huber loss), each start with its own damping
-and step acceptance, so every start only ever moves downhill. The few distinct best candidates
-are then polished with scipy's L-BFGS-B on the same objective with its analytic gradient. The
-bootstrap reuses the batched solver: a resample is a vector of per-point counts, so many
-resamples x a few warm starts run as one batch.
-"""
+"""Chinchilla approach 3: fit L = E + A/N^alpha + B/D^beta to every run at once (numerics in sweep.fit.lse)."""
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
+import time
 
 import numpy as np
-from scipy.optimize import minimize
 
-from sweep.fit import solver
-from sweep.fit.laws import huber, huber_grad, lse_to_natural
-
-PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
-
-
-def epoch_grid(alphas=None, betas=None, es=None, as_=None, bs=None) -> np.ndarray:
-    """Besiroglu et al.'s initialisation grid as rows of (a, b, e, alpha, beta); 4500 starts by default."""
-    alphas = np.arange(0, 2.01, 0.5) if alphas is None else np.asarray(alphas, float)
-    betas = np.arange(0, 2.01, 0.5) if betas is None else np.asarray(betas, float)
-    es = np.arange(-1, 1.01, 0.5) if es is None else np.asarray(es, float)
-    as_ = np.arange(0, 26, 5) if as_ is None else np.asarray(as_, float)
-    bs = np.arange(0, 26, 5) if bs is None else np.asarray(bs, float)
-    return np.array([(a, b, e, al, be) for al, be, e, a, b in itertools.product(alphas, betas, es, as_, bs)],
-                    dtype=float)
+from sweep.fit import lse
+from sweep.fit.bootstrap import summarize
+from sweep.fit.config import FitConfig, MethodSkipped
+from sweep.fit.laws import chinchilla_loss, chinchilla_optimum
+from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, fit_shared_exponent,  # noqa: F401
+                           lse_to_natural, natural, objective, polish)
+from sweep.fit.method import Method
+from sweep.fit.noise import from_replicates, from_residuals
 
 
-def _residuals(theta, log_n, log_d, log_l, with_jacobian=True):
-    """Residuals r = LSE(...) - log L (S, P) and, optionally, their Jacobian (S, P, 5) for starts theta (S, 5)."""
-    a, b, e, alpha, beta = (theta[:, i, None] for i in range(5))
-    z0 = a - alpha * log_n
-    z1 = b - beta * log_d
-    m = np.maximum(np.maximum(z0, z1), e)
-    p0, p1, p2 = np.exp(z0 - m), np.exp(z1 - m), np.exp(e - m)
-    s = p0 + p1 + p2
-    r = m + np.log(s) - log_l
-    if not with_jacobian:
-        return r, None
-    p0 /= s
-    p1 /= s
-    p2 /= s
-    jac = np.stack([p0, p1, p2, -p0 * log_n, -p1 * log_d], axis=-1)
-    return r, jac
-
-
-def objective(theta, log_n, log_d, log_l, delta, weights=None):
-    """Summed Huber loss of log-loss residuals for each start: theta (S, 5) -> (S,)."""
-    r, _ = _residuals(np.atleast_2d(np.asarray(theta, float)), log_n, log_d, log_l, with_jacobian=False)
-    h = huber(r, delta)
-    return (h if weights is None else h * weights).sum(axis=1)
-
-
-def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, **options):
-    """`solver.batched_lm` on approach 3's residuals: every row of theta0 (S, 5) minimised at once."""
-    return solver.batched_lm(theta0, lambda th, jac, rows: _residuals(th, log_n, log_d, log_l, jac), delta,
-                             weights=weights, **options)
-
-
-def polish(theta0, log_n, log_d, log_l, delta, weights=None):
-    """scipy L-BFGS-B from theta0 (5,) with the analytic gradient; returns (theta, objective)."""
-    w = np.ones(log_n.size) if weights is None else np.asarray(weights, float)
-
-    def fun(th):
-        r, jac = _residuals(th[None, :], log_n, log_d, log_l)
-        return float((w * huber(r[0], delta)).sum()), (w * huber_grad(r[0], delta)) @ jac[0]
-
-    res = minimize(fun, np.asarray(theta0, float), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 10000, "ftol": 1e-15, "gtol": 1e-12})
-    return res.x, float(res.fun)
-
-
-def distinct_optima(theta, f, rel_tol=1e-5, param_tol=1e-2):
-    """Group converged starts into distinct optima: a list of (theta, objective, count), best first.
-
-    Two starts share an optimum when their objectives agree to rel_tol and their parameters to
-    param_tol (relative to the larger of 1 and the parameter's size). Sorted by objective, a start
-    can only join one of the groups whose objective is within rel_tol, so the scan is linear.
-    """
-    # Compare E itself, not e = log E: optima with E -> 0 differ only in an irrelevant, huge negative e.
-    theta = np.column_stack([theta[:, :2], np.exp(np.minimum(theta[:, 2], 50.0)), theta[:, 3:]])
-    order = np.argsort(f)
-    groups: list[list] = []
-    open_groups: list[list] = []
-    for i in order:
-        if not np.isfinite(f[i]):
-            continue
-        open_groups = [g for g in open_groups if f[i] - g[1] <= rel_tol * max(abs(g[1]), 1e-300)]
-        for g in open_groups:
-            if np.all(np.abs(theta[i] - g[0]) <= param_tol * np.maximum(1.0, np.abs(g[0]))):
-                g[2] += 1
-                break
-        else:
-            g = [theta[i].copy(), float(f[i]), 1]
-            groups.append(g)
-            open_groups.append(g)
-    return [(np.r_[g[0][:2], np.log(max(g[0][2], 1e-300)), g[0][3:]], g[1], g[2]) for g in groups]
-
-
-@dataclass
-class Approach3Fit:
-    """Result of one approach-3 fit on one data set."""
-
-    theta: np.ndarray
-    """Best (a, b, e, alpha, beta) found."""
-    objective: float
-    """Summed Huber loss at theta."""
-    n_starts: int
-    """Number of initialisation-grid starts."""
-    optima: list
-    """Distinct optima the grid reached: (theta, objective, count), best first."""
-
-
-GRID_POINTS = 250
-"""Above this many runs, the grid's starts are advanced on an even subsample of SUBSAMPLE runs (spread over
-compute and size) to find the basins; the best distinct optima are then refined on every run. Epoch's 240
-points, and any sweep of up to 250 runs, use every run from every start."""
-SUBSAMPLE = 100
-
-
-def _subsample(log_n, log_d, size: int) -> np.ndarray:
-    order = np.lexsort((log_n, log_n + log_d))  # by compute, then size
-    return order[np.unique(np.linspace(0, order.size - 1, size).round().astype(int))]
-
-
-def fit_grid(log_n, log_d, log_l, delta, grid, n_polish=3, weights=None) -> Approach3Fit:
-    """Approach 3 from every start of `grid`: batched LM, then L-BFGS-B polish of the best distinct optima."""
-    if weights is None and log_n.size > GRID_POINTS:
-        sub = _subsample(log_n, log_d, SUBSAMPLE)
-        theta, f, _ = batched_lm(grid, log_n[sub], log_d[sub], log_l[sub], delta)
-        keep = np.argsort(f)[:1000]
-        candidates = np.array([o[0] for o in distinct_optima(theta[keep], f[keep])[:20]])
-        theta, f, _ = batched_lm(candidates, log_n, log_d, log_l, delta)
-    else:
-        theta, f, _ = batched_lm(grid, log_n, log_d, log_l, delta, weights=weights)
-    # Only starts near the best matter for the optimum and its diagnostics; clustering all
-    # 4500 (many stopped early in poor basins) would cost more than the fit.
-    best = np.nanmin(f)
-    keep = np.argsort(f)[:1000]
-    keep = keep[f[keep] <= 10 * best]
-    optima = distinct_optima(theta[keep], f[keep])
-    best_theta, best_f = theta[np.nanargmin(f)], best
-    for th, fo, _ in optima[:n_polish]:
-        if fo > 1.01 * best:
-            break
-        pt, pf = polish(th, log_n, log_d, log_l, delta, weights)
-        if pf < best_f:
-            best_theta, best_f = pt, pf
-    return Approach3Fit(theta=np.asarray(best_theta, float), objective=float(best_f), n_starts=len(grid), optima=optima)
-
-
-def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250):
-    """Refit on n_boot resamples of the points (counts drawn with replacement), warm-started from `starts` (K, 5).
-
-    Returns the best (a, b, e, alpha, beta) per resample, (n_boot, 5); the same seed gives the same draws.
-    """
-    rng = np.random.default_rng(seed)
-    n_points = log_n.size
-    starts = np.atleast_2d(starts)
-    k = starts.shape[0]
-    out = np.empty((n_boot, 5))
-    for lo in range(0, n_boot, chunk):
-        hi = min(n_boot, lo + chunk)
-        counts = np.stack([np.bincount(rng.integers(0, n_points, n_points), minlength=n_points)
-                           for _ in range(hi - lo)]).astype(float)
-        w = np.repeat(counts, k, axis=0)
-        th0 = np.tile(starts, (hi - lo, 1))
-        th, f, _ = batched_lm(th0, log_n, log_d, log_l, delta, weights=w, groups=np.repeat(np.arange(hi - lo), k))
-        f = f.reshape(hi - lo, k)
-        best = np.argmin(f, axis=1)
-        out[lo:hi] = th.reshape(hi - lo, k, 5)[np.arange(hi - lo), best]
+def run(data, cfg: FitConfig) -> dict:
+    """Approach 3's section of fit.json: the grid fit, both bootstraps, residuals and diagnostics."""
+    _applies(data)
+    log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
+    grid = lse.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
+    t0 = time.perf_counter()
+    best = lse.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid)
+    seconds = time.perf_counter() - t0
+    point = lse.natural(best.theta)
+    samples = None
+    starts = best.theta[None, :]
+    if cfg.n_bootstrap > 0 and cfg.law_intervals:
+        # Warm starts: the best optimum and, for sweeps small enough to afford it, the next two (a resample
+        # can move the best basin); on large sweeps every resample stays near the original optimum.
+        starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3 if data.loss.size <= 250 else 1]])
+        boot = lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, starts, cfg.n_bootstrap, cfg.seed)
+        nat = lse.lse_to_natural(boot)
+        samples = np.column_stack([nat[k] for k in lse.PARAM_NAMES])
+    out = summarize(point, samples, list(lse.PARAM_NAMES), cfg.interval)
+    out["bootstrap"] = "runs resampled with replacement"
+    residuals = log_l - np.log(loss_at(point, data.n, data.d))
+    sensitivity = {}
+    for factor in (0.1, 10.0):
+        th, f = lse.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor)
+        sensitivity[f"delta={cfg.huber_delta * factor:g}"] = lse.natural(th)
+    out["diagnostics"] = {
+        "objective": best.objective, "n_starts": best.n_starts, "grid_seconds": round(seconds, 3),
+        "distinct_optima": len(best.optima),
+        "optima": [{"objective": o[1], "starts": o[2], **lse.natural(o[0])} for o in best.optima[:5]],
+        "delta_sensitivity": sensitivity,
+        "residual_rms": float(np.sqrt(np.mean(residuals ** 2))), "residual_max": float(np.max(np.abs(residuals))),
+    }
+    out["residuals"] = residuals.tolist()
+    nz = from_replicates(data) or from_residuals(residuals, 5, "approach 3")
+    out["noise"] = nz.as_dict()
+    if cfg.n_bootstrap > 0 and nz.ok:
+        boot = lse.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,
+                                              min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1)
+        nat = lse.lse_to_natural(boot)
+        out["pi_samples"] = {"names": list(lse.PARAM_NAMES),
+                             "values": np.round(np.column_stack([nat[k] for k in lse.PARAM_NAMES]), 10).tolist()}
     return out
 
 
-def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed, chunk=250):
-    """Refit on n_boot sweeps simulated from the fitted law: log L = LSE(theta) + sigma z at the same (N, D).
-
-    The spread of these refits is the law's uncertainty if the law's form is right and runs differ by
-    noise sigma; prediction intervals use it (resampling runs overstates it by ~30% on simulated sweeps).
-    Returns (n_boot, 5) rows of (a, b, e, alpha, beta).
-    """
-    rng = np.random.default_rng(seed)
-    fitted = _residuals(np.atleast_2d(theta), log_n, log_d, np.zeros_like(log_n), with_jacobian=False)[0][0]
-    starts = np.atleast_2d(starts)
-    k = starts.shape[0]
-    out = np.empty((n_boot, 5))
-    for lo in range(0, n_boot, chunk):
-        hi = min(n_boot, lo + chunk)
-        sims = fitted + sigma * rng.standard_normal((hi - lo, log_n.size))
-        per_row = np.repeat(sims, k, axis=0)
-        th, f, _ = solver.batched_lm(np.tile(starts, (hi - lo, 1)),
-                                     lambda th, jac, rows: _residuals(th, log_n, log_d, per_row[rows], jac), delta,
-                                     groups=np.repeat(np.arange(hi - lo), k))
-        out[lo:hi], _ = solver.best_per_group(th, f, hi - lo)
-    return out
+PI_REFITS = 200
+"""Refits on simulated sweeps behind approach 3's prediction intervals: each gets many noise draws, so the
+interval's percentiles settle with far fewer refits than the law's confidence intervals need."""
+COLLINEAR = 0.05
+"""Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
+the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
 
 
-def natural(theta) -> dict:
-    """Best-fit parameters as a plain dict {E, A, B, alpha, beta}."""
-    return {k: float(v) for k, v in lse_to_natural(theta).items()}
+def _applies(data) -> None:
+    """Approach 3 needs N and D varied independently; otherwise E, A, B, alpha and beta trade off freely."""
+    if data.loss.size <= 5:
+        raise MethodSkipped(f"approach 3 has 5 parameters but only {data.loss.size} runs: add runs")
+    n_sizes, n_tokens = np.unique(data.n).size, np.unique(data.d).size
+    if n_sizes < 3 or n_tokens < 3:
+        raise MethodSkipped(f"approach 3 needs at least 3 distinct N and 3 distinct D (got {n_sizes} and {n_tokens}): "
+                            "with fewer, alpha and beta are not identified; add sizes or token counts")
+    design = np.column_stack([np.log(data.n), np.log(data.d)])
+    sv = np.linalg.svd(design - design.mean(0), compute_uv=False)
+    if sv[1] < COLLINEAR * sv[0]:
+        raise MethodSkipped(f"approach 3's (log N, log D) design is nearly collinear (singular values {sv[0]:.3g}, "
+                            f"{sv[1]:.3g}), as in a single IsoFLOP budget: N and D effects cannot be separated; add "
+                            "budgets (or token counts per size)")
 
 
-def fit_shared_exponent(n, d, loss, p0=(1.0, 10.0, 10.0, -0.3)) -> dict:
-    """Gadre et al. 2024's one-exponent variant L = E + a N^c + b 6^(c/2) D^c, least squares on raw loss.
+def exponents(params: dict):
+    """a = beta / (alpha + beta), b = alpha / (alpha + beta)."""
+    alpha, beta = np.asarray(params["alpha"], float), np.asarray(params["beta"], float)
+    return beta / (alpha + beta), alpha / (alpha + beta)
 
-    Four parameters: with as few as 5 runs (their setting) this is the form to use, not the full law.
-    """
-    from scipy.optimize import curve_fit
 
-    from sweep.fit.laws import shared_exponent_loss
+def optimum(params: dict, flops, flops_per_nd: float):
+    p = [np.asarray(params[k], float) for k in ("E", "A", "B", "alpha", "beta")]
+    return chinchilla_optimum(np.asarray(flops, float), *p, flops_per_nd)
 
-    n, d, loss = (np.asarray(x, float) for x in (n, d, loss))
-    if loss.size < 4:
-        raise ValueError(f"the one-exponent law has 4 parameters; got {loss.size} runs")
-    p, _ = curve_fit(lambda x, e, a, b, c: shared_exponent_loss(x[0], x[1], e, a, b, c), (n, d), loss,
-                     p0=list(p0), maxfev=100000)
-    return dict(zip(("E", "a", "b", "c"), map(float, p)))
+
+def loss_at(params: dict, n, d):
+    return chinchilla_loss(n, d, *[np.asarray(params[k], float) for k in ("E", "A", "B", "alpha", "beta")])
+
+
+def report(r: dict, fit: dict) -> list:
+    diag = r["diagnostics"]
+    return [f"Grid: {diag['n_starts']} starts in {diag['grid_seconds']} s; objective {diag['objective']:.6g}; "
+            f"{diag['distinct_optima']} distinct optima near the best (objective, starts): "
+            + ", ".join(f"{o['objective']:.5g} ({o['starts']})" for o in diag["optima"][:4]) + ".",
+            "Sensitivity to the Huber δ: " + "; ".join(
+                f"{k}: α={v['alpha']:.4g}, β={v['beta']:.4g}, E={v['E']:.4g}" for k, v in diag["delta_sensitivity"].items()),
+            f"Residuals (log loss): rms {diag['residual_rms']:.4g}, max {diag['residual_max']:.4g}.", ""]
+
+
+METHOD = Method(name="approach3", title="Chinchilla approach 3 (L = E + A/N^α + B/D^β)", color="tab:green", fit=run,
+                exponents=exponents, optimum=optimum, loss_at=loss_at, report=report, noise_priority=0)

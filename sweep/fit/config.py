@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-METHODS = ("approach1", "approach2", "approach3", "kaplan")
-
-
 class FitInputError(ValueError):
     """The runs cannot be fitted; the message names the problem and the fix."""
 
@@ -56,8 +53,8 @@ class FitConfig:
     """Add an irreducible term E to the Kaplan laws."""
     budgets: List[float] = field(default_factory=lambda: [1e18, 1e21])
     """Extrapolation budgets (FLOPs) for the compute-optimal table, besides the sampled ones."""
-    methods: List[str] = field(default_factory=lambda: list(METHODS))
-    """Methods to run, any of approach1, approach2, approach3, kaplan."""
+    methods: Optional[List[str]] = None
+    """Methods to run, by name in sweep.fit.registry (approach1, approach2, approach3, kaplan); None: all of them."""
     compare_conventions: bool = True
     """Also fit under every other available parameter/FLOP convention (point estimates) for the side-by-side table."""
     backtest: bool = True
@@ -71,9 +68,6 @@ class FitConfig:
             raise FitInputError(f"param_convention={self.param_convention!r}: use 'total' or 'non_embedding'")
         if self.flop_convention not in ("6nd", "exact"):
             raise FitInputError(f"flop_convention={self.flop_convention!r}: use '6nd' or 'exact'")
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad:
-            raise FitInputError(f"methods {bad} unknown: choose from {list(METHODS)}")
         if not 0 < self.interval < 1:
             raise FitInputError(f"interval={self.interval}: a coverage strictly between 0 and 1, e.g. 0.95")
         if self.huber_delta <= 0 or self.budget_tolerance < 0 or self.n_bootstrap < 0:

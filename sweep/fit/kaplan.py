@@ -1,4 +1,4 @@
-"""Kaplan et al. 2020 laws: L(N) on a data-rich slice, L(D), L(C) on the compute frontier, and the joint L(N, D)."""
+"""Kaplan et al. 2020 laws: L(N) on a data-rich slice, L(D), L(C) on the compute frontier, and the joint L(N, D) + E."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import numpy as np
 
 from sweep.fit import solver
 from sweep.fit.approach1 import envelope
+from sweep.fit.bootstrap import summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.inputs import group_budgets
+from sweep.fit.laws import kaplan_joint_loss, kaplan_optimum
+from sweep.fit.method import Method
+from sweep.fit.noise import from_residuals
 from sweep.fit.powerlaw import fit_power_law
 
 NAMES = ["log_nc", "log_dc", "alpha_n", "alpha_d", "e"]
@@ -144,3 +148,55 @@ def single_variable_laws(data, cfg: FitConfig) -> dict:
         except MethodSkipped as exc:
             laws[name] = {"status": "skipped", "reason": str(exc), "n_points": int(idx.size)}
     return laws
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """Kaplan's section of fit.json: the joint law with its bootstrap, and the single-variable laws."""
+    point = fit_point(data, cfg)
+    samples = bootstrap(data, cfg, point, cfg.n_bootstrap, cfg.seed)
+    out = summarize(point, samples, NAMES, cfg.interval)
+    out["bootstrap"] = "runs resampled with replacement"
+    out["natural"] = {"N_c": float(np.exp(point["log_nc"])), "D_c": float(np.exp(point["log_dc"])),
+                      "alpha_N": point["alpha_n"], "alpha_D": point["alpha_d"], "E": point["e"]}
+    out["single_variable"] = single_variable_laws(data, cfg)
+    residuals = np.log(data.loss) - np.log(loss_at(point, data.n, data.d))
+    out["residuals"] = residuals.tolist()
+    out["noise"] = from_residuals(residuals, 4 + cfg.kaplan_irreducible, "kaplan").as_dict()
+    return out
+
+
+def exponents(params: dict):
+    """a = alpha_D / (alpha_N + alpha_D), b = alpha_N / (alpha_N + alpha_D)."""
+    alpha_n, alpha_d = np.asarray(params["alpha_n"], float), np.asarray(params["alpha_d"], float)
+    return alpha_d / (alpha_n + alpha_d), alpha_n / (alpha_n + alpha_d)
+
+
+def _natural(params: dict):
+    log_nc, log_dc, alpha_n, alpha_d, e = (np.asarray(params[k], float) for k in NAMES)
+    return np.exp(log_nc), np.exp(log_dc), alpha_n, alpha_d, e
+
+
+def optimum(params: dict, flops, flops_per_nd: float):
+    return kaplan_optimum(np.asarray(flops, float), *_natural(params), flops_per_nd)
+
+
+def loss_at(params: dict, n, d):
+    return kaplan_joint_loss(n, d, *_natural(params))
+
+
+def report(r: dict, fit: dict) -> list:
+    lines = []
+    if fit["config"].get("kaplan_irreducible", True):
+        lines += ["Fitted with an irreducible term E (Kaplan et al. 2020 have none): `fit.kaplan_irreducible=false` "
+                  "fits their form.", ""]
+    for name, law in r.get("single_variable", {}).items():
+        if law["status"] == "ok":
+            lines.append(f"- {name}: x_c = {law['x_c']:.4g}, α = {law['alpha']:.4g}, E = {law['E']:.4g} "
+                         f"({law['n_points']} points)")
+        else:
+            lines.append(f"- {name}: skipped ({law['reason']})")
+    return lines + [""]
+
+
+METHOD = Method(name="kaplan", title="Kaplan et al. 2020 (joint L(N, D) + E)", color="tab:red", fit=run,
+                exponents=exponents, optimum=optimum, loss_at=loss_at, report=report, noise_priority=2)

@@ -4,140 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Optional
 
 import numpy as np
 
-from sweep.fit import allocation, approach1, approach2, approach3, kaplan
+from sweep.fit import allocation, registry
 from sweep.fit.backtest import SUB_GRID, backtest
-from sweep.fit.bootstrap import percentile_interval, summarize
+from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
 from sweep.fit.inputs import FitData, prepare
 from sweep.fit.noise import Noise, from_replicates
-from sweep.fit.noise import from_residuals as noise_from_residuals
 
 log = logging.getLogger("sweep.fit")
 
 
-def _run_approach3(data: FitData, cfg: FitConfig) -> dict:
-    _approach3_applies(data)
-    log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
-    grid = approach3.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
-    t0 = time.perf_counter()
-    best = approach3.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid)
-    seconds = time.perf_counter() - t0
-    point = approach3.natural(best.theta)
-    samples = None
-    starts = best.theta[None, :]
-    if cfg.n_bootstrap > 0 and cfg.law_intervals:
-        # Warm starts: the best optimum and, for sweeps small enough to afford it, the next two (a resample
-        # can move the best basin); on large sweeps every resample stays near the original optimum.
-        starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3 if data.loss.size <= 250 else 1]])
-        boot = approach3.bootstrap(log_n, log_d, log_l, cfg.huber_delta, starts, cfg.n_bootstrap, cfg.seed)
-        nat = approach3.lse_to_natural(boot)
-        samples = np.column_stack([nat[k] for k in approach3.PARAM_NAMES])
-    out = summarize(point, samples, list(approach3.PARAM_NAMES), cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
-    residuals = log_l - np.log(allocation.loss_at("approach3", point, data.n, data.d))
-    sensitivity = {}
-    for factor in (0.1, 10.0):
-        th, f = approach3.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor)
-        sensitivity[f"delta={cfg.huber_delta * factor:g}"] = approach3.natural(th)
-    out["diagnostics"] = {
-        "objective": best.objective, "n_starts": best.n_starts, "grid_seconds": round(seconds, 3),
-        "distinct_optima": len(best.optima),
-        "optima": [{"objective": o[1], "starts": o[2], **approach3.natural(o[0])} for o in best.optima[:5]],
-        "delta_sensitivity": sensitivity,
-        "residual_rms": float(np.sqrt(np.mean(residuals ** 2))), "residual_max": float(np.max(np.abs(residuals))),
-    }
-    out["residuals"] = residuals.tolist()
-    nz = from_replicates(data) or noise_from_residuals(residuals, 5, "approach 3")
-    out["noise"] = nz.as_dict()
-    if cfg.n_bootstrap > 0 and nz.ok:
-        boot = approach3.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,
-                                              min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1)
-        nat = approach3.lse_to_natural(boot)
-        out["pi_samples"] = {"names": list(approach3.PARAM_NAMES),
-                             "values": np.round(np.column_stack([nat[k] for k in approach3.PARAM_NAMES]), 10).tolist()}
-    return out
-
-
-PI_REFITS = 200
-"""Refits on simulated sweeps behind approach 3's prediction intervals: each gets many noise draws, so the
-interval's percentiles settle with far fewer refits than the law's confidence intervals need."""
-COLLINEAR = 0.05
-"""Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
-the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
-
-
-def _approach3_applies(data: FitData) -> None:
-    """Approach 3 needs N and D varied independently; otherwise E, A, B, alpha and beta trade off freely."""
-    if data.loss.size <= 5:
-        raise MethodSkipped(f"approach 3 has 5 parameters but only {data.loss.size} runs: add runs")
-    n_sizes, n_tokens = np.unique(data.n).size, np.unique(data.d).size
-    if n_sizes < 3 or n_tokens < 3:
-        raise MethodSkipped(f"approach 3 needs at least 3 distinct N and 3 distinct D (got {n_sizes} and {n_tokens}): "
-                            "with fewer, alpha and beta are not identified; add sizes or token counts")
-    design = np.column_stack([np.log(data.n), np.log(data.d)])
-    sv = np.linalg.svd(design - design.mean(0), compute_uv=False)
-    if sv[1] < COLLINEAR * sv[0]:
-        raise MethodSkipped(f"approach 3's (log N, log D) design is nearly collinear (singular values {sv[0]:.3g}, "
-                            f"{sv[1]:.3g}), as in a single IsoFLOP budget: N and D effects cannot be separated; add "
-                            "budgets (or token counts per size)")
-
-
-def _run_approach1(data: FitData, cfg: FitConfig) -> dict:
-    point = approach1.fit_point(data, cfg)
-    samples = approach1.bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed)
-    out = summarize(point, samples, approach1.NAMES, cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
-    env = point["envelope"]
-    out["frontier"] = [int(i) for i in point["frontier"]]
-    out["envelope"] = {k: np.asarray(v).tolist() for k, v in env.items()}
-    out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
-                          "runs_on_envelope": len(out["frontier"]), "sizes_on_envelope": int(np.unique(env["n"]).size)}
-    return out
-
-
-def _run_approach2(data: FitData, cfg: FitConfig) -> dict:
-    point = approach2.fit_point(data, cfg)
-    nz = approach2.noise(data, cfg)
-    samples = approach2.bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed, nz.sigma)
-    out = summarize(point, samples, approach2.NAMES, cfg.interval)
-    out["bootstrap"] = (f"parametric: every run's loss redrawn with noise sd {nz.sigma:.3g} ({nz.source})"
-                        if samples is not None else f"none ({nz.source})")
-    out["noise"] = nz.as_dict()
-    budgets = point["budgets"]
-    out["budgets"] = budgets
-    dropped = [b for b in budgets if not b["kept"]]
-    out["diagnostics"] = {"budgets": len(budgets), "kept": len(budgets) - len(dropped),
-                          "dropped": [{"flops": b["flops"], "reason": b["reason"]} for b in dropped]}
-    return out
-
-
-def _run_kaplan(data: FitData, cfg: FitConfig) -> dict:
-    point = kaplan.fit_point(data, cfg)
-    samples = kaplan.bootstrap(data, cfg, point, cfg.n_bootstrap, cfg.seed)
-    out = summarize(point, samples, kaplan.NAMES, cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
-    out["natural"] = {"N_c": float(np.exp(point["log_nc"])), "D_c": float(np.exp(point["log_dc"])),
-                      "alpha_N": point["alpha_n"], "alpha_D": point["alpha_d"], "E": point["e"]}
-    out["single_variable"] = kaplan.single_variable_laws(data, cfg)
-    residuals = np.log(data.loss) - np.log(allocation.loss_at("kaplan", point, data.n, data.d))
-    out["residuals"] = residuals.tolist()
-    out["noise"] = noise_from_residuals(residuals, 4 + cfg.kaplan_irreducible, "kaplan").as_dict()
-    return out
-
-
-RUNNERS = {"approach1": _run_approach1, "approach2": _run_approach2, "approach3": _run_approach3,
-           "kaplan": _run_kaplan}
-"""One function per method: data and options in, the method's section of fit.json out (or MethodSkipped)."""
-
-
 def run_method(name: str, data: FitData, cfg: FitConfig) -> dict:
     """One method's result dict (status ok), or raise MethodSkipped."""
-    out = RUNNERS[name](data, cfg)
+    out = registry.get(name).fit(data, cfg)
     a, b = allocation.exponents(name, out["params"])
     out["exponents"] = {"a": float(a), "b": float(b)}
     samples = allocation.sample_params(out)
@@ -158,12 +41,13 @@ def _se(x: np.ndarray) -> float:
 
 
 def sweep_noise(data: FitData, methods: dict) -> Noise:
-    """The sweep's run-to-run noise for prediction intervals: seed replicates, else the most flexible law's
-    residual scale (approach 3, then approach 2's parabolas, then Kaplan)."""
+    """The sweep's run-to-run noise for prediction intervals: seed replicates, else the residual scale of the
+    method that ranks first (Method.noise_priority: approach 3, then approach 2's parabolas, then Kaplan)."""
     rep = from_replicates(data)
     if rep is not None:
         return rep
-    for m in ("approach3", "approach2", "kaplan"):
+    ranked = sorted((m for m in registry.METHODS.values() if m.noise_priority is not None), key=lambda m: m.noise_priority)
+    for m in (m.name for m in ranked):
         nz = methods.get(m, {}).get("noise")
         if methods.get(m, {}).get("status") == "ok" and nz and np.isfinite(nz["sigma"]) and nz["dof"] >= 1:
             return Noise(**nz)
@@ -222,10 +106,7 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
     for m in cfg.methods:
         try:
             out[m] = run_method(m, data, cfg)
-            if m == "approach1" and cfg.approach1_curves and out[m]["diagnostics"]["source"] == "final":
-                notes.append("approach 1: no training curves in the input (tables and W&B summaries carry final "
-                             "losses only; a results folder needs each run's metrics.jsonl), so its envelope is each "
-                             "budget's best final loss, which needs runs at many compute budgets")
+            notes += out[m].pop("notes", [])
         except MethodSkipped as exc:
             out[m] = {"status": "skipped", "reason": str(exc)}
             notes.append(f"{m} skipped: {exc}")
@@ -272,6 +153,9 @@ def compare_conventions(runs, cfg: FitConfig, main: FitData, main_result: dict) 
 def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     """Fit every configured method to runs (DataFrame or list of dicts); returns fit.json's content."""
     cfg = (cfg or FitConfig()).validate()
+    cfg = dataclasses.replace(cfg, methods=list(cfg.methods or registry.METHODS))
+    for m in cfg.methods:
+        registry.get(m)  # an unknown name fails here, before any fitting
     notes: list = []
     data = prepare(runs, cfg, notes)
     result: dict = {
@@ -288,14 +172,10 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
         # Each run's val-loss curve in this fit's FLOP convention, for the loss-vs-compute plot.
         result["data"]["curves"] = [{"c": (cv.tokens * c / d).tolist(), "loss": cv.loss.tolist()}
                                     for cv, c, d in zip(data.curves, data.c, data.d)]
+    before = len(notes)
     result.update(fit_methods(data, cfg, notes))
-    for m in cfg.methods:  # said here, not in fit_methods: backtest and convention sub-fits skip quietly
-        if result[m].get("status") == "skipped":
-            log.warning("%s skipped: %s", m, result[m]["reason"])
-    for b in result.get("approach2", {}).get("budgets", []):
-        if not b["kept"] and b["n_sizes"] >= cfg.min_sizes_per_budget:
-            notes.append(f"approach 2: budget {b['flops']:.3g} FLOPs dropped: {b['reason']}")
-            log.warning(notes[-1])
+    for note in notes[before:]:  # said here, not in fit_methods: backtest and convention sub-fits stay quiet
+        log.warning(note)
     if all(result[m].get("status") != "ok" for m in cfg.methods):
         reasons = "; ".join(f"{m}: {result[m]['reason']}" for m in cfg.methods)
         raise FitInputError(f"no method applies to these {data.loss.size} runs ({reasons})")

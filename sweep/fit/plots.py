@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.fit import allocation
+from sweep.fit import allocation, registry
 
-COLORS = {"approach1": "tab:blue", "approach2": "tab:orange", "approach3": "tab:green", "kaplan": "tab:red"}
+COLORS = {name: m.color for name, m in registry.METHODS.items()}
 
 
 def _plt():

@@ -138,3 +138,31 @@ def loss_laws(xs: list, ys: list, cfg) -> np.ndarray:
     min_loss = np.where(mask, y, np.inf).min(axis=1)
     out[out[:, 2] <= 1e-6 * min_loss] = np.nan  # E at its bound 0: no floor, no extrapolation
     return out
+
+
+FRONTIER_NAMES = ["n_log0", "a", "d_log0", "b", "loss_log_cc", "loss_alpha", "loss_e"]
+"""Parameters of approaches 1 and 2: log N* = n_log0 + a log C, log D* = d_log0 + b log C, and L*(C)."""
+
+
+def frontier_exponents(params: dict):
+    """(a, b) of the regressions of log N* and log D* on log C."""
+    return np.asarray(params["a"], float), np.asarray(params["b"], float)
+
+
+def frontier_optimum(params: dict, flops, flops_per_nd: float):
+    """(N*, D*, L*) at flops: N* from the regression, D* = C / (k N*), L* from the loss law (NaN without one).
+
+    D* comes from C = k N* D*, as approach 3 and Kaplan do, so that every method's (N*, D*) spends the same C;
+    the regressed exponent b is reported beside it (b + a = 1 only when k is constant)."""
+    flops = np.asarray(flops, float)
+    n_log0, a, lcc, la, le = (np.asarray(params[k], float) for k in ("n_log0", "a", "loss_log_cc", "loss_alpha", "loss_e"))
+    n = np.exp(n_log0 + a * np.log(flops))
+    return n, flops / (flops_per_nd * n), power_law_value(flops, lcc, la, le)
+
+
+def no_law_lines(result: dict) -> list:
+    """The report's reason when a frontier method's L*(C) could not be fitted."""
+    if result["params"]["loss_e"] == result["params"]["loss_e"]:
+        return []
+    return ["L*(C) n/a: the loss law E + (C_c/C)^α needs 4 or more points and a fitted floor E > 0 to extrapolate; "
+            "without a floor it falls toward zero loss. Approach 3 predicts losses here.", ""]

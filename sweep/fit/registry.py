@@ -1,0 +1,22 @@
+"""Every scaling-law method, by name: adding one is a module that builds a `Method` and one line here."""
+
+from __future__ import annotations
+
+from sweep.fit import approach1, approach2, approach3, kaplan
+from sweep.fit.config import FitInputError
+from sweep.fit.method import Method
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    approach1.METHOD,
+    approach2.METHOD,
+    approach3.METHOD,
+    kaplan.METHOD,
+)}
+
+
+def get(name: str) -> Method:
+    """The method called name, or a FitInputError listing the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise FitInputError(f"method {name!r} unknown: choose from {list(METHODS)}") from None

@@ -23,6 +23,8 @@ commands:
   predict   compute-optimal N, D, L  sweep predict input=results/default/fit flops=1e21
   report    rebuild report + plots   sweep report input=results/default/fit
   compare   two fits side by side    sweep compare results/a/fit results/b/fit [method=approach3]
+  verify    train the run a fit predicts and score it
+                                     sweep verify input=results/default [flops=4e12] [method=approach3]
   main      the README's main job: run the default sweep, then fit and report
 """
 
@@ -44,6 +46,10 @@ def train_command(argv: list[str]) -> int:
 def _dispatch(command: str):
     if command == "train":
         return train_command
+    if command == "verify":
+        from sweep.verify import verify_command
+
+        return verify_command
     if command in ("plan", "run", "status", "main"):
         from sweep import launch
 

@@ -181,6 +181,7 @@ def _provenance(cfg: RunConfig, shape: RunShape, rid: str) -> dict:
         "vocab_size": shape.vocab_size,
         "seed": cfg.train.seed,
         "meta": dict(cfg.meta),
+        "role": cfg.meta.get("role", "sweep"),
         "parent": cfg.meta.get("parent"),
         "branch": bool(cfg.meta.get("branch", False)),
         "config": to_dict(cfg),
@@ -315,7 +316,7 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
     wandb_config = {**record["config"], **{k: record[k] for k in (
         "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd", "tokens_per_param", "run_id")}}
     tracker = Tracker(cfg.logger, run_id=record["run_id"], name=record["run_name"], group=cfg.sweep_name,
-                      job_type="train", config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
+                      job_type="verify" if cfg.meta.get("role") == "verification" else "train", config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
     with tracker:
         try:
             with StopRequest() as stop:

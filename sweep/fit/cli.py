@@ -41,7 +41,8 @@ def _output(raw: dict) -> Path:
 
 
 def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: str | None) -> None:
-    """One W&B run, job_type=fit, with the parameter tables and plots; always finished."""
+    """One W&B run, job_type=fit, with the parameter tables and plots; always finished. Its identity goes into
+    result["wandb_run"], so that `sweep verify` can add its numbers to the same run."""
     if wb.get("mode", "offline") == "disabled":
         return
     import wandb
@@ -62,6 +63,32 @@ def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: 
             run.summary[f"{m}/a"] = r["exponents"]["a"]
             run.summary[f"{m}/b"] = r["exponents"]["b"]
         run.log({f"plots/{p}": wandb.Image(str(folder / p)) for p in plots})
+        result["wandb_run"] = {"id": run.id, "project": wb.get("project") or "sweep", "entity": wb.get("entity"),
+                               "mode": wb.get("mode", "offline"), "group": group}
+    finally:
+        run.finish()
+
+
+def log_verification(fit: dict, folder: Path, verification: dict) -> None:
+    """The verification's numbers in the fit's own W&B run (resumed by id), as summary keys and a table."""
+    wr = fit.get("wandb_run")
+    if not wr or wr.get("mode") == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(id=wr["id"], resume="allow", project=wr["project"], entity=wr.get("entity"), group=wr.get("group"),
+                     job_type="fit", mode=wr["mode"], dir=str(folder), reinit="finish_previous")
+    try:
+        table = wandb.Table(columns=["method", "predicted", "lo", "hi", "measured", "rel_error", "covered"])
+        for m, r in verification["methods"].items():
+            iv = r.get("interval") or [None, None]
+            table.add_data(m, r.get("predicted"), iv[0], iv[1], verification["measured_loss"], r.get("rel_error"),
+                           r.get("covered"))
+        run.log({"verification/methods": table})
+        run.summary.update({f"verification/{k}": verification[k] for k in
+                            ("flops", "run_id", "n_params", "n_tokens", "measured_loss", "extrapolation")})
+        main = verification["methods"].get(verification["method"], {})
+        run.summary.update({"verification/rel_error": main.get("rel_error"), "verification/covered": main.get("covered")})
     finally:
         run.finish()
 
@@ -84,9 +111,9 @@ def fit_command(overrides: list[str]) -> int:
     result["input"] = str(raw["input"])
     folder = _output(raw)
     plots = write_plots(result, folder) if raw.get("plots", True) else []
-    report = write(result, folder, plots)
     group = raw["wandb"].get("group") or (Path(str(raw["input"])).name if Path(str(raw["input"])).is_dir() else None)
     log_to_wandb(result, folder, plots, raw["wandb"], group)
+    report = write(result, folder, plots)
     print(f"wrote {folder / 'fit.json'} and {report}")
     _print_predictions(result, [1e21] if not cfg.budgets else cfg.budgets, None, None)
     return 0

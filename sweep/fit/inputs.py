@@ -21,7 +21,7 @@ RESULT_KEYS = {
     "run_id": "run_id", "run_name": "run_name", "status": "status", "loss": "final_val_loss",
     "n_params": "n_params", "n_params_non_embedding": "n_params_non_embedding", "n_tokens": "n_tokens",
     "flops": "flops", "flops_6nd": "flops_6nd", "corpus_hash": "corpus_hash",
-    "tokenizer_hash": "tokenizer_hash", "branch": "branch", "parent": "parent", "seed": "seed",
+    "tokenizer_hash": "tokenizer_hash", "branch": "branch", "parent": "parent", "seed": "seed", "role": "role",
 }
 DEFAULT_COLUMNS = {k: k for k in ("run_id", "run_name", "status", "loss", "n_params", "n_params_non_embedding",
                                   "n_tokens", "flops", "corpus_hash", "tokenizer_hash", "branch", "budget_index",
@@ -270,6 +270,12 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
             if len(values) > 1:
                 raise FitInputError(f"runs from different {what} in one fit ({col} takes {len(values)} values: "
                                     f"{sorted(values)[:4]}); losses are not comparable: fit each {col} separately")
+    if "role" in df.columns:
+        verify = df["role"].astype(str) == "verification"
+        if verify.any():
+            notes.append(f"left out {int(verify.sum())} verification run(s) (`sweep verify`): they test the fit, "
+                         "they are not part of it")
+            df = df.loc[~verify].reset_index(drop=True)
     if len(df) == 0:
         raise FitInputError("no finished runs to fit (status 'done'); train some runs first")
     loss = _numeric(df, "loss")

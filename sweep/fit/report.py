@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sweep.fit import registry
 from sweep.fit.method import fmt
+from sweep.results import write_bytes_atomic
 
 EXTRAPOLATION_MARK = 10.0
 """Allocation rows beyond this multiple of the largest fitted compute are marked as far extrapolations."""
@@ -20,7 +21,7 @@ def _iv(interval, digits=4) -> str:
 def render(result: dict, plots: list[str] | None = None) -> str:
     """The markdown report."""
     d = result["data"]
-    lines = ["# Scaling-law fit", "",
+    lines = ["# Scaling-law fit", ""] + _verification_lines(result.get("verification")) + [
              f"{d['n_runs']} runs ({d['n_branches']} from WSD cooldown branches), {d['n_sizes']} model sizes, "
              f"compute {d['flops_range'][0]:.3g} to {d['flops_range'][1]:.3g} FLOPs; parameters: "
              f"**{d['param_convention']}**, FLOPs: **{d['flop_convention']}** (C = {d['flops_per_nd']:.3g} N D). "
@@ -86,6 +87,41 @@ def render(result: dict, plots: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_line(v: dict) -> str:
+    """The line report.md opens with."""
+    m = v["methods"].get(v["method"], {})
+    if m.get("predicted") is None:
+        return (f"Verification at {v['extrapolation']:.3g}x the largest fitted compute: measured {v['measured_loss']:.4f}; "
+                f"{v['method']} gives no prediction ({m.get('reason', 'no loss law')}).")
+    iv = m.get("interval")
+    return (f"Verification at {v['extrapolation']:.3g}x the largest fitted compute ({v['flops']:.3g} FLOPs, "
+            f"N = {fmt(v['n_params'], 3)}, D = {fmt(v['n_tokens'], 3)}): {v['method']} predicted {m['predicted']:.4f}"
+            + (f" [{iv[0]:.4f}, {iv[1]:.4f}] ({100 * v['interval_level']:.0f}% PI)" if iv else " (no interval)")
+            + f", measured {v['measured_loss']:.4f}: error {100 * m['rel_error']:+.2f}%"
+            + ("" if m.get("covered") is None else ("; inside the interval" if m["covered"] else "; OUTSIDE the interval"))
+            + ".")
+
+
+def _verification_lines(v: dict | None) -> list[str]:
+    """The report's opening section: the run the fit predicted, trained, against every method's prediction."""
+    if not v:
+        return []
+    lines = ["## Verification", "", f"**{summary_line(v)}**", "",
+             f"Run {v['run_name']} ({v['run_id']}): trained by `sweep verify` at {v['flops']:.3g} FLOPs, "
+             f"{v['extrapolation']:.3g}x the largest fitted compute. Intervals: {v['interval_kind']}.", "",
+             "| method | predicted | interval | measured | error | covered | basis |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for m, r in v["methods"].items():
+        if r.get("predicted") is None:
+            lines.append(f"| {m} | n/a | | {v['measured_loss']:.4f} | | | {r.get('reason') or 'no loss law'} |")
+            continue
+        iv = r.get("interval")
+        cov = "n/a" if r.get("covered") is None else ("yes" if r["covered"] else "**no**")
+        lines.append(f"| {m} | {r['predicted']:.4f} | {_iv(iv) or 'n/a'} | {v['measured_loss']:.4f} | "
+                     f"{100 * r['rel_error']:+.2f}% | {cov} | {r['basis']} |")
+    return lines + [""]
+
+
 def _noise_line(nz: dict | None) -> str:
     if not nz:
         return ""
@@ -127,7 +163,7 @@ def write(result: dict, folder: Path, plots: list[str] | None = None) -> Path:
     """Write fit.json and report.md into folder; returns the report's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fit.json").write_text(json.dumps(result, indent=1, default=float))
+    write_bytes_atomic(folder / "fit.json", json.dumps(result, indent=1, default=float).encode())
     path = folder / "report.md"
-    path.write_text(render(result, plots))
+    write_bytes_atomic(path, render(result, plots).encode())
     return path

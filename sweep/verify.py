@@ -1,0 +1,178 @@
+"""`sweep verify`: train the run a sweep's fit predicts, and score every method's prediction of it.
+
+A user does this by hand before a big run: take the fitted law's compute-optimal (N*, D*) at a budget
+beyond the sweep, train that run with the sweep's own recipe, and compare. Here the run is an
+ordinary run of the sweep's results store (its own result.json with role "verification", its own W&B
+run with job_type "verify"; it resumes and is skipped when done), and the comparison is written to
+verification.json beside fit.json and at the top of report.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from sweep.config import ConfigError
+from sweep.grid import _planned, _shape_for_n
+from sweep.model import flops_per_token
+from sweep.planned import PlannedRun
+from sweep.results import human, sweep_dir, write_json_atomic
+
+DEFAULT_MULTIPLE = 10.0
+"""Target compute, as a multiple of the sweep's largest fitted compute, when flops= is not given."""
+
+
+def _options(argv: List[str]) -> tuple:
+    """(sweep overrides, flops, method, input folder) from `sweep verify` arguments."""
+    overrides, flops, method, folder = [], None, "approach3", None
+    for a in argv:
+        key, _, value = a.partition("=")
+        if key == "flops":
+            try:
+                flops = float(value)
+            except ValueError:
+                raise ConfigError(f"{a}: give the target compute in FLOPs, e.g. flops=4e12") from None
+            if not flops > 0:
+                raise ConfigError(f"{a}: the target compute must be positive")
+        elif key == "method":
+            method = value
+        elif key == "input":
+            folder = Path(value)
+        else:
+            overrides.append(a)
+    return overrides, flops, method, folder
+
+
+def _sweep_overrides(overrides: List[str], folder: Optional[Path]) -> List[str]:
+    """The sweep's own overrides; `input=<results folder>` names its sweep_name, results_dir and experiment."""
+    if folder is None:
+        return overrides if any(a.startswith("experiment=") for a in overrides) else ["experiment=default", *overrides]
+    plan = folder / "plan.json"
+    try:
+        recorded = json.loads(plan.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"input={folder}: no readable plan.json there; point input= at a sweep's results folder "
+                          "(results/<sweep_name>) written by `sweep run`, or give experiment=NAME") from None
+    out = [f"results_dir={folder.resolve().parent}", f"sweep_name={recorded['sweep_name']}"]
+    if not any(a.startswith("experiment=") for a in overrides):
+        out.insert(0, f"experiment={recorded['experiment']}")
+    return out + overrides
+
+
+def load_fit(folder: Path) -> dict:
+    path = folder / "fit" / "fit.json"
+    try:
+        return json.loads(path.read_text())
+    except OSError:
+        raise ConfigError(f"no fit at {path}: fit the sweep first (`sweep fit input={folder}`, or `sweep main`), "
+                          "then verify it") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not readable JSON ({exc}): rerun `sweep fit input={folder}`") from None
+
+
+def verification_run(sc, fit: dict, method: str, flops: float) -> PlannedRun:
+    """The run `method` calls compute-optimal at `flops`: N* mapped to the nearest shape of the sweep's family
+    (its shape rule), D from that shape's exact FLOPs per token."""
+    from sweep.fit import allocation
+    from sweep.launch import to_run_config
+
+    base = to_run_config(sc)
+    vocab = sc.tokenizer.vocab_size
+    n_star, d_star, _ = allocation.optimum(method, fit[method]["params"], flops, fit["data"]["flops_per_nd"])
+    exp = dataclasses.replace(sc.experiment, param_convention=fit["data"]["param_convention"])
+    model = _shape_for_n(float(n_star), exp, base.model, vocab)
+    fpt = flops_per_token(model, vocab)["flops_per_token"]
+    steps = max(1, round(flops / (fpt * base.train.tokens_per_step)))
+    meta = {"experiment": sc.experiment.name, "role": "verification", "verify_flops": float(flops),
+            "verify_method": method, "target_params": float(n_star), "target_tokens": float(d_star)}
+    return _planned(0, base, model, steps, vocab, meta)
+
+
+def score(fit: dict, run: PlannedRun, result: dict) -> dict:
+    """verification.json's content: the run, the measured loss and every method's prediction of it."""
+    from sweep.fit import allocation
+
+    level = fit["config"]["interval"]
+    noise = allocation.noise_of(fit)
+    n = result["n_params_non_embedding"] if fit["data"]["param_convention"] == "non_embedding" else result["n_params"]
+    c = result["flops"] if fit["data"]["flop_convention"] == "exact" else 6.0 * n * result["n_tokens"]
+    measured = float(result["final_val_loss"])
+    methods = {}
+    for m in fit["config"]["methods"]:
+        r = fit.get(m, {})
+        if r.get("status") != "ok":
+            methods[m] = {"predicted": None, "reason": r.get("reason")}
+            continue
+        pred = allocation.predict_at(m, r, float(n), float(result["n_tokens"]), level, noise)
+        basis = "L(N, D) at the run's N and D"
+        if pred is None:
+            pred = allocation.allocation_row(m, r, float(c), fit["data"]["flops_per_nd"], level, noise)["loss"]
+            basis = "L*(C) at the run's compute"
+        value = pred["value"]
+        ok = value == value  # NaN: the method has no loss law here
+        pi = pred.get("prediction_interval") if ok else None
+        methods[m] = {"predicted": value if ok else None, "interval": pi, "law_interval": pred.get("interval") if ok else None,
+                      "rel_error": value / measured - 1 if ok else None,
+                      "covered": None if not pi else bool(pi[0] <= measured <= pi[1]), "basis": basis}
+    return {"flops": float(c), "target_flops": float(run.cfg.meta["verify_flops"]), "run_id": result["run_id"],
+            "run_name": result.get("run_name"), "n_params": int(result["n_params"]),
+            "n_params_non_embedding": int(result["n_params_non_embedding"]), "n_tokens": int(result["n_tokens"]),
+            "measured_loss": measured, "extrapolation": float(c / fit["data"]["flops_range"][1]),
+            "method": run.cfg.meta["verify_method"], "interval_level": level,
+            "interval_kind": "prediction interval for a new run (law spread + run-to-run noise)", "methods": methods}
+
+
+def verify_command(argv: List[str]) -> int:
+    """sweep verify [input=<results folder> | experiment=NAME ...] [flops=<C>] [method=approach3]."""
+    from sweep.fit import registry
+    from sweep.launch import corpus_tokens, load_sweep
+    from sweep.plan import available_memory, check_plan
+    from sweep.runtime import pick_device
+    from sweep.train import train
+
+    overrides, flops, method, folder = _options(argv)
+    sc = load_sweep(_sweep_overrides(overrides, folder))
+    folder = sweep_dir(sc.results_dir, sc.sweep_name)
+    fit = load_fit(folder)
+    registry.get(method)
+    if fit.get(method, {}).get("status") != "ok":
+        usable = [m for m in fit["config"]["methods"] if fit.get(m, {}).get("status") == "ok"]
+        raise ConfigError(f"method={method}: the fit has no {method} ({fit.get(method, {}).get('reason', 'not run')}); "
+                          f"use one of {usable}")
+    flops = flops or DEFAULT_MULTIPLE * fit["data"]["flops_range"][1]
+    run = verification_run(sc, fit, method, flops)
+    # Every check before any compute: the corpus must hold D, the memory the model.
+    n_train = corpus_tokens(sc)
+    device = str(pick_device(sc.train))
+    problems = check_plan([run], n_train, available_memory(device), device)
+    if problems:
+        raise ConfigError("the verification run cannot be trained here: " + "; ".join(problems)
+                          + f" (target {flops:.3g} FLOPs; give a smaller flops= or data.allow_repeat=true)")
+    print(f"verify: {method} at {flops:.3g} FLOPs ({flops / fit['data']['flops_range'][1]:.3g}x the fit): "
+          f"{run.run_name}, N = {human(run.n_params)}, D = {human(run.n_tokens)}, {run.steps} steps")
+    result = train(run.cfg, progress=sc.launch.progress)
+    if result.get("status") != "done":
+        print(f"verify: the run ended {result.get('status')}; nothing scored", file=sys.stderr)
+        return 1
+    verification = score(fit, run, result)
+    write_json_atomic(folder / "fit" / "verification.json", verification)
+    _update_report(folder / "fit", fit, verification)
+    from sweep.fit.report import summary_line
+
+    print(summary_line(verification))
+    print(f"wrote {folder / 'fit' / 'verification.json'}")
+    return 0
+
+
+def _update_report(fit_folder: Path, fit: dict, verification: dict) -> None:
+    """fit.json and report.md carry the verification too; the fit's W&B run gets the same numbers."""
+    from sweep.fit.cli import log_verification
+    from sweep.fit.report import write
+
+    fit["verification"] = verification
+    plots = [p.name for p in sorted(fit_folder.glob("*.png"))]
+    write(fit, fit_folder, plots)
+    log_verification(fit, fit_folder, verification)

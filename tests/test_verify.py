@@ -1,0 +1,87 @@
+"""`sweep verify` end to end on CPU: a tiny IsoFLOP sweep, its fit, then the run the fit predicts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from test_launch import results, sweep_args  # tests/ is on sys.path under pytest
+
+GRID = ("experiment.flops_budgets=[1e9,2e9,4e9]", "experiment.target_params_non_embedding=[2000,8000,32000]")
+KEYS = {"flops", "run_id", "n_params", "n_tokens", "measured_loss", "extrapolation", "methods"}
+
+
+def sweep(tmp, *args, check=True):
+    cmd = sweep_args(tmp, *args[:1], *GRID, *args[1:])
+    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def fit(tmp, *extra):
+    cmd = [sys.executable, "-m", "sweep", "fit", f"input={tmp / 'results' / 't'}", "fit.n_bootstrap=40",
+           "wandb.mode=offline", *extra]
+    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("verify")
+    sweep(tmp, "run")
+    fit(tmp)
+    first = sweep(tmp, "verify", "flops=8e9")
+    again = sweep(tmp, "verify", "flops=8e9")
+    return tmp, first, again
+
+
+@pytest.mark.slow
+def test_verify_trains_the_predicted_run_and_scores_every_method(verified):
+    tmp, first, again = verified
+    folder = tmp / "results" / "t"
+    v = json.loads((folder / "fit" / "verification.json").read_text())
+    assert KEYS <= set(v)
+    assert v["extrapolation"] == pytest.approx(2.0, rel=0.05)  # 8e9 over the largest budget 4e9
+    runs = results(tmp)
+    role = {r["run_id"]: r.get("role") for r in runs.values()}
+    assert role[v["run_id"]] == "verification" and list(role.values()).count("verification") == 1
+    measured = runs[v["run_id"]]["final_val_loss"]
+    assert v["measured_loss"] == measured
+    a3 = v["methods"]["approach3"]
+    assert a3["rel_error"] == pytest.approx(a3["predicted"] / measured - 1)
+    assert a3["covered"] == (a3["interval"][0] <= measured <= a3["interval"][1])
+    report = (folder / "fit" / "report.md").read_text()
+    assert report.splitlines()[2] == "## Verification" and "x the largest fitted compute" in report
+    assert json.loads((folder / "fit" / "fit.json").read_text())["verification"]["run_id"] == v["run_id"]
+    # Like any run: launched again it is done, and nothing is retrained.
+    assert f"run {v['run_id']}" in again.stderr and "is already done" in again.stderr
+    assert len(results(tmp)) == len(runs)
+
+
+@pytest.mark.slow
+def test_a_refit_leaves_the_verification_run_out(verified):
+    tmp, _, _ = verified
+    out = fit(tmp, f"output={tmp / 'refit'}")
+    refit = json.loads((tmp / "refit" / "fit.json").read_text())
+    assert refit["data"]["n_runs"] == 9
+    assert any("verification run" in w for w in refit["warnings"]), out.stdout[-2000:]
+
+
+def test_verify_without_a_fit_is_refused_before_any_compute(tmp_path):
+    proc = sweep(tmp_path, "verify", check=False)
+    assert proc.returncode == 2
+    assert "no fit at" in proc.stderr and "sweep fit input=" in proc.stderr
+    assert not (tmp_path / "results" / "t" / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified):
+    tmp, _, _ = verified
+    before = len(results(tmp))
+    proc = sweep(tmp, "verify", "flops=1e15", check=False)
+    assert proc.returncode == 2
+    assert "cannot be trained here" in proc.stderr and "allow_repeat" in proc.stderr
+    assert len(results(tmp)) == before

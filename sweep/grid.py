@@ -79,6 +79,11 @@ class ExperimentConfig:
     """IsoFLOP with sizes_per_budget: the centre size N satisfies D/N = this (Chinchilla's ~20)."""
     min_steps: int = 20
     """IsoFLOP: runs with fewer optimizer steps are dropped (too short to learn anything)."""
+    seeds: List[int] = field(default_factory=list)
+    """Training seeds to repeat grid points with, each its own run (own result.json and W&B run); the fitter
+    takes their spread as the run-to-run noise. Empty: every point once, with train.seed."""
+    seeds_at: str = "largest"
+    """Which points the seeds repeat: 'largest' (the largest budget's points) or 'all'."""
     branching: bool = False
     """WSD only: train each size's longest budget once and branch the shorter ones from its checkpoint at their cooldown."""
 
@@ -155,6 +160,10 @@ def validate_experiment(exp: ExperimentConfig) -> None:
         raise ConfigError(f"experiment.param_convention={exp.param_convention!r}: must be 'total' or 'non_embedding'")
     if exp.min_steps < 1:
         raise ConfigError(f"experiment.min_steps={exp.min_steps}: must be >= 1")
+    if exp.seeds_at not in ("largest", "all"):
+        raise ConfigError(f"experiment.seeds_at={exp.seeds_at!r}: must be 'largest' or 'all'")
+    if len(set(exp.seeds)) != len(exp.seeds) or any(s < 0 for s in exp.seeds):
+        raise ConfigError(f"experiment.seeds={list(exp.seeds)}: give distinct non-negative seeds, e.g. [0,1,2]")
 
 
 def _sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> List[tuple]:
@@ -247,9 +256,11 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
 
     runs, dropped, seen = [], [], set()
     isoflop = bool(exp.flops_budgets)
-    for model, steps, coords in points:
+    for model, steps, coords in _with_seeds(points, exp):
         meta = {"experiment": exp.name, **coords}
-        run = _planned(len(runs), base, model, max(int(steps), 0), vocab_size, meta)
+        seeded = base if "seed" not in coords else dataclasses.replace(
+            base, train=dataclasses.replace(base.train, seed=coords["seed"]))
+        run = _planned(len(runs), seeded, model, max(int(steps), 0), vocab_size, meta)
         reason = None
         if steps < 1:
             reason = f"budget too small for one step of {tps} tokens"
@@ -270,6 +281,28 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
     if exp.branching:
         runs = branch(runs)
     return Grid(runs=runs, dropped=dropped)
+
+
+def _budget_key(coords: dict) -> float:
+    """How large a point's budget is, whatever kind of grid it comes from."""
+    for k in ("budget_flops", "n_tokens_target", "tokens_per_param_target"):
+        if k in coords:
+            return float(coords[k])
+    return 0.0
+
+
+def _with_seeds(points: List[tuple], exp: ExperimentConfig) -> List[tuple]:
+    """Each point the seeds apply to, once per seed (coordinates gain `seed`); the others as they are."""
+    if not exp.seeds:
+        return points
+    top = max(_budget_key(c) for _, _, c in points) if points else 0.0
+    out = []
+    for model, steps, coords in points:
+        if exp.seeds_at == "all" or _budget_key(coords) == top:
+            out += [(model, steps, {**coords, "seed": int(s)}) for s in exp.seeds]
+        else:
+            out.append((model, steps, coords))
+    return out
 
 
 def describe_dropped(dropped: List[tuple]) -> str:

@@ -59,7 +59,8 @@ def human(x: float) -> str:
 
 def run_name(cfg: RunConfig, n_tokens: int) -> str:
     m = cfg.model
-    return f"L{m.n_layer}-d{m.d_model}-h{m.n_head}-D{human(n_tokens)}"
+    seed = f"-s{cfg.meta['seed']}" if "seed" in cfg.meta else ""  # a seed replicate of a grid point
+    return f"L{m.n_layer}-d{m.d_model}-h{m.n_head}-D{human(n_tokens)}{seed}"
 
 
 def sweep_dir(results_dir: str | Path, sweep_name: str) -> Path:

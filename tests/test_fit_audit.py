@@ -134,6 +134,9 @@ def test_noise_comes_from_seed_replicates_when_the_sweep_has_them():
     out = fit(runs, only("approach3", n_bootstrap=20))
     assert out["noise"]["source"].startswith("seed replicates") and out["noise"]["dof"] == 70
     assert out["noise"]["sigma"] == pytest.approx(0.01, rel=0.25)
+    reps = out["data"]["replicates"]
+    assert len(reps) == 35 and all(r["runs"] == 3 for r in reps)
+    assert "## Seed replicates" in render(out) and "seed sd" in render(out)
 
 
 def test_every_interval_says_how_many_resamples_were_finite():

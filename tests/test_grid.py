@@ -171,3 +171,25 @@ def test_no_warning_when_nothing_dropped():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         expand(ExperimentConfig(shapes=[ShapeConfig()], n_tokens=[10**5]), base_config(), VOCAB)
+
+
+def test_seeds_repeat_the_largest_budgets_points_as_their_own_runs():
+    exp = ExperimentConfig(name="s", shapes=[ShapeConfig(2, 64, 4), ShapeConfig(4, 128, 8)],
+                           flops_budgets=[1e12, 4e12], seeds=[0, 1, 2], min_steps=1)
+    runs = expand(exp, base_config(), VOCAB)
+    top = [r for r in runs if r.cfg.meta["budget_flops"] == 4e12]
+    assert len(runs) == 2 + 2 * 3 and len(top) == 6
+    assert sorted((r.cfg.model.n_layer, r.cfg.train.seed) for r in top) == [(2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 2)]
+    assert all(r.cfg.meta["seed"] == r.cfg.train.seed for r in top)
+    assert len({r.run_id for r in runs}) == len(runs)  # each seed is its own run
+    assert {r.run_name[-3:] for r in top} == {"-s0", "-s1", "-s2"}
+    assert all("seed" not in r.cfg.meta for r in runs if r not in top)
+    every = expand(dataclasses.replace(exp, seeds_at="all"), base_config(), VOCAB)
+    assert len(every) == 4 * 3
+
+
+@pytest.mark.parametrize("seeds, at, message", [([0, 0], "largest", "distinct"), ([1], "some", "seeds_at")])
+def test_bad_seeds_are_refused(seeds, at, message):
+    exp = ExperimentConfig(shapes=[ShapeConfig(2, 64, 4)], n_tokens=[100_000], seeds=seeds, seeds_at=at)
+    with pytest.raises(ConfigError, match=message):
+        expand(exp, base_config(), VOCAB)

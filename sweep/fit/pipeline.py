@@ -55,6 +55,18 @@ def sweep_noise(data: FitData, methods: dict) -> Noise:
                                                     "has no seed replicates")
 
 
+def replicate_table(data: FitData) -> list[dict]:
+    """Per point trained more than once (seeds): N, D, runs, mean loss and the sd of log loss (~ relative sd)."""
+    rows = []
+    for g in np.unique(data.replicate):
+        m = data.replicate == g
+        if m.sum() >= 2:
+            ll = np.log(data.loss[m])
+            rows.append({"n": float(data.n[m][0]), "d": float(data.d[m][0]), "c": float(np.median(data.c[m])),
+                         "runs": int(m.sum()), "mean_loss": float(data.loss[m].mean()), "sd_log_loss": float(ll.std(ddof=1))})
+    return sorted(rows, key=lambda r: (r["c"], r["n"]))
+
+
 def report_budgets(data: FitData, cfg: FitConfig) -> list[float]:
     """Budgets for the compute-optimal table: the sampled range's ends and middle, plus the configured ones."""
     lo, hi = np.log10(data.c.min()), np.log10(data.c.max())
@@ -166,7 +178,7 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
                  "points": {"name": data.names, "n": data.n.tolist(), "d": data.d.tolist(), "c": data.c.tolist(),
                             "loss": data.loss.tolist(),
                             "budget": data.budget.tolist()},
-                 "budget_source": data.budget_source},
+                 "budget_source": data.budget_source, "replicates": replicate_table(data)},
     }
     if data.curves is not None:
         # Each run's val-loss curve in this fit's FLOP convention, for the loss-vs-compute plot.

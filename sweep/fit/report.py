@@ -30,6 +30,13 @@ def render(result: dict, plots: list[str] | None = None) -> str:
              f"{result['config']['n_bootstrap']} bootstrap refits; where the law's curve is) and **PI** (prediction "
              "interval for one new run: the law's spread plus run-to-run noise; where a run you train will land). "
              + _noise_line(result.get("noise")), ""]
+    reps = d.get("replicates") or []
+    if reps:
+        lines += ["## Seed replicates", "", "Points trained with several seeds; their spread is the run-to-run noise "
+                  "the prediction intervals use.", "",
+                  "| N | D | C | runs | mean loss | seed sd |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['n']:.4g} | {r['d']:.4g} | {r['c']:.3g} | {r['runs']} | {r['mean_loss']:.4f} | "
+                  f"{100 * r['sd_log_loss']:.2f}% |" for r in reps] + [""]
     methods = result["config"]["methods"]
     for m in methods:
         r = result.get(m, {})

@@ -563,6 +563,11 @@ def status_command(argv: List[str]) -> int:
     return 0
 
 
+MAIN_VERIFY_MULTIPLE = 3.0
+"""`sweep main` verifies at this multiple of the sweep's largest compute: what a CPU main job can afford
+(the verification run then costs about as much as the whole sweep); `sweep verify` defaults to 10x."""
+
+
 def main_command(argv: List[str]) -> int:
     """The README's main job: the default sweep, then (when the fitter is present) its fit and report."""
     overrides = list(argv)
@@ -578,4 +583,12 @@ def main_command(argv: List[str]) -> int:
         print("[sweep] the fitter is not installed; results are in", sweep_dir(sc.results_dir, sc.sweep_name))
         return 0
     # IsoFLOP budgets are exact FLOPs (6ND differs by size), so the fit groups runs by exact C.
-    return fit_cli.fit_command([f"input={sweep_dir(sc.results_dir, sc.sweep_name)}"])
+    folder = sweep_dir(sc.results_dir, sc.sweep_name)
+    rc = fit_cli.fit_command([f"input={folder}"])
+    if rc != 0 or not sc.experiment.flops_budgets:
+        return rc
+    from sweep.verify import verify_command
+
+    # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.
+    fit_max = json.loads((folder / "fit" / "fit.json").read_text())["data"]["flops_range"][1]
+    return verify_command([*_split_flags(overrides)[0], f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}"])

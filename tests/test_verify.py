@@ -85,3 +85,12 @@ def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified):
     assert proc.returncode == 2
     assert "cannot be trained here" in proc.stderr and "allow_repeat" in proc.stderr
     assert len(results(tmp)) == before
+
+
+@pytest.mark.slow
+def test_main_runs_the_ladder_fits_it_and_verifies_at_3x(tmp_path):
+    proc = sweep(tmp_path, "main")
+    v = json.loads((tmp_path / "results" / "t" / "fit" / "verification.json").read_text())
+    assert v["extrapolation"] == pytest.approx(3.0, rel=0.05)
+    assert (tmp_path / "results" / "t" / "fit" / "report.md").read_text().splitlines()[2] == "## Verification"
+    assert "Verification at" in proc.stdout

@@ -71,7 +71,7 @@ def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float,
             # The run a user trains is the point fit's (N*, D*); its loss under each resampled law.
             pis = sample_params(result, "pi_samples")
             run_samples = loss_at(method, pis if pis is not None else samples, n, d)
-        ts = ds / ns
+            ts = ds / ns
     else:
         ns = ds = ls = ts = None
     row = {"flops": float(flops), "n_star": _with_interval(n, ns, level), "d_star": _with_interval(d, ds, level),

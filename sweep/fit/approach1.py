@@ -155,14 +155,14 @@ def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int) -> np.ndarray | None
         try:
             f = frontier(data, cfg, grid, np.sort(idx))
         except (MethodSkipped, ValueError, np.linalg.LinAlgError):
+            stage.append([np.nan] * 4)  # counted as a resample that gave nothing, not dropped
+            xs.append(np.empty(0))
+            ys.append(np.empty(0))
             continue
         stage.append([f["n_log0"], f["a"], f["d_log0"], f["b"]])
         xs.append(f["law_x"])
         ys.append(f["law_loss"])
-    if not stage:
-        return None
-    laws = loss_laws(xs, ys, cfg)
-    return np.column_stack([np.array(stage, float), laws])
+    return np.column_stack([np.array(stage, float), loss_laws(xs, ys, cfg)])
 
 
 def run(data, cfg: FitConfig) -> dict:

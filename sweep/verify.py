@@ -147,7 +147,7 @@ def verify_command(argv: List[str]) -> int:
     # Every check before any compute: the corpus must hold D, the memory the model.
     n_train = corpus_tokens(sc)
     device = str(pick_device(sc.train))
-    problems = check_plan([run], n_train, available_memory(device), device)
+    problems = check_plan([run], None if run.cfg.data.allow_repeat else n_train, available_memory(device), device)
     if problems:
         raise ConfigError("the verification run cannot be trained here: " + "; ".join(problems)
                           + f" (target {flops:.3g} FLOPs; give a smaller flops= or data.allow_repeat=true)")
@@ -158,6 +158,9 @@ def verify_command(argv: List[str]) -> int:
         print(f"verify: the run ended {result.get('status')}; nothing scored", file=sys.stderr)
         return 1
     verification = score(fit, run, result)
+    verification["epochs"] = result["n_tokens"] / n_train
+    if verification["epochs"] > 1:
+        print(f"verify: the run saw {verification['epochs']:.3f} epochs of the corpus (data.allow_repeat=true)")
     write_json_atomic(folder / "fit" / "verification.json", verification)
     _update_report(folder / "fit", fit, verification)
     from sweep.fit.report import summary_line

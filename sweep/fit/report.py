@@ -115,7 +115,9 @@ def _verification_lines(v: dict | None) -> list[str]:
         return []
     lines = ["## Verification", "", f"**{summary_line(v)}**", "",
              f"Run {v['run_name']} ({v['run_id']}): trained by `sweep verify` at {v['flops']:.3g} FLOPs, "
-             f"{v['extrapolation']:.3g}x the largest fitted compute. Intervals: {v['interval_kind']}.", "",
+             f"{v['extrapolation']:.3g}x the largest fitted compute"
+             + (f", {v['epochs']:.3f} epochs of the corpus" if v.get("epochs", 0) > 1 else "")
+             + f". Intervals: {v['interval_kind']}.", "",
              "| method | predicted | interval | measured | error | covered | basis |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, r in v["methods"].items():

@@ -50,7 +50,11 @@ def _dispatch(command: str):
         from sweep.verify import verify_command
 
         return verify_command
-    if command in ("plan", "run", "status", "main"):
+    if command == "main":
+        from sweep.main_job import main_command
+
+        return main_command
+    if command in ("plan", "run", "status"):
         from sweep import launch
 
         return getattr(launch, f"{command}_command")

@@ -20,7 +20,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -561,37 +560,3 @@ def status_command(argv: List[str]) -> int:
         print("(no plan recorded yet: runs the corpus is too small for are not dropped from this list)")
     print(status_table(_status_rows(g.runs)))
     return 0
-
-
-MAIN_VERIFY_MULTIPLE = 3.0
-"""`sweep main` verifies at this multiple of the sweep's largest compute: what a CPU main job can afford
-(the verification run then costs about as much as the whole sweep); `sweep verify` defaults to 10x."""
-
-
-def main_command(argv: List[str]) -> int:
-    """The README's main job: the default sweep, then (when the fitter is present) its fit and report."""
-    overrides = list(argv)
-    if not any(a.startswith("experiment=") for a in overrides):
-        overrides.insert(0, "experiment=default")
-    rc = run_command(overrides)
-    if rc != 0:
-        return rc
-    sc = load_sweep(_split_flags(overrides)[0])
-    try:
-        from sweep.fit import cli as fit_cli
-    except ImportError:
-        print("[sweep] the fitter is not installed; results are in", sweep_dir(sc.results_dir, sc.sweep_name))
-        return 0
-    # IsoFLOP budgets are exact FLOPs (6ND differs by size), so the fit groups runs by exact C.
-    folder = sweep_dir(sc.results_dir, sc.sweep_name)
-    rc = fit_cli.fit_command([f"input={folder}"])
-    if rc != 0 or not sc.experiment.flops_budgets:
-        return rc
-    from sweep.verify import verify_command
-
-    # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.
-    fit_max = json.loads((folder / "fit" / "fit.json").read_text())["data"]["flops_range"][1]
-    # At 3x the default sweep's largest budget the run needs slightly more tokens than the embedded corpus
-    # holds: it may see a few of them twice (verification.json records its epochs).
-    return verify_command([*_split_flags(overrides)[0], f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}",
-                           "data.allow_repeat=true"])

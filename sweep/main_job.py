@@ -1,0 +1,42 @@
+"""`sweep main`: the README's main job. The default ladder, its fit, then the run the fit predicts beyond it."""
+
+from __future__ import annotations
+
+import json
+from typing import List
+
+from sweep import launch
+from sweep.results import sweep_dir
+from sweep.verify import verify_command
+
+
+MAIN_VERIFY_MULTIPLE = 3.0
+"""`sweep main` verifies at this multiple of the sweep's largest compute: what a CPU main job can afford
+(the verification run then costs about as much as the whole sweep); `sweep verify` defaults to 10x."""
+
+
+def main_command(argv: List[str]) -> int:
+    """The default sweep, then (when the fitter is present) its fit, its report and the verification run."""
+    overrides = list(argv)
+    if not any(a.startswith("experiment=") for a in overrides):
+        overrides.insert(0, "experiment=default")
+    rc = launch.run_command(overrides)
+    if rc != 0:
+        return rc
+    sc = launch.load_sweep(launch._split_flags(overrides)[0])
+    try:
+        from sweep.fit import cli as fit_cli
+    except ImportError:
+        print("[sweep] the fitter is not installed; results are in", sweep_dir(sc.results_dir, sc.sweep_name))
+        return 0
+    # IsoFLOP budgets are exact FLOPs (6ND differs by size), so the fit groups runs by exact C.
+    folder = sweep_dir(sc.results_dir, sc.sweep_name)
+    rc = fit_cli.fit_command([f"input={folder}"])
+    if rc != 0 or not sc.experiment.flops_budgets:
+        return rc
+    # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.
+    fit_max = json.loads((folder / "fit" / "fit.json").read_text())["data"]["flops_range"][1]
+    # At 3x the default sweep's largest budget the run needs slightly more tokens than the embedded corpus
+    # holds: it may see a few of them twice (verification.json records its epochs).
+    return verify_command([*launch._split_flags(overrides)[0], f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}",
+                           "data.allow_repeat=true"])

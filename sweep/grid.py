@@ -175,7 +175,7 @@ def _sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> List[tu
     return out
 
 
-def _shape_for_n(n: float, exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> ModelConfig:
+def shape_for_n(n: float, exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> ModelConfig:
     """The shape rule aimed at N under exp.param_convention ('total' includes embeddings)."""
     if exp.param_convention == "non_embedding":
         return shape_for_params(n, exp.aspect_ratio, exp.head_dim, base, vocab_size)
@@ -200,12 +200,12 @@ def _auto_sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, budge
     for j in range(k):
         frac = 0.0 if k == 1 else j / (k - 1) - 0.5
         n = centre * exp.size_span**frac
-        m = _shape_for_n(n, exp, base, vocab_size)
+        m = shape_for_n(n, exp, base, vocab_size)
         out.append((m, {"target_params": int(round(n)), "param_convention": exp.param_convention}))
     return out
 
 
-def _planned(index: int, base: RunConfig, model: ModelConfig, steps: int, vocab_size: int,
+def planned_run(index: int, base: RunConfig, model: ModelConfig, steps: int, vocab_size: int,
              meta: Dict[str, Any]) -> PlannedRun:
     n_tokens = int(steps) * base.train.tokens_per_step
     counts = count_params(model, vocab_size)
@@ -260,7 +260,7 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
         meta = {"experiment": exp.name, **coords}
         seeded = base if "seed" not in coords else dataclasses.replace(
             base, train=dataclasses.replace(base.train, seed=coords["seed"]))
-        run = _planned(len(runs), seeded, model, max(int(steps), 0), vocab_size, meta)
+        run = planned_run(len(runs), seeded, model, max(int(steps), 0), vocab_size, meta)
         reason = None
         if steps < 1:
             reason = f"budget too small for one step of {tps} tokens"

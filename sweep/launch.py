@@ -446,7 +446,7 @@ class SweepProgress:
 # ----------------------------------------------------------------------------- commands
 
 
-def _split_flags(argv: List[str]) -> tuple:
+def split_flags(argv: List[str]) -> tuple:
     overrides, retry = [], False
     for a in argv:
         if a in ("--retry-failed", "--retry_failed"):
@@ -467,7 +467,7 @@ def _status_rows(runs) -> list:
 
 
 def run_command(argv: List[str]) -> int:
-    overrides, retry = _split_flags(argv)
+    overrides, retry = split_flags(argv)
     if retry:
         overrides.append("launch.retry_failed=true")
     sc = load_sweep(overrides)

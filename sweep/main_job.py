@@ -23,7 +23,7 @@ def main_command(argv: List[str]) -> int:
     rc = launch.run_command(overrides)
     if rc != 0:
         return rc
-    sc = launch.load_sweep(launch._split_flags(overrides)[0])
+    sc = launch.load_sweep(launch.split_flags(overrides)[0])
     try:
         from sweep.fit import cli as fit_cli
     except ImportError:
@@ -36,7 +36,8 @@ def main_command(argv: List[str]) -> int:
         return rc
     # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.
     fit_max = json.loads((folder / "fit" / "fit.json").read_text())["data"]["flops_range"][1]
-    # At 3x the default sweep's largest budget the run needs slightly more tokens than the embedded corpus
-    # holds: it may see a few of them twice (verification.json records its epochs).
-    return verify_command([*launch._split_flags(overrides)[0], f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}",
+    # At 3x the default sweep's largest budget the run can need more tokens than the embedded corpus holds
+    # (1.0-1.2 epochs, depending on the N* the fit picks): it may see part of the corpus twice, and
+    # verification.json and the report record its epochs.
+    return verify_command([*launch.split_flags(overrides)[0], f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}",
                            "data.allow_repeat=true"])

@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import List, Optional
 
 from sweep.config import ConfigError
-from sweep.grid import _planned, _shape_for_n
+from sweep.fit import allocation, registry
+from sweep.fit.cli import log_verification
+from sweep.fit.report import summary_line, write
+from sweep.grid import planned_run, shape_for_n
+from sweep.launch import corpus_tokens, load_sweep, to_run_config
 from sweep.model import flops_per_token
+from sweep.plan import available_memory, check_plan
 from sweep.planned import PlannedRun
 from sweep.results import human, sweep_dir, write_json_atomic
+from sweep.runtime import pick_device
+from sweep.train import train
 
 DEFAULT_MULTIPLE = 10.0
 """Target compute, as a multiple of the sweep's largest fitted compute, when flops= is not given."""
@@ -76,25 +83,20 @@ def load_fit(folder: Path) -> dict:
 def verification_run(sc, fit: dict, method: str, flops: float) -> PlannedRun:
     """The run `method` calls compute-optimal at `flops`: N* mapped to the nearest shape of the sweep's family
     (its shape rule), D from that shape's exact FLOPs per token."""
-    from sweep.fit import allocation
-    from sweep.launch import to_run_config
-
     base = to_run_config(sc)
     vocab = sc.tokenizer.vocab_size
     n_star, d_star, _ = allocation.optimum(method, fit[method]["params"], flops, fit["data"]["flops_per_nd"])
     exp = dataclasses.replace(sc.experiment, param_convention=fit["data"]["param_convention"])
-    model = _shape_for_n(float(n_star), exp, base.model, vocab)
+    model = shape_for_n(float(n_star), exp, base.model, vocab)
     fpt = flops_per_token(model, vocab)["flops_per_token"]
     steps = max(1, round(flops / (fpt * base.train.tokens_per_step)))
     meta = {"experiment": sc.experiment.name, "role": "verification", "verify_flops": float(flops),
             "verify_method": method, "target_params": float(n_star), "target_tokens": float(d_star)}
-    return _planned(0, base, model, steps, vocab, meta)
+    return planned_run(0, base, model, steps, vocab, meta)
 
 
 def score(fit: dict, run: PlannedRun, result: dict) -> dict:
     """verification.json's content: the run, the measured loss and every method's prediction of it."""
-    from sweep.fit import allocation
-
     level = fit["config"]["interval"]
     noise = allocation.noise_of(fit)
     n = result["n_params_non_embedding"] if fit["data"]["param_convention"] == "non_embedding" else result["n_params"]
@@ -127,12 +129,6 @@ def score(fit: dict, run: PlannedRun, result: dict) -> dict:
 
 def verify_command(argv: List[str]) -> int:
     """sweep verify [input=<results folder> | experiment=NAME ...] [flops=<C>] [method=approach3]."""
-    from sweep.fit import registry
-    from sweep.launch import corpus_tokens, load_sweep
-    from sweep.plan import available_memory, check_plan
-    from sweep.runtime import pick_device
-    from sweep.train import train
-
     overrides, flops, method, folder = _options(argv)
     sc = load_sweep(_sweep_overrides(overrides, folder))
     folder = sweep_dir(sc.results_dir, sc.sweep_name)
@@ -163,8 +159,6 @@ def verify_command(argv: List[str]) -> int:
         print(f"verify: the run saw {verification['epochs']:.3f} epochs of the corpus (data.allow_repeat=true)")
     write_json_atomic(folder / "fit" / "verification.json", verification)
     _update_report(folder / "fit", fit, verification)
-    from sweep.fit.report import summary_line
-
     print(summary_line(verification))
     print(f"wrote {folder / 'fit' / 'verification.json'}")
     return 0
@@ -172,9 +166,6 @@ def verify_command(argv: List[str]) -> int:
 
 def _update_report(fit_folder: Path, fit: dict, verification: dict) -> None:
     """fit.json and report.md carry the verification too; the fit's W&B run gets the same numbers."""
-    from sweep.fit.cli import log_verification
-    from sweep.fit.report import write
-
     fit["verification"] = verification
     plots = [p.name for p in sorted(fit_folder.glob("*.png"))]
     write(fit, fit_folder, plots)

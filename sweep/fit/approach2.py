@@ -117,12 +117,12 @@ def _regress(v: dict, cfg: FitConfig) -> np.ndarray:
     return out
 
 
-def noise(data, cfg: FitConfig) -> Noise:
-    """Run-to-run noise (relative) for the parametric bootstrap: seed replicates, else the parabolas' residuals."""
+def noise(data, v: dict) -> Noise:
+    """Run-to-run noise (relative) for the parametric bootstrap: seed replicates, else the residuals of the
+    point fit's parabolas (v: its budget_vertices)."""
     rep = from_replicates(data)
     if rep is not None:
         return rep
-    v = budget_vertices(data, data.loss[None, :], cfg.min_sizes_per_budget, cfg.parabola_window)
     r = v["residuals"]
     if v["dof"] < 1:
         return Noise(sigma=float("nan"), dof=0, source="none: no budget has more sizes in its window than a parabola has "
@@ -145,7 +145,7 @@ def fit_point(data, cfg: FitConfig) -> dict:
         raise MethodSkipped(f"{len(kept)} usable budget(s), approach 2 needs 2 (dropped {dropped}); "
                             "add sizes on both sides of each budget's minimum")
     p = _regress(v, cfg)[0]
-    return {**dict(zip(NAMES, map(float, p))), "budgets": budgets}
+    return {**dict(zip(NAMES, map(float, p))), "budgets": budgets, "noise": noise(data, v)}
 
 
 def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int, sigma: float) -> np.ndarray | None:
@@ -161,11 +161,11 @@ def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int, sigma: float) -> np.
 def run(data, cfg: FitConfig) -> dict:
     """Approach 2's section of fit.json: the point fit, the parametric bootstrap and the per-budget records."""
     point = fit_point(data, cfg)
-    nz = noise(data, cfg)
+    nz = point["noise"]
     samples = bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed, nz.sigma)
     out = summarize(point, samples, NAMES, cfg.interval)
     out["bootstrap"] = (f"parametric: every run's loss redrawn with noise sd {nz.sigma:.3g} ({nz.source})"
-                        if samples is not None else f"none ({nz.source})")
+                        if samples is not None else "not run: " + nz.source.removeprefix("none: "))
     out["noise"] = nz.as_dict()
     budgets = point["budgets"]
     out["budgets"] = budgets

@@ -6,7 +6,7 @@ import numpy as np
 
 from sweep.fit import solver
 from sweep.fit.approach1 import envelope
-from sweep.fit.bootstrap import summarize
+from sweep.fit.bootstrap import resample_indices, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.inputs import group_budgets
 from sweep.fit.laws import kaplan_joint_loss, kaplan_optimum
@@ -81,8 +81,6 @@ wander along the law's flat directions (E against N_c, D_c) would otherwise cost
 def bootstrap(data, cfg: FitConfig, point: dict, n_boot: int, seed: int) -> np.ndarray | None:
     """(n_boot, 5) joint-law parameters refitted on resamples of the runs, all warm-started from the point
     fit and solved as one batch; resamples whose fit failed are NaN rows."""
-    from sweep.fit.bootstrap import resample_indices
-
     if n_boot <= 0:
         return None
     log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)

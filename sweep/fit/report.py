@@ -52,6 +52,8 @@ def render(result: dict, plots: list[str] | None = None) -> str:
         lines.append(f"| a (N* ∝ C^a) | {fmt(r['exponents']['a'])} | {_iv(ei.get('a'))} | {fmt(es.get('a'))} |")
         lines.append(f"| b (D* ∝ C^b) | {fmt(r['exponents']['b'])} | {_iv(ei.get('b'))} | {fmt(es.get('b'))} |")
         lines.append("")
+        if not r.get("n_resamples") and r.get("bootstrap"):
+            lines += [f"No intervals: bootstrap {r['bootstrap']}", ""]
         if r.get("n_resamples"):
             fin = r.get("finite", {})
             lines.append(f"Bootstrap: {r.get('bootstrap', 'runs resampled')}; {r['n_bootstrap_ok']} of {r['n_resamples']} "

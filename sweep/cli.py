@@ -25,6 +25,8 @@ commands:
   compare   two fits side by side    sweep compare results/a/fit results/b/fit [method=approach3]
   verify    train the run a fit predicts and score it
                                      sweep verify input=results/default [flops=4e12] [method=approach3]
+  tune      fit the LR rule from a tuning sweep
+                                     sweep tune input=results/lr_tune
   main      the README's main job: run the default sweep, then fit and report
 """
 
@@ -50,6 +52,10 @@ def _dispatch(command: str):
         from sweep.verify import verify_command
 
         return verify_command
+    if command == "tune":
+        from sweep.tune import tune_command
+
+        return tune_command
     if command == "main":
         from sweep.main_job import main_command
 

@@ -27,6 +27,9 @@ from typing import Any, Dict, List, Optional
 from sweep.config import ConfigError, ModelConfig, RunConfig
 from sweep.model import count_params, flops_per_token
 from sweep.branching import branch
+from sweep.hparams import rule_lr, rule_tokens_per_step
+from sweep.shapes import (FAMILIES, depth_shape, describe_family, free_shape_for_params, mixed_shapes,
+                          shape_for, spread_depths, with_shape)
 from sweep.planned import Grid, PlannedRun
 from sweep.results import human, run_id, run_name
 
@@ -59,10 +62,19 @@ class ExperimentConfig:
     """Explicit model shapes {n_layer, d_model, n_head}."""
     target_params_non_embedding: List[int] = field(default_factory=list)
     """Model sizes as non-embedding parameter counts, turned into shapes by the shape rule."""
+    family: str = "depth"
+    """Shape rule for sizes given as counts: 'depth' (one knob: d_model = aspect_ratio * n_layer in whole heads,
+    n_layer >= min_layers, so depth and width grow together) or 'free' (closest count near the aspect ratio;
+    may mix depths)."""
     aspect_ratio: float = 32.0
     """Shape rule: the aimed-for d_model / n_layer."""
     head_dim: int = 16
     """Shape rule: d_model / n_head (d_model is a multiple of it)."""
+    min_layers: int = 2
+    """Depth family: the shallowest member (one-layer transformers cannot form induction heads)."""
+    allow_mixed_shapes: bool = False
+    """Accept a grid whose depth or width decreases somewhere as N grows (a law fitted over two kinds of model
+    extrapolates neither)."""
     n_tokens: List[int] = field(default_factory=list)
     """Token budgets D in tokens (rounded to whole optimizer steps)."""
     tokens_per_param: List[float] = field(default_factory=list)
@@ -79,6 +91,19 @@ class ExperimentConfig:
     """IsoFLOP with sizes_per_budget: the centre size N satisfies D/N = this (Chinchilla's ~20)."""
     min_steps: int = 20
     """IsoFLOP: runs with fewer optimizer steps are dropped (too short to learn anything)."""
+    lr_exponent: float = 0.0
+    """Peak LR per run: train.lr * (N / lr_ref_params) ** lr_exponent, N as param_convention counts it; 0 gives
+    every run train.lr. OLMo's ladder: -1/3. `sweep tune` fits it."""
+    lr_ref_params: float = 1.0e5
+    """The N at which the LR rule gives train.lr."""
+    batch_exponent: float = 0.0
+    """Tokens per optimizer step per run: train.tokens_per_step * (D / batch_ref_tokens) ** batch_exponent, in a
+    power-of-two number of sequences; 0 keeps train.tokens_per_step. Power Lines: 0.38."""
+    batch_ref_tokens: float = 1.0e6
+    """The D at which the batch rule gives train.tokens_per_step."""
+    lr_multipliers: List[float] = field(default_factory=list)
+    """LR tuning sweep: every point once per multiple of its rule LR (e.g. [0.25, 0.5, 1, 2, 4]); `sweep tune`
+    reads the results. Empty: the rule LR only."""
     seeds: List[int] = field(default_factory=list)
     """Training seeds to repeat grid points with, each its own run (own result.json and W&B run); the fitter
     takes their spread as the run-to-run noise. Empty: every point once, with train.seed."""
@@ -91,39 +116,10 @@ class ExperimentConfig:
 # ----------------------------------------------------------------------------- shape rule
 
 
-def _with_shape(base: ModelConfig, n_layer: int, d_model: int, n_head: int) -> ModelConfig:
-    return dataclasses.replace(base, n_layer=int(n_layer), d_model=int(d_model), n_head=int(n_head))
-
-
 def shape_for_params(target: float, aspect_ratio: float, head_dim: int, base: ModelConfig,
                      vocab_size: int = 256) -> ModelConfig:
-    """The shape whose non-embedding parameter count is closest to `target`.
-
-    Rule: non-embedding N is about 12 * n_layer * d_model^2 and we aim for
-    d_model = aspect_ratio * n_layer, so n_layer ~ (N / (12 * aspect_ratio^2))^(1/3). Around that
-    depth (n_layer -1 .. +1, at least 1) every d_model that is a multiple of `head_dim` near
-    sqrt(N / (12 * n_layer)) is scored by its exact count (norms, biases and d_mlp included);
-    the closest count wins among shapes whose d_model/n_layer is within a factor 2 of the aspect
-    ratio (any shape if none is), ties going to the aspect ratio nearer the aim.
-    n_head = d_model / head_dim. The achieved N is in the PlannedRun, never assumed.
-    """
-    if target <= 0:
-        raise ConfigError(f"experiment.target_params_non_embedding={target!r}: must be positive")
-    if aspect_ratio <= 0 or head_dim <= 0:
-        raise ConfigError(f"experiment.aspect_ratio={aspect_ratio!r}, head_dim={head_dim!r}: must be positive")
-    depth = (target / (12.0 * aspect_ratio**2)) ** (1.0 / 3.0)
-    layers = range(max(1, math.floor(depth) - 1), math.ceil(depth) + 2)
-    candidates = []
-    for n_layer in layers:
-        width = math.sqrt(target / (12.0 * n_layer))
-        k = max(1, math.floor(width / head_dim))
-        for d_model in {k * head_dim, (k + 1) * head_dim}:
-            m = _with_shape(base, n_layer, d_model, d_model // head_dim)
-            n = count_params(m, vocab_size)["n_params_non_embedding"]
-            aspect_err = abs(math.log((d_model / n_layer) / aspect_ratio))
-            candidates.append((abs(math.log(n / target)), aspect_err, m))
-    in_range = [c for c in candidates if c[1] <= math.log(2.0) + 1e-9] or candidates
-    return min(in_range, key=lambda c: (round(c[0], 9), c[1]))[2]
+    """The 'free' rule's shape for a non-embedding count (see `sweep.shapes.free_shape_for_params`)."""
+    return free_shape_for_params(target, aspect_ratio, head_dim, base, vocab_size)
 
 
 # ----------------------------------------------------------------------------- expansion
@@ -160,6 +156,16 @@ def validate_experiment(exp: ExperimentConfig) -> None:
         raise ConfigError(f"experiment.param_convention={exp.param_convention!r}: must be 'total' or 'non_embedding'")
     if exp.min_steps < 1:
         raise ConfigError(f"experiment.min_steps={exp.min_steps}: must be >= 1")
+    if exp.family not in FAMILIES:
+        raise ConfigError(f"experiment.family={exp.family!r}: must be one of {', '.join(map(repr, FAMILIES))}")
+    if exp.lr_ref_params <= 0 or exp.batch_ref_tokens <= 0:
+        raise ConfigError(f"experiment.lr_ref_params={exp.lr_ref_params}, batch_ref_tokens={exp.batch_ref_tokens}: "
+                          f"must be positive")
+    if any(k <= 0 for k in exp.lr_multipliers) or len(set(exp.lr_multipliers)) != len(exp.lr_multipliers):
+        raise ConfigError(f"experiment.lr_multipliers={list(exp.lr_multipliers)}: give distinct positive multiples, "
+                          f"e.g. [0.25, 0.5, 1, 2, 4]")
+    if exp.min_layers < 1:
+        raise ConfigError(f"experiment.min_layers={exp.min_layers}: must be >= 1")
     if exp.seeds_at not in ("largest", "all"):
         raise ConfigError(f"experiment.seeds_at={exp.seeds_at!r}: must be 'largest' or 'all'")
     if len(set(exp.seeds)) != len(exp.seeds) or any(s < 0 for s in exp.seeds):
@@ -168,26 +174,18 @@ def validate_experiment(exp: ExperimentConfig) -> None:
 
 def _sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> List[tuple]:
     """(ModelConfig, coordinates) for every listed size, in the order given."""
-    out = [(_with_shape(base, s.n_layer, s.d_model, s.n_head), {}) for s in exp.shapes]
+    out = [(with_shape(base, s.n_layer, s.d_model, s.n_head), {}) for s in exp.shapes]
     for t in exp.target_params_non_embedding:
-        m = shape_for_params(t, exp.aspect_ratio, exp.head_dim, base, vocab_size)
+        m = shape_for(t, exp.family, "non_embedding", exp.aspect_ratio, exp.head_dim, base, vocab_size,
+                      exp.min_layers)
         out.append((m, {"target_params_non_embedding": int(t)}))
     return out
 
 
 def shape_for_n(n: float, exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> ModelConfig:
-    """The shape rule aimed at N under exp.param_convention ('total' includes embeddings)."""
-    if exp.param_convention == "non_embedding":
-        return shape_for_params(n, exp.aspect_ratio, exp.head_dim, base, vocab_size)
-    # Embeddings depend on the width the rule picks, so scan non-embedding targets from 1% to 100%
-    # of N and keep the shape whose total count is closest to N.
-    best = None
-    for k in range(81):
-        m = shape_for_params(n * 10 ** (-2 + 2 * k / 80), exp.aspect_ratio, exp.head_dim, base, vocab_size)
-        err = abs(math.log(count_params(m, vocab_size)["n_params"] / n))
-        if best is None or err < best[0] - 1e-12:
-            best = (err, m)
-    return best[1]
+    """The experiment's shape rule aimed at N under exp.param_convention ('total' includes embeddings)."""
+    return shape_for(n, exp.family, exp.param_convention, exp.aspect_ratio, exp.head_dim, base, vocab_size,
+                     exp.min_layers)
 
 
 def _auto_sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, budget: float) -> List[tuple]:
@@ -196,13 +194,14 @@ def _auto_sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, budge
     # parabola, the fit finds the actual minimum.
     centre = math.sqrt(budget / (6.0 * exp.center_tokens_per_param))
     k = exp.sizes_per_budget
-    out = []
-    for j in range(k):
-        frac = 0.0 if k == 1 else j / (k - 1) - 0.5
-        n = centre * exp.size_span**frac
-        m = shape_for_n(n, exp, base, vocab_size)
-        out.append((m, {"target_params": int(round(n)), "param_convention": exp.param_convention}))
-    return out
+    targets = [centre * exp.size_span ** (0.0 if k == 1 else j / (k - 1) - 0.5) for j in range(k)]
+    if exp.family == "depth":
+        models = spread_depths(targets, lambda n: shape_for_n(n, exp, base, vocab_size),
+                               lambda m: depth_shape(m.n_layer + 1, exp.aspect_ratio, exp.head_dim, base))
+    else:
+        models = [shape_for_n(n, exp, base, vocab_size) for n in targets]
+    return [(m, {"target_params": int(round(n)), "param_convention": exp.param_convention})
+            for m, n in zip(models, targets)]
 
 
 def planned_run(index: int, base: RunConfig, model: ModelConfig, steps: int, vocab_size: int,
@@ -233,34 +232,33 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
     if exp.branching and base.train.schedule != "wsd":
         raise ConfigError(f"experiment.branching=true needs train.schedule=wsd (got {base.train.schedule!r}): "
                           f"only a warmup-stable-decay run can be branched at its cooldown")
-    tps = base.train.tokens_per_step
-    points = []  # (model, steps, coordinates)
+    points = []  # (model, tokens aimed at, coordinates)
     if exp.flops_budgets:
         for b, budget in enumerate(exp.flops_budgets):
             sizes = _auto_sizes(exp, base.model, vocab_size, budget) if exp.sizes_per_budget else \
                 _sizes(exp, base.model, vocab_size)
             for model, coords in sizes:
                 fpt = flops_per_token(model, vocab_size)["flops_per_token"]
-                steps = round(budget / (fpt * tps))
-                points.append((model, steps, {**coords, "budget_flops": float(budget), "budget_index": b}))
+                points.append((model, budget / fpt, {**coords, "budget_flops": float(budget), "budget_index": b}))
     else:
         for model, coords in _sizes(exp, base.model, vocab_size):
-            counts = count_params(model, vocab_size)
-            n = counts["n_params"] if exp.param_convention == "total" else counts["n_params_non_embedding"]
             if exp.n_tokens:
                 for d in exp.n_tokens:
-                    points.append((model, round(d / tps), {**coords, "n_tokens_target": int(d)}))
+                    points.append((model, d, {**coords, "n_tokens_target": int(d)}))
             else:
                 for r in exp.tokens_per_param:
-                    points.append((model, round(r * n / tps), {**coords, "tokens_per_param_target": float(r)}))
+                    points.append((model, r * _n(model, exp, vocab_size),
+                                   {**coords, "tokens_per_param_target": float(r)}))
 
     runs, dropped, seen = [], [], set()
     isoflop = bool(exp.flops_budgets)
-    for model, steps, coords in _with_seeds(points, exp):
+    for model, d_target, coords in _with_lr_multipliers(_with_seeds(points, exp), exp):
         meta = {"experiment": exp.name, **coords}
-        seeded = base if "seed" not in coords else dataclasses.replace(
-            base, train=dataclasses.replace(base.train, seed=coords["seed"]))
-        run = planned_run(len(runs), seeded, model, max(int(steps), 0), vocab_size, meta)
+        train = _run_hparams(base, exp, model, d_target, vocab_size, coords)
+        tps = train.tokens_per_step
+        steps = round(d_target / tps)
+        run = planned_run(len(runs), dataclasses.replace(base, train=train), model, max(int(steps), 0),
+                          vocab_size, meta)
         reason = None
         if steps < 1:
             reason = f"budget too small for one step of {tps} tokens"
@@ -278,6 +276,12 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
     # indices must be consecutive after dropping: the multirun addresses runs by position
     for i, r in enumerate(runs):
         r.index = i
+    mixed = mixed_shapes([r.cfg.model for r in runs], vocab_size)
+    if mixed and not exp.allow_mixed_shapes:
+        raise ConfigError(
+            f"experiment {exp.name!r}: the grid's shapes are not one family: {mixed}, so depth or width shrinks as N "
+            f"grows and the fitted law would mix two kinds of model. Use experiment.family=depth (one knob), list "
+            f"shapes that grow in both, or set experiment.allow_mixed_shapes=true to fit them anyway")
     if exp.branching:
         runs = branch(runs)
     return Grid(runs=runs, dropped=dropped)
@@ -289,6 +293,27 @@ def _budget_key(coords: dict) -> float:
         if k in coords:
             return float(coords[k])
     return 0.0
+
+
+def _n(model: ModelConfig, exp: ExperimentConfig, vocab_size: int) -> int:
+    counts = count_params(model, vocab_size)
+    return counts["n_params"] if exp.param_convention == "total" else counts["n_params_non_embedding"]
+
+
+def _run_hparams(base: RunConfig, exp: ExperimentConfig, model: ModelConfig, d_target: float, vocab_size: int,
+                 coords: dict) -> Any:
+    """The run's TrainConfig: seed, LR and tokens per step from the experiment's rules."""
+    t = base.train
+    lr = rule_lr(t.lr, _n(model, exp, vocab_size), exp.lr_ref_params, exp.lr_exponent) * coords.get("lr_multiplier", 1.0)
+    tps = rule_tokens_per_step(t.tokens_per_step, d_target, exp.batch_ref_tokens, exp.batch_exponent, model.seq_len)
+    return dataclasses.replace(t, seed=coords.get("seed", t.seed), lr=lr, tokens_per_step=tps)
+
+
+def _with_lr_multipliers(points: List[tuple], exp: ExperimentConfig) -> List[tuple]:
+    """Each point once per LR multiple (coordinates gain `lr_multiplier`), for a tuning sweep."""
+    if not exp.lr_multipliers:
+        return points
+    return [(m, d, {**c, "lr_multiplier": float(k)}) for m, d, c in points for k in exp.lr_multipliers]
 
 
 def _with_seeds(points: List[tuple], exp: ExperimentConfig) -> List[tuple]:
@@ -303,6 +328,13 @@ def _with_seeds(points: List[tuple], exp: ExperimentConfig) -> List[tuple]:
         else:
             out.append((model, steps, coords))
     return out
+
+
+def family_line(exp: ExperimentConfig) -> str:
+    """The model family the experiment's sizes come from, in one line."""
+    explicit = bool(exp.shapes) and not exp.target_params_non_embedding and not exp.sizes_per_budget
+    line = describe_family(exp.family, exp.aspect_ratio, exp.head_dim, exp.min_layers, explicit)
+    return line + (" (mixed shapes allowed)" if exp.allow_mixed_shapes else "")
 
 
 def describe_dropped(dropped: List[tuple]) -> str:

@@ -27,7 +27,7 @@ from typing import List, Optional, Tuple
 from sweep.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
 from sweep.compose import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
-from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, grid
+from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, family_line, grid
 from sweep.mps import MpsStatus, mps_status, private_mps
 from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
 from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
@@ -175,7 +175,7 @@ def _header(sc: SweepConfig, n_train: int) -> str:
     return (f"sweep {sc.sweep_name!r}, experiment {e.name!r}{about}\n"
             f"corpus {sc.data.source}{'' if not sc.data.path else ' ' + sc.data.path}: {human(n_train)} train tokens, "
             f"vocab {sc.tokenizer.vocab_size}, seq_len {sc.model.seq_len}, {sc.train.tokens_per_step} tokens/step, "
-            f"device {_device_name(sc)}")
+            f"device {_device_name(sc)}\n{family_line(e)}")
 
 
 # ----------------------------------------------------------------------------- GPUs and packing

@@ -200,20 +200,22 @@ def plan_totals(runs: List[PlannedRun], seconds: Optional[List[Optional[float]]]
 
 
 def plan_table(runs: List[PlannedRun], seconds: Optional[List[Optional[float]]] = None) -> str:
-    """One line per run: shape, N (total and non-embedding), D, C (6ND and exact), D/N, steps, time."""
+    """One line per run: shape, N (total and non-embedding), D, C (6ND and exact), D/N, peak LR, tokens per
+    step (batch), steps, time."""
     seconds = seconds or [None] * len(runs)
     head = (f"{'#':>3} {'run':<22} {'L':>3} {'d':>5} {'h':>3} {'N':>7} {'N_ne':>7} {'D':>7} "
-            f"{'C_6ND':>9} {'C':>9} {'D/N':>7} {'steps':>6} {'time':>6}  grid")
+            f"{'C_6ND':>9} {'C':>9} {'D/N':>7} {'lr':>8} {'batch':>6} {'steps':>6} {'time':>6}  grid")
     lines = [head, "-" * len(head)]
     for r, s in zip(runs, seconds):
         m = r.cfg.model
         coords = {k: v for k, v in r.cfg.meta.items() if k in ("budget_flops", "target_params_non_embedding",
                                                                  "target_params", "tokens_per_param_target",
-                                                                 "n_tokens_target", "seed")}
+                                                                 "n_tokens_target", "seed", "lr_multiplier")}
         grid = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in coords.items())
         lines.append(f"{r.index:>3} {r.run_name:<22} {m.n_layer:>3} {m.d_model:>5} {m.n_head:>3} "
                      f"{human(r.n_params):>7} {human(r.n_params_non_embedding):>7} {human(r.n_tokens):>7} "
-                     f"{r.flops_6nd:>9.3g} {r.flops:>9.3g} {r.tokens_per_param:>7.1f} {r.steps:>6} "
+                     f"{r.flops_6nd:>9.3g} {r.flops:>9.3g} {r.tokens_per_param:>7.1f} {r.cfg.train.lr:>8.3g} "
+                     f"{r.cfg.train.tokens_per_step:>6} {r.steps:>6} "
                      f"{_duration(s):>6}  {grid}")
     t = plan_totals(runs, seconds)
     lines.append("-" * len(head))

@@ -119,7 +119,7 @@ def test_shape_rule_grows_with_target():
 
 
 def test_target_sizes_record_achieved_and_target():
-    exp = ExperimentConfig(target_params_non_embedding=[1_000_000], n_tokens=[1_000_000])
+    exp = ExperimentConfig(target_params_non_embedding=[1_000_000], n_tokens=[1_000_000], family="free")
     r = expand(exp, base_config(), VOCAB)[0]
     assert r.cfg.meta["target_params_non_embedding"] == 1_000_000
     assert r.cfg.meta["n_params_non_embedding"] == r.n_params_non_embedding

@@ -149,7 +149,7 @@ def test_mps_is_detected_from_its_control_pipe(tmp_path):
 def small_h100_sweep(*extra):
     from sweep.launch import expand_sweep, load_sweep
 
-    sc = load_sweep(["experiment=kaplan_model_size_h100", *extra])
+    sc = load_sweep(["experiment=kaplan_model_size_h100", "experiment.family=free", *extra])  # the figures below are for these shapes
     return sc, expand_sweep(sc, n_train_tokens=10**10).runs
 
 

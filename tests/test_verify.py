@@ -8,7 +8,8 @@ import pytest
 
 from test_launch import results, sweep_args  # tests/ is on sys.path under pytest
 
-GRID = ("experiment.flops_budgets=[1e9,2e9,4e9]", "experiment.target_params_non_embedding=[2000,8000,32000]")
+GRID = ("experiment.flops_budgets=[1e9,2e9,4e9]", "experiment.target_params_non_embedding=[2000,8000,32000]",
+        "experiment.family=free")
 KEYS = {"flops", "run_id", "n_params", "n_tokens", "measured_loss", "extrapolation", "methods"}
 
 

@@ -60,7 +60,8 @@ def human(x: float) -> str:
 def run_name(cfg: RunConfig, n_tokens: int) -> str:
     m = cfg.model
     seed = f"-s{cfg.meta['seed']}" if "seed" in cfg.meta else ""  # a seed replicate of a grid point
-    return f"L{m.n_layer}-d{m.d_model}-h{m.n_head}-D{human(n_tokens)}{seed}"
+    lr = f"-lr{cfg.train.lr:.3g}" if "lr_multiplier" in cfg.meta else ""  # a point of an LR tuning sweep
+    return f"L{m.n_layer}-d{m.d_model}-h{m.n_head}-D{human(n_tokens)}{seed}{lr}"
 
 
 def sweep_dir(results_dir: str | Path, sweep_name: str) -> Path:

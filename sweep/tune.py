@@ -44,10 +44,11 @@ class EdgeMinimum(ConfigError):
 
 
 def best_lr(lrs: Sequence[float], losses: Sequence[float], label: str = "") -> tuple:
-    """(LR*, loss at LR*): the vertex of a parabola in log LR through the lowest point and its neighbours.
+    """(LR*, loss at LR*): the vertex of the parabola in log LR through the lowest point and its two neighbours.
 
-    Up to two neighbours on each side enter (5 points), because far-off LRs sit on the steep walls
-    of the basin where a parabola no longer describes the loss. Refused with EdgeMinimum when the
+    Only the neighbours enter: loss against log LR is lopsided (a steep wall at high LR where training
+    turns unstable, a slow rise at low LR), so a parabola through farther points pulls the vertex
+    towards the gentler side. Refused with EdgeMinimum when the
     lowest measured loss is at either end of the grid, and with ConfigError when fewer than 3 LRs
     finished or the points bend the wrong way."""
     pts = sorted((float(a), float(b)) for a, b in zip(lrs, losses) if b is not None and math.isfinite(b))
@@ -61,8 +62,7 @@ def best_lr(lrs: Sequence[float], losses: Sequence[float], label: str = "") -> t
         raise EdgeMinimum(f"{label}: the lowest loss ({y[i]:.4f}) is at the grid's {'lowest' if i == 0 else 'highest'} "
                           f"learning rate {pts[i][0]:.3g}, so the optimum may lie outside it: add multipliers {side} "
                           f"the grid (experiment.lr_multipliers) and run the sweep again")
-    lo, hi = max(0, i - 2), min(len(pts), i + 3)
-    c2, c1, c0 = np.polyfit(x[lo:hi], y[lo:hi], 2)
+    c2, c1, c0 = np.polyfit(x[i - 1:i + 2], y[i - 1:i + 2], 2)
     if c2 <= 0:
         raise ConfigError(f"{label}: the losses around the best LR do not form a basin (curvature {c2:.3g}); "
                           f"use a finer grid or longer runs")

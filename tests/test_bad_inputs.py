@@ -17,8 +17,7 @@ from sweep.cli import load_run_config, main
 from sweep.results import run_dir, write_json_atomic
 from sweep.train import run_shape
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
-pytestmark = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 
 
 def base(tmp: Path, corpus: Optional[Path] = None, *extra: str) -> List[str]:

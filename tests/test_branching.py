@@ -13,7 +13,7 @@ from sweep.config import ConfigError, DataConfig, LoggerConfig, ModelConfig, Run
 from sweep.grid import ExperimentConfig, ShapeConfig, expand
 from sweep.results import run_dir, run_id
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 
 
 def base(tmp_path: Path, results: str = "results", **train) -> RunConfig:
@@ -132,7 +132,6 @@ def test_resolve_init_trains_from_scratch_only_when_the_trunk_is_finished(tmp_pa
     assert resolve_init(short.cfg) is short.cfg
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
 def test_trunk_and_branches_equal_independent_wsd_runs(tmp_path):
     from sweep.train import train
 

@@ -16,18 +16,9 @@ from sweep.results import load_result, read_index, read_jsonl, run_dir
 from sweep.train import run_shape, train
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
-pytestmark = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
 
 
-def tiny(tmp: Path, *extra: str) -> list:
-    return [f"results_dir={tmp / 'results'}", f"data.cache_dir={tmp.parent / 'cache'}", "sweep_name=t",
-            "data.source=files", f"data.path={SHAKESPEARE}", "data.max_bytes=300000", "data.val_tokens=8192",
-            "tokenizer=byte", "model.n_layer=2", "model.d_model=64", "model.n_head=4", "model.seq_len=64",
-            "train.batch_size=16", "train.tokens_per_step=1024", "train.threads=1", "logger.mode=disabled", *extra]
-
-
-def test_sigkill_after_the_first_checkpoint_then_relaunch_is_bit_exact(tmp_path):
+def test_sigkill_after_the_first_checkpoint_then_relaunch_is_bit_exact(tmp_path, tiny):
     args = ["budget.n_tokens=61440", "train.checkpoint_interval=5"]
     clean = train(load_run_config(tiny(tmp_path / "clean", *args)), progress=False)
 
@@ -59,7 +50,7 @@ def test_sigkill_after_the_first_checkpoint_then_relaunch_is_bit_exact(tmp_path)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_checkpoints_at_the_step_and_exits_so_nothing_is_retrained(tmp_path, sig):
+def test_sigterm_checkpoints_at_the_step_and_exits_so_nothing_is_retrained(tmp_path, sig, tiny):
     # No periodic checkpoints: only the signal's own checkpoint can make the relaunch resume.
     args = ["budget.n_tokens=122880", "train.checkpoint_interval=0", "train.log_interval=1"]
     clean = train(load_run_config(tiny(tmp_path / "clean", *args)), progress=False)
@@ -97,7 +88,7 @@ def _progress_step(rdir: Path) -> int:
         return -1
 
 
-def test_a_diverged_run_is_not_retried_unless_asked(tmp_path, capsys):
+def test_a_diverged_run_is_not_retried_unless_asked(tmp_path, capsys, tiny):
     cfg = load_run_config(tiny(tmp_path, "train.lr=1e6", "train.grad_clip=0", "budget.n_tokens=20480"))
     first = train(cfg, progress=False)
     assert first["status"] == "diverged" and first["diverged_step"] >= 1

@@ -10,7 +10,8 @@ import pytest
 
 from sweep.results import INDEX_FILE, load_result, read_index, rebuild_index, write_json_atomic
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
+
 N_WRITERS, RUNS_EACH = 8, 12
 
 
@@ -68,7 +69,6 @@ def _spawn(args: list) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
 def test_two_launches_of_one_run_never_train_it_twice(tmp_path):
     # Warm the token cache so both processes reach the lock at about the same moment.
     from sweep.cli import load_run_config
@@ -93,7 +93,6 @@ def test_two_launches_of_one_run_never_train_it_twice(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
 def test_eight_real_trainers_of_one_sweep_at_once(tmp_path):
     from sweep.cli import load_run_config
     from sweep.data import prepare_data

@@ -2,6 +2,7 @@
 
 import pytest
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweep.cli import conf_dir, load_run_config, main
@@ -20,8 +21,18 @@ def test_every_group_option_composes(group, option):
         overrides.append("data.path=/tmp/corpus.txt")
     cfg = load_run_config(overrides)
     assert isinstance(cfg, RunConfig)
-    if group != "data":
-        assert run_shape(cfg).steps >= 1 or group == "budget"
+    # every value the option file sets reaches the composed config (a group that composed to its
+    # default, or to another option, would differ somewhere)
+    values = OmegaConf.to_container(OmegaConf.load(conf_dir() / group / f"{option}.yaml"))
+    section = getattr(cfg, group)
+    assert values, f"{group}/{option}.yaml sets nothing"
+    for key, value in values.items():
+        if key == "defaults" or value == "???":
+            continue
+        assert getattr(section, key) == pytest.approx(value) if isinstance(value, float) else \
+            getattr(section, key) == value, f"{group}.{key}"
+    if group not in ("data", "budget"):  # budget options may leave the value to the command line
+        assert run_shape(cfg).steps >= 1
 
 
 def test_defaults_are_the_readme_run():

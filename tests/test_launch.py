@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -134,7 +133,7 @@ def test_run_job_rejects_an_index_outside_the_grid(tmp_path):
 
 def test_status_shows_each_state(tmp_path):
     cfg = tiny_run(tmp_path)
-    from sweep.results import run_dir, write_json_atomic
+    from sweep.results import write_json_atomic
 
     done = write_result(tmp_path, cfg, "done", final_val_loss=2.5, steps=10, wall_seconds=3.0)
     failed = tmp_path / "failed"
@@ -167,49 +166,7 @@ def test_status_shows_each_state(tmp_path):
 # ----------------------------------------------------------------------------- multiruns
 
 
-def small_corpus(folder: Path) -> Path:
-    """~400 KB of this Python's stdlib sources as one text file (deterministic, always present)."""
-    out = folder / "corpus.txt"
-    if not out.exists():
-        parts, size = [], 0
-        for p in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
-            text = p.read_text(errors="replace")
-            parts.append(text)
-            size += len(text)
-            if size > 400_000:
-                break
-        out.write_text("\n\n".join(parts))
-    return out
-
-
-def sweep_args(tmp_path: Path, *extra: str) -> list:
-    corpus = small_corpus(tmp_path)
-    return [sys.executable, "-m", "sweep", *extra[:1], "experiment=default", "sweep_name=t",
-            f"results_dir={tmp_path / 'results'}", "data=files", f"data.path={corpus}",
-            f"data.cache_dir={tmp_path / 'cache'}", "data.val_tokens=4096", "tokenizer=byte",
-            "tokenizer.vocab_size=256", "model.seq_len=32", "train.batch_size=16", "train.tokens_per_step=512",
-            "train.threads=1", "experiment.flops_budgets=[3e9]",
-            "experiment.target_params_non_embedding=[3000,12000]", "experiment.family=free", "experiment.sizes_per_budget=0",
-            "experiment.min_steps=5", "logger=disabled",
-            "launch.progress=false", *extra[1:]]
-
-
-def run_sweep(tmp_path, *extra, check=True, timeout=300):
-    proc = subprocess.run(sweep_args(tmp_path, *extra), cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def results(tmp_path, name="t") -> dict:
-    out = {}
-    for f in sorted((tmp_path / "results" / name / "runs").glob("*/result.json")):
-        r = json.loads(f.read_text())
-        out[r["run_id"]] = r
-    return out
-
-
-def test_multirun_trains_every_run_then_skips_them(tmp_path):
+def test_multirun_trains_every_run_then_skips_them(tmp_path, results, run_sweep):
     first = run_sweep(tmp_path, "run")
     done = results(tmp_path)
     assert len(done) == 2 and {r["status"] for r in done.values()} == {"done"}
@@ -234,13 +191,13 @@ def test_multirun_trains_every_run_then_skips_them(tmp_path):
     assert status.stdout.count(" done ") == 2 and "total: 2 runs (2 done)" in status.stdout
 
 
-def test_status_before_any_run_lists_pending_runs(tmp_path):
+def test_status_before_any_run_lists_pending_runs(tmp_path, run_sweep):
     out = run_sweep(tmp_path, "status").stdout
     assert "total: 2 runs (2 pending)" in out
 
 
 @pytest.mark.slow
-def test_parallel_launcher_runs_each_run_in_its_own_process(tmp_path):
+def test_parallel_launcher_runs_each_run_in_its_own_process(tmp_path, results, run_sweep):
     run_sweep(tmp_path, "run", "hydra/launcher=parallel", "launch.slots=2")
     done = results(tmp_path)
     assert len(done) == 2 and {r["status"] for r in done.values()} == {"done"}
@@ -249,7 +206,7 @@ def test_parallel_launcher_runs_each_run_in_its_own_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_sweep_then_relaunch_gives_the_same_losses(tmp_path):
+def test_sigkill_mid_sweep_then_relaunch_gives_the_same_losses(tmp_path, results, run_sweep, sweep_args):
     ref_dir, kill_dir = tmp_path / "ref", tmp_path / "kill"
     ref_dir.mkdir()
     kill_dir.mkdir()
@@ -299,7 +256,7 @@ def test_sigkill_mid_sweep_then_relaunch_gives_the_same_losses(tmp_path):
     assert curves(kill_dir) == curves(ref_dir)
 
 
-def test_run_index_runs_part_of_the_grid(tmp_path):
+def test_run_index_runs_part_of_the_grid(tmp_path, results, run_sweep):
     out = run_sweep(tmp_path, "run", "run_index=1", check=False)
     done = results(tmp_path)
     assert len(done) == 1
@@ -311,7 +268,7 @@ def test_run_index_runs_part_of_the_grid(tmp_path):
 
 
 @pytest.mark.slow
-def test_parallel_launcher_never_runs_more_than_its_slots_and_starts_the_biggest_first(tmp_path):
+def test_parallel_launcher_never_runs_more_than_its_slots_and_starts_the_biggest_first(tmp_path, run_sweep):
     # all four jobs start at once and wait for the one slot: they take it in the queue's order
     run_sweep(tmp_path, "run", "hydra/launcher=parallel", "launch.slots=1", "experiment.flops_budgets=[3e9,9e9]")
     spans = []

@@ -110,11 +110,23 @@ def test_default_experiment_fits_the_embedded_corpus():
 
     sc = load_sweep(["experiment=default"])
     assert sc.data.source == "stdlib"
-    g = expand_sweep(sc, n_train_tokens=4_000_000)  # the stdlib corpus at this vocabulary: ~4.07M
+    g = expand_sweep(sc, n_train_tokens=4_000_000)  # the stdlib corpus at this vocabulary: ~4.05M
+    assert not g.dropped
     budgets = sorted({r.cfg.meta["budget_flops"] for r in g.runs})
-    assert len(budgets) >= 3
+    assert len(budgets) >= 4 and budgets[-1] / budgets[0] >= 10**1.5  # 1.5 decades of compute
     for b in budgets:  # a parabola needs at least 3 sizes per budget
         assert sum(r.cfg.meta["budget_flops"] == b for r in g.runs) >= 3
+    # one family: at least 2 layers, and depth and width grow together with N
+    shapes = sorted({(r.n_params, r.cfg.model.n_layer, r.cfg.model.d_model) for r in g.runs})
+    assert min(L for _, L, _ in shapes) >= 2
+    assert [L for _, L, _ in shapes] == sorted(L for _, L, _ in shapes)
+    assert [d for _, _, d in shapes] == sorted(d for _, _, d in shapes)
+    # hyperparameters per size: LR from the rule in N, batch from the rule in D, hundreds of steps each
+    e = sc.experiment
+    for r in g.runs:
+        assert r.cfg.train.lr == pytest.approx(sc.train.lr * (r.n_params / e.lr_ref_params) ** e.lr_exponent)
+        assert r.steps >= 400
+    assert len({r.cfg.train.tokens_per_step for r in g.runs}) >= 2
 
 
 def test_plan_command_prints_and_refuses(capsys):

@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,6 @@ from sweep import results as store
 from sweep.config import RunConfig
 from sweep.results import (ResultError, RunLocked, check_name, inside, load_result, read_index, rebuild_index,
                            run_dir, run_lock, sweep_dir, write_json_atomic)
-
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def fake_result(run_id: str, status: str = "done", loss: float = 3.0, **extra) -> dict:
@@ -187,11 +184,9 @@ def test_index_holds_one_row_per_readable_result(tmp_path):
 # ----------------------------------------------------------------------------- secrets
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
-def test_secrets_from_the_environment_never_reach_results_or_logs(tmp_path, monkeypatch, capfd):
+def test_secrets_from_the_environment_never_reach_results_or_logs(tmp_path, monkeypatch, capfd, tiny):
     from sweep.cli import load_run_config
     from sweep.train import train
-    from tests.test_train import tiny
 
     secret = "sk-live-3f9a8b7c6d5e4f30"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
@@ -226,11 +221,9 @@ def test_index_rebuild_clears_the_temporary_file_of_a_killed_index_writer(tmp_pa
     assert not stale.exists() and other.exists()
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
-def test_taking_a_run_clears_temporary_files_a_killed_writer_left_in_it(tmp_path):
+def test_taking_a_run_clears_temporary_files_a_killed_writer_left_in_it(tmp_path, tiny):
     from sweep.cli import load_run_config
     from sweep.train import train
-    from tests.test_train import tiny
 
     from sweep.train import run_shape
 

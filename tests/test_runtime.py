@@ -1,7 +1,6 @@
 """The compute dtype: bf16 on CUDA, and on a CPU only where bf16 is measured faster; resume keeps it."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,8 @@ from sweep.config import TrainConfig
 from sweep.results import run_dir
 from sweep.train import run_shape, train
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
+
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
@@ -46,12 +46,22 @@ def test_speedup_is_not_measured_on_a_cpu_without_bf16_units(monkeypatch):
         runtime.cpu_bf16_speedup.cache_clear()
 
 
-def test_speedup_is_a_measured_ratio_where_bf16_units_exist(monkeypatch):
+def test_speedup_is_fp32_time_over_bf16_time_measured_once(monkeypatch):
     runtime.cpu_bf16_speedup.cache_clear()
     monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
+    timed = []
+
+    def fastest(fn, device, repeats):
+        out = fn()  # the timed call runs the real matmul: which dtype reached it says which timing this is
+        timed.append(out.dtype)
+        return {torch.float32: 3.0, torch.bfloat16: 1.2}[out.dtype]
+
+    monkeypatch.setattr(runtime, "fastest_seconds", fastest)
     try:
-        ratio = runtime.cpu_bf16_speedup(256, 64)
-        assert 0.0 < ratio < 1000.0 and ratio == runtime.cpu_bf16_speedup(256, 64)  # measured once, cached
+        assert runtime.cpu_bf16_speedup(256, 64) == pytest.approx(2.5)
+        assert runtime.cpu_bf16_speedup(256, 64) == pytest.approx(2.5) and len(timed) == 2  # cached: timed once
+        assert timed == [torch.float32, torch.bfloat16]
+        assert runtime.cpu_bf16_speedup(512, 64) == pytest.approx(2.5) and len(timed) == 4  # per shape
     finally:
         runtime.cpu_bf16_speedup.cache_clear()
 
@@ -60,7 +70,6 @@ def test_dtype_names():
     assert runtime.dtype_name(torch.bfloat16) == "bf16" and runtime.dtype_name(torch.float32) == "fp32"
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
 def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
     """A run that chose bf16 resumes in bf16 even where the machine now answers fp32 (another host,
     a busy core during the measurement): mixing dtypes would break bit-exact resume."""

@@ -58,8 +58,6 @@ def test_a_job_takes_its_share_of_the_least_busy_gpu(tmp_path):
         release(lock)
 
 
-
-
 def _job(taken, slots, queue, index, units=1, hold_s=0.2, **kw):
     locks, group = acquire_share(slots, 1, 1, units, index, queue=queue, poll_s=0.02, **kw)
     taken.append((index, time.monotonic()))

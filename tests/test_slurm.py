@@ -8,10 +8,10 @@ The test runs when `sinfo` answers, or when SWEEP_TEST_SLURM=1 (then it starts t
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from test_launch import REPO, results, run_sweep  # tests/ is on sys.path under pytest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -28,11 +28,11 @@ def cluster():
     if not slurm_up():
         if os.environ.get("SWEEP_TEST_SLURM") != "1":
             pytest.skip("no SLURM cluster (start one with scripts/slurm_cluster.sh start, or set SWEEP_TEST_SLURM=1)")
-        subprocess.run([str(REPO / "scripts" / "slurm_cluster.sh"), "start"], check=True, timeout=600)
+        subprocess.run([str(Path(__file__).resolve().parents[1] / "scripts" / "slurm_cluster.sh"), "start"], check=True, timeout=600)
     assert slurm_up()
 
 
-def test_sweep_through_slurm(cluster, tmp_path):
+def test_sweep_through_slurm(cluster, tmp_path, results, run_sweep):
     slurm = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10",
              "hydra.launcher.cpus_per_task=1")
     proc = run_sweep(tmp_path, "run", *slurm, timeout=600)

@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,20 +11,6 @@ from sweep.results import read_jsonl, run_dir
 from sweep.train import run_shape, train
 from sweep.wandb_offline import find_offline_runs, read_offline_run
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
-pytestmark = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
-
-
-def tiny(tmp_path: Path, *extra: str) -> list[str]:
-    """A ~100k-parameter byte-level model on the first 300 kB of Shakespeare; seconds on 2 cores."""
-    return [
-        f"results_dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}", "sweep_name=t",
-        "data.source=files", f"data.path={SHAKESPEARE}", "data.max_bytes=300000", "data.val_tokens=8192",
-        "tokenizer=byte", "model.n_layer=2", "model.d_model=64", "model.n_head=4", "model.seq_len=64",
-        "train.batch_size=16", "train.tokens_per_step=1024", "train.lr=3e-3", "train.threads=1",
-        "budget.n_tokens=163840", "logger.mode=disabled", *extra,
-    ]
-
 
 def unigram_loss(tokens: np.ndarray, val: np.ndarray) -> float:
     """Cross-entropy (nats) of the validation tokens under the train split's token frequencies."""
@@ -34,7 +19,7 @@ def unigram_loss(tokens: np.ndarray, val: np.ndarray) -> float:
     return float(-np.log(p[val]).mean())
 
 
-def test_short_run_learns_well_below_unigram(tmp_path):
+def test_short_run_learns_well_below_unigram(tmp_path, tiny):
     from sweep.data import prepare_data
 
     cfg = load_run_config(tiny(tmp_path))
@@ -72,7 +57,7 @@ def test_short_run_learns_well_below_unigram(tmp_path):
     assert all(r["flops"] == pytest.approx(r["tokens"] * on_disk["flops_per_token"]) for r in rows)
 
 
-def test_done_run_is_skipped_and_says_so(tmp_path, capsys):
+def test_done_run_is_skipped_and_says_so(tmp_path, capsys, tiny):
     args = tiny(tmp_path, "budget.n_tokens=20480")
     assert main(["train", *args]) == 0
     path = next((tmp_path / "results" / "t" / "runs").glob("*/result.json"))
@@ -90,7 +75,7 @@ def test_done_run_is_skipped_and_says_so(tmp_path, capsys):
     assert run_dir(same, run_shape(same).n_tokens) == path.parent
 
 
-def test_resume_after_interruption_is_bit_exact(tmp_path):
+def test_resume_after_interruption_is_bit_exact(tmp_path, tiny):
     clean = train(load_run_config(tiny(tmp_path / "a", "budget.n_tokens=40960")), progress=False)
 
     cfg = load_run_config(tiny(tmp_path / "b", "budget.n_tokens=40960", "train.checkpoint_interval=5"))
@@ -133,7 +118,7 @@ def test_resume_after_interruption_is_bit_exact(tmp_path):
     assert curve == clean_curve and 20 in curve  # the row spanning the resume averages the same 10 steps
 
 
-def test_wsd_branch_equals_independent_wsd_run(tmp_path):
+def test_wsd_branch_equals_independent_wsd_run(tmp_path, tiny):
     wsd = ["train.schedule=wsd", "train.warmup_steps=2", "train.cooldown_fraction=0.25"]
     independent = train(load_run_config(tiny(tmp_path / "a", *wsd, "budget.n_tokens=32768")), progress=False)
     # The trunk runs 64 steps; the 32-step budget's 8-step cooldown starts at step 24.
@@ -146,14 +131,14 @@ def test_wsd_branch_equals_independent_wsd_run(tmp_path):
     assert branch["final_val_loss"] == independent["final_val_loss"]
 
 
-def test_non_finite_loss_stops_the_run_as_diverged(tmp_path):
+def test_non_finite_loss_stops_the_run_as_diverged(tmp_path, tiny):
     result = train(load_run_config(tiny(tmp_path, "train.lr=1e6", "train.grad_clip=0", "budget.n_tokens=40960")),
                    progress=False)
     assert result["status"] == "diverged"
     assert result["diverged_step"] <= 20 and result["final_val_loss"] is None
 
 
-def test_wandb_offline_run_holds_config_and_summary(tmp_path):
+def test_wandb_offline_run_holds_config_and_summary(tmp_path, tiny):
     result = train(load_run_config(tiny(tmp_path, "logger.mode=offline", "budget.n_tokens=20480")), progress=False)
     runs = find_offline_runs(tmp_path / "results" / "t")
     assert len(runs) == 1
@@ -167,7 +152,7 @@ def test_wandb_offline_run_holds_config_and_summary(tmp_path):
     assert run["exit_code"] == 0
 
 
-def test_a_device_with_a_known_peak_logs_mfu_on_every_row(tmp_path, monkeypatch):
+def test_a_device_with_a_known_peak_logs_mfu_on_every_row(tmp_path, monkeypatch, tiny):
     """Known GPUs have a datasheet peak before training starts: each log row carries the MFU of the
     run so far (here the CPU is given a made-up peak, as if it were in the table)."""
     from sweep import runtime

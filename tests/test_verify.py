@@ -6,19 +6,22 @@ import sys
 
 import pytest
 
-from test_launch import results, sweep_args  # tests/ is on sys.path under pytest
 
 GRID = ("experiment.flops_budgets=[1e9,2e9,4e9]", "experiment.target_params_non_embedding=[2000,8000,32000]",
         "experiment.family=free")
 KEYS = {"flops", "run_id", "n_params", "n_tokens", "measured_loss", "extrapolation", "methods"}
 
 
-def sweep(tmp, *args, check=True):
-    cmd = sweep_args(tmp, *args[:1], *GRID, *args[1:])
-    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+@pytest.fixture(scope="session")
+def sweep(sweep_args):
+    """sweep(folder, command, *overrides, check=True): the conftest's tiny sweep on a 3-budget IsoFLOP grid."""
+    def run(tmp, *args, check=True):
+        cmd = sweep_args(tmp, *args[:1], *GRID, *args[1:])
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+        if check:
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+    return run
 
 
 def fit(tmp, *extra):
@@ -30,7 +33,7 @@ def fit(tmp, *extra):
 
 
 @pytest.fixture(scope="module")
-def verified(tmp_path_factory):
+def verified(tmp_path_factory, sweep):
     tmp = tmp_path_factory.mktemp("verify")
     sweep(tmp, "run")
     fit(tmp)
@@ -40,7 +43,7 @@ def verified(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_verify_trains_the_predicted_run_and_scores_every_method(verified):
+def test_verify_trains_the_predicted_run_and_scores_every_method(verified, results):
     tmp, first, again = verified
     folder = tmp / "results" / "t"
     v = json.loads((folder / "fit" / "verification.json").read_text())
@@ -71,7 +74,7 @@ def test_a_refit_leaves_the_verification_run_out(verified):
     assert any("verification run" in w for w in refit["warnings"]), out.stdout[-2000:]
 
 
-def test_verify_without_a_fit_is_refused_before_any_compute(tmp_path):
+def test_verify_without_a_fit_is_refused_before_any_compute(tmp_path, sweep):
     proc = sweep(tmp_path, "verify", check=False)
     assert proc.returncode == 2
     assert "no fit at" in proc.stderr and "sweep fit input=" in proc.stderr
@@ -79,7 +82,7 @@ def test_verify_without_a_fit_is_refused_before_any_compute(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified):
+def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified, results):
     tmp, _, _ = verified
     before = len(results(tmp))
     proc = sweep(tmp, "verify", "flops=1e15", check=False)
@@ -89,7 +92,7 @@ def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified):
 
 
 @pytest.mark.slow
-def test_main_runs_the_ladder_fits_it_and_verifies_at_3x(tmp_path):
+def test_main_runs_the_ladder_fits_it_and_verifies_at_3x(tmp_path, sweep):
     proc = sweep(tmp_path, "main")
     v = json.loads((tmp_path / "results" / "t" / "fit" / "verification.json").read_text())
     assert v["extrapolation"] == pytest.approx(3.0, rel=0.05)

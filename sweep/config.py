@@ -21,6 +21,8 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Shape of the decoder-only transformer."""
 
+    arch: str = "gpt2"
+    """'gpt2' (learned positions, LayerNorm, GELU MLP) or 'llama' (RoPE, RMSNorm, SwiGLU MLP, no biases)."""
     n_layer: int = 2
     """Number of transformer blocks."""
     d_model: int = 64
@@ -28,7 +30,8 @@ class ModelConfig:
     n_head: int = 4
     """Attention heads; must divide d_model."""
     d_mlp: Optional[int] = None
-    """Hidden width of the MLP; None means 4 * d_model."""
+    """Hidden width of the MLP; None means 4 * d_model (gpt2) or 8/3 * d_model rounded up to a multiple of 8
+    (llama: SwiGLU's three matrices then hold as many parameters as GELU's two)."""
     seq_len: int = 128
     """Context length in tokens (also the training sequence length)."""
     tie_embeddings: bool = True
@@ -40,7 +43,11 @@ class ModelConfig:
 
     @property
     def mlp_width(self) -> int:
-        return self.d_mlp if self.d_mlp is not None else 4 * self.d_model
+        if self.d_mlp is not None:
+            return self.d_mlp
+        if self.arch == "llama":
+            return 8 * -(-self.d_model // 3)  # 8/3 d rounded up to a multiple of 8
+        return 4 * self.d_model
 
     @property
     def head_dim(self) -> int:
@@ -211,6 +218,9 @@ def validate(cfg: RunConfig) -> None:
     m, t, tok, b, d = cfg.model, cfg.train, cfg.tokenizer, cfg.budget, cfg.data
     for name in ("n_layer", "d_model", "n_head", "seq_len"):
         _require(getattr(m, name) > 0, f"model.{name}", "must be a positive integer", getattr(m, name))
+    _require(m.arch in ("gpt2", "llama"), "model.arch", "must be 'gpt2' or 'llama'", m.arch)
+    _require(m.arch != "llama" or (not m.bias and m.head_dim % 2 == 0), "model.arch",
+             "llama has no biases (model.bias=false) and needs an even head dimension for RoPE", m.arch)
     _require(m.d_mlp is None or m.d_mlp > 0, "model.d_mlp", "must be positive (or null for 4*d_model)", m.d_mlp)
     _require(m.d_model % m.n_head == 0, "model.d_model",
              f"must be divisible by model.n_head={m.n_head}", m.d_model)

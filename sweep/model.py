@@ -1,8 +1,12 @@
 """A small decoder-only transformer that knows its parameter count and training FLOPs.
 
-Pre-norm GPT: token + learned position embeddings, n_layer blocks of causal self-attention
-(through `scaled_dot_product_attention`, so flash/memory-efficient kernels on GPU) and a GELU MLP,
-a final LayerNorm and an output layer that is tied to the token embedding or not.
+Two blocks, chosen by `model.arch`:
+- 'gpt2': token + learned position embeddings, pre-LayerNorm blocks of causal self-attention and a
+  GELU MLP, a final LayerNorm;
+- 'llama': token embeddings only, rotary position embedding (RoPE) on queries and keys, RMSNorm, a
+  SwiGLU MLP and no biases (what current scaling ladders use).
+Attention goes through `scaled_dot_product_attention` (flash/memory-efficient kernels on GPU); the
+output layer is tied to the token embedding or not.
 
 Counting is done by pure functions of (ModelConfig, vocab_size), so the planner can size a grid
 without building a model; tests check them against `numel()`.
@@ -31,15 +35,16 @@ def count_params(cfg: ModelConfig, vocab_size: int) -> dict:
     architecture is about 12 * n_layer * d_model^2).
     """
     d, L, h = cfg.d_model, cfg.n_layer, cfg.mlp_width
+    llama = cfg.arch == "llama"
     b = 1 if cfg.bias else 0
-    ln = d * (1 + b)  # LayerNorm weight (+ bias)
+    ln = d * (1 + b)  # LayerNorm weight (+ bias); RMSNorm has the weight only (and llama has no biases)
     groups = {
         "embedding": vocab_size * d,
-        "position": cfg.seq_len * d,
+        "position": 0 if llama else cfg.seq_len * d,  # RoPE has no parameters
         # qkv projection d -> 3d and output projection d -> d
         "attention": L * (3 * d * d + 3 * d * b + d * d + d * b),
-        # up projection d -> h and down projection h -> d
-        "mlp": L * (d * h + h * b + h * d + d * b),
+        # gpt2: up d -> h and down h -> d; llama: gate and up d -> h, down h -> d
+        "mlp": L * (3 * d * h if llama else d * h + h * b + h * d + d * b),
         "norm": (2 * L + 1) * ln,
         "head": 0 if cfg.tie_embeddings else vocab_size * d,
     }
@@ -59,7 +64,8 @@ def flops_per_token(cfg: ModelConfig, vocab_size: int) -> dict:
     The exact count follows the paper's table for one forward pass over a sequence of length
     `seq_len` (matmuls at 2 FLOPs per multiply-add, the full seq x seq attention matrix as the
     paper counts it, softmax at 3 FLOPs per entry), then backward = 2 x forward, per token.
-    Norms, biases and activations are left out as in the paper.
+    Norms, biases and activations are left out as in the paper; so are RoPE's rotations (a few FLOPs
+    per query and key element). SwiGLU has three d x ff matrices where GELU has two.
     """
     T, d, L, V, ff = cfg.seq_len, cfg.d_model, cfg.n_layer, vocab_size, cfg.mlp_width
     n_head, key_size = cfg.n_head, cfg.head_dim
@@ -71,7 +77,7 @@ def flops_per_token(cfg: ModelConfig, vocab_size: int) -> dict:
         + 2 * T * T * (key_size * n_head)  # attention @ V
         + 2 * T * (key_size * n_head) * d  # output projection
     )
-    dense = 2 * T * (d * ff + d * ff)
+    dense = 2 * T * (3 if cfg.arch == "llama" else 2) * d * ff
     logits = 2 * T * d * V
     forward = embeddings + L * (attention + dense) + logits
     exact = 3 * forward / T
@@ -86,6 +92,21 @@ def flops_per_token(cfg: ModelConfig, vocab_size: int) -> dict:
 # ----------------------------------------------------------------------------- model
 
 
+def rope_tables(seq_len: int, head_dim: int, base: float = 10000.0) -> tuple:
+    """cos and sin of RoPE's angles, each (seq_len, head_dim / 2): position t turns pair i by t * base^(-2i/head_dim)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, n_head, T, head_dim) queries or keys; the two halves of head_dim are the pairs."""
+    T = x.shape[-2]
+    x1, x2 = x.chunk(2, dim=-1)
+    c, s = cos[:T].to(x.dtype), sin[:T].to(x.dtype)
+    return torch.cat((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -93,11 +114,19 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
+        self.rope = cfg.arch == "llama"
+        if self.rope:
+            cos, sin = rope_tables(cfg.seq_len, cfg.head_dim)
+            # buffers move with .to(device) but are not parameters and not in the state dict
+            self.register_buffer("cos", cos, persistent=False)
+            self.register_buffer("sin", sin, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         # (B, T, 3C) -> three (B, n_head, T, head_dim)
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if self.rope:
+            q, k = apply_rope(q, self.cos, self.sin), apply_rope(k, self.cos, self.sin)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )
@@ -118,13 +147,29 @@ class MLP(nn.Module):
         return self.drop(self.down(F.gelu(self.up(x))))
 
 
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate = nn.Linear(cfg.d_model, cfg.mlp_width, bias=False)
+        self.up = nn.Linear(cfg.d_model, cfg.mlp_width, bias=False)
+        self.down = nn.Linear(cfg.mlp_width, cfg.d_model, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+def norm(cfg: ModelConfig) -> nn.Module:
+    return nn.RMSNorm(cfg.d_model) if cfg.arch == "llama" else nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.ln1 = norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        self.ln2 = norm(cfg)
+        self.mlp = SwiGLU(cfg) if cfg.arch == "llama" else MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -136,10 +181,11 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
         self.wte = nn.Embedding(vocab_size, cfg.d_model)
-        self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model)
+        # llama's positions come from RoPE inside attention
+        self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.arch == "gpt2" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.ln_f = norm(cfg)
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.wte.weight
@@ -160,8 +206,10 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx, targets: (B, T) token ids. Returns logits (B, T, V) and the mean loss (or None)."""
         B, T = idx.shape
-        pos = torch.arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, d_model)
+        x = self.wte(idx)  # (B, T, d_model)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))

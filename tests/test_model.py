@@ -71,3 +71,86 @@ def test_tied_head_shares_storage_and_weight_decay_groups():
     decay, no_decay = model.param_groups(0.1)
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == count_params(cfg, 40)["n_params"]
+
+
+# ----------------------------------------------------------------------------- llama
+
+
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize("shape", [(1, 8, 2, 4, None), (3, 48, 4, 32, 100), (2, 24, 3, 16, None)])
+def test_llama_counts_match_numel(tie, shape):
+    n_layer, d_model, n_head, seq_len, d_mlp = shape
+    cfg = ModelConfig(arch="llama", n_layer=n_layer, d_model=d_model, n_head=n_head, seq_len=seq_len, d_mlp=d_mlp,
+                      tie_embeddings=tie)
+    model = GPT(cfg, vocab_size=97)
+    counts = model.n_params()
+    assert counts == count_params(cfg, 97)
+    assert counts["n_params"] == sum(p.numel() for p in model.parameters())
+    groups = counts["n_params_by_group"]
+    assert groups["position"] == 0 and model.wpe is None  # RoPE has no parameters
+    assert groups["mlp"] == sum(p.numel() for b in model.blocks for p in b.mlp.parameters()) == \
+        n_layer * 3 * d_model * cfg.mlp_width
+    assert groups["norm"] == (2 * n_layer + 1) * d_model  # RMSNorm: a weight, no bias
+    assert not any(name.endswith("bias") for name, _ in model.named_parameters())
+    assert counts["n_params_non_embedding"] == counts["n_params"] - groups["embedding"] - groups["head"]
+
+
+def test_llama_mlp_width_matches_gelu_parameters():
+    # 8/3 d rounded up to a multiple of 8: SwiGLU's three matrices hold about GELU's 8 d^2
+    assert [ModelConfig(arch="llama", d_model=d).mlp_width for d in (24, 32, 768)] == [64, 88, 2048]
+    assert ModelConfig(arch="llama", d_model=32, d_mlp=50).mlp_width == 50
+
+
+def test_llama_flops_by_hand():
+    # L=1, d=8, 2 heads of 4, T=4, V=10, ff=8*ceil(8/3)=24. Forward per sequence:
+    # embed 640; qkv 1536; QK 256; softmax 96; AV 256; proj 512; SwiGLU 2*4*(3*8*24)=4608; logits 640
+    # -> 8544; x3 / T = 6408.
+    cfg = ModelConfig(arch="llama", n_layer=1, d_model=8, n_head=2, seq_len=4)
+    assert cfg.mlp_width == 24
+    f = GPT(cfg, 10).flops_per_token()
+    assert f["flops_per_token"] == 6408.0 == flops_per_token(cfg, 10)["flops_per_token"]
+
+
+def test_llama_is_causal_and_rope_scores_depend_on_relative_position_only():
+    from sweep.model import apply_rope, rope_tables
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="llama", n_layer=2, d_model=32, n_head=4, seq_len=16)
+    model = GPT(cfg, 50).eval()
+    x = torch.randint(0, 50, (2, 16))
+    logits, loss = model(x, x)
+    assert logits.shape == (2, 16, 50) and loss.ndim == 0
+    x2 = x.clone()
+    x2[:, 10:] = (x2[:, 10:] + 1) % 50
+    assert torch.allclose(logits[:, :10], model(x2)[0][:, :10], atol=1e-5)
+    # the same query and key vectors at positions (i, j) and (i + s, j + s) give the same score
+    cos, sin = rope_tables(16, 8)
+    q, k = torch.randn(8), torch.randn(8)
+    def score(i, j):
+        qs = apply_rope(q.expand(1, 1, 16, 8), cos, sin)[0, 0, i]
+        ks = apply_rope(k.expand(1, 1, 16, 8), cos, sin)[0, 0, j]
+        return float(qs @ ks)
+    assert score(5, 2) == pytest.approx(score(12, 9), rel=1e-5)
+    assert score(5, 2) != pytest.approx(score(5, 3), rel=1e-3)
+
+
+def test_llama_learns_and_bad_llama_settings_are_refused():
+    from sweep.config import BudgetConfig, ConfigError, RunConfig, validate
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(arch="llama", n_layer=2, d_model=32, n_head=4, seq_len=16), 20)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x = torch.arange(16).repeat(4, 1) % 20  # a counting sequence: each next token is learnable
+    losses = []
+    for _ in range(30):
+        _, loss = model(x, torch.roll(x, -1, dims=1))
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0]
+    budget = BudgetConfig(n_tokens=4096)
+    with pytest.raises(ConfigError, match="model.arch='llama': llama has no biases"):
+        validate(RunConfig(model=ModelConfig(arch="llama", bias=True), budget=budget))
+    with pytest.raises(ConfigError, match="model.arch='gpt3'"):
+        validate(RunConfig(model=ModelConfig(arch="gpt3"), budget=budget))

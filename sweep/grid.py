@@ -254,7 +254,7 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
     isoflop = bool(exp.flops_budgets)
     for model, d_target, coords in _with_lr_multipliers(_with_seeds(points, exp), exp):
         meta = {"experiment": exp.name, **coords}
-        train = _run_hparams(base, exp, model, d_target, vocab_size, coords)
+        train = run_hparams(base, exp, model, d_target, vocab_size, coords)
         tps = train.tokens_per_step
         steps = round(d_target / tps)
         run = planned_run(len(runs), dataclasses.replace(base, train=train), model, max(int(steps), 0),
@@ -300,7 +300,7 @@ def _n(model: ModelConfig, exp: ExperimentConfig, vocab_size: int) -> int:
     return counts["n_params"] if exp.param_convention == "total" else counts["n_params_non_embedding"]
 
 
-def _run_hparams(base: RunConfig, exp: ExperimentConfig, model: ModelConfig, d_target: float, vocab_size: int,
+def run_hparams(base: RunConfig, exp: ExperimentConfig, model: ModelConfig, d_target: float, vocab_size: int,
                  coords: dict) -> Any:
     """The run's TrainConfig: seed, LR and tokens per step from the experiment's rules."""
     t = base.train

@@ -14,6 +14,10 @@ MAIN_VERIFY_MULTIPLE = 3.0
 """`sweep main` verifies at this multiple of the sweep's largest compute: what a CPU main job can afford
 (the verification run then costs about as much as the whole sweep); `sweep verify` defaults to 10x."""
 
+MAIN_MAX_EPOCHS = 2.0
+"""Most passes over the embedded corpus the main job's verification run may take (Muennighoff et al. 2023: up to
+~4 epochs cost little against fresh data; 2 keeps the run close to the law's one-pass assumption)."""
+
 
 def main_command(argv: List[str]) -> int:
     """The default sweep, then (when the fitter is present) its fit, its report and the verification run."""
@@ -36,8 +40,8 @@ def main_command(argv: List[str]) -> int:
         return rc
     # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.
     fit_max = json.loads((folder / "fit" / "fit.json").read_text())["data"]["flops_range"][1]
-    # At 3x the default sweep's largest budget the run can need more tokens than the embedded corpus holds
-    # (1.0-1.2 epochs, depending on the N* the fit picks): it may see part of the corpus twice, and
-    # verification.json and the report record its epochs.
+    # At 3x the default sweep's largest budget the run can need more tokens than the embedded corpus holds:
+    # it may see the corpus up to MAIN_MAX_EPOCHS times (an N* that needs more moves up the family to the
+    # smallest shape that fits), and verification.json and the report record its epochs.
     return verify_command([*launch.split_flags(overrides)[0], f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}",
-                           "data.allow_repeat=true"])
+                           "data.allow_repeat=true", f"max_epochs={MAIN_MAX_EPOCHS:g}"])

@@ -9,6 +9,8 @@ is read, and `scrub` keeps secrets out of everything sent to W&B.
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import re
 import socket
@@ -48,6 +50,14 @@ _FAST_SETTINGS = dict(
     x_save_requirements=False,
     x_disable_stats=True,
 )
+
+
+def wandb_id(sweep_name: str, run_id: str) -> str:
+    """The W&B run id of a run of a sweep: run_id plus a short hash of the sweep name.
+
+    run_id hashes what changes the result, not the sweep it belongs to, so the same run config in two
+    sweeps of one project would otherwise share one W&B run and the second would resume the first."""
+    return f"{run_id}-{hashlib.sha256(sweep_name.encode()).hexdigest()[:6]}"
 
 
 class TrackingFallbackWarning(UserWarning):

@@ -112,15 +112,21 @@ class Batches:
 
 @torch.no_grad()
 def evaluate(model, val: np.ndarray, seq_len: int, batch_size: int, device, ctx, max_tokens=None) -> float:
-    """Mean next-token loss (nats) over non-overlapping windows of the fixed validation tokens."""
+    """Mean next-token loss (nats) over non-overlapping windows of the fixed validation tokens.
+
+    With `max_tokens` (intermediate evaluations) the windows are every k-th one across the whole set,
+    not a prefix: the validation tokens are a few whole documents one after another, and a prefix
+    would measure only the first of them, so the curve would not lead to the final loss."""
     model.eval()
-    val = val if max_tokens is None else val[:max_tokens]
-    n = (len(val) - 1) // seq_len
-    data = torch.from_numpy(np.asarray(val[: n * seq_len + 1]).astype(np.int64))
+    n_all = (len(val) - 1) // seq_len
+    stride = 1 if max_tokens is None else max(1, n_all // max(1, (max_tokens - 1) // seq_len))
+    starts = list(range(0, n_all, stride))[: n_all if max_tokens is None else max(1, (max_tokens - 1) // seq_len)]
+    data = torch.from_numpy(np.asarray(val[: n_all * seq_len + 1]).astype(np.int64))
+    n = len(starts)
     total, count = torch.zeros((), device=device, dtype=torch.float64), 0
     for i in range(0, n, batch_size):
         j = min(i + batch_size, n)
-        rows = torch.stack([data[k * seq_len: (k + 1) * seq_len + 1] for k in range(i, j)]).to(device)
+        rows = torch.stack([data[k * seq_len: (k + 1) * seq_len + 1] for k in (starts[w] for w in range(i, j))]).to(device)
         with ctx:
             _, loss = model(rows[:, :-1], rows[:, 1:])
         total += loss.double() * (j - i)
@@ -269,7 +275,7 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
     it) and, when it ends, rebuilds the sweep's index.jsonl.
     """
     from sweep.data import prepare_data  # heavy imports (datasets) only when a run really starts
-    from sweep.tracking import Tracker, check_logger, scrub
+    from sweep.tracking import Tracker, check_logger, scrub, wandb_id
 
     shape = run_shape(cfg)
     rid = store.run_id(cfg, shape.n_tokens)
@@ -306,16 +312,17 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
         if _finished(existing, retry_diverged):
             _say_finished(existing, rdir)
             return existing
-        record = _train_locked(cfg, shape, data, rdir, record, progress, Tracker, wandb_dir, scrub)
+        record = _train_locked(cfg, shape, data, rdir, record, progress, Tracker, wandb_dir, scrub, wandb_id)
     store.rebuild_index(sweep_path)
     return record
 
 
 def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dict, progress: bool,
-                  Tracker, wandb_dir: Path, scrub) -> dict:
+                  Tracker, wandb_dir: Path, scrub, wandb_id) -> dict:
     wandb_config = {**record["config"], **{k: record[k] for k in (
         "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd", "tokens_per_param", "run_id")}}
-    tracker = Tracker(cfg.logger, run_id=record["run_id"], name=record["run_name"], group=cfg.sweep_name,
+    tracker = Tracker(cfg.logger, run_id=wandb_id(cfg.sweep_name, record["run_id"]), name=record["run_name"],
+                      group=cfg.sweep_name,
                       job_type="verify" if cfg.meta.get("role") == "verification" else "train", config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
     with tracker:
         try:

@@ -19,7 +19,7 @@ from sweep.config import ConfigError
 from sweep.fit import allocation, registry
 from sweep.fit.cli import log_verification
 from sweep.fit.report import summary_line, write
-from sweep.grid import planned_run, shape_for_n
+from sweep.grid import planned_run, run_hparams, shape_for_n
 from sweep.launch import corpus_tokens, load_sweep, to_run_config
 from sweep.model import flops_per_token
 from sweep.plan import available_memory, check_plan
@@ -34,10 +34,17 @@ DEFAULT_MULTIPLE = 10.0
 
 def _options(argv: List[str]) -> tuple:
     """(sweep overrides, flops, method, input folder) from `sweep verify` arguments."""
-    overrides, flops, method, folder = [], None, "approach3", None
+    overrides, flops, method, folder, max_epochs = [], None, "approach3", None, None
     for a in argv:
         key, _, value = a.partition("=")
-        if key == "flops":
+        if key == "max_epochs":
+            try:
+                max_epochs = float(value)
+            except ValueError:
+                raise ConfigError(f"{a}: give the most passes over the corpus, e.g. max_epochs=2") from None
+            if not max_epochs > 0:
+                raise ConfigError(f"{a}: must be positive")
+        elif key == "flops":
             try:
                 flops = float(value)
             except ValueError:
@@ -50,7 +57,7 @@ def _options(argv: List[str]) -> tuple:
             folder = Path(value)
         else:
             overrides.append(a)
-    return overrides, flops, method, folder
+    return overrides, flops, method, folder, max_epochs
 
 
 def _sweep_overrides(overrides: List[str], folder: Optional[Path]) -> List[str]:
@@ -80,19 +87,30 @@ def load_fit(folder: Path) -> dict:
         raise ConfigError(f"{path} is not readable JSON ({exc}): rerun `sweep fit input={folder}`") from None
 
 
-def verification_run(sc, fit: dict, method: str, flops: float) -> PlannedRun:
+def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optional[float] = None) -> PlannedRun:
     """The run `method` calls compute-optimal at `flops`: N* mapped to the nearest shape of the sweep's family
-    (its shape rule), D from that shape's exact FLOPs per token."""
+    (its shape rule), D from that shape's exact FLOPs per token, LR and batch from the experiment's rules.
+
+    With `max_tokens`, an N* whose D would exceed it moves up the family to the smallest shape whose D fits
+    (the run is then off the predicted optimum, which verification.json records; the law still predicts
+    its loss at its own N and D)."""
     base = to_run_config(sc)
     vocab = sc.tokenizer.vocab_size
     n_star, d_star, _ = allocation.optimum(method, fit[method]["params"], flops, fit["data"]["flops_per_nd"])
     exp = dataclasses.replace(sc.experiment, param_convention=fit["data"]["param_convention"])
     model = shape_for_n(float(n_star), exp, base.model, vocab)
-    fpt = flops_per_token(model, vocab)["flops_per_token"]
-    steps = max(1, round(flops / (fpt * base.train.tokens_per_step)))
+    limited = False
+    for k in range(1, 200):
+        if max_tokens is None or flops / flops_per_token(model, vocab)["flops_per_token"] <= max_tokens:
+            break
+        model, limited = shape_for_n(float(n_star) * 1.05**k, exp, base.model, vocab), True
+    d_target = flops / flops_per_token(model, vocab)["flops_per_token"]
     meta = {"experiment": sc.experiment.name, "role": "verification", "verify_flops": float(flops),
-            "verify_method": method, "target_params": float(n_star), "target_tokens": float(d_star)}
-    return planned_run(0, base, model, steps, vocab, meta)
+            "verify_method": method, "target_params": float(n_star), "target_tokens": float(d_star),
+            "corpus_limited": limited}
+    train = run_hparams(base, exp, model, d_target, vocab, {})
+    steps = max(1, round(d_target / train.tokens_per_step))
+    return planned_run(0, dataclasses.replace(base, train=train), model, steps, vocab, meta)
 
 
 def score(fit: dict, run: PlannedRun, result: dict) -> dict:
@@ -124,12 +142,14 @@ def score(fit: dict, run: PlannedRun, result: dict) -> dict:
             "n_params_non_embedding": int(result["n_params_non_embedding"]), "n_tokens": int(result["n_tokens"]),
             "measured_loss": measured, "extrapolation": float(c / fit["data"]["flops_range"][1]),
             "method": run.cfg.meta["verify_method"], "interval_level": level,
+            "target_n_params": float(run.cfg.meta["target_params"]), "target_n_tokens": float(run.cfg.meta["target_tokens"]),
+            "corpus_limited": bool(run.cfg.meta.get("corpus_limited", False)),
             "interval_kind": "prediction interval for a new run (law spread + run-to-run noise)", "methods": methods}
 
 
 def verify_command(argv: List[str]) -> int:
     """sweep verify [input=<results folder> | experiment=NAME ...] [flops=<C>] [method=approach3]."""
-    overrides, flops, method, folder = _options(argv)
+    overrides, flops, method, folder, max_epochs = _options(argv)
     sc = load_sweep(_sweep_overrides(overrides, folder))
     folder = sweep_dir(sc.results_dir, sc.sweep_name)
     fit = load_fit(folder)
@@ -139,16 +159,23 @@ def verify_command(argv: List[str]) -> int:
         raise ConfigError(f"method={method}: the fit has no {method} ({fit.get(method, {}).get('reason', 'not run')}); "
                           f"use one of {usable}")
     flops = flops or DEFAULT_MULTIPLE * fit["data"]["flops_range"][1]
-    run = verification_run(sc, fit, method, flops)
     # Every check before any compute: the corpus must hold D, the memory the model.
     n_train = corpus_tokens(sc)
+    run = verification_run(sc, fit, method, flops, None if max_epochs is None else max_epochs * n_train)
+    if max_epochs is not None and run.n_tokens > max_epochs * n_train:
+        raise ConfigError(f"the verification run needs {run.n_tokens / n_train:.2f} epochs of the corpus even at the "
+                          f"largest shape tried, more than max_epochs={max_epochs:g}: give a smaller flops=")
     device = str(pick_device(sc.train))
     problems = check_plan([run], None if run.cfg.data.allow_repeat else n_train, available_memory(device), device)
     if problems:
         raise ConfigError("the verification run cannot be trained here: " + "; ".join(problems)
                           + f" (target {flops:.3g} FLOPs; give a smaller flops= or data.allow_repeat=true)")
     print(f"verify: {method} at {flops:.3g} FLOPs ({flops / fit['data']['flops_range'][1]:.3g}x the fit): "
-          f"{run.run_name}, N = {human(run.n_params)}, D = {human(run.n_tokens)}, {run.steps} steps")
+          f"{run.run_name}, N = {human(run.n_params)}, D = {human(run.n_tokens)}, {run.steps} steps, "
+          f"lr {run.cfg.train.lr:.3g}, {run.cfg.train.tokens_per_step} tokens/step")
+    if run.cfg.meta["corpus_limited"]:
+        print(f"verify: {method}'s N* = {human(run.cfg.meta['target_params'])} would need more than "
+              f"max_epochs={max_epochs:g} of the corpus; the smallest larger shape whose D fits is trained instead")
     result = train(run.cfg, progress=sc.launch.progress)
     if result.get("status") != "done":
         print(f"verify: the run ended {result.get('status')}; nothing scored", file=sys.stderr)

@@ -8,6 +8,7 @@ import pytest
 
 from sweep.cli import load_run_config, main
 from sweep.results import read_jsonl, run_dir
+from sweep.tracking import wandb_id
 from sweep.train import run_shape, train
 from sweep.wandb_offline import find_offline_runs, read_offline_run
 
@@ -143,7 +144,10 @@ def test_wandb_offline_run_holds_config_and_summary(tmp_path, tiny):
     runs = find_offline_runs(tmp_path / "results" / "t")
     assert len(runs) == 1
     run = read_offline_run(runs[0])
-    assert run["id"] == result["run_id"] and run["group"] == "t" and run["job_type"] == "train"
+    assert run["id"] == wandb_id("t", result["run_id"]) and run["group"] == "t" and run["job_type"] == "train"
+    # one W&B run per (sweep, run): the same run config in another sweep gets another id
+    assert wandb_id("t", result["run_id"]) != wandb_id("u", result["run_id"])
+    assert wandb_id("t", result["run_id"]).startswith(result["run_id"])
     assert run["config"]["n_params"] == result["n_params"] and run["config"]["model"]["d_model"] == 64
     assert run["summary"]["final_val_loss"] == pytest.approx(result["final_val_loss"])
     assert run["summary"]["n_tokens"] == 20480

@@ -82,13 +82,31 @@ def test_verify_without_a_fit_is_refused_before_any_compute(tmp_path, sweep):
 
 
 @pytest.mark.slow
-def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified, results):
+def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified, results, sweep):
     tmp, _, _ = verified
     before = len(results(tmp))
     proc = sweep(tmp, "verify", "flops=1e15", check=False)
     assert proc.returncode == 2
     assert "cannot be trained here" in proc.stderr and "allow_repeat" in proc.stderr
     assert len(results(tmp)) == before
+
+
+@pytest.mark.slow
+def test_an_optimum_beyond_max_epochs_moves_up_the_family_and_says_so(verified, sweep_args):
+    from sweep.launch import corpus_tokens, load_sweep
+    from sweep.verify import load_fit, verification_run
+
+    tmp, _, _ = verified
+    sc = load_sweep([*sweep_args(tmp, "verify", *GRID)[4:]])
+    fit = load_fit(tmp / "results" / "t")
+    n_train = corpus_tokens(sc)
+    free = verification_run(sc, fit, "approach3", 8e10)
+    assert not free.cfg.meta["corpus_limited"] and free.n_tokens > 0.5 * n_train
+    capped = verification_run(sc, fit, "approach3", 8e10, max_tokens=0.5 * n_train)
+    assert capped.cfg.meta["corpus_limited"] and capped.n_tokens <= 0.5 * n_train
+    assert capped.n_params > free.n_params and capped.cfg.meta["target_params"] == free.cfg.meta["target_params"]
+    proc = sweep(tmp, "verify", "flops=1e15", "data.allow_repeat=true", "max_epochs=1", check=False)
+    assert proc.returncode == 2 and "max_epochs=1" in proc.stderr and "smaller flops=" in proc.stderr
 
 
 @pytest.mark.slow

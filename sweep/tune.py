@@ -174,16 +174,43 @@ def report_text(optima: List[SizeOptimum], rule: dict, refused: List[str]) -> st
     return "\n".join(lines)
 
 
+def log_to_wandb(optima: List[SizeOptimum], rule: dict, out: Path, mode: str, project: str, group: str) -> None:
+    """One W&B run (job_type=tune): the per-size table, loss vs LR as an interactive line series, the PNG."""
+    if mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(project=project, group=group, job_type="tune", mode=mode, dir=str(out), config={"rule": rule},
+                     reinit="finish_previous")
+    try:
+        table = wandb.Table(columns=["shape", "n_params", "lr", "final_val_loss", "best_lr"])
+        for o in optima:
+            for a, loss in zip(o.lrs, o.losses):
+                table.add_data(o.shape, o.n_params, a, loss, o.lr_star)
+        run.log({"tune/runs": table,
+                 "tune/loss_vs_lr": wandb.plot.line_series(xs=[o.lrs for o in optima], ys=[o.losses for o in optima],
+                                                           keys=[o.shape for o in optima], title="loss vs peak LR",
+                                                           xname="peak learning rate"),
+                 "tune/plot": wandb.Image(str(out / "tune.png"))})
+        run.summary.update({"lr": rule["lr"], "lr_exponent": rule["exponent"], "ref_params": rule["ref_params"]})
+    finally:
+        run.finish()
+
+
 def _options(argv: List[str]) -> tuple:
     opts = dict(a.split("=", 1) for a in argv if "=" in a)
-    unknown = set(opts) - {"input", "ref_params"}
+    unknown = set(opts) - {"input", "ref_params", "wandb.mode", "wandb.project"}
     if unknown or "input" not in opts:
-        raise ConfigError("usage: sweep tune input=<results folder of a tuning sweep> [ref_params=1e5]")
-    return Path(opts["input"]), float(opts.get("ref_params", 1e5))
+        raise ConfigError("usage: sweep tune input=<results folder of a tuning sweep> [ref_params=1e5] "
+                          "[wandb.mode=offline|online|disabled] [wandb.project=sweep]")
+    if opts.get("wandb.mode", "offline") not in ("offline", "online", "disabled"):
+        raise ConfigError(f"wandb.mode={opts['wandb.mode']}: must be offline, online or disabled")
+    return (Path(opts["input"]), float(opts.get("ref_params", 1e5)), opts.get("wandb.mode", "offline"),
+            opts.get("wandb.project", "sweep"))
 
 
 def tune_command(argv: List[str]) -> int:
-    folder, ref = _options(argv)
+    folder, ref, mode, project = _options(argv)
     if not folder.is_dir():
         raise ConfigError(f"input={folder}: no such results folder")
     optima, rule, refused = tune(folder, ref)
@@ -194,6 +221,7 @@ def tune_command(argv: List[str]) -> int:
     _plot(optima, rule, out / "tune.png")
     text = report_text(optima, rule, refused)
     write_bytes_atomic(out / "tune.md", text.encode())
+    log_to_wandb(optima, rule, out, mode, project, folder.name)
     print(text)
     print(f"written: {out / 'lr_rule.json'}, {out / 'tune.md'}, {out / 'tune.png'}")
     return 0

@@ -1,6 +1,7 @@
 """The ladder's rules: one model family (depth and width never shrink as N grows), LR and batch per size,
 and the tuning sweep's choice of LR."""
 
+import json
 import math
 
 import pytest
@@ -121,3 +122,53 @@ def test_lr_rule_fit_recovers_the_exponent_with_an_interval():
     assert lo < -0.35 < hi and abs(rule["exponent"] + 0.35) < 0.05
     assert rule["lr"] == pytest.approx(1e-2, rel=0.05)
     assert fit_rule(ns[:2], lrs[:2], 1e5)["exponent_interval"] is None
+
+
+def _tuning_results(folder, exponent=-0.3, edge_shape=None):
+    """A tuning sweep's result.json files: three sizes, five LRs, loss a parabola in log LR around LR*(N)."""
+    from sweep.results import write_json_atomic
+
+    for L, d, n in ((2, 16, 20_000), (3, 24, 60_000), (4, 32, 180_000)):
+        best = 1e-2 * (n / 1e5) ** exponent
+        for k in (0.25, 0.5, 1, 2, 4):
+            lr = 1e-2 * k
+            loss = 4.0 - 0.3 * math.log(n / 1e4) + 0.08 * math.log(lr / best) ** 2
+            if edge_shape == L:
+                loss = 4.0 - 0.01 * k  # still falling at the grid's highest LR
+            rid = f"L{L}-{k}"
+            write_json_atomic(folder / "runs" / rid / "result.json", {
+                "run_id": rid, "status": "done", "n_params": n, "final_val_loss": loss, "meta": {"lr_multiplier": k},
+                "config": {"model": {"n_layer": L, "d_model": d}, "train": {"lr": lr}}})
+
+
+def test_sweep_tune_fits_the_rule_writes_it_and_logs_it_to_wandb(tmp_path, capsys):
+    from sweep.cli import main
+    from sweep.wandb_offline import find_offline_runs, read_offline_run
+
+    _tuning_results(tmp_path / "lr_tune")
+    assert main(["tune", f"input={tmp_path / 'lr_tune'}"]) == 0
+    out = json.loads((tmp_path / "lr_tune" / "tune" / "lr_rule.json").read_text())
+    assert out["rule"]["exponent"] == pytest.approx(-0.3, abs=0.02)
+    assert out["rule"]["lr"] == pytest.approx(1e-2, rel=0.05)
+    assert "experiment.lr_exponent=-0.3" in out["overrides"] and "train.lr=0.01" in out["overrides"]
+    assert (tmp_path / "lr_tune" / "tune" / "tune.png").stat().st_size > 0
+    assert "![loss vs learning rate](tune.png)" in (tmp_path / "lr_tune" / "tune" / "tune.md").read_text()
+    run = read_offline_run(find_offline_runs(tmp_path / "lr_tune" / "tune")[0])
+    assert run["job_type"] == "tune" and run["summary"]["lr_exponent"] == pytest.approx(out["rule"]["exponent"])
+    assert "Use it: `train.lr=" in capsys.readouterr().out
+
+
+def test_sweep_tune_leaves_out_an_edge_size_and_refuses_with_fewer_than_two(tmp_path, capsys):
+    from sweep.cli import main
+
+    _tuning_results(tmp_path / "a", edge_shape=4)
+    assert main(["tune", f"input={tmp_path / 'a'}", "wandb.mode=disabled"]) == 0
+    out = json.loads((tmp_path / "a" / "tune" / "lr_rule.json").read_text())
+    assert len(out["sizes"]) == 2 and "size L4-d32" in out["refused"][0] and "highest learning rate" in out["refused"][0]
+    assert out["rule"]["exponent_interval"] is None  # 2 sizes leave no degrees of freedom
+    capsys.readouterr()
+    assert main(["tune", f"input={tmp_path / 'nothing'}"]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["tune", f"input={tmp_path / 'empty'}"]) == 2
+    assert "run `sweep run experiment=lr_tune` first" in capsys.readouterr().err

@@ -87,7 +87,7 @@ def parse_count(text: str) -> int:
 
 def shape_overrides(size: str, s: Setup) -> list:
     from sweep.config import ModelConfig
-    from sweep.grid import shape_for_params
+    from sweep.ladder.grid import shape_for_params
 
     m = shape_for_params(parse_count(size), s.aspect_ratio, s.head_dim, ModelConfig(seq_len=s.seq_len), s.vocab)
     return [f"model.n_layer={m.n_layer}", f"model.d_model={m.d_model}", f"model.n_head={m.n_head}",
@@ -145,10 +145,10 @@ def reset_device(device: str) -> None:
 
 
 def bench_sizes(s: Setup, tmp: Path, cache: Path) -> list:
-    from sweep import runtime
+    from sweep.run import runtime
     from sweep.cli import load_run_config
-    from sweep.packing import run_gpu_memory
-    from sweep.train import train
+    from sweep.ladder.packing import run_gpu_memory
+    from sweep.run.train import train
 
     rows = []
     for size in s.sizes:
@@ -171,7 +171,7 @@ def bench_sizes(s: Setup, tmp: Path, cache: Path) -> list:
 
 
 def sizes_table(rows: list, s: Setup) -> str:
-    from sweep.results import human
+    from sweep.store.results import human
 
     head = (f"{'size':>5} {'L':>3} {'d':>5} {'N_ne':>7} {'N':>7} {'tokens/s':>10} {'MFU':>6} {'step_ms':>8} "
             f"{'peak_mem':>9} {'est_mem':>8}")
@@ -241,7 +241,7 @@ def bench_sweep(s: Setup, tmp: Path, cache: Path, n_runs: int, n_tokens: int, pa
 
 
 def sweep_lines(r: dict, peak: float | None, mps_line: str) -> str:
-    from sweep.results import human
+    from sweep.store.results import human
 
     def pct(x):
         return f" ({100 * x / peak:.1f}% of peak)" if peak else ""
@@ -279,10 +279,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from sweep import runtime
+    from sweep.run import runtime
     from sweep.cli import load_run_config
-    from sweep.mps import mps_status, private_mps
-    from sweep.packing import decide_packing, detect_gpus
+    from sweep.ladder.mps import mps_status, private_mps
+    from sweep.ladder.packing import decide_packing, detect_gpus
 
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU box, or pass --cpu-smoke", file=sys.stderr)
@@ -319,7 +319,7 @@ def main(argv=None) -> int:
             pack = pack or 2  # CPU: no GPU to fill; two processes at once exercise the same path
             n_runs = args.sweep_runs or pack  # one packed wave against the same runs one at a time
             # the corpus is prepared once, before either batch is timed
-            from sweep.data import prepare_data
+            from sweep.run.data import prepare_data
 
             prepare_data(tiny.data, tiny.tokenizer, progress=False)
             with private_mps() if args.mps else contextlib.nullcontext():

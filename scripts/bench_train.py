@@ -46,7 +46,7 @@ def main() -> int:
     args, overrides = parser.parse_known_args()
 
     from sweep.cli import load_run_config
-    from sweep.train import train
+    from sweep.run.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         base = [f"results_dir={tmp}", "sweep_name=bench", f"data.cache_dir={ROOT / 'results' / 'cache'}"]

@@ -131,7 +131,7 @@ def reference_run(tokens: np.ndarray, iters: int, threads: int, seed: int = 1337
 
 def ours_run(iters: int) -> dict:
     from sweep.cli import load_run_config
-    from sweep.train import train
+    from sweep.run.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"results_dir={tmp}", "sweep_name=bench", f"data.cache_dir={ROOT / 'results' / 'cache'}"]
@@ -149,7 +149,7 @@ def main() -> int:
         print(f"missing {SHAKESPEARE}", file=sys.stderr)
         return 2
 
-    from sweep.train import evaluate
+    from sweep.run.train import evaluate
 
     tokens = np.frombuffer(SHAKESPEARE.read_bytes(), dtype=np.uint8).astype(np.uint16)
     val = tokens[int(0.9 * len(tokens)):]

@@ -50,8 +50,8 @@ def budgets(n_runs: int) -> list[int]:
 def worker(results: Path, cache: Path, n_runs: int) -> int:
     """Train every run of the sweep in order; prints 'ready' once its data is read."""
     from sweep.cli import load_run_config
-    from sweep.data import prepare_data
-    from sweep.train import train
+    from sweep.run.data import prepare_data
+    from sweep.run.train import train
 
     configs = [load_run_config(run_args(results, cache, n)) for n in budgets(n_runs)]
     prepare_data(configs[0].data, configs[0].tokenizer, progress=False)
@@ -86,7 +86,7 @@ def _readable(path: Path) -> bool:
 
 def check(results: Path, clean: dict[str, float], n_runs: int) -> dict:
     """runs_lost (missing, not done, duplicated or unreadable) and mismatches against the clean losses."""
-    from sweep.results import load_result, read_index
+    from sweep.store.results import load_result, read_index
 
     sweep = results / "chaos"
     rows = read_index(sweep)
@@ -121,8 +121,8 @@ def check(results: Path, clean: dict[str, float], n_runs: int) -> dict:
 def chaos(kills: int, n_runs: int, seed: int, workdir: Path, max_delay: float = 3.0, log=print) -> dict:
     """Clean sweep, then the killed-and-relaunched one; the figures of `check` plus faults and time."""
     from sweep.cli import load_run_config
-    from sweep.results import run_dir
-    from sweep.train import train
+    from sweep.store.results import run_dir
+    from sweep.run.train import train
 
     rng = random.Random(seed)
     cache = workdir / "cache"

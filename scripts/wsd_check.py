@@ -9,7 +9,7 @@ of independent cosine runs, for how much compute?
 Trains, with the byte tokenizer on --data (../shared/data/tinyshakespeare.txt by default, 1 MB;
 `stdlib`: this Python's standard library sources, ~12 MB, for budgets past the 1 MB of
 Shakespeare; or any text file or folder of them), a grid of model sizes x
-token budgets twice: as WSD trunks with cooldown branches (`sweep.branching.branch`, in order,
+token budgets twice: as WSD trunks with cooldown branches (`sweep.ladder.branching.branch`, in order,
 through `train()`), and as independent cosine runs of the same (N, D). Prints per (N, D) the WSD
 loss (the branch's, or the trunk's for the longest budget), the cosine loss and their relative
 difference; the approach-3 exponents (alpha, beta, a = beta / (alpha + beta)) fitted to each grid
@@ -76,7 +76,7 @@ def base_config(args):
 
 
 def parse_shapes(text: str):
-    from sweep.grid import ShapeConfig
+    from sweep.ladder.grid import ShapeConfig
 
     shapes = []
     for item in text.split(","):
@@ -135,7 +135,7 @@ def edge_mark(lr: float | None, lrs: list[float]) -> str:
 
 def train_all(runs, label: str) -> tuple[dict, float]:
     """Train runs in order (trunks before branches); {run position: result}, wall seconds."""
-    from sweep.train import train
+    from sweep.run.train import train
 
     out, t0 = {}, time.perf_counter()
     for r in runs:
@@ -195,9 +195,9 @@ def main() -> int:
     lrs = parse_lrs(args.lrs, args.lr)
     if not 0.0 <= args.min_lr_ratio <= 1.0:
         parser.error(f"--min-lr-ratio {args.min_lr_ratio}: give a fraction of the peak LR in [0, 1]")
-    from sweep.branching import branch, branch_cost
-    from sweep.grid import ExperimentConfig, expand
-    from sweep.results import human
+    from sweep.ladder.branching import branch, branch_cost
+    from sweep.ladder.grid import ExperimentConfig, expand
+    from sweep.store.results import human
 
     base = base_config(args)
     exp = ExperimentConfig(name="wsd_check", shapes=parse_shapes(args.shapes),

@@ -32,36 +32,37 @@ commands:
 
 
 def train_command(argv: list[str]) -> int:
-    from sweep.train import train
+    from sweep.run.train import train
+    from sweep.store.runs import RunFolder, Status
 
     retry = "--retry-diverged" in argv
     result = train(load_run_config([a for a in argv if a != "--retry-diverged"]), retry_diverged=retry)
-    rdir = Path(result["config"]["results_dir"]) / result["sweep_name"] / "runs" / result["run_id"]
+    rdir = RunFolder(Path(result["config"]["results_dir"]) / result["sweep_name"] / "runs" / result["run_id"])
     loss = result.get("final_val_loss")
     print(f"run {result['run_name']} ({result['run_id']}): status={result['status']} "
           f"val_loss={loss if loss is None else f'{loss:.4f}'} nats/token "
           f"N={result['n_params']:,} D={result['n_tokens']:,} C={result['flops']:.3g}")
-    print(f"results: {rdir}/result.json")
-    return 0 if result["status"] == "done" else 1
+    print(f"results: {rdir.result_path}")
+    return 0 if result["status"] == Status.DONE else 1
 
 
 def _dispatch(command: str):
     if command == "train":
         return train_command
     if command == "verify":
-        from sweep.verify import verify_command
+        from sweep.jobs.verify import verify_command
 
         return verify_command
     if command == "tune":
-        from sweep.tune import tune_command
+        from sweep.ladder.tune import tune_command
 
         return tune_command
     if command == "main":
-        from sweep.main_job import main_command
+        from sweep.jobs.main_job import main_command
 
         return main_command
     if command in ("plan", "run", "status"):
-        from sweep import launch
+        from sweep.ladder import launch
 
         return getattr(launch, f"{command}_command")
     if command in ("fit", "predict", "report", "compare"):
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from sweep.config import ConfigError
-    from sweep.results import RunLocked
-    from sweep.preempt import Preempted
+    from sweep.store.locks import RunLocked
+    from sweep.run.preempt import Preempted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):

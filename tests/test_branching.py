@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sweep.branching import (BranchingWarning, branch, branch_cost, clear_branch_points, cooldown_start,
+from sweep.ladder.branching import (BranchingWarning, branch, branch_cost, clear_branch_points, cooldown_start,
                              describe_cost, resolve_init)
 from sweep.config import ConfigError, DataConfig, LoggerConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from sweep.grid import ExperimentConfig, ShapeConfig, expand
-from sweep.results import run_dir, run_id
+from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand
+from sweep.store.results import run_dir, run_id
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 
@@ -124,16 +124,16 @@ def test_resolve_init_trains_from_scratch_only_when_the_trunk_is_finished(tmp_pa
     assert resolve_init(short.cfg) is short.cfg  # trunk not started: left to fail with "run the trunk first"
     tdir = run_dir(trunk.cfg, trunk.n_tokens)
     tdir.mkdir(parents=True)
-    (tdir / "result.json").write_text(json.dumps({"status": "running"}))
+    (tdir / "result.json").write_text(json.dumps({"run_id": tdir.name, "status": "running"}))
     assert resolve_init(short.cfg) is short.cfg
-    (tdir / "result.json").write_text(json.dumps({"status": "done"}))
+    (tdir / "result.json").write_text(json.dumps({"run_id": tdir.name, "status": "done"}))
     assert resolve_init(short.cfg).train.init_from is None  # the point will never come
     Path(short.cfg.train.init_from).write_bytes(b"")
     assert resolve_init(short.cfg) is short.cfg
 
 
 def test_trunk_and_branches_equal_independent_wsd_runs(tmp_path):
-    from sweep.train import train
+    from sweep.run.train import train
 
     planned = branch(plan(base(tmp_path, "b"), n_tokens=(8192, 16384, 32768)))
     results = [train(r.cfg, progress=False) for r in planned]  # in the returned order: trunk first
@@ -177,8 +177,8 @@ def test_a_branch_point_is_kept_until_every_branch_from_it_has_finished(tmp_path
 
 
 def test_sweep_progress_counts_a_branch_from_its_branch_point(tmp_path):
-    from sweep.launch import SweepProgress
-    from sweep.results import write_json_atomic
+    from sweep.ladder.launch import SweepProgress
+    from sweep.store.results import write_json_atomic
 
     out = branch(plan(base(tmp_path)))  # trunk 128 steps; branches start at steps 24 and 48
     step = 1024 * out[0].flops_per_token

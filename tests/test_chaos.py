@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from sweep.cli import load_run_config
-from sweep.results import load_result, read_index, read_jsonl, run_dir
-from sweep.train import run_shape, train
+from sweep.store.results import load_result, read_index, read_jsonl, run_dir
+from sweep.run.train import run_shape, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

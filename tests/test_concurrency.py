@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.results import INDEX_FILE, load_result, read_index, rebuild_index, write_json_atomic
+from sweep.store.results import INDEX_FILE, load_result, read_index, rebuild_index, write_json_atomic
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 
@@ -72,7 +72,7 @@ def _spawn(args: list) -> subprocess.Popen:
 def test_two_launches_of_one_run_never_train_it_twice(tmp_path):
     # Warm the token cache so both processes reach the lock at about the same moment.
     from sweep.cli import load_run_config
-    from sweep.data import prepare_data
+    from sweep.run.data import prepare_data
 
     args = tiny_args(tmp_path / "results", tmp_path / "cache", "budget.n_tokens=61440")
     cfg = load_run_config(args)
@@ -95,7 +95,7 @@ def test_two_launches_of_one_run_never_train_it_twice(tmp_path):
 @pytest.mark.slow
 def test_eight_real_trainers_of_one_sweep_at_once(tmp_path):
     from sweep.cli import load_run_config
-    from sweep.data import prepare_data
+    from sweep.run.data import prepare_data
 
     base = tiny_args(tmp_path / "results", tmp_path / "cache")
     cfg = load_run_config([*base, "budget.n_tokens=10240"])

@@ -7,7 +7,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweep.cli import conf_dir, load_run_config, main
 from sweep.config import ConfigError, RunConfig
-from sweep.train import run_shape
+from sweep.run.train import run_shape
 
 GROUPS = ["model", "data", "tokenizer", "train", "budget", "logger"]
 

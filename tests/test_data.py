@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sweep.config import DataConfig, TokenizerConfig
-from sweep.data import (
+from sweep.run.data import (
     STDLIB_EXCLUDED_DIRS,
     DataError,
     Document,
@@ -26,7 +26,7 @@ from sweep.data import (
     stdlib_files,
     token_dtype,
 )
-from sweep.tokenizer import EOT_ID
+from sweep.run.tokenizer import EOT_ID
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -110,7 +110,7 @@ def test_second_prepare_is_a_cache_hit(corpus, tmp_path, caplog):
     first = prepare_data(data, BPE, progress=False)
     tok_file = next((tmp_path / "cache").glob("tokenizer-*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in [tok_file, *first.dir.iterdir()]}
-    with caplog.at_level(logging.INFO, logger="sweep.data"):
+    with caplog.at_level(logging.INFO, logger="sweep.run.data"):
         second = prepare_data(data, BPE, progress=False)
     assert second == first
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -337,7 +337,7 @@ def test_atomic_write_loser_keeps_the_winner_and_crash_leaves_nothing(tmp_path):
 
 
 def test_tail_split_holds_out_the_end_of_the_text():
-    from sweep.data import Document, split_documents
+    from sweep.run.data import Document, split_documents
 
     docs = [Document(name=f"d{i}", text="x" * 10) for i in range(10)]
     train, val = split_documents(docs, 0.1, split_seed=0, how="tail")

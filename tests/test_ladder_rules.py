@@ -7,11 +7,11 @@ import math
 import pytest
 
 from sweep.config import ConfigError, ModelConfig, RunConfig, TrainConfig
-from sweep.grid import ExperimentConfig, ShapeConfig, expand, family_line, shape_for_n
-from sweep.hparams import rule_lr, rule_tokens_per_step
-from sweep.model import count_params
-from sweep.shapes import depth_shape, mixed_shapes
-from sweep.tune import EdgeMinimum, best_lr, fit_rule
+from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand, family_line, shape_for_n
+from sweep.ladder.hparams import rule_lr, rule_tokens_per_step
+from sweep.run.model import count_params
+from sweep.ladder.shapes import depth_shape, mixed_shapes
+from sweep.ladder.tune import EdgeMinimum, best_lr, fit_rule
 
 VOCAB = 256
 
@@ -126,7 +126,7 @@ def test_lr_rule_fit_recovers_the_exponent_with_an_interval():
 
 def _tuning_results(folder, exponent=-0.3, edge_shape=None):
     """A tuning sweep's result.json files: three sizes, five LRs, loss a parabola in log LR around LR*(N)."""
-    from sweep.results import write_json_atomic
+    from sweep.store.results import write_json_atomic
 
     for L, d, n in ((2, 16, 20_000), (3, 24, 60_000), (4, 32, 180_000)):
         best = 1e-2 * (n / 1e5) ** exponent
@@ -143,7 +143,7 @@ def _tuning_results(folder, exponent=-0.3, edge_shape=None):
 
 def test_sweep_tune_fits_the_rule_writes_it_and_logs_it_to_wandb(tmp_path, capsys):
     from sweep.cli import main
-    from sweep.wandb_offline import find_offline_runs, read_offline_run
+    from sweep.store.wandb_offline import find_offline_runs, read_offline_run
 
     _tuning_results(tmp_path / "lr_tune")
     assert main(["tune", f"input={tmp_path / 'lr_tune'}"]) == 0

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sweep.config import ConfigError, ModelConfig, RunConfig, TrainConfig
-from sweep.status import LOCK_NAME, lock_holder, release, run_state, status_table, try_lock
+from sweep.ladder.status import run_state, status_table
+from sweep.store.locks import LOCK_FILE as LOCK_NAME, lock_holder, release, try_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,7 @@ def test_lock_is_exclusive_and_names_its_holder(tmp_path):
 
 def test_a_killed_holder_does_not_hold_the_lock(tmp_path):
     path = tmp_path / LOCK_NAME
-    code = ("import sys, time; from sweep.status import try_lock; "
+    code = ("import sys, time; from sweep.store.locks import try_lock; "
             f"l = try_lock({str(path)!r}); print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -59,7 +60,7 @@ def tiny_run(tmp_path) -> RunConfig:
 
 
 def write_result(tmp_path, cfg, status, **extra):
-    from sweep.results import run_dir, write_json_atomic
+    from sweep.store.results import run_dir, write_json_atomic
 
     rdir = run_dir(cfg, 1280)
     write_json_atomic(rdir / "result.json", {"run_id": rdir.name, "run_name": "x", "status": status, **extra})
@@ -74,7 +75,7 @@ def fake_train(monkeypatch):
         calls.append(cfg)
         return {"status": "done", "final_val_loss": 1.0}
 
-    monkeypatch.setattr("sweep.train.train", train)
+    monkeypatch.setattr("sweep.run.train.train", train)
     return calls
 
 
@@ -82,7 +83,7 @@ def fake_train(monkeypatch):
     ("done", False, False), ("done", True, False), ("diverged", True, False),
     ("failed", False, False), ("failed", True, True)])
 def test_finished_runs_are_skipped(tmp_path, fake_train, status, retry, trains):
-    from sweep.launch import train_once
+    from sweep.ladder.launch import train_once
 
     cfg = tiny_run(tmp_path)
     write_result(tmp_path, cfg, status)
@@ -92,11 +93,11 @@ def test_finished_runs_are_skipped(tmp_path, fake_train, status, retry, trains):
 
 
 def test_a_run_held_by_another_process_is_skipped(tmp_path, fake_train):
-    from sweep.launch import train_once
-    from sweep.results import run_dir
+    from sweep.ladder.launch import train_once
+    from sweep.store.results import run_dir
 
     cfg = tiny_run(tmp_path)
-    code = ("import sys, time; from sweep.results import run_lock\n"
+    code = ("import sys, time; from sweep.store.locks import run_lock\n"
             "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir(cfg, 1280))], stdout=subprocess.PIPE, text=True)
     try:
@@ -110,18 +111,18 @@ def test_a_run_held_by_another_process_is_skipped(tmp_path, fake_train):
 
 
 def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
-    from sweep.launch import train_once
+    from sweep.ladder.launch import train_once
 
     def boom(cfg, progress=True):
         raise RuntimeError("out of cheese")
 
-    monkeypatch.setattr("sweep.train.train", boom)
+    monkeypatch.setattr("sweep.run.train.train", boom)
     out = train_once(tiny_run(tmp_path), 1280, progress=False)
     assert out["status"] == "failed" and "out of cheese" in out["error"]
 
 
 def test_run_job_rejects_an_index_outside_the_grid(tmp_path):
-    from sweep.launch import load_sweep, run_job
+    from sweep.ladder.launch import load_sweep, run_job
 
     sc = load_sweep(["experiment=kaplan_data_size", "launch.corpus_tokens=100000000", "run_index=6"])
     with pytest.raises(ConfigError, match=r"run_index=6: must be in \[0, 6\)"):
@@ -133,7 +134,7 @@ def test_run_job_rejects_an_index_outside_the_grid(tmp_path):
 
 def test_status_shows_each_state(tmp_path):
     cfg = tiny_run(tmp_path)
-    from sweep.results import write_json_atomic
+    from sweep.store.results import write_json_atomic
 
     done = write_result(tmp_path, cfg, "done", final_val_loss=2.5, steps=10, wall_seconds=3.0)
     failed = tmp_path / "failed"

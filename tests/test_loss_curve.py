@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from sweep.cli import load_run_config
-from sweep.results import read_jsonl, run_dir
-from sweep.train import run_shape, train
+from sweep.store.results import read_jsonl, run_dir
+from sweep.run.train import run_shape, train
 
 DATA = Path(__file__).resolve().parent / "data"
 TEXT = DATA / "shakespeare_20k.txt"  # the first 20,000 bytes of tinyshakespeare (public domain)

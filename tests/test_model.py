@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sweep.config import ModelConfig
-from sweep.model import GPT, count_params, flops_per_token
+from sweep.run.model import GPT, count_params, flops_per_token
 
 
 @pytest.mark.parametrize("tie", [True, False])
@@ -112,7 +112,7 @@ def test_llama_flops_by_hand():
 
 
 def test_llama_is_causal_and_rope_scores_depend_on_relative_position_only():
-    from sweep.model import apply_rope, rope_tables
+    from sweep.run.model import apply_rope, rope_tables
 
     torch.manual_seed(0)
     cfg = ModelConfig(arch="llama", n_layer=2, d_model=32, n_head=4, seq_len=16)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from sweep.config import ConfigError, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from sweep.grid import shape_for_params
-from sweep.model import GPT, count_params
-from sweep.mps import MpsStatus, mps_status
-from sweep.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
+from sweep.ladder.grid import shape_for_params
+from sweep.run.model import GPT, count_params
+from sweep.ladder.mps import MpsStatus, mps_status
+from sweep.ladder.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
                            activation_bytes_per_token, decide_packing, estimate_gpu_memory,
                            gpu_units, run_gpu_memory, runs_per_gpu)
 
@@ -147,14 +147,14 @@ def test_mps_is_detected_from_its_control_pipe(tmp_path):
 
 
 def small_h100_sweep(*extra):
-    from sweep.launch import expand_sweep, load_sweep
+    from sweep.ladder.launch import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=kaplan_model_size_h100", "experiment.family=free", *extra])  # the figures below are for these shapes
     return sc, expand_sweep(sc, n_train_tokens=10**10).runs
 
 
 def test_auto_resolves_from_the_grid_and_the_gpus():
-    from sweep.launch import n_slots, resolve_launch
+    from sweep.ladder.launch import n_slots, resolve_launch
 
     sc, runs = small_h100_sweep()
     assert sc.launch.gpus is None and sc.launch.runs_per_gpu is None  # auto by default
@@ -193,7 +193,7 @@ def test_auto_resolves_from_the_grid_and_the_gpus():
 
 
 def test_bad_launch_values_fail_early():
-    from sweep.launch import load_sweep
+    from sweep.ladder.launch import load_sweep
 
     with pytest.raises(ConfigError, match=r"launch.runs_per_gpu=0: must be >= 1, or null"):
         load_sweep(["launch.runs_per_gpu=0"])
@@ -204,7 +204,7 @@ def test_bad_launch_values_fail_early():
 def test_each_slot_gets_one_gpu(monkeypatch):
     """Each job is its own process: submitit's local executor gives it CUDA_VISIBLE_DEVICES of all
     launch.gpus GPUs (or the variable is unset), and the job's slot picks one of them."""
-    from sweep.launch import _placed, load_sweep, to_run_config
+    from sweep.ladder.launch import _placed, load_sweep, to_run_config
 
     sc = load_sweep(["launch.gpus=2", "launch.runs_per_gpu=3"])
     for given, expected in ((None, ["0", "1"] * 3), ("4,5", ["4", "5"] * 3)):
@@ -226,7 +226,7 @@ def test_each_slot_gets_one_gpu(monkeypatch):
 
 
 def fake_gpu_box(monkeypatch, mps_running: bool):
-    import sweep.launch as launch
+    import sweep.ladder.launch as launch
 
     monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
     monkeypatch.setattr(launch, "available_memory", lambda device: 80 * GiB)
@@ -235,7 +235,7 @@ def fake_gpu_box(monkeypatch, mps_running: bool):
 
 
 def test_plan_prints_the_packing_decision(monkeypatch, capsys):
-    from sweep.launch import plan_command
+    from sweep.ladder.launch import plan_command
 
     assert plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=100000000",
                          "launch.slots=2"]) == 0

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from sweep.config import ModelConfig, RunConfig, TrainConfig
-from sweep.grid import ExperimentConfig, ShapeConfig, expand
-from sweep.plan import (check_plan, estimate_memory, estimate_seconds, plan_table, plan_totals,
+from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand
+from sweep.ladder.plan import (check_plan, estimate_memory, estimate_seconds, plan_table, plan_totals,
                         probe_throughput)
 
 VOCAB = 512
@@ -93,7 +93,7 @@ def test_probe_measures_positive_throughput():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_shipped_experiment_composes_and_plans(name):
-    from sweep.launch import expand_sweep, load_sweep
+    from sweep.ladder.launch import expand_sweep, load_sweep
 
     sc = load_sweep([f"experiment={name}"])
     assert sc.experiment.name == name and sc.sweep_name == name
@@ -106,7 +106,7 @@ def test_every_shipped_experiment_composes_and_plans(name):
 
 
 def test_default_experiment_fits_the_embedded_corpus():
-    from sweep.launch import expand_sweep, load_sweep
+    from sweep.ladder.launch import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=default"])
     assert sc.data.source == "stdlib"
@@ -133,7 +133,7 @@ def test_default_experiment_fits_the_embedded_corpus():
 
 
 def test_plan_command_prints_and_refuses(capsys):
-    from sweep.launch import plan_command
+    from sweep.ladder.launch import plan_command
 
     ok = plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=100000000"])
     out = capsys.readouterr().out

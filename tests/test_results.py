@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sweep import results as store
+from sweep.store import results as store
 from sweep.config import RunConfig
-from sweep.results import (ResultError, RunLocked, check_name, inside, load_result, read_index, rebuild_index,
-                           run_dir, run_lock, sweep_dir, write_json_atomic)
+from sweep.store.locks import RunLocked, run_lock
+from sweep.store.results import (ResultError, check_name, inside, load_result, read_index, rebuild_index, run_dir,
+                                 sweep_dir, write_json_atomic)
 
 
 def fake_result(run_id: str, status: str = "done", loss: float = 3.0, **extra) -> dict:
@@ -90,7 +91,7 @@ def test_run_dir_is_a_hex_hash_inside_the_results_folder(tmp_path):
 
 HOLD = """
 import sys, time
-from sweep.results import run_lock
+from sweep.store.locks import run_lock
 with run_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
@@ -125,7 +126,8 @@ def test_run_lock_names_the_holder_and_dies_with_it(tmp_path):
 def test_a_done_runs_leftover_checkpoint_is_deleted_only_when_done_and_unheld(tmp_path):
     """A kill between writing result.json and deleting checkpoint.pt leaves the checkpoint behind;
     a relaunch deletes it, but never one of a run that is not done or that a live process holds."""
-    from sweep.results import clear_done_checkpoint, write_json_atomic
+    from sweep.store.results import write_json_atomic
+    from sweep.store.runs import clear_done_checkpoint
 
     folder = tmp_path / "runs" / "abc"
     folder.mkdir(parents=True)
@@ -144,7 +146,7 @@ def test_a_done_runs_leftover_checkpoint_is_deleted_only_when_done_and_unheld(tm
 
 
 def test_run_lock_is_reentrant_in_one_process_also_under_the_runners_lock(tmp_path):
-    from sweep.status import lock_holder, release, try_lock
+    from sweep.store.locks import lock_holder, release, try_lock
 
     folder = tmp_path / "runs" / "abc"
     with run_lock(folder):
@@ -186,7 +188,7 @@ def test_index_holds_one_row_per_readable_result(tmp_path):
 
 def test_secrets_from_the_environment_never_reach_results_or_logs(tmp_path, monkeypatch, capfd, tiny):
     from sweep.cli import load_run_config
-    from sweep.train import train
+    from sweep.run.train import train
 
     secret = "sk-live-3f9a8b7c6d5e4f30"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
@@ -223,9 +225,9 @@ def test_index_rebuild_clears_the_temporary_file_of_a_killed_index_writer(tmp_pa
 
 def test_taking_a_run_clears_temporary_files_a_killed_writer_left_in_it(tmp_path, tiny):
     from sweep.cli import load_run_config
-    from sweep.train import train
+    from sweep.run.train import train
 
-    from sweep.train import run_shape
+    from sweep.run.train import run_shape
 
     cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480", "logger.mode=disabled"))
     rdir = store.run_dir(cfg, run_shape(cfg).n_tokens)

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from sweep import runtime
+from sweep.run import runtime
 from sweep.cli import load_run_config
 from sweep.config import TrainConfig
-from sweep.results import run_dir
-from sweep.train import run_shape, train
+from sweep.store.results import run_dir
+from sweep.run.train import run_shape, train
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 
@@ -80,7 +80,7 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
                 "train.tokens_per_step=256", "train.threads=1", "budget.n_tokens=5120", "logger.mode=disabled",
                 *extra]
 
-    import sweep.train as trainer
+    import sweep.run.train as trainer
 
     monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: 2.0)
     clean = train(load_run_config(overrides(tmp_path / "a")), progress=False)

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweep.slots import acquire_share, pick_group, queue_order, take_share, write_queue
-from sweep.status import release, try_lock
+from sweep.ladder.slots import acquire_share, pick_group, queue_order, take_share, write_queue
+from sweep.store.locks import release, try_lock
 
 
 def test_queue_order_is_most_flops_first():
@@ -38,8 +38,8 @@ def test_pick_group(free, ahead, units, group):
 def test_a_job_takes_its_share_of_the_least_busy_gpu(tmp_path):
     """Slots are fcntl locks; flock conflicts between open files even within one process, so one
     process can stand for several jobs here."""
-    from sweep.slots import take_share
-    from sweep.status import release
+    from sweep.ladder.slots import take_share
+    from sweep.store.locks import release
 
     a = take_share(tmp_path, groups=2, capacity=4, units=3)
     assert a is not None and a[1] == 0 and len(a[0]) == 3
@@ -133,9 +133,9 @@ def test_packed_jobs_take_their_shares_of_a_stand_in_gpu(tmp_path, monkeypatch):
     queue's order, most FLOPs first."""
     import json
 
-    import sweep.launch as launch
-    from sweep.mps import MpsStatus
-    from sweep.packing import MEMORY_SAFETY, GpuInfo, run_gpu_memory
+    import sweep.ladder.launch as launch
+    from sweep.ladder.mps import MpsStatus
+    from sweep.ladder.packing import MEMORY_SAFETY, GpuInfo, run_gpu_memory
 
     args = ["experiment=default", "sweep_name=t", f"results_dir={tmp_path / 'results'}", "data=stdlib",
             "data.max_bytes=600000", "data.split=tail", "data.val_tokens=4096", f"data.cache_dir={tmp_path / 'cache'}", "tokenizer=byte",

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.tokenizer import (
+from sweep.run.tokenizer import (
     EOT,
     EOT_ID,
     ByteTokenizer,

@@ -14,12 +14,12 @@ import pytest
 
 wandb = pytest.importorskip("wandb")
 
-from sweep import tracking  # noqa: E402
+from sweep.store import tracking  # noqa: E402
 from sweep.config import LoggerConfig  # noqa: E402
-from sweep.tracking import (  # noqa: E402
+from sweep.store.tracking import (  # noqa: E402
     REDACTED, Tracker, TrackingFallbackWarning, check_logger, looks_secret, scrub,
 )
-from sweep.wandb_offline import (  # noqa: E402
+from sweep.store.wandb_offline import (  # noqa: E402
     OfflineRunError, find_offline_runs, iter_records, read_offline_run, run_log_path,
 )
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sweep.cli import load_run_config, main
-from sweep.results import read_jsonl, run_dir
-from sweep.tracking import wandb_id
-from sweep.train import run_shape, train
-from sweep.wandb_offline import find_offline_runs, read_offline_run
+from sweep.store.results import read_jsonl, run_dir
+from sweep.store.tracking import wandb_id
+from sweep.run.train import run_shape, train
+from sweep.store.wandb_offline import find_offline_runs, read_offline_run
 
 
 def unigram_loss(tokens: np.ndarray, val: np.ndarray) -> float:
@@ -21,7 +21,7 @@ def unigram_loss(tokens: np.ndarray, val: np.ndarray) -> float:
 
 
 def test_short_run_learns_well_below_unigram(tmp_path, tiny):
-    from sweep.data import prepare_data
+    from sweep.run.data import prepare_data
 
     cfg = load_run_config(tiny(tmp_path))
     result = train(cfg, progress=False)
@@ -85,7 +85,7 @@ def test_resume_after_interruption_is_bit_exact(tmp_path, tiny):
     class Interrupt(Exception):
         pass
 
-    import sweep.train as trainer
+    import sweep.run.train as trainer
 
     original = trainer._save_checkpoint
     calls = {"n": 0}
@@ -159,7 +159,7 @@ def test_wandb_offline_run_holds_config_and_summary(tmp_path, tiny):
 def test_a_device_with_a_known_peak_logs_mfu_on_every_row(tmp_path, monkeypatch, tiny):
     """Known GPUs have a datasheet peak before training starts: each log row carries the MFU of the
     run so far (here the CPU is given a made-up peak, as if it were in the table)."""
-    from sweep import runtime
+    from sweep.run import runtime
 
     monkeypatch.setattr(runtime, "peak_flops", lambda label: 1e11)
     cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480"))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.fit.config import FitConfig, FitInputError
+from sweep.store.runs import Status, result_folders
 
 log = logging.getLogger("sweep.fit")
 
@@ -83,12 +84,13 @@ def load_results_folder(folder: Path, notes: list, curves: bool = True) -> pd.Da
     which approach 1 uses; a missing or partly unreadable metrics.jsonl is noted, never fatal.
     """
     folder = Path(folder)
-    paths = sorted((folder / "runs").glob("*/result.json")) if (folder / "runs").is_dir() else sorted(folder.glob("*/result.json"))
-    if not paths:
+    runs = result_folders(folder)
+    if not runs:
         raise FitInputError(f"no runs/*/result.json under {folder}: point input= at a sweep's results folder "
                             "(results/<sweep_name>), a CSV/Parquet table, or wandb:<entity>/<project>")
     rows, no_curve, partial = [], [], []
-    for p in paths:
+    for run in runs:
+        p = run.result_path
         try:
             res = json.loads(p.read_text())
             if not isinstance(res, dict):
@@ -100,11 +102,11 @@ def load_results_folder(folder: Path, notes: list, curves: bool = True) -> pd.Da
         row["budget_index"] = (res.get("meta") or {}).get("budget_index")  # the planner's IsoFLOP budget
         row["path"] = str(p.parent)
         if curves:
-            row["curve"], bad = read_curve(p.parent / "metrics.jsonl")
-            if row["curve"] is None and res.get("status") == "done":
+            row["curve"], bad = read_curve(run.metrics_path)
+            if row["curve"] is None and res.get("status") == Status.DONE:
                 no_curve.append(str(p.parent))
             if bad:
-                partial.append(f"{p.parent / 'metrics.jsonl'} ({bad} line(s))")
+                partial.append(f"{run.metrics_path} ({bad} line(s))")
         rows.append(row)
     if no_curve:
         _warn(notes, f"{len(no_curve)} finished run(s) without a readable val_loss curve in metrics.jsonl "
@@ -257,13 +259,13 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
     df = to_frame(runs).reset_index(drop=True)
     if "status" in df.columns:
         status = df["status"].fillna("done").astype(str)
-        diverged = df.loc[status == "diverged"]
+        diverged = df.loc[status == Status.DIVERGED.value]
         if len(diverged):
             _warn(notes, f"excluded {len(diverged)} diverged run(s): {', '.join(map(str, _labels(diverged)))}")
         other = df.loc[~status.isin(["done", "diverged"])]
         if len(other):
             _warn(notes, f"excluded {len(other)} run(s) not done (status {sorted(set(status[other.index]))})")
-        df = df.loc[status == "done"].reset_index(drop=True)
+        df = df.loc[status == Status.DONE.value].reset_index(drop=True)
     for col, what in (("corpus_hash", "corpora"), ("tokenizer_hash", "tokenizers")):
         if col in df.columns:
             values = set(df[col].dropna().astype(str))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sweep.fit import registry
 from sweep.fit.method import fmt
-from sweep.results import write_bytes_atomic
+from sweep.store.results import write_bytes_atomic
 
 EXTRAPOLATION_MARK = 10.0
 """Allocation rows beyond this multiple of the largest fitted compute are marked as far extrapolations."""

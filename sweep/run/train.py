@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sweep import results as store
-from sweep import runtime
+from sweep.store import results as store
+from sweep.store.runs import RunFolder, Status, clear_done_checkpoint, run_folders
+from sweep.run import runtime
 from sweep.config import ConfigError, RunConfig, micro_batch, to_dict, validate
-from sweep.model import GPT, count_params, flops_per_token
-from sweep.preempt import Preempted, StopRequest
-from sweep.schedule import lr_factor  # noqa: F401 (re-exported: the trainer's schedule)
+from sweep.run.model import GPT, count_params, flops_per_token
+from sweep.run.preempt import Preempted, StopRequest
+from sweep.run.schedule import lr_factor  # noqa: F401 (re-exported: the trainer's schedule)
 
 
 # ----------------------------------------------------------------------------- budget and schedule
@@ -149,8 +150,8 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def _write_progress(rdir: Path, step: int, steps: int, train_loss: float) -> None:
     """progress.json: where a running or interrupted run stands, for `sweep status` and the sweep's bar."""
-    store.write_json_atomic(rdir / "progress.json", {"step": step, "steps": steps, "pid": os.getpid(),
-                                                     "train_loss": train_loss, "time": time.time()})
+    RunFolder(rdir).write_progress({"step": step, "steps": steps, "pid": os.getpid(), "train_loss": train_loss,
+                                    "time": time.time()})
 
 
 def _branch_point(path: Path, shape: RunShape, t) -> dict:
@@ -206,13 +207,13 @@ def _finished(existing: dict | None, retry_diverged: bool) -> bool:
     """
     if existing is None:
         return False
-    return existing.get("status") == "done" or (existing.get("status") == "diverged" and not retry_diverged)
+    return existing.get("status") == Status.DONE or (existing.get("status") == Status.DIVERGED and not retry_diverged)
 
 
 def _say_finished(existing: dict, rdir: Path) -> None:
     rid, name, status = existing.get("run_id"), existing.get("run_name"), existing.get("status")
-    if status == "done":
-        print(f"[sweep] run {rid} ({name}) is already done: {rdir}/result.json", file=sys.stderr)
+    if status == Status.DONE:
+        print(f"[sweep] run {rid} ({name}) is already done: {RunFolder(rdir).result_path}", file=sys.stderr)
     else:
         print(f"[sweep] run {rid} ({name}) diverged at step {existing.get('diverged_step')} "
               f"(loss {existing.get('diverged_value')}); not retried: pass retry_diverged=True to train it again",
@@ -252,7 +253,8 @@ def _same_data(a: dict, b: dict) -> bool:
 def _check_same_corpus(sweep_path: Path, config: dict, data, rid: str) -> None:
     """Refuse to train when runs of this sweep with the same data settings saw another corpus or
     tokenizer: the text behind data.path changed since, and a fit cannot mix the two."""
-    for _, other in store.iter_results(sweep_path):
+    for run in run_folders(sweep_path):
+        other = run.result()
         if other is None or not isinstance(other.get("config"), dict) or not _same_data(other["config"], config):
             continue
         for key, now in (("corpus_hash", data.corpus_hash), ("tokenizer_hash", data.tokenizer_hash)):
@@ -274,16 +276,17 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
     anything is written; the run then holds `<run_dir>/.lock` (RunLocked if another process trains
     it) and, when it ends, rebuilds the sweep's index.jsonl.
     """
-    from sweep.data import prepare_data  # heavy imports (datasets) only when a run really starts
-    from sweep.tracking import Tracker, check_logger, scrub, wandb_id
+    from sweep.run.data import prepare_data  # heavy imports (datasets) only when a run really starts
+    from sweep.store.tracking import Tracker, check_logger, scrub, wandb_id
 
     shape = run_shape(cfg)
     rid = store.run_id(cfg, shape.n_tokens)
-    rdir = store.run_dir(cfg, shape.n_tokens)
+    folder = RunFolder.of(cfg, shape.n_tokens)
+    rdir = folder.path
     sweep_path = store.sweep_dir(cfg.results_dir, cfg.sweep_name)
-    existing = store.load_result(rdir, expect_run_id=rid)
+    existing = folder.load(expect_run_id=rid)
     if _finished(existing, retry_diverged):
-        store.clear_done_checkpoint(rdir)
+        clear_done_checkpoint(rdir)
         _say_finished(existing, rdir)
         return existing
 
@@ -305,10 +308,10 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
         _check_same_corpus(sweep_path, record["config"], data, rid)
     record.update(corpus_hash=data.corpus_hash, tokenizer_hash=data.tokenizer_hash)
 
-    with store.run_lock(rdir):
+    with folder.lock():
         store.clear_stale_temps(rdir)  # left by a writer killed mid-write; the lock says it is dead
         # Another process may have finished the run while this one read the data.
-        existing = store.load_result(rdir, expect_run_id=rid)
+        existing = folder.load(expect_run_id=rid)
         if _finished(existing, retry_diverged):
             _say_finished(existing, rdir)
             return existing
@@ -330,7 +333,7 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
                 final = _train_loop(cfg, shape, data, rdir, tracker, progress, stop)
         except Exception as exc:  # not Preempted (a BaseException): a stopped run has not failed
             tail = "".join(traceback.format_exception(exc))[-4000:]
-            store.write_json_atomic(rdir / "result.json", {**record, "status": "failed", "error": scrub({"e": tail})["e"]})
+            RunFolder(rdir).write_result({**record, "status": Status.FAILED.value, "error": scrub({"e": tail})["e"]})
             try:
                 store.rebuild_index(rdir.parent.parent)
             except OSError as index_error:  # never hide the training error behind an index one
@@ -340,10 +343,10 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
         tracker.set_summary({k: record[k] for k in (
             "status", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
             "n_tokens", "flops", "flops_6nd", "tokens_per_second", "mfu", "wall_seconds")})
-        store.write_json_atomic(rdir / "result.json", record)
-        if record["status"] == "done":
+        RunFolder(rdir).write_result(record)
+        if record["status"] == Status.DONE:
             # At once, not after W&B's (slow) finish: a kill in between would strand the checkpoint.
-            (rdir / "checkpoint.pt").unlink(missing_ok=True)
+            RunFolder(rdir).checkpoint_path.unlink(missing_ok=True)
         else:
             tracker.finish(exit_code=1)
     return record
@@ -353,7 +356,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
                 stop: StopRequest | None = None) -> dict:
     t = cfg.train
     device = runtime.pick_device(t)
-    ckpt_path, metrics_path = rdir / "checkpoint.pt", rdir / "metrics.jsonl"
+    ckpt_path, metrics_path = RunFolder(rdir).checkpoint_path, RunFolder(rdir).metrics_path
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if ckpt is None and t.init_from:
         ckpt = _branch_point(Path(t.init_from), shape, t)
@@ -409,7 +412,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     label = runtime.device_name(device)
     datasheet_peak = runtime.peak_flops(label)  # known GPUs: MFU on every log row, not only at the end
 
-    status, diverged_at, diverged_value = "done", None, None
+    status, diverged_at, diverged_value = Status.DONE, None, None
     train_loss_acc = torch.full((), logged_sum, dtype=torch.float32, device=device)
     start, tokens_start = time.perf_counter(), step * t.tokens_per_step
     bar = tqdm(total=shape.steps, initial=step, disable=not progress, unit="step", desc=rdir.name,
@@ -444,16 +447,16 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             value = float(step_loss)
             last_loss = value
             if not math.isfinite(value):
-                status, diverged_at, diverged_value = "diverged", step, value
+                status, diverged_at, diverged_value = Status.DIVERGED, step, value
             elif t.diverge_factor > 0:
                 running_min = min(running_min, value)
                 above = above + 1 if value > t.diverge_factor * running_min else 0
                 if above >= t.diverge_patience:
-                    status, diverged_at, diverged_value = "diverged", step, value
+                    status, diverged_at, diverged_value = Status.DIVERGED, step, value
 
         tokens = step * t.tokens_per_step
         row = None
-        if step % t.log_interval == 0 or step == shape.steps or status != "done":
+        if step % t.log_interval == 0 or step == shape.steps or status != Status.DONE:
             mean_loss = float(train_loss_acc) / logged_steps
             train_loss_acc.zero_()
             logged_steps = 0
@@ -463,7 +466,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             if datasheet_peak is not None:
                 row["mfu"] = runtime.mfu(row["tokens_per_second"], fpt, label, datasheet_peak)
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
-        if status == "done" and step % eval_every == 0 and step < shape.steps:
+        if status == Status.DONE and step % eval_every == 0 and step < shape.steps:
             row = row or {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr}
             row["val_loss"] = evaluate(model, val, cfg.model.seq_len, micro_size, device, ctx, t.eval_tokens)
             row["val_bpb"] = data.bits_per_byte(row["val_loss"])
@@ -472,7 +475,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             tracker.log(row, step=row["step"])
             _write_progress(rdir, step, shape.steps, last_loss)
         bar.update(1)
-        if status != "done":
+        if status != Status.DONE:
             break
         keep = step in t.save_at_steps
         stopping = stop is not None and stop.signum is not None and step < shape.steps
@@ -501,7 +504,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     if peak is None:  # measured after training, so it never competes with the run for the cores
         peak, peak_source = runtime.measured_peak_flops(device, dtype), "measured matmul"
     out = {
-        "status": status,
+        "status": str(status),
         "device": label,
         "mfu": runtime.mfu(trained / max(wall, 1e-9), fpt, label, peak),
         "peak_flops": peak,
@@ -513,7 +516,7 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         "final_train_loss": last_loss,
         "steps_done": step,
     }
-    if status == "diverged":
+    if status == Status.DIVERGED:
         out.update(diverged_step=diverged_at, diverged_value=diverged_value,
                    final_val_loss=None, final_val_bpb=None)
         print(f"[sweep] run {rdir.name} diverged at step {diverged_at} (loss {diverged_value})", file=sys.stderr)

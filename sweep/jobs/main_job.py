@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import List
 
-from sweep import launch
-from sweep.results import sweep_dir
-from sweep.verify import verify_command
+from sweep.ladder import launch
+from sweep.store.results import sweep_dir
+from sweep.jobs.verify import verify_command
 
 
 MAIN_VERIFY_MULTIPLE = 3.0

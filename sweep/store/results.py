@@ -8,20 +8,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
 import re
-import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from sweep.config import RunConfig, to_dict
+from sweep.store.locks import blocking_lock
 
 # Fields that change how fast or how visibly a run goes, never its numbers: they stay out of run_id
 # so that resuming on another device, or with logging changed, finds the same run.
@@ -250,111 +247,6 @@ def inside(root: str | Path, *parts: str) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------- the per-run lock
-
-LOCK_FILE = ".lock"
-"""Per-run lock file, `<run_dir>/.lock` (the same file sweep.status and the sweep runner use)."""
-
-
-class RunLocked(RuntimeError):
-    """Another live process is training this run."""
-
-    def __init__(self, run_path: Path, holder: dict):
-        self.run_path, self.holder = Path(run_path), holder
-        super().__init__(f"run {Path(run_path).name} is being trained by pid {holder.get('pid')} on host "
-                         f"{holder.get('host')} (lock {Path(run_path) / LOCK_FILE}); wait for it, or stop that "
-                         f"process: a killed process frees the lock at once")
-
-
-_held_locks: dict[str, int] = {}
-"""realpath of a lock file -> nesting depth, for locks this process holds through run_lock."""
-
-
-def _holder(f) -> dict:
-    f.seek(0)
-    try:
-        obj = json.loads(f.read() or "{}")
-        return obj if isinstance(obj, dict) else {}
-    except ValueError:
-        return {}
-
-
-@contextlib.contextmanager
-def run_lock(path: str | Path, attempts: int = 5, wait: float = 0.2):
-    """Hold the exclusive lock of a run folder (`<path>/.lock`) for the `with` block; RunLocked if
-    another live process holds it.
-
-    fcntl.flock dies with its process, so a killed run never holds its lock after death (no stale
-    lock files to clean). Non-blocking, with a few short retries because `sweep status` takes a
-    shared lock for an instant while it looks. Re-entrant within a process: a nested run_lock, or
-    one taken inside sweep.status.try_lock on the same file (recognised by the pid written in the
-    file), passes through, so the sweep runner and train() can both guard the same run.
-    """
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock_path = folder / LOCK_FILE
-    key = os.path.realpath(lock_path)
-    if _held_locks.get(key):
-        _held_locks[key] += 1
-        try:
-            yield
-        finally:
-            _held_locks[key] -= 1
-        return
-    f = open(lock_path, "a+")
-    try:
-        for attempt in range(attempts):
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                holder = _holder(f)
-                if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-                    f.close()
-                    f = None  # this process already holds it (through sweep.status.try_lock)
-                    break
-                if attempt == attempts - 1:
-                    raise RunLocked(folder, holder) from None
-                time.sleep(wait)
-        if f is None:
-            yield
-            return
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}) + "\n")
-        f.flush()
-        _held_locks[key] = 1
-        try:
-            yield
-        finally:
-            del _held_locks[key]
-            # Clear the holder before unlocking so the file never names a process that let go.
-            f.seek(0)
-            f.truncate()
-            f.flush()
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    finally:
-        if f is not None:
-            f.close()
-
-
-def clear_done_checkpoint(rdir: Path) -> bool:
-    """Delete the checkpoint.pt of a done run: a kill between writing its result.json and deleting
-    the checkpoint leaves it behind. Under the run's lock; False when there is nothing to delete or
-    another process holds the run."""
-    ckpt = Path(rdir) / "checkpoint.pt"
-    if not ckpt.exists():
-        return False
-    try:
-        with run_lock(rdir, attempts=1):
-            if (read_result(rdir) or {}).get("status") != "done":
-                return False
-            ckpt.unlink(missing_ok=True)
-            return True
-    except RunLocked:
-        return False
-
-
 # ----------------------------------------------------------------------------- the sweep index
 
 INDEX_FILE = "index.jsonl"
@@ -369,18 +261,6 @@ def index_row(result: dict) -> dict:
     return {k: result.get(k) for k in INDEX_KEYS}
 
 
-@contextlib.contextmanager
-def _sweep_lock(sweep_path: Path):
-    # Blocking: an index rebuild takes milliseconds, and every writer must get its turn.
-    sweep_path.mkdir(parents=True, exist_ok=True)
-    with open(sweep_path / ".index.lock", "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def rebuild_index(sweep_path: str | Path) -> list[dict]:
     """Rewrite the sweep's index.jsonl from its result.json files (atomically, under a sweep-level
     lock) and return its rows; run folders without a readable result are left out.
@@ -389,7 +269,7 @@ def rebuild_index(sweep_path: str | Path) -> list[dict]:
     the last writer, who scans after every earlier result.json is on disk, leaves it complete.
     """
     sweep_path = Path(sweep_path)
-    with _sweep_lock(sweep_path):
+    with blocking_lock(sweep_path / ".index.lock"):
         clear_stale_temps(sweep_path, f".{INDEX_FILE}.*.tmp")
         rows = [index_row(r) for _, r in iter_results(sweep_path) if r is not None]
         body = "".join(json.dumps(_jsonable(row), sort_keys=True) + "\n" for row in rows)

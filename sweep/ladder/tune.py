@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from sweep.config import ConfigError
-from sweep.results import iter_results, write_bytes_atomic, write_json_atomic
+from sweep.store.results import iter_results, write_bytes_atomic, write_json_atomic
 
 
 @dataclass

@@ -220,7 +220,7 @@ def _restart_wandb_service() -> None:
 def _wait_for_exit_record(log: Path, timeout: float) -> None:
     # wandb 0.31 returns from run.finish() before wandb-core has flushed the run's log
     # (it can still be the bare 7-byte header); wait so callers can read the run at once.
-    from sweep.wandb_offline import OfflineRunError, last_record_type
+    from sweep.store.wandb_offline import OfflineRunError, last_record_type
 
     deadline = time.monotonic() + timeout
     while True:

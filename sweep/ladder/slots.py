@@ -12,16 +12,14 @@ holding a GPU for it costs more than it saves).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from sweep.results import write_json_atomic
-from sweep.status import lock_holder, release, try_lock
+from sweep.store.results import write_json_atomic
+from sweep.store.locks import blocking_lock, lock_holder, release, try_lock
 
 REGISTER_GRACE_S = 60.0
 """How long a job waits for jobs ahead of it in the queue that have not started waiting yet (still
@@ -92,17 +90,6 @@ def write_queue(folder: Path, order: List[int], units: Dict[int, int]) -> None:
     write_json_atomic(folder / "queue.json", {"order": order, "units": {str(i): u for i, u in units.items()}})
 
 
-@contextlib.contextmanager
-def _mutex(path: Path):
-    """Blocking exclusive lock: one job at a time looks at the slots and takes its share."""
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def acquire_share(folder: Path, groups: int, capacity: int, units: int, index: int,
                   queue: Optional[Path] = None, poll_s: float = 1.0,
                   grace_s: float = REGISTER_GRACE_S) -> Tuple[list, int]:
@@ -126,7 +113,7 @@ def acquire_share(folder: Path, groups: int, capacity: int, units: int, index: i
     since = time.monotonic()
     try:
         while True:
-            with _mutex(queue / "mutex.lock"):
+            with blocking_lock(queue / "mutex.lock"):
                 early = time.monotonic() - since < grace_s
                 ahead = [owed.get(i, 1) for i in before if not (queue / f"placed-{i}").exists()
                          and (early or lock_holder(queue / f"wait-{i}.lock") is not None)]

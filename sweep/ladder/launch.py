@@ -24,19 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from sweep.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
+from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
 from sweep.compose import compose, conf_dir
 from sweep.config import ConfigError, RunConfig, validate
-from sweep.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, family_line, grid
-from sweep.mps import MpsStatus, mps_status, private_mps
-from sweep.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
-from sweep.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
-from sweep.results import (RunLocked, clear_done_checkpoint, human, read_result, run_dir, run_lock, sweep_dir,
-                           write_json_atomic)
-from sweep.slots import acquire_share, queue_folder, queue_order, write_queue
-from sweep.status import release, run_state, status_table
+from sweep.ladder.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, family_line, grid
+from sweep.ladder.mps import MpsStatus, mps_status, private_mps
+from sweep.ladder.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
+from sweep.ladder.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
+from sweep.store.locks import RunLocked
+from sweep.store.runs import FINISHED, RunFolder, Status, clear_done_checkpoint
+from sweep.store.results import human, run_dir, sweep_dir, write_json_atomic
+from sweep.ladder.slots import acquire_share, queue_folder, queue_order, write_queue
+from sweep.ladder.status import run_state, status_table
+from sweep.store.locks import release
 
-log = logging.getLogger("sweep.launch")
+log = logging.getLogger("sweep.ladder.launch")
 
 
 @dataclass
@@ -132,7 +134,7 @@ def corpus_tokens(sc: SweepConfig) -> int:
     """Train tokens of the sweep's corpus (prepares and caches it on first use)."""
     if sc.launch.corpus_tokens is not None:
         return int(sc.launch.corpus_tokens)
-    from sweep.data import prepare_data
+    from sweep.run.data import prepare_data
 
     data = prepare_data(sc.data, sc.tokenizer, progress=sc.launch.progress)
     if data.vocab_size != sc.tokenizer.vocab_size:
@@ -152,7 +154,7 @@ def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int]) -> Grid:
 
 
 def _device_name(sc: SweepConfig) -> str:
-    from sweep import runtime
+    from sweep.run import runtime
 
     return str(runtime.pick_device(sc.train))
 
@@ -276,17 +278,18 @@ def plan_record(sc: SweepConfig, g: Grid, n_train: int) -> dict:
 
 def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progress: bool = True) -> dict:
     """Train one run unless it is finished or another process holds it; never raises for a failed run."""
-    rdir = run_dir(cfg, n_tokens)
+    folder = RunFolder.of(cfg, n_tokens)
+    rdir = folder.path
     try:
-        with run_lock(rdir):
-            existing = read_result(rdir)
+        with folder.lock():
+            existing = folder.result()
             status = existing.get("status") if existing else None
-            if status in ("done", "diverged") or (status == "failed" and not retry_failed):
-                note = "" if status != "failed" else " (retry with `sweep run --retry-failed`)"
+            if status in (Status.DONE, Status.DIVERGED) or (status == Status.FAILED and not retry_failed):
+                note = "" if status != Status.FAILED else " (retry with `sweep run --retry-failed`)"
                 print(f"[sweep] run {rdir.name} ({existing.get('run_name')}) is {status}{note}; skipping",
                       file=sys.stderr)
                 return {"run_id": rdir.name, "status": status}
-            from sweep.train import train
+            from sweep.run.train import train
 
             try:
                 result = train(cfg, progress=progress)
@@ -407,7 +410,7 @@ class SweepProgress:
         for r in self.runs:
             own, start = self.own_flops(r)
             s = run_state(run_dir(r.cfg, r.n_tokens))
-            if s.status in ("done", "diverged", "failed"):
+            if s.status in FINISHED:
                 finished += 1
                 flops += own
             elif s.step is not None and s.steps and s.steps > start:
@@ -502,7 +505,7 @@ def run_command(argv: List[str]) -> int:
         if r.index not in wanted:
             continue
         status = run_state(run_dir(r.cfg, r.n_tokens)).status
-        if status == "pending" or (status == "failed" and retry):
+        if status == Status.PENDING or (status == Status.FAILED and retry):
             todo.append(r.index)
     skipped = len(wanted) - len(todo)
     if skipped:
@@ -539,7 +542,7 @@ def run_command(argv: List[str]) -> int:
               f"that every branch has finished with")
     rows = _status_rows(g.runs)
     print(status_table(rows))
-    all_done = all(row["state"].status == "done" for row in rows)
+    all_done = all(row["state"].status == Status.DONE for row in rows)
     return rc or (0 if all_done else 1)
 
 

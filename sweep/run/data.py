@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from sweep.config import DataConfig, TokenizerConfig
-from sweep.tokenizer import (
+from sweep.run.tokenizer import (
     EOT_ID,
     ByteTokenizer,
     Tokenizer,

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from sweep.config import ConfigError, ModelConfig, RunConfig
-from sweep.model import count_params, flops_per_token
-from sweep.branching import branch
-from sweep.hparams import rule_lr, rule_tokens_per_step
-from sweep.shapes import (FAMILIES, depth_shape, describe_family, free_shape_for_params, mixed_shapes,
+from sweep.run.model import count_params, flops_per_token
+from sweep.ladder.branching import branch
+from sweep.ladder.hparams import rule_lr, rule_tokens_per_step
+from sweep.ladder.shapes import (FAMILIES, depth_shape, describe_family, free_shape_for_params, mixed_shapes,
                           shape_for, spread_depths, with_shape)
-from sweep.planned import Grid, PlannedRun
-from sweep.results import human, run_id, run_name
+from sweep.ladder.planned import Grid, PlannedRun
+from sweep.store.results import human, run_id, run_name
 
 
 class DroppedRunsWarning(UserWarning):
@@ -118,7 +118,7 @@ class ExperimentConfig:
 
 def shape_for_params(target: float, aspect_ratio: float, head_dim: int, base: ModelConfig,
                      vocab_size: int = 256) -> ModelConfig:
-    """The 'free' rule's shape for a non-embedding count (see `sweep.shapes.free_shape_for_params`)."""
+    """The 'free' rule's shape for a non-embedding count (see `sweep.ladder.shapes.free_shape_for_params`)."""
     return free_shape_for_params(target, aspect_ratio, head_dim, base, vocab_size)
 
 

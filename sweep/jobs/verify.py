@@ -19,14 +19,14 @@ from sweep.config import ConfigError
 from sweep.fit import allocation, registry
 from sweep.fit.cli import log_verification
 from sweep.fit.report import summary_line, write
-from sweep.grid import planned_run, run_hparams, shape_for_n
-from sweep.launch import corpus_tokens, load_sweep, to_run_config
-from sweep.model import flops_per_token
-from sweep.plan import available_memory, check_plan
-from sweep.planned import PlannedRun
-from sweep.results import human, sweep_dir, write_json_atomic
-from sweep.runtime import pick_device
-from sweep.train import train
+from sweep.ladder.grid import planned_run, run_hparams, shape_for_n
+from sweep.ladder.launch import corpus_tokens, load_sweep, to_run_config
+from sweep.run.model import flops_per_token
+from sweep.ladder.plan import available_memory, check_plan
+from sweep.ladder.planned import PlannedRun
+from sweep.store.results import human, sweep_dir, write_json_atomic
+from sweep.run.runtime import pick_device
+from sweep.run.train import train
 
 DEFAULT_MULTIPLE = 10.0
 """Target compute, as a multiple of the sweep's largest fitted compute, when flops= is not given."""

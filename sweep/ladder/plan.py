@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from sweep.config import micro_batch
-from sweep.planned import PlannedRun
-from sweep.results import human
+from sweep.ladder.planned import PlannedRun
+from sweep.store.results import human
 
 
 @dataclass
@@ -118,8 +118,8 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
     """
     import torch
 
-    from sweep import runtime
-    from sweep.model import GPT
+    from sweep.run import runtime
+    from sweep.run.model import GPT
 
     by_shape = {}
     for r in sorted(runs, key=lambda r: r.flops_per_token):

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Dict, List
 
 from sweep.config import ConfigError, RunConfig, to_dict
-from sweep.planned import PlannedRun
-from sweep.schedule import lr_factor  # the trainer's own schedule, so the check cannot drift from it
-from sweep.results import NOT_IN_RUN_ID, human, read_result, run_dir, run_id
+from sweep.ladder.planned import PlannedRun
+from sweep.run.schedule import lr_factor  # the trainer's own schedule, so the check cannot drift from it
+from sweep.store.results import NOT_IN_RUN_ID, human, read_result, run_dir, run_id
+from sweep.store.runs import RunFolder, Status
 
 
 class BranchingWarning(UserWarning):
@@ -154,7 +155,7 @@ def clear_branch_points(runs: List[PlannedRun]) -> List[Path]:
             users.setdefault(r.cfg.train.init_from, []).append(r)
     removed = []
     for path, branches in users.items():
-        finished = all((read_result(run_dir(b.cfg, b.n_tokens)) or {}).get("status") in ("done", "diverged")
+        finished = all((read_result(run_dir(b.cfg, b.n_tokens)) or {}).get("status") in (Status.DONE, Status.DIVERGED)
                        for b in branches)
         if finished and Path(path).exists():
             Path(path).unlink(missing_ok=True)
@@ -226,12 +227,8 @@ def resolve_init(cfg: RunConfig) -> RunConfig:
     path = cfg.train.init_from
     if not path or Path(path).exists():
         return cfg
-    result = Path(path).parent / "result.json"
-    try:
-        status = json.loads(result.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return cfg
-    if status not in ("done", "diverged"):
+    status = (RunFolder(Path(path).parent).result() or {}).get("status")
+    if status not in (Status.DONE, Status.DIVERGED):
         return cfg
     print(f"[sweep] {path} is missing but its trunk is {status}: training this branch from step 0 "
           f"(same result, full cost)", file=sys.stderr)

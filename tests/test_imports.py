@@ -70,3 +70,30 @@ def test_no_import_cycles():
 
 def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+LAYERS = ["config", "compose", "store", "run", "ladder", "fit", "jobs", "cli", "__main__"]
+"""Bottom to top: a module may import from its own layer and the layers below it, never above. config and
+compose (Hydra stops there) are the schemas; store knows the files; run trains one run; ladder plans and
+launches many; fit reads results and never trains; jobs chain the stages; cli dispatches."""
+
+
+def layer(module: str) -> str:
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+def upward_imports(graph: dict) -> list:
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps
+                  if rank[layer(b)] > rank[layer(a)])
+
+
+def test_layers_only_import_downward():
+    graph = import_graph()
+    assert {layer(m) for m in graph if m != "sweep"} <= set(LAYERS)  # every folder has its place
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"sweep.store.results": {"sweep.ladder.grid"}, "sweep.ladder.grid": {"sweep.store.results"}}
+    assert upward_imports(graph) == ["sweep.store.results -> sweep.ladder.grid"]

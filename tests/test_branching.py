@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sweep.ladder.branching import (BranchingWarning, branch, branch_cost, clear_branch_points, cooldown_start,
-                             describe_cost, resolve_init)
+from sweep.ladder.branching import (BranchingWarning, branch, branch_cost, clear_branch_points, describe_cost,
+                                   resolve_init)
+from sweep.run.schedule import cooldown_start
 from sweep.config import ConfigError, DataConfig, LoggerConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand
 from sweep.store.results import run_dir, run_id

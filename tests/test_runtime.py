@@ -80,14 +80,14 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
                 "train.tokens_per_step=256", "train.threads=1", "budget.n_tokens=5120", "logger.mode=disabled",
                 *extra]
 
-    import sweep.run.train as trainer
+    from sweep.run import checkpoint
 
     monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: 2.0)
     clean = train(load_run_config(overrides(tmp_path / "a")), progress=False)
     assert clean["dtype"] == "bf16"
 
     cfg = load_run_config(overrides(tmp_path / "b", "train.checkpoint_interval=8"))
-    original = trainer._save_checkpoint
+    original = checkpoint.save
 
     class Crash(Exception):
         pass
@@ -96,10 +96,10 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
         original(path, state)
         raise Crash  # dies right after the step-8 checkpoint is on disk
 
-    monkeypatch.setattr(trainer, "_save_checkpoint", crash)
+    monkeypatch.setattr(checkpoint, "save", crash)
     with pytest.raises(Crash):
         train(cfg, progress=False)
-    monkeypatch.setattr(trainer, "_save_checkpoint", original)
+    monkeypatch.setattr(checkpoint, "save", original)
     ckpt = torch.load(run_dir(cfg, run_shape(cfg).n_tokens) / "checkpoint.pt", weights_only=True)
     assert ckpt["dtype"] == "bf16" and ckpt["step"] == 8
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sweep.config import TrainConfig
-from sweep.run.train import Batches, lr_factor
+from sweep.run.schedule import lr_factor
+from sweep.run.train import Batches
 
 
 def test_cosine_warms_up_then_ends_at_min_lr_exactly_at_the_budget():

@@ -85,9 +85,9 @@ def test_resume_after_interruption_is_bit_exact(tmp_path, tiny):
     class Interrupt(Exception):
         pass
 
-    import sweep.run.train as trainer
+    from sweep.run import checkpoint
 
-    original = trainer._save_checkpoint
+    original = checkpoint.save
     calls = {"n": 0}
 
     def crash_after_second_checkpoint(path, state):
@@ -96,12 +96,12 @@ def test_resume_after_interruption_is_bit_exact(tmp_path, tiny):
         if calls["n"] == 3:  # step 15 of 40 is on disk, mid log interval: die like a killed process would
             raise Interrupt
 
-    trainer._save_checkpoint = crash_after_second_checkpoint
+    checkpoint.save = crash_after_second_checkpoint
     try:
         with pytest.raises(Interrupt):
             train(cfg, progress=False)
     finally:
-        trainer._save_checkpoint = original
+        checkpoint.save = original
     assert json.loads((rdir / "result.json").read_text())["status"] == "failed"
     assert (rdir / "checkpoint.pt").exists()
 

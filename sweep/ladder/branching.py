@@ -23,7 +23,7 @@ from typing import Dict, List
 
 from sweep.config import ConfigError, RunConfig, to_dict
 from sweep.ladder.planned import PlannedRun
-from sweep.run.schedule import lr_factor  # the trainer's own schedule, so the check cannot drift from it
+from sweep.run.schedule import cooldown_start, lr_factor  # the trainer's own rule, so they cannot drift apart
 from sweep.store.results import NOT_IN_RUN_ID, human, read_result, run_dir, run_id
 from sweep.store.runs import RunFolder, Status
 
@@ -35,11 +35,6 @@ class BranchingWarning(UserWarning):
 # Settings that never change what a run computes, among them the ones branch() itself sets: runs
 # differing only in these (and the budget) share a trunk.
 _NOT_IN_GROUP = NOT_IN_RUN_ID
-
-
-def cooldown_start(steps: int, train) -> int:
-    """First optimizer step (0-based) of a WSD run's cooldown; the same rule as train.lr_factor."""
-    return steps - max(1, int(round(train.cooldown_fraction * steps)))
 
 
 def _group_key(cfg: RunConfig) -> str:

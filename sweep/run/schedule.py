@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 
 
+def cooldown_start(steps: int, train) -> int:
+    """First optimizer step (0-based) of a WSD run's cooldown: the last cooldown_fraction of the steps, at least one."""
+    return steps - max(1, int(round(train.cooldown_fraction * steps)))
+
+
 def lr_factor(step: int, steps: int, train) -> float:
     """Learning-rate multiple of the peak before optimizer step `step` (0-based) of `steps`.
 
@@ -22,8 +27,8 @@ def lr_factor(step: int, steps: int, train) -> float:
     if train.schedule == "cosine":
         progress = (step - warmup) / max(steps - 1 - warmup, 1)
         return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    cooldown = max(1, int(round(train.cooldown_fraction * steps)))
-    start = steps - cooldown
+    start = cooldown_start(steps, train)
+    cooldown = steps - start
     if step < start:
         return 1.0
     progress = (step - start + 1) / cooldown

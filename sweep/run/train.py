@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from sweep.store import results as store
 from sweep.store.runs import RunFolder, Status, clear_done_checkpoint, run_folders
-from sweep.run import runtime
+from sweep.run import checkpoint, runtime
 from sweep.config import ConfigError, RunConfig, micro_batch, to_dict, validate
 from sweep.run.model import GPT, count_params, flops_per_token
 from sweep.run.preempt import Preempted, StopRequest
-from sweep.run.schedule import lr_factor  # noqa: F401 (re-exported: the trainer's schedule)
+from sweep.run.schedule import lr_factor
 
 
 # ----------------------------------------------------------------------------- budget and schedule
@@ -139,31 +139,10 @@ def evaluate(model, val: np.ndarray, seq_len: int, batch_size: int, device, ctx,
 # ----------------------------------------------------------------------------- training
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_progress(rdir: Path, step: int, steps: int, train_loss: float) -> None:
     """progress.json: where a running or interrupted run stands, for `sweep status` and the sweep's bar."""
     RunFolder(rdir).write_progress({"step": step, "steps": steps, "pid": os.getpid(), "train_loss": train_loss,
                                     "time": time.time()})
-
-
-def _branch_point(path: Path, shape: RunShape, t) -> dict:
-    """Load a trunk's kept checkpoint; it must sit before this run's cooldown starts."""
-    if not path.exists():
-        raise FileNotFoundError(f"train.init_from={str(path)!r} does not exist: run the trunk first")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cooldown_start = shape.steps - max(1, int(round(t.cooldown_fraction * shape.steps)))
-    if ckpt["step"] > cooldown_start:
-        raise ConfigError(f"train.init_from={str(path)!r} is at step {ckpt['step']}, after this run's cooldown "
-                          f"starts (step {cooldown_start}): branch from an earlier point")
-    return ckpt
 
 
 def _provenance(cfg: RunConfig, shape: RunShape, rid: str) -> dict:
@@ -352,14 +331,33 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
     return record
 
 
-def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
-                stop: StopRequest | None = None) -> dict:
+@dataclass
+class Loop:
+    """What one training run's steps share: built once by `_setup`, read by the step functions."""
+
+    model: GPT
+    step_model: torch.nn.Module
+    """The model the steps call: compiled when train.compile is set."""
+    optimizer: torch.optim.Optimizer
+    counters: checkpoint.Counters
+    device: torch.device
+    threads: int
+    dtype: torch.dtype
+    ctx: object
+    """The autocast context of the run's compute dtype."""
+    micro_size: int
+    accum: int
+    graphs: bool
+    """CUDA graphs (compile modes reduce-overhead / max-autotune): each optimizer step is marked."""
+
+
+def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder) -> Loop:
+    """Device, threads, model, optimizer; the checkpoint's (or a WSD branch point's) state when there is one."""
     t = cfg.train
     device = runtime.pick_device(t)
-    ckpt_path, metrics_path = RunFolder(rdir).checkpoint_path, RunFolder(rdir).metrics_path
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    ckpt = checkpoint.load(folder.checkpoint_path)
     if ckpt is None and t.init_from:
-        ckpt = _branch_point(Path(t.init_from), shape, t)
+        ckpt = checkpoint.load_branch_point(Path(t.init_from), shape.steps, t)
     threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
     runtime.set_determinism(t.seed)
 
@@ -367,99 +365,122 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     fused = device.type in ("cuda", "cpu")  # one fused kernel per step instead of a loop over tensors
     optimizer = torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
                                   fused=fused)
-    step, wall_before, running_min, above = 0, 0.0, math.inf, 0
-    logged_sum, logged_steps = 0.0, 0
+    counters = checkpoint.Counters()
     if ckpt is not None:
-        for key in ("corpus_hash", "tokenizer_hash"):
-            if ckpt.get(key, getattr(data, key)) != getattr(data, key):
-                raise ConfigError(f"the corpus changed since this run's checkpoint {ckpt_path} was written "
-                                  f"({key} {ckpt[key][:12]} -> {getattr(data, key)[:12]}): restore the original "
-                                  f"corpus, or delete {rdir} to train the run from scratch")
+        checkpoint.check_same_data(ckpt, data, folder.checkpoint_path, folder.path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         runtime.set_rng_state(ckpt["rng"])
-        step, wall_before = ckpt["step"], ckpt["wall_seconds"]
-        running_min, above = ckpt["running_min"], ckpt["above"]
-        # The train loss of steps since the last log row, so the next row averages the same steps
-        # as an uninterrupted run would (absent from older checkpoints: that row then averages fewer).
-        logged_sum, logged_steps = ckpt.get("train_loss_sum", 0.0), ckpt.get("train_loss_steps", 0)
-        store.truncate_metrics(metrics_path, step)
-        print(f"[sweep] resuming {rdir.name} at step {step}/{shape.steps}", file=sys.stderr)
-    elif metrics_path.exists():
-        metrics_path.unlink()  # a crash before the first checkpoint: start the curve again
+        counters = checkpoint.counters(ckpt)
+        store.truncate_metrics(folder.metrics_path, counters.step)
+        print(f"[sweep] resuming {folder.path.name} at step {counters.step}/{shape.steps}", file=sys.stderr)
+    elif folder.metrics_path.exists():
+        folder.metrics_path.unlink()  # a crash before the first checkpoint: start the curve again
     if t.compile:
         # A fresh cache for each run: in one process (the basic launcher) dynamo would otherwise run
         # every shape after its recompile_limit (8) eagerly, saying so only in a log warning.
         torch._dynamo.reset()
     step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
-    # CUDA graphs replay into the same memory: a new step tells them the last step's outputs are dead.
-    # Once per optimizer step, not per micro-batch: accumulated gradients are such outputs.
-    graphs = t.compile and t.compile_mode in ("reduce-overhead", "max-autotune")
     micro_size, accum = micro_batch(cfg)
     # A resumed run keeps the dtype it started with, as it keeps its thread count: bit-exact resume.
     dtype = (runtime.DTYPES[ckpt["dtype"]] if ckpt and "dtype" in ckpt
              else runtime.compute_dtype(t, device, micro_size * cfg.model.seq_len, cfg.model.d_model))
-    ctx = runtime.autocast(dtype, device)
+    # CUDA graphs replay into the same memory: a new step tells them the last step's outputs are dead.
+    # Once per optimizer step, not per micro-batch: accumulated gradients are such outputs.
+    graphs = t.compile and t.compile_mode in ("reduce-overhead", "max-autotune")
+    return Loop(model, step_model, optimizer, counters, device, threads, dtype, runtime.autocast(dtype, device),
+                micro_size, accum, graphs)
 
-    batches = Batches(data.train_tokens(), cfg.model.seq_len, micro_size, accum, t.seed)
+
+def _optimizer_step(loop: Loop, batches, step: int, lr: float, grad_clip: float) -> torch.Tensor:
+    """One optimizer step over `accum` micro-batches; the mean train loss (a tensor: no device sync)."""
+    for group in loop.optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=loop.device)
+    if loop.graphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    # From pinned host memory the copy is asynchronous: with no sync in the loop, the host builds
+    # the next batches while the GPU still computes the previous step.
+    pin = loop.device.type == "cuda"
+    for micro in range(loop.accum):
+        x, y = batches.get(step, micro)
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
+        with loop.ctx:
+            _, loss = loop.step_model(x, y)
+        (loss / loop.accum).backward()
+        loss_sum += loss.detach()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(loop.model.parameters(), grad_clip)
+    loop.optimizer.step()
+    loop.optimizer.zero_grad(set_to_none=True)
+    return loss_sum / loop.accum
+
+
+def _diverged(value: float, c: checkpoint.Counters, t) -> bool:
+    """Non-finite loss, or diverge_patience checks in a row above diverge_factor x the running minimum."""
+    if not math.isfinite(value):
+        return True
+    if t.diverge_factor > 0:
+        c.running_min = min(c.running_min, value)
+        c.above = c.above + 1 if value > t.diverge_factor * c.running_min else 0
+        return c.above >= t.diverge_patience
+    return False
+
+
+def _checkpoint_state(loop: Loop, data, train_loss_acc: torch.Tensor, wall: float) -> dict:
+    c = loop.counters
+    return {
+        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": runtime.rng_state(),
+        "step": c.step, "threads": loop.threads, "dtype": runtime.dtype_name(loop.dtype),
+        "running_min": c.running_min, "above": c.above,
+        "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
+        "wall_seconds": wall, "train_loss_sum": float(train_loss_acc), "train_loss_steps": c.logged_steps,
+    }
+
+
+def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
+                stop: StopRequest | None = None) -> dict:
+    """Train from the checkpoint (or step 0) to the last step, logging, evaluating and checkpointing on the way;
+    then the final evaluation. Returns the result's training fields. Raises Preempted on a stop request."""
+    t = cfg.train
+    folder = RunFolder(rdir)
+    loop = _setup(cfg, shape, data, folder)
+    c, device = loop.counters, loop.device
+    batches = Batches(data.train_tokens(), cfg.model.seq_len, loop.micro_size, loop.accum, t.seed)
     val = data.val_tokens()
     eval_every = t.eval_interval or max(1, shape.steps // 10)
     check_every = 1 if device.type == "cpu" else max(1, t.log_interval)  # .item() syncs a GPU
-    # From pinned host memory the copy is asynchronous: with no sync in the loop, the host builds
-    # the next batches while the GPU still computes the previous step.
-    pin = device.type == "cuda"
     fpt = shape.flops_per_token
     label = runtime.device_name(device)
     datasheet_peak = runtime.peak_flops(label)  # known GPUs: MFU on every log row, not only at the end
 
     status, diverged_at, diverged_value = Status.DONE, None, None
-    train_loss_acc = torch.full((), logged_sum, dtype=torch.float32, device=device)
-    start, tokens_start = time.perf_counter(), step * t.tokens_per_step
-    bar = tqdm(total=shape.steps, initial=step, disable=not progress, unit="step", desc=rdir.name,
+    train_loss_acc = torch.full((), c.logged_sum, dtype=torch.float32, device=device)
+    start, tokens_start = time.perf_counter(), c.step * t.tokens_per_step
+    bar = tqdm(total=shape.steps, initial=c.step, disable=not progress, unit="step", desc=rdir.name,
                dynamic_ncols=True, leave=False)
     last_loss = float("nan")
-    while step < shape.steps:
-        lr = t.lr * lr_factor(step, shape.steps, t)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss_sum = torch.zeros((), device=device)
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        for micro in range(accum):
-            x, y = batches.get(step, micro)
-            if pin:
-                x, y = x.pin_memory(), y.pin_memory()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with ctx:
-                _, loss = step_model(x, y)
-            (loss / accum).backward()
-            loss_sum += loss.detach()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        step_loss = loss_sum / accum
+    while c.step < shape.steps:
+        lr = t.lr * lr_factor(c.step, shape.steps, t)
+        step_loss = _optimizer_step(loop, batches, c.step, lr, t.grad_clip)
+        c.step += 1
+        step = c.step
         train_loss_acc += step_loss
-        logged_steps += 1
+        c.logged_steps += 1
 
         if step % check_every == 0 or step == shape.steps:
-            value = float(step_loss)
-            last_loss = value
-            if not math.isfinite(value):
-                status, diverged_at, diverged_value = Status.DIVERGED, step, value
-            elif t.diverge_factor > 0:
-                running_min = min(running_min, value)
-                above = above + 1 if value > t.diverge_factor * running_min else 0
-                if above >= t.diverge_patience:
-                    status, diverged_at, diverged_value = Status.DIVERGED, step, value
+            last_loss = float(step_loss)
+            if _diverged(last_loss, c, t):
+                status, diverged_at, diverged_value = Status.DIVERGED, step, last_loss
 
         tokens = step * t.tokens_per_step
         row = None
         if step % t.log_interval == 0 or step == shape.steps or status != Status.DONE:
-            mean_loss = float(train_loss_acc) / logged_steps
+            mean_loss = float(train_loss_acc) / c.logged_steps
             train_loss_acc.zero_()
-            logged_steps = 0
+            c.logged_steps = 0
             elapsed = time.perf_counter() - start
             row = {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr, "train_loss": mean_loss,
                    "tokens_per_second": (tokens - tokens_start) / max(elapsed, 1e-9)}
@@ -468,10 +489,11 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
         if status == Status.DONE and step % eval_every == 0 and step < shape.steps:
             row = row or {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr}
-            row["val_loss"] = evaluate(model, val, cfg.model.seq_len, micro_size, device, ctx, t.eval_tokens)
+            row["val_loss"] = evaluate(loop.model, val, cfg.model.seq_len, loop.micro_size, device, loop.ctx,
+                                       t.eval_tokens)
             row["val_bpb"] = data.bits_per_byte(row["val_loss"])
         if row is not None:
-            store.append_jsonl(metrics_path, [row])
+            store.append_jsonl(folder.metrics_path, [row])
             tracker.log(row, step=row["step"])
             _write_progress(rdir, step, shape.steps, last_loss)
         bar.update(1)
@@ -480,51 +502,48 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         keep = step in t.save_at_steps
         stopping = stop is not None and stop.signum is not None and step < shape.steps
         if keep or stopping or (t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps):
-            state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": runtime.rng_state(),
-                "step": step, "threads": threads, "dtype": runtime.dtype_name(dtype),
-                "running_min": running_min, "above": above,
-                "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
-                "wall_seconds": wall_before + time.perf_counter() - start,
-                "train_loss_sum": float(train_loss_acc), "train_loss_steps": logged_steps,
-            }
+            state = _checkpoint_state(loop, data, train_loss_acc, c.wall_before + time.perf_counter() - start)
             if keep:
-                _save_checkpoint(rdir / f"branch-{step}.pt", state)
+                checkpoint.save(rdir / f"branch-{step}.pt", state)
             if not keep or t.checkpoint_interval or stopping:
-                _save_checkpoint(ckpt_path, state)
+                checkpoint.save(folder.checkpoint_path, state)
         if stopping:
             bar.close()
             if row is None:  # progress.json must name the step the checkpoint holds
                 _write_progress(rdir, step, shape.steps, last_loss)
             raise Preempted(stop.signum, step, shape.steps)
     bar.close()
-    wall = time.perf_counter() - start
-    trained = step * t.tokens_per_step - tokens_start
+    out = _training_fields(loop, c.step * t.tokens_per_step - tokens_start, time.perf_counter() - start, fpt,
+                           label, datasheet_peak, status, last_loss)
+    if status == Status.DIVERGED:
+        out.update(diverged_step=diverged_at, diverged_value=diverged_value, final_val_loss=None, final_val_bpb=None)
+        print(f"[sweep] run {rdir.name} diverged at step {diverged_at} (loss {diverged_value})", file=sys.stderr)
+        return out
+    val_loss = evaluate(loop.model, val, cfg.model.seq_len, loop.micro_size, device, loop.ctx)
+    out.update(final_val_loss=val_loss, final_val_bpb=data.bits_per_byte(val_loss))
+    final_row = {"step": c.step, "tokens": c.step * t.tokens_per_step, "flops": c.step * t.tokens_per_step * fpt,
+                 "val_loss": val_loss, "val_bpb": out["final_val_bpb"]}
+    store.append_jsonl(folder.metrics_path, [final_row])
+    tracker.log(final_row, step=final_row["step"])
+    return out
+
+
+def _training_fields(loop: Loop, trained: int, wall: float, fpt: float, label: str, datasheet_peak, status,
+                     last_loss: float) -> dict:
+    """The result's fields about how the run trained: speed, MFU, device, threads, dtype."""
     peak, peak_source = datasheet_peak, "datasheet"
     if peak is None:  # measured after training, so it never competes with the run for the cores
-        peak, peak_source = runtime.measured_peak_flops(device, dtype), "measured matmul"
-    out = {
+        peak, peak_source = runtime.measured_peak_flops(loop.device, loop.dtype), "measured matmul"
+    return {
         "status": str(status),
         "device": label,
         "mfu": runtime.mfu(trained / max(wall, 1e-9), fpt, label, peak),
         "peak_flops": peak,
         "peak_flops_source": peak_source,
-        "threads": threads,
-        "dtype": runtime.dtype_name(dtype),
-        "wall_seconds": wall_before + wall,
+        "threads": loop.threads,
+        "dtype": runtime.dtype_name(loop.dtype),
+        "wall_seconds": loop.counters.wall_before + wall,
         "tokens_per_second": trained / max(wall, 1e-9),
         "final_train_loss": last_loss,
-        "steps_done": step,
+        "steps_done": loop.counters.step,
     }
-    if status == Status.DIVERGED:
-        out.update(diverged_step=diverged_at, diverged_value=diverged_value,
-                   final_val_loss=None, final_val_bpb=None)
-        print(f"[sweep] run {rdir.name} diverged at step {diverged_at} (loss {diverged_value})", file=sys.stderr)
-        return out
-    val_loss = evaluate(model, val, cfg.model.seq_len, micro_size, device, ctx)
-    out.update(final_val_loss=val_loss, final_val_bpb=data.bits_per_byte(val_loss))
-    final_row = {"step": step, "tokens": step * t.tokens_per_step, "flops": step * t.tokens_per_step * fpt,
-                 "val_loss": val_loss, "val_bpb": out["final_val_bpb"]}
-    store.append_jsonl(metrics_path, [final_row])
-    tracker.log(final_row, step=final_row["step"])
-    return out

@@ -121,12 +121,20 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
     assert out["status"] == "failed" and "out of cheese" in out["error"]
 
 
-def test_run_job_rejects_an_index_outside_the_grid(tmp_path):
-    from sweep.ladder.launch import load_sweep, run_job
+def test_a_job_reads_its_run_from_the_written_plan_and_refuses_one_not_in_it(tmp_path):
+    from sweep.ladder.launch import expand_sweep, load_sweep, read_job_plan, run_job, write_job_plan
 
-    sc = load_sweep(["experiment=kaplan_data_size", "launch.corpus_tokens=100000000", "run_index=6"])
-    with pytest.raises(ConfigError, match=r"run_index=6: must be in \[0, 6\)"):
-        run_job(sc)
+    sc = load_sweep(["experiment=kaplan_data_size", "launch.corpus_tokens=100000000", f"results_dir={tmp_path}"])
+    runs = expand_sweep(sc, 100_000_000).runs
+    plan = tmp_path / "wave-0.json"
+    write_job_plan(plan, runs[2:4], sc.launch)
+    cfg, n_tokens, units, launch = read_job_plan(str(plan), 3)
+    assert (cfg, n_tokens, units) == (runs[3].cfg, runs[3].n_tokens, 1) and launch == sc.launch
+    job = load_sweep(["experiment=kaplan_data_size", "run_index=5", f"launch.plan={plan}"])
+    with pytest.raises(ConfigError, match=r"run_index=5: not in this wave's plan .* \(runs \[2, 3\]\)"):
+        run_job(job)
+    with pytest.raises(ConfigError, match=r"a job needs the plan `sweep run` writes"):
+        run_job(load_sweep(["experiment=kaplan_data_size", "run_index=2"]))
 
 
 # ----------------------------------------------------------------------------- status

@@ -214,7 +214,7 @@ def test_each_slot_gets_one_gpu(monkeypatch):
                 monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
             else:
                 monkeypatch.setenv("CUDA_VISIBLE_DEVICES", given)
-            cfg = _placed(to_run_config(sc), sc, slot)
+            cfg = _placed(to_run_config(sc), sc.launch, slot)
             seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
             assert cfg.train.threads == max(1, (os.cpu_count() or 1) // 6)
         assert seen == expected  # the first runs spread over the GPUs
@@ -222,7 +222,7 @@ def test_each_slot_gets_one_gpu(monkeypatch):
     # `CUDA_VISIBLE_DEVICES=2,3 sweep run ...`: submitit hands each job 0,1, sweep run passes 2,3 on.
     sc = load_sweep(["launch.gpus=2", "launch.runs_per_gpu=1", "launch.devices='2,3'"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert [(_placed(to_run_config(sc), sc, slot), os.environ["CUDA_VISIBLE_DEVICES"])[1] for slot in range(2)] == ["2", "3"]
+    assert [(_placed(to_run_config(sc), sc.launch, slot), os.environ["CUDA_VISIBLE_DEVICES"])[1] for slot in range(2)] == ["2", "3"]
 
 
 def fake_gpu_box(monkeypatch, mps_running: bool):

@@ -26,14 +26,14 @@ from typing import List, Optional, Tuple
 
 from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
 from sweep.compose import compose, conf_dir
-from sweep.config import ConfigError, RunConfig, validate
+from sweep.config import ConfigError, RunConfig, from_dict, to_dict, validate
 from sweep.ladder.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, family_line, grid
 from sweep.ladder.mps import MpsStatus, mps_status, private_mps
 from sweep.ladder.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
 from sweep.ladder.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
 from sweep.store.locks import RunLocked
 from sweep.store.runs import FINISHED, RunFolder, Status, clear_done_checkpoint
-from sweep.store.results import human, run_dir, sweep_dir, write_json_atomic
+from sweep.store.results import human, run_dir, run_id, sweep_dir, write_json_atomic
 from sweep.ladder.slots import acquire_share, queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
 from sweep.store.locks import release
@@ -68,7 +68,11 @@ class LaunchConfig:
     corpus_tokens: Optional[int] = None
     """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
     queue: Optional[str] = None
-    """Folder of the queue in which the parallel launcher's jobs take their shares (set by `sweep run`)."""
+    """Folder of the queue in which the parallel launcher's jobs take their shares (set by `sweep run` in the
+    jobs' plan)."""
+    plan: Optional[str] = None
+    """The jobs' plan `sweep run` writes for a wave (multirun/plans/wave-*.json): each run's full config and
+    the resolved launch settings. A job reads its run from it; it never re-expands the grid."""
 
 
 @dataclass
@@ -276,6 +280,32 @@ def plan_record(sc: SweepConfig, g: Grid, n_train: int) -> dict:
 # ----------------------------------------------------------------------------- jobs
 
 
+def write_job_plan(path: Path, runs: List[PlannedRun], launch: LaunchConfig) -> None:
+    """What every job of a wave needs, written once by `sweep run`: the resolved launch settings and each
+    run's whole config. Kept after the wave: SLURM requeues a job, which then reads it again."""
+    write_json_atomic(path, {
+        "launch": dataclasses.asdict(launch),
+        "runs": {str(r.index): {"config": to_dict(r.cfg), "n_tokens": r.n_tokens, "run_id": r.run_id,
+                                "units": share_units(r.cfg, launch)} for r in runs},
+    })
+
+
+def read_job_plan(path: str, index: Optional[int]) -> Tuple[RunConfig, int, int, LaunchConfig]:
+    """(run config, n_tokens, units, launch settings) of run `index` in a jobs' plan."""
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"launch.plan={path}: cannot read the jobs' plan ({exc}); jobs are started by "
+                          f"`sweep run`, which writes it") from None
+    entry = plan["runs"].get(str(index))
+    if entry is None:
+        raise ConfigError(f"run_index={index}: not in this wave's plan {path} (runs {sorted(map(int, plan['runs']))})")
+    cfg = from_dict(entry["config"])
+    if run_id(cfg, int(entry["n_tokens"])) != entry["run_id"]:  # the config must come back exactly as planned
+        raise ConfigError(f"launch.plan={path}: run {index}'s config does not give its planned run_id {entry['run_id']}")
+    return cfg, int(entry["n_tokens"]), int(entry["units"]), LaunchConfig(**plan["launch"])
+
+
 def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progress: bool = True) -> dict:
     """Train one run unless it is finished or another process holds it; never raises for a failed run."""
     folder = RunFolder.of(cfg, n_tokens)
@@ -310,16 +340,15 @@ def share_units(cfg: RunConfig, launch: LaunchConfig) -> int:
     return 1
 
 
-def _acquire_share(sc: SweepConfig, run: PlannedRun) -> Tuple[list, int]:
+def _acquire_share(folder: Path, launch: LaunchConfig, index: int, units: int) -> Tuple[list, int]:
     """Wait for this run's share of one GPU (or of this machine), in the launch's queue order."""
-    folder = sweep_dir(sc.results_dir, sc.sweep_name) / "multirun" / "slots"
-    gpus = sc.launch.gpus or 0
-    groups, capacity = (gpus, sc.launch.runs_per_gpu or 1) if gpus > 0 else (1, n_slots(sc.launch))
-    return acquire_share(folder, groups, capacity, share_units(run.cfg, sc.launch), run.index,
-                         queue=Path(sc.launch.queue) if sc.launch.queue else None)
+    gpus = launch.gpus or 0
+    groups, capacity = (gpus, launch.runs_per_gpu or 1) if gpus > 0 else (1, n_slots(launch))
+    return acquire_share(folder / "multirun" / "slots", groups, capacity, units, index,
+                         queue=Path(launch.queue) if launch.queue else None)
 
 
-def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int], units: int = 1) -> RunConfig:
+def _placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int = 1) -> RunConfig:
     """Threads and GPU for this job (`slot`: its GPU's index when there are GPUs): sequential runs
     use every core, parallel ones share them by the slots they hold."""
     threads = cfg.train.threads
@@ -327,35 +356,36 @@ def _placed(cfg: RunConfig, sc: SweepConfig, slot: Optional[int], units: int = 1
     if threads is None and slurm_cpus:
         threads = int(slurm_cpus)
     if slot is not None:
-        if (sc.launch.gpus or 0) > 0:
+        if (launch.gpus or 0) > 0:
             # Before torch initialises CUDA: the run sees exactly one GPU, its slot's.
             # submitit's local executor rewrites CUDA_VISIBLE_DEVICES to 0..gpus-1 for each job, so
             # the devices `sweep run` itself was given arrive as launch.devices.
-            given = sc.launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            given = launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES", "")
             visible = [g.strip() for g in str(given).split(",") if g.strip()]
-            visible = visible or [str(i) for i in range(sc.launch.gpus)]
+            visible = visible or [str(i) for i in range(launch.gpus)]
             os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
         if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // n_slots(sc.launch)) * units
+            threads = max(1, (os.cpu_count() or 1) // n_slots(launch)) * units
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
 
 
 def run_job(sc: SweepConfig) -> dict:
-    """One multirun job: re-expand the grid, take a slot if the launcher runs jobs side by side,
-    and train run `sc.run_index`."""
-    g = expand_sweep(sc, corpus_tokens(sc))
-    if sc.run_index is None or not 0 <= sc.run_index < len(g.runs):
-        raise ConfigError(f"run_index={sc.run_index}: must be in [0, {len(g.runs)}) for this grid")
-    run = g.runs[sc.run_index]
+    """One multirun job: read run `sc.run_index` from the wave's written plan, take a slot if the launcher runs
+    jobs side by side, and train it."""
+    if not sc.launch.plan:
+        raise ConfigError(f"run_index={sc.run_index}: a job needs the plan `sweep run` writes (launch.plan); "
+                          f"start the sweep with `sweep run`")
+    cfg, n_tokens, units, launch = read_job_plan(sc.launch.plan, sc.run_index)
     # Under the parallel launcher (submitit's local executor) every job starts at once: the slots
     # keep at most launch.slots of them training. Basic runs one at a time; SLURM schedules itself.
     parallel = bool(os.environ.get("SUBMITIT_LOCAL_JOB_ID"))
-    locks, slot = _acquire_share(sc, run) if parallel else ([], None)
+    folder = sweep_dir(cfg.results_dir, cfg.sweep_name)
+    locks, slot = _acquire_share(folder, launch, sc.run_index, units) if parallel else ([], None)
     try:
         # a trunk that finished without this branch's point (trained before branching was on)
         # never writes it: the branch then trains from step 0, to the same result
-        cfg = resolve_init(_placed(run.cfg, sc, slot, len(locks) or 1))
-        return train_once(cfg, run.n_tokens, sc.launch.retry_failed, sc.launch.progress)
+        cfg = resolve_init(_placed(cfg, launch, slot, len(locks) or 1))
+        return train_once(cfg, n_tokens, launch.retry_failed, launch.progress)
     finally:
         for lock in locks:
             release(lock)
@@ -520,18 +550,14 @@ def run_command(argv: List[str]) -> int:
     with mps as started, SweepProgress(g.runs, enabled=sc.launch.progress and bool(todo)):
         if started is not None:
             print(started.describe())
-        for wave in (w for w in waves if w):
-            job_overrides = overrides + [f"run_index={','.join(map(str, wave))}", f"launch.corpus_tokens={n_train}",
-                                         f"launch.gpus={launch.gpus}", f"launch.runs_per_gpu={launch.runs_per_gpu}"]
-            if launch.gpu_memory:
-                job_overrides.append(f"launch.gpu_memory={launch.gpu_memory}")
-            if launch.devices:
-                job_overrides.append(f"launch.devices='{launch.devices}'")
+        for k, wave in enumerate(w for w in waves if w):
             queue = queue_folder(sweep_dir(sc.results_dir, sc.sweep_name).absolute() / "multirun" / "slots")
             write_queue(queue, queue_order([g.runs[i] for i in wave]),
                         {i: share_units(g.runs[i].cfg, launch) for i in wave})
+            plan = sweep_dir(sc.results_dir, sc.sweep_name).absolute() / "multirun" / "plans" / f"wave-{k}.json"
+            write_job_plan(plan, [g.runs[i] for i in wave], dataclasses.replace(launch, queue=str(queue)))
             try:
-                rc = _hydra_multirun(job_overrides + [f"launch.queue='{queue}'"]) or rc
+                rc = _hydra_multirun(overrides + [f"run_index={','.join(map(str, wave))}", f"launch.plan='{plan}'"]) or rc
             finally:
                 shutil.rmtree(queue, ignore_errors=True)
     for r in g.runs:

@@ -29,7 +29,8 @@ GiB = 2**30
 
 def jobs_of(experiment: str, seeds: int, cpus_per_gpu: int) -> tuple:
     """(capacity, [(flops, units)]) of the experiment's runs on H100s with `cpus_per_gpu` host cores each."""
-    from sweep.ladder.launch import expand_sweep, load_sweep, resolve_launch
+    from sweep.ladder.placement import resolve_launch
+    from sweep.ladder.sweep_config import expand_sweep, load_sweep
     from sweep.ladder.packing import GpuInfo, gpu_units
 
     sc = load_sweep([f"experiment={experiment}", "launch.probe=false"])

@@ -122,7 +122,8 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
 
 
 def test_a_job_reads_its_run_from_the_written_plan_and_refuses_one_not_in_it(tmp_path):
-    from sweep.ladder.launch import expand_sweep, load_sweep, read_job_plan, run_job, write_job_plan
+    from sweep.ladder.launch import read_job_plan, run_job, write_job_plan
+    from sweep.ladder.sweep_config import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=kaplan_data_size", "launch.corpus_tokens=100000000", f"results_dir={tmp_path}"])
     runs = expand_sweep(sc, 100_000_000).runs

@@ -147,14 +147,15 @@ def test_mps_is_detected_from_its_control_pipe(tmp_path):
 
 
 def small_h100_sweep(*extra):
-    from sweep.ladder.launch import expand_sweep, load_sweep
+    from sweep.ladder.sweep_config import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=kaplan_model_size_h100", "experiment.family=free", *extra])  # the figures below are for these shapes
     return sc, expand_sweep(sc, n_train_tokens=10**10).runs
 
 
 def test_auto_resolves_from_the_grid_and_the_gpus():
-    from sweep.ladder.launch import n_slots, resolve_launch
+    from sweep.ladder.placement import resolve_launch
+    from sweep.ladder.sweep_config import n_slots
 
     sc, runs = small_h100_sweep()
     assert sc.launch.gpus is None and sc.launch.runs_per_gpu is None  # auto by default
@@ -193,7 +194,7 @@ def test_auto_resolves_from_the_grid_and_the_gpus():
 
 
 def test_bad_launch_values_fail_early():
-    from sweep.ladder.launch import load_sweep
+    from sweep.ladder.sweep_config import load_sweep
 
     with pytest.raises(ConfigError, match=r"launch.runs_per_gpu=0: must be >= 1, or null"):
         load_sweep(["launch.runs_per_gpu=0"])
@@ -204,7 +205,8 @@ def test_bad_launch_values_fail_early():
 def test_each_slot_gets_one_gpu(monkeypatch):
     """Each job is its own process: submitit's local executor gives it CUDA_VISIBLE_DEVICES of all
     launch.gpus GPUs (or the variable is unset), and the job's slot picks one of them."""
-    from sweep.ladder.launch import _placed, load_sweep, to_run_config
+    from sweep.ladder.placement import placed as _placed
+    from sweep.ladder.sweep_config import load_sweep, to_run_config
 
     sc = load_sweep(["launch.gpus=2", "launch.runs_per_gpu=3"])
     for given, expected in ((None, ["0", "1"] * 3), ("4,5", ["4", "5"] * 3)):

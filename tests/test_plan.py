@@ -93,7 +93,7 @@ def test_probe_measures_positive_throughput():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_shipped_experiment_composes_and_plans(name):
-    from sweep.ladder.launch import expand_sweep, load_sweep
+    from sweep.ladder.sweep_config import expand_sweep, load_sweep
 
     sc = load_sweep([f"experiment={name}"])
     assert sc.experiment.name == name and sc.sweep_name == name
@@ -106,7 +106,7 @@ def test_every_shipped_experiment_composes_and_plans(name):
 
 
 def test_default_experiment_fits_the_embedded_corpus():
-    from sweep.ladder.launch import expand_sweep, load_sweep
+    from sweep.ladder.sweep_config import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=default"])
     assert sc.data.source == "stdlib"

@@ -134,6 +134,7 @@ def test_packed_jobs_take_their_shares_of_a_stand_in_gpu(tmp_path, monkeypatch):
     import json
 
     import sweep.ladder.launch as launch
+    from sweep.ladder.sweep_config import corpus_tokens, expand_sweep, load_sweep
     from sweep.ladder.mps import MpsStatus
     from sweep.ladder.packing import MEMORY_SAFETY, GpuInfo, run_gpu_memory
 
@@ -143,8 +144,8 @@ def test_packed_jobs_take_their_shares_of_a_stand_in_gpu(tmp_path, monkeypatch):
             "train.threads=1", "experiment.flops_budgets=[3e9,9e9]", "experiment.target_params_non_embedding=[3000,12000]", "experiment.family=free",
             "experiment.sizes_per_budget=0", "experiment.batch_exponent=0", "experiment.min_steps=5", "logger=disabled",
             "launch.progress=false"]
-    sc = launch.load_sweep(args)
-    runs = launch.expand_sweep(sc, launch.corpus_tokens(sc)).runs
+    sc = load_sweep(args)
+    runs = expand_sweep(sc, corpus_tokens(sc)).runs
     memory = sorted({run_gpu_memory(r.cfg).total for r in runs})
     assert len(memory) == 2
     gpu_memory = int(sum(memory) / MEMORY_SAFETY)  # two small runs fit, one big one

@@ -93,7 +93,7 @@ def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified, resu
 
 @pytest.mark.slow
 def test_an_optimum_beyond_max_epochs_moves_up_the_family_and_says_so(verified, sweep_args):
-    from sweep.ladder.launch import corpus_tokens, load_sweep
+    from sweep.ladder.sweep_config import corpus_tokens, load_sweep
     from sweep.jobs.verify import load_fit, verification_run
 
     tmp, _, _ = verified

@@ -6,6 +6,7 @@ import json
 from typing import List
 
 from sweep.ladder import launch
+from sweep.ladder.sweep_config import load_sweep
 from sweep.store.results import sweep_dir
 from sweep.jobs.verify import verify_command
 
@@ -27,7 +28,7 @@ def main_command(argv: List[str]) -> int:
     rc = launch.run_command(overrides)
     if rc != 0:
         return rc
-    sc = launch.load_sweep(launch.split_flags(overrides)[0])
+    sc = load_sweep(launch.split_flags(overrides)[0])
     try:
         from sweep.fit import cli as fit_cli
     except ImportError:

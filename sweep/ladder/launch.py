@@ -5,9 +5,10 @@ that cannot run, then starts a Hydra multirun over `run_index` with the chosen `
 (basic: one run after another in this process; `parallel`: each run its own process on this
 box, at most `launch.slots` at a time, or on a GPU box up to `launch.runs_per_gpu` runs on each of
 `launch.gpus` GPUs, both chosen by `sweep run` when null, larger runs taking bigger shares
-(sweep/packing.py), most FLOPs first (sweep/slots.py); `slurm`: one SLURM job per run through
-hydra-submitit-launcher). Each job re-expands the grid (deterministic), takes the run's lock and
-calls `train()`, which skips a finished run and resumes an interrupted one.
+(packing.py), most FLOPs first (slots.py); `slurm`: one SLURM job per run through
+hydra-submitit-launcher). Each job reads its run from the plan `sweep run` writes, takes the run's lock
+and calls `train()`, which skips a finished run and resumes an interrupted one. The schema lives in
+sweep_config.py, GPU placement in placement.py, the sweep's bar in progress.py.
 """
 
 from __future__ import annotations
@@ -19,139 +20,30 @@ import logging
 import os
 import shutil
 import sys
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, is_branch, resolve_init
-from sweep.compose import compose, conf_dir
-from sweep.config import ConfigError, RunConfig, from_dict, to_dict, validate
-from sweep.ladder.grid import ExperimentConfig, Grid, PlannedRun, describe_dropped, family_line, grid
-from sweep.ladder.mps import MpsStatus, mps_status, private_mps
-from sweep.ladder.packing import GpuInfo, Packing, decide_packing, detect_gpus, gpu_units
+from sweep.compose import conf_dir
+from sweep.config import ConfigError, RunConfig, from_dict, to_dict
+from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, resolve_init
+from sweep.ladder.grid import Grid, PlannedRun, describe_dropped, family_line
+from sweep.ladder.mps import mps_status, private_mps
+from sweep.ladder.packing import GpuInfo, Packing, detect_gpus
+from sweep.ladder.placement import acquire_run_share, describe_launch, placed, resolve_launch, share_units
 from sweep.ladder.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
-from sweep.store.locks import RunLocked
-from sweep.store.runs import FINISHED, RunFolder, Status, clear_done_checkpoint
-from sweep.store.results import human, run_dir, run_id, sweep_dir, write_json_atomic
-from sweep.ladder.slots import acquire_share, queue_folder, queue_order, write_queue
+from sweep.ladder.progress import SweepProgress
+from sweep.ladder.slots import queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
-from sweep.store.locks import release
+from sweep.ladder.sweep_config import (LaunchConfig, SweepConfig, corpus_tokens, expand_sweep, from_omegaconf,
+                                       load_sweep, register_sweep_configs)
+from sweep.store.locks import RunLocked, release
+from sweep.store.results import human, run_dir, run_id, sweep_dir, write_json_atomic
+from sweep.store.runs import RunFolder, Status, clear_done_checkpoint
 
 log = logging.getLogger("sweep.ladder.launch")
 
 
-@dataclass
-class LaunchConfig:
-    """How `sweep run` executes the grid (never changes a run's result)."""
-
-    slots: int = 1
-    """Runs at once on this machine under hydra/launcher=parallel when it has no GPU (each its own process)."""
-    gpus: Optional[int] = None
-    """GPUs for hydra/launcher=parallel, one per run (slots = gpus * runs_per_gpu); null: all CUDA GPUs seen."""
-    runs_per_gpu: Optional[int] = None
-    """Runs sharing one GPU at a time (tiny models leave it idle); null: from model size and memory (packing.py)."""
-    devices: Optional[str] = None
-    """CUDA devices the parallel launcher hands out, e.g. '2,3'; null: CUDA_VISIBLE_DEVICES of `sweep run`, else all."""
-    mps: bool = False
-    """Start a private CUDA MPS daemon for the sweep when runs share a GPU (their kernels then run side by side)."""
-    retry_failed: bool = False
-    """Train failed runs again (`sweep run --retry-failed`); by default they are left as they are."""
-    progress: bool = True
-    """Show progress bars (the sweep's and each run's)."""
-    probe: bool = True
-    """`sweep plan`: time a few steps on this device to estimate wall time."""
-    probe_steps: int = 10
-    """Timed steps per probed shape."""
-    gpu_memory: Optional[int] = None
-    """Bytes of one GPU; `sweep run` sets it for its jobs so each takes its own share of a GPU (null: one slot each)."""
-    corpus_tokens: Optional[int] = None
-    """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
-    queue: Optional[str] = None
-    """Folder of the queue in which the parallel launcher's jobs take their shares (set by `sweep run` in the
-    jobs' plan)."""
-    plan: Optional[str] = None
-    """The jobs' plan `sweep run` writes for a wave (multirun/plans/wave-*.json): each run's full config and
-    the resolved launch settings. A job reads its run from it; it never re-expands the grid."""
-
-
-@dataclass
-class SweepConfig(RunConfig):
-    """conf/sweep.yaml: the base run config, the experiment (grid) and the launch settings."""
-
-    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-    launch: LaunchConfig = field(default_factory=LaunchConfig)
-    run_index: Optional[int] = None
-    """The run a multirun job trains (set by `sweep run`)."""
-
-
 # ----------------------------------------------------------------------------- config
-
-
-def register_sweep_configs() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    from sweep.config import register_configs
-
-    register_configs()
-    ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
-
-
-def load_sweep(overrides: List[str]) -> SweepConfig:
-    """A SweepConfig from conf/sweep.yaml and Hydra overrides."""
-    register_sweep_configs()
-    return from_omegaconf(compose("sweep", overrides))
-
-
-def from_omegaconf(composed) -> SweepConfig:
-    from omegaconf import OmegaConf
-
-    sc = OmegaConf.to_object(composed)
-    # Single runs of a sweep (and W&B filters) know which experiment they belong to.
-    if not sc.meta.get("experiment"):
-        sc.meta = {**sc.meta, "experiment": sc.experiment.name}
-    validate(to_run_config(sc))
-    validate_launch(sc.launch)
-    return sc
-
-
-def to_run_config(sc: SweepConfig) -> RunConfig:
-    return RunConfig(**{f.name: getattr(sc, f.name) for f in dataclasses.fields(RunConfig)})
-
-
-def validate_launch(launch: LaunchConfig) -> None:
-    if launch.gpus is not None and launch.gpus < 0:
-        raise ConfigError(f"launch.gpus={launch.gpus}: must be >= 0, or null for every GPU of this box")
-    if launch.runs_per_gpu is not None and launch.runs_per_gpu < 1:
-        raise ConfigError(f"launch.runs_per_gpu={launch.runs_per_gpu}: must be >= 1, or null to choose it from "
-                          f"model size and GPU memory")
-
-
-def n_slots(launch: LaunchConfig) -> int:
-    """Runs at once under the parallel launcher. `sweep run` resolves null gpus/runs_per_gpu before
-    launching (resolve_launch); a job that still sees null treats it as no GPU / one run each."""
-    gpus, per_gpu = launch.gpus or 0, launch.runs_per_gpu or 1
-    return gpus * per_gpu if gpus > 0 else max(1, launch.slots)
-
-
-def corpus_tokens(sc: SweepConfig) -> int:
-    """Train tokens of the sweep's corpus (prepares and caches it on first use)."""
-    if sc.launch.corpus_tokens is not None:
-        return int(sc.launch.corpus_tokens)
-    from sweep.run.data import prepare_data
-
-    data = prepare_data(sc.data, sc.tokenizer, progress=sc.launch.progress)
-    if data.vocab_size != sc.tokenizer.vocab_size:
-        raise ConfigError(f"tokenizer.vocab_size={sc.tokenizer.vocab_size} but the tokenizer has "
-                          f"{data.vocab_size} tokens: set tokenizer.vocab_size={data.vocab_size}")
-    return data.n_train_tokens
-
-
-def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int]) -> Grid:
-    g = grid(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train_tokens)
-    for r in g.runs:
-        validate(r.cfg)
-    return g
 
 
 # ----------------------------------------------------------------------------- plan
@@ -185,58 +77,6 @@ def _header(sc: SweepConfig, n_train: int) -> str:
 
 
 # ----------------------------------------------------------------------------- GPUs and packing
-
-
-def resolve_launch(launch: LaunchConfig, runs: List[PlannedRun], gpus: GpuInfo,
-                   cpu_cores: int) -> Tuple[LaunchConfig, Optional[Packing]]:
-    """`launch` with null gpus and runs_per_gpu decided, and the packing decision (None without GPUs).
-
-    Pure: the box (`gpus`, `cpu_cores`) is passed in, so a CPU test can ask what a GPU box would do.
-    Chosen here, each GPU holds `runs_per_gpu` of the sweep's smallest runs, and a larger run takes a
-    bigger share (packing.gpu_units, from `gpu_memory`); set by the user, every run takes one slot.
-    """
-    listed = [d for d in (launch.devices or "").split(",") if d.strip()]
-    n_gpus = launch.gpus if launch.gpus is not None else (min(len(listed), gpus.count) if listed else gpus.count)
-    packing = None
-    if n_gpus > 0 and gpus.memory and runs:
-        packing = decide_packing([r.cfg for r in runs], gpus.memory, cpus_per_gpu(cpu_cores, n_gpus))
-    if launch.runs_per_gpu or packing is None:
-        return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=launch.runs_per_gpu or 1, gpu_memory=None), packing
-    return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=packing.capacity, gpu_memory=gpus.memory), packing
-
-
-def cpus_per_gpu(cpu_cores: int, n_gpus: int) -> int:
-    return max(1, cpu_cores // max(1, n_gpus))
-
-
-def describe_launch(asked: LaunchConfig, launch: LaunchConfig, packing: Optional[Packing], gpus: GpuInfo,
-                    mps: MpsStatus) -> str:
-    """What hydra/launcher=parallel will do on this box, and why (printed by `sweep plan` and `sweep run`)."""
-    if not launch.gpus:
-        return (f"launch: no GPU for these runs; hydra/launcher=parallel runs {n_slots(launch)} at a time "
-                f"(launch.slots)")
-    where = f"{launch.gpus} GPU{'s' if launch.gpus > 1 else ''}" + (f" ({gpus.name})" if gpus.name else "")
-    shared = packing is not None and asked.runs_per_gpu is None and len(set(packing.per_run)) > 1
-    up_to = "up to " if shared else ""
-    head = (f"launch: {up_to}{launch.runs_per_gpu} run{'s' if launch.runs_per_gpu > 1 else ''} per GPU x {where} = "
-            f"{up_to}{n_slots(launch)} at a time under hydra/launcher=parallel")
-    if packing is None:
-        return head + " (no GPU memory known here: packing not checked)"
-    if asked.runs_per_gpu is None:
-        lines = [head, f"  packing: {packing.reason}"]
-        if shared:
-            counts = {k: packing.per_run.count(k) for k in sorted(set(packing.per_run), reverse=True)}
-            lines.append(f"  shares: a GPU is {launch.runs_per_gpu} slots; a run the rule packs k to a GPU takes "
-                         f"ceil({launch.runs_per_gpu}/k) of them: " + ", ".join(
-                             f"{n} run{'s' if n > 1 else ''} at k={k}" for k, n in counts.items()))
-    else:
-        lines = [head, f"  packing: launch.runs_per_gpu={asked.runs_per_gpu} as set; the rule would pick "
-                       f"{packing.runs_per_gpu} ({packing.reason})"]
-        if asked.runs_per_gpu > max(packing.by_memory, 1):
-            lines.append(f"  warning: more runs per GPU than fit in its memory by the estimate "
-                         f"({packing.by_memory}): expect CUDA out-of-memory errors")
-    lines.append("  " + mps.describe())
-    return "\n".join(lines)
 
 
 def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Optional[Packing], GpuInfo]:
@@ -332,43 +172,6 @@ def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progre
         return {"run_id": rdir.name, "status": "running"}
 
 
-def share_units(cfg: RunConfig, launch: LaunchConfig) -> int:
-    """Slots of a GPU the run takes (packing.gpu_units); one without GPUs or a known GPU memory."""
-    if (launch.gpus or 0) > 0 and launch.gpu_memory:
-        return gpu_units(cfg, launch.runs_per_gpu or 1, launch.gpu_memory,
-                         cpus_per_gpu(os.cpu_count() or 1, launch.gpus))
-    return 1
-
-
-def _acquire_share(folder: Path, launch: LaunchConfig, index: int, units: int) -> Tuple[list, int]:
-    """Wait for this run's share of one GPU (or of this machine), in the launch's queue order."""
-    gpus = launch.gpus or 0
-    groups, capacity = (gpus, launch.runs_per_gpu or 1) if gpus > 0 else (1, n_slots(launch))
-    return acquire_share(folder / "multirun" / "slots", groups, capacity, units, index,
-                         queue=Path(launch.queue) if launch.queue else None)
-
-
-def _placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int = 1) -> RunConfig:
-    """Threads and GPU for this job (`slot`: its GPU's index when there are GPUs): sequential runs
-    use every core, parallel ones share them by the slots they hold."""
-    threads = cfg.train.threads
-    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if threads is None and slurm_cpus:
-        threads = int(slurm_cpus)
-    if slot is not None:
-        if (launch.gpus or 0) > 0:
-            # Before torch initialises CUDA: the run sees exactly one GPU, its slot's.
-            # submitit's local executor rewrites CUDA_VISIBLE_DEVICES to 0..gpus-1 for each job, so
-            # the devices `sweep run` itself was given arrive as launch.devices.
-            given = launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES", "")
-            visible = [g.strip() for g in str(given).split(",") if g.strip()]
-            visible = visible or [str(i) for i in range(launch.gpus)]
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
-        if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // n_slots(launch)) * units
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
-
-
 def run_job(sc: SweepConfig) -> dict:
     """One multirun job: read run `sc.run_index` from the wave's written plan, take a slot if the launcher runs
     jobs side by side, and train it."""
@@ -380,11 +183,11 @@ def run_job(sc: SweepConfig) -> dict:
     # keep at most launch.slots of them training. Basic runs one at a time; SLURM schedules itself.
     parallel = bool(os.environ.get("SUBMITIT_LOCAL_JOB_ID"))
     folder = sweep_dir(cfg.results_dir, cfg.sweep_name)
-    locks, slot = _acquire_share(folder, launch, sc.run_index, units) if parallel else ([], None)
+    locks, slot = acquire_run_share(folder, launch, sc.run_index, units) if parallel else ([], None)
     try:
         # a trunk that finished without this branch's point (trained before branching was on)
         # never writes it: the branch then trains from step 0, to the same result
-        cfg = resolve_init(_placed(cfg, launch, slot, len(locks) or 1))
+        cfg = resolve_init(placed(cfg, launch, slot, len(locks) or 1))
         return train_once(cfg, n_tokens, launch.retry_failed, launch.progress)
     finally:
         for lock in locks:
@@ -416,64 +219,6 @@ def _hydra_multirun(overrides: List[str]) -> int:
 
 
 # ----------------------------------------------------------------------------- progress
-
-
-class SweepProgress:
-    """A bar for the whole sweep (FLOPs done / total, runs done / total), polled from the results
-    folder so it works whichever process or machine trains the runs."""
-
-    def __init__(self, runs: List[PlannedRun], interval: float = 2.0, enabled: bool = True):
-        self.runs, self.interval, self.enabled = runs, interval, enabled
-        self._stop = threading.Event()
-        self._thread = None
-        self.bar = None
-
-    @staticmethod
-    def own_flops(r: PlannedRun) -> tuple:
-        """(FLOPs the run trains itself, its first step): a WSD branch starts at its trunk's branch
-        point, so the shared prefix is counted once, in the trunk."""
-        start = int(r.cfg.meta.get("branch_step", 0)) if is_branch(r) else 0
-        return r.flops - start * r.cfg.train.tokens_per_step * r.flops_per_token, start
-
-    def poll(self) -> tuple:
-        finished, flops = 0, 0.0
-        for r in self.runs:
-            own, start = self.own_flops(r)
-            s = run_state(run_dir(r.cfg, r.n_tokens))
-            if s.status in FINISHED:
-                finished += 1
-                flops += own
-            elif s.step is not None and s.steps and s.steps > start:
-                flops += own * min(max(s.step - start, 0) / (s.steps - start), 1.0)
-        return finished, flops
-
-    def _update(self) -> None:
-        finished, flops = self.poll()
-        self.bar.set_description(f"sweep {finished}/{len(self.runs)} runs", refresh=False)
-        self.bar.n = flops
-        self.bar.refresh()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._update()
-
-    def __enter__(self):
-        if self.enabled and self.runs:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=sum(self.own_flops(r)[0] for r in self.runs), unit="FLOP", unit_scale=True,
-                            desc=f"sweep 0/{len(self.runs)} runs", mininterval=1.0, dynamic_ncols=True)
-            self._update()
-            self._thread = threading.Thread(target=self._loop, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._update()
-            self.bar.close()
 
 
 # ----------------------------------------------------------------------------- commands

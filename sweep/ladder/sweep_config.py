@@ -1,0 +1,122 @@
+"""The sweep's config: conf/sweep.yaml's schema (a run config, the experiment, the launch settings), loaded
+through Hydra and expanded into the grid."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from sweep.compose import compose
+from sweep.config import ConfigError, RunConfig, validate
+from sweep.ladder.grid import ExperimentConfig, Grid, grid
+
+
+@dataclass
+class LaunchConfig:
+    """How `sweep run` executes the grid (never changes a run's result)."""
+
+    slots: int = 1
+    """Runs at once on this machine under hydra/launcher=parallel when it has no GPU (each its own process)."""
+    gpus: Optional[int] = None
+    """GPUs for hydra/launcher=parallel, one per run (slots = gpus * runs_per_gpu); null: all CUDA GPUs seen."""
+    runs_per_gpu: Optional[int] = None
+    """Runs sharing one GPU at a time (tiny models leave it idle); null: from model size and memory (packing.py)."""
+    devices: Optional[str] = None
+    """CUDA devices the parallel launcher hands out, e.g. '2,3'; null: CUDA_VISIBLE_DEVICES of `sweep run`, else all."""
+    mps: bool = False
+    """Start a private CUDA MPS daemon for the sweep when runs share a GPU (their kernels then run side by side)."""
+    retry_failed: bool = False
+    """Train failed runs again (`sweep run --retry-failed`); by default they are left as they are."""
+    progress: bool = True
+    """Show progress bars (the sweep's and each run's)."""
+    probe: bool = True
+    """`sweep plan`: time a few steps on this device to estimate wall time."""
+    probe_steps: int = 10
+    """Timed steps per probed shape."""
+    gpu_memory: Optional[int] = None
+    """Bytes of one GPU; `sweep run` sets it for its jobs so each takes its own share of a GPU (null: one slot each)."""
+    corpus_tokens: Optional[int] = None
+    """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
+    queue: Optional[str] = None
+    """Folder of the queue in which the parallel launcher's jobs take their shares (set by `sweep run` in the
+    jobs' plan)."""
+    plan: Optional[str] = None
+    """The jobs' plan `sweep run` writes for a wave (multirun/plans/wave-*.json): each run's full config and
+    the resolved launch settings. A job reads its run from it; it never re-expands the grid."""
+
+
+@dataclass
+class SweepConfig(RunConfig):
+    """conf/sweep.yaml: the base run config, the experiment (grid) and the launch settings."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    run_index: Optional[int] = None
+    """The run a multirun job trains (set by `sweep run`)."""
+
+
+def register_sweep_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from sweep.config import register_configs
+
+    register_configs()
+    ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
+
+
+def load_sweep(overrides: List[str]) -> SweepConfig:
+    """A SweepConfig from conf/sweep.yaml and Hydra overrides."""
+    register_sweep_configs()
+    return from_omegaconf(compose("sweep", overrides))
+
+
+def from_omegaconf(composed) -> SweepConfig:
+    from omegaconf import OmegaConf
+
+    sc = OmegaConf.to_object(composed)
+    # Single runs of a sweep (and W&B filters) know which experiment they belong to.
+    if not sc.meta.get("experiment"):
+        sc.meta = {**sc.meta, "experiment": sc.experiment.name}
+    validate(to_run_config(sc))
+    validate_launch(sc.launch)
+    return sc
+
+
+def to_run_config(sc: SweepConfig) -> RunConfig:
+    return RunConfig(**{f.name: getattr(sc, f.name) for f in dataclasses.fields(RunConfig)})
+
+
+def validate_launch(launch: LaunchConfig) -> None:
+    if launch.gpus is not None and launch.gpus < 0:
+        raise ConfigError(f"launch.gpus={launch.gpus}: must be >= 0, or null for every GPU of this box")
+    if launch.runs_per_gpu is not None and launch.runs_per_gpu < 1:
+        raise ConfigError(f"launch.runs_per_gpu={launch.runs_per_gpu}: must be >= 1, or null to choose it from "
+                          f"model size and GPU memory")
+
+
+def n_slots(launch: LaunchConfig) -> int:
+    """Runs at once under the parallel launcher. `sweep run` resolves null gpus/runs_per_gpu before
+    launching (resolve_launch); a job that still sees null treats it as no GPU / one run each."""
+    gpus, per_gpu = launch.gpus or 0, launch.runs_per_gpu or 1
+    return gpus * per_gpu if gpus > 0 else max(1, launch.slots)
+
+
+def corpus_tokens(sc: SweepConfig) -> int:
+    """Train tokens of the sweep's corpus (prepares and caches it on first use)."""
+    if sc.launch.corpus_tokens is not None:
+        return int(sc.launch.corpus_tokens)
+    from sweep.run.data import prepare_data
+
+    data = prepare_data(sc.data, sc.tokenizer, progress=sc.launch.progress)
+    if data.vocab_size != sc.tokenizer.vocab_size:
+        raise ConfigError(f"tokenizer.vocab_size={sc.tokenizer.vocab_size} but the tokenizer has "
+                          f"{data.vocab_size} tokens: set tokenizer.vocab_size={data.vocab_size}")
+    return data.n_train_tokens
+
+
+def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int]) -> Grid:
+    g = grid(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train_tokens)
+    for r in g.runs:
+        validate(r.cfg)
+    return g

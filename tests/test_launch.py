@@ -275,6 +275,10 @@ def test_run_index_runs_part_of_the_grid(tmp_path, results, run_sweep):
     assert "1 done, 1 pending" in status
     # exit status 1: the sweep as a whole is not finished yet
     assert out.returncode == 1
+    # several indices at once, as the README says
+    both = run_sweep(tmp_path, "run", "run_index=0,1")
+    assert "1 of 2 runs are finished or running elsewhere; launching the other 1" in both.stdout
+    assert len(results(tmp_path)) == 2
 
 
 @pytest.mark.slow

@@ -248,6 +248,9 @@ def run_command(argv: List[str]) -> int:
     overrides, retry = split_flags(argv)
     if retry:
         overrides.append("launch.retry_failed=true")
+    # `run_index=3` or `run_index=0,2` runs part of the grid; a list is no Hydra value, so it is taken out first
+    chosen = [a for a in overrides if a.startswith("run_index=")]
+    overrides = [a for a in overrides if not a.startswith("run_index=")]
     sc = load_sweep(overrides)
     g, n_train, problems, _ = prepare_plan(sc, probe=False)
     print(_header(sc, n_train))
@@ -264,9 +267,6 @@ def run_command(argv: List[str]) -> int:
     launch, packing, gpus = placement(sc, g.runs)
     print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
 
-    # `run_index=3` or `run_index=0,2` runs part of the grid
-    chosen = [a for a in overrides if a.startswith("run_index=")]
-    overrides = [a for a in overrides if not a.startswith("run_index=")]
     wanted = set(range(len(g.runs)))
     if chosen:
         try:

@@ -10,9 +10,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from sweep.compose import compose, conf_dir, load_run_config  # noqa: F401 (the commands' entry points)
+from sweep.compose import load_run_config, searchpath_override, user_config_dirs
 
-USAGE = """usage: sweep <command> [key=value ...]
+HYDRA_COMMANDS = ("train", "plan", "run", "status", "main", "verify")
+"""Commands that compose conf/ and so take the user's config folders (--config-dir, $SWEEP_CONFIG_PATH)."""
+
+USAGE = """usage: sweep <command> [--config-dir DIR] [key=value ...]
+
+--config-dir DIR (or $SWEEP_CONFIG_PATH) adds a folder of your own config groups, e.g. DIR/experiment/mine.yaml
+for `experiment=mine`; sweep's own configs stay available beside them.
 
 commands:
   train     train one run            sweep train model=small budget.n_tokens=2000000 [--retry-diverged]
@@ -104,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
-        return int(handler(argv[1:]) or 0)
+        args, dirs = user_config_dirs(argv[1:])
+        if dirs and argv[0] in HYDRA_COMMANDS:
+            args = searchpath_override(dirs) + args
+        elif dirs:
+            raise ConfigError(f"--config-dir: `sweep {argv[0]}` composes no config")
+        return int(handler(args) or 0)
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"sweep {argv[0]}: error: {describe_error(exc)}", file=sys.stderr)
         return 2

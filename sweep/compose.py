@@ -11,13 +11,58 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 
+CONFIG_PATH_ENV = "SWEEP_CONFIG_PATH"
+"""os.pathsep-separated folders of the user's own configs (e.g. conf/experiment/my_sweep.yaml in their repo),
+searched before ours; `--config-dir DIR` on the command line adds one too."""
+
+
 def conf_dir() -> Path:
-    """conf/ beside the package (the repository's top level)."""
-    return Path(__file__).resolve().parents[1] / "conf"
+    """The shipped configs: sweep/conf in an installed wheel, else conf/ at the top of the checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "sweep.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"sweep's configs are missing: neither {here / 'conf'} (an installed wheel) nor "
+                            f"{here.parent / 'conf'} (a checkout) holds sweep.yaml; reinstall the package")
+
+
+def user_config_dirs(argv: list[str]) -> tuple[list[str], list[Path]]:
+    """(argv without `--config-dir DIR` / `--config-dir=DIR`, the user's config folders from it and from
+    $SWEEP_CONFIG_PATH); a folder that does not exist is refused, naming it."""
+    import os
+
+    from sweep.config import ConfigError
+
+    rest, dirs, it = [], [], iter(argv)
+    for a in it:
+        if a == "--config-dir":
+            value = next(it, None)
+            if value is None:
+                raise ConfigError("--config-dir needs a folder, e.g. --config-dir ./conf")
+            dirs.append(value)
+        elif a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    dirs += [d for d in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if d]
+    out = []
+    for d in dirs:
+        path = Path(d).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"config folder {d!r} does not exist (resolved to {path}): give a folder holding "
+                              f"config groups, e.g. one with experiment/my_sweep.yaml")
+        out.append(path)
+    return rest, out
+
+
+def searchpath_override(dirs: list[Path]) -> list[str]:
+    """The Hydra override that puts the user's folders on the config search path (ours stay the primary)."""
+    return [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
 
 
 def compose(config_name: str, overrides: list[str]):
-    """Compose `conf/<config_name>.yaml` with overrides; Hydra's own error names a bad key or type."""
+    """Compose `conf/<config_name>.yaml` with overrides; Hydra's own error names a bad key or type.
+    `hydra.searchpath=[file:///...]` among the overrides adds the user's config folders."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 

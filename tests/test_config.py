@@ -5,7 +5,8 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sweep.cli import conf_dir, load_run_config, main
+from sweep.cli import load_run_config, main
+from sweep.compose import conf_dir
 from sweep.config import ConfigError, RunConfig
 from sweep.run.train import run_shape
 

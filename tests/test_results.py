@@ -238,3 +238,25 @@ def test_taking_a_run_clears_temporary_files_a_killed_writer_left_in_it(tmp_path
     result = train(cfg, progress=False)  # the relaunch takes the run's lock, so no live writer owns them
     assert result["status"] == "done" and load_result(rdir)["final_val_loss"] == result["final_val_loss"]
     assert [p.name for p in rdir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_the_sweep_table_has_a_row_per_run_and_the_fitter_reads_it(tmp_path):
+    from sweep.fit.inputs import load_runs
+    from sweep.store.results import TABLE_FILE
+
+    config = {"model": {"arch": "gpt2", "n_layer": 2, "d_model": 32, "n_head": 2, "seq_len": 64},
+              "train": {"lr": 0.01, "tokens_per_step": 512}}
+    for i, loss in enumerate((3.5, 3.2, 3.0)):
+        put(tmp_path, fake_result(f"r{i}", loss=loss, n_params=1000 * (i + 1), n_tokens=20000 * (i + 1),
+                                  flops=1.2e8 * (i + 1) ** 2, config=config, meta={"budget_index": i}))
+    put(tmp_path, fake_result("bad", status="failed", loss=None))
+    rebuild_index(tmp_path)
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / TABLE_FILE)
+    assert list(table["run_id"]) == ["bad", "r0", "r1", "r2"]
+    assert list(table.loc[table.status == "done", "loss"]) == [3.5, 3.2, 3.0]
+    assert table.loc[1, ["n_layer", "lr", "tokens_per_step", "budget_index"]].tolist() == [2, 0.01, 512, 0]
+    runs = load_runs(str(tmp_path / TABLE_FILE))
+    assert sorted(runs.loc[runs.status == "done", "loss"]) == [3.0, 3.2, 3.5]
+    assert runs.loc[runs.run_id == "bad", "status"].tolist() == ["failed"]  # the fit's checks see it and leave it out

@@ -256,14 +256,47 @@ INDEX_KEYS = ("run_id", "run_name", "status", "n_params", "n_params_non_embeddin
               "diverged_step", "diverged_value", "corpus_hash", "tokenizer_hash", "wall_seconds", "meta")
 
 
+TABLE_FILE = "runs.csv"
+"""`<results_dir>/<sweep_name>/runs.csv`: the sweep's runs as a table, one row per run, rebuilt with the index;
+`sweep fit input=.../runs.csv` (or pandas) reads it."""
+TABLE_COLUMNS = ("run_id", "run_name", "status", "loss", "final_val_bpb", "final_train_loss", "n_params",
+                 "n_params_non_embedding", "n_tokens", "tokens_per_param", "flops", "flops_6nd", "steps",
+                 "experiment", "budget_index", "budget_flops", "seed", "role", "branch", "parent", "arch", "n_layer",
+                 "d_model", "n_head", "seq_len", "vocab_size", "lr", "tokens_per_step", "corpus_hash",
+                 "tokenizer_hash", "wall_seconds", "tokens_per_second", "device", "dtype")
+
+
+def table_row(result: dict) -> dict:
+    """The table's row of one result: flat columns a spreadsheet or `sweep fit` reads (loss is final_val_loss)."""
+    config, meta = result.get("config") or {}, result.get("meta") or {}
+    model, train = config.get("model") or {}, config.get("train") or {}
+    flat = {**{k: result.get(k) for k in TABLE_COLUMNS}, "loss": result.get("final_val_loss")}
+    flat.update({k: meta.get(k) for k in ("experiment", "budget_index", "budget_flops")})
+    flat.update({k: model.get(k) for k in ("arch", "n_layer", "d_model", "n_head", "seq_len")})
+    flat.update(lr=train.get("lr"), tokens_per_step=train.get("tokens_per_step"))
+    return flat
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in TABLE_COLUMNS})
+    return out.getvalue()
+
+
 def index_row(result: dict) -> dict:
     """The index's row of one result: identity, status, N, D, C and final losses."""
     return {k: result.get(k) for k in INDEX_KEYS}
 
 
 def rebuild_index(sweep_path: str | Path) -> list[dict]:
-    """Rewrite the sweep's index.jsonl from its result.json files (atomically, under a sweep-level
-    lock) and return its rows; run folders without a readable result are left out.
+    """Rewrite the sweep's index.jsonl and runs.csv from its result.json files (atomically, under a sweep-level
+    lock) and return the index's rows; run folders without a readable result are left out.
 
     Rebuilding rather than appending makes the index self-healing: it never holds a run twice, and
     the last writer, who scans after every earlier result.json is on disk, leaves it complete.
@@ -271,9 +304,12 @@ def rebuild_index(sweep_path: str | Path) -> list[dict]:
     sweep_path = Path(sweep_path)
     with blocking_lock(sweep_path / ".index.lock"):
         clear_stale_temps(sweep_path, f".{INDEX_FILE}.*.tmp")
-        rows = [index_row(r) for _, r in iter_results(sweep_path) if r is not None]
+        clear_stale_temps(sweep_path, f".{TABLE_FILE}.*.tmp")
+        results = [r for _, r in iter_results(sweep_path) if r is not None]
+        rows = [index_row(r) for r in results]
         body = "".join(json.dumps(_jsonable(row), sort_keys=True) + "\n" for row in rows)
         write_bytes_atomic(sweep_path / INDEX_FILE, body.encode())
+        write_bytes_atomic(sweep_path / TABLE_FILE, _csv([table_row(r) for r in results]).encode())
     return rows
 
 

@@ -31,6 +31,8 @@ commands:
   compare   two fits side by side    sweep compare results/a/fit results/b/fit [method=approach3]
   verify    train the run a fit predicts and score it
                                      sweep verify input=results/default [flops=4e12] [method=approach3]
+  sync      upload a sweep's offline W&B runs, each resumed run as one
+                                     sweep sync input=results/default [dry_run=true]
   tune      fit the LR rule from a tuning sweep
                                      sweep tune input=results/lr_tune
   main      the README's main job: run the default sweep, then fit and report
@@ -59,6 +61,10 @@ def _dispatch(command: str):
         from sweep.jobs.verify import verify_command
 
         return verify_command
+    if command == "sync":
+        from sweep.store.sync import sync_command
+
+        return sync_command
     if command == "tune":
         from sweep.ladder.tune import tune_command
 

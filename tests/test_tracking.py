@@ -312,3 +312,24 @@ def test_reader_multi_block_records_truncation_and_corruption(tmp_path, wb_home)
         read_offline_run(cut)
     with pytest.raises(OfflineRunError, match="run-<id>.wandb"):
         read_offline_run(tmp_path)
+
+
+def test_sync_uploads_each_run_s_segments_oldest_first_then_appends(tmp_path, wb_home, capsys):
+    from sweep.cli import main
+    from sweep.store.sync import sync_commands
+
+    with _tracker(tmp_path, run_id="resumeme") as first:
+        first.log({"train/loss": 10.0}, step=0)
+    with _tracker(tmp_path, run_id="other") as other:
+        other.log({"train/loss": 1.0}, step=0)
+    with _tracker(tmp_path, run_id="resumeme") as second:
+        second.log({"train/loss": 9.0}, step=1)
+    cmds = sync_commands(tmp_path)
+    assert cmds == [["wandb", "sync", str(first.run_dir)], ["wandb", "sync", "--append", str(second.run_dir)],
+                    ["wandb", "sync", str(other.run_dir)]]
+    # a first segment uploaded earlier: the rest of that run is appended to it
+    log = next(first.run_dir.glob("run-*.wandb"))
+    log.with_name(log.name + ".synced").touch()
+    assert sync_commands(tmp_path)[0] == ["wandb", "sync", "--append", str(second.run_dir)]
+    assert main(["sync", f"input={tmp_path}", "dry_run=true"]) == 0
+    assert f"wandb sync --append {second.run_dir}" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import sysconfig
 from pathlib import Path
 from typing import Callable, List
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,3 +97,38 @@ def results() -> Callable[..., dict]:
             out[r["run_id"]] = r
         return out
     return read
+
+
+TRUE_LAW = {"E": 1.8, "A": 400.0, "B": 1800.0, "alpha": 0.34, "beta": 0.28}
+"""Chinchilla's published law (Hoffmann et al. 2022), the truth the synthetic sweeps are drawn from."""
+
+
+@pytest.fixture(scope="session")
+def true_law() -> dict:
+    return dict(TRUE_LAW)
+
+
+@pytest.fixture(scope="session")
+def small_grid() -> dict:
+    """A coarse approach-3 start grid: enough for clean synthetic data, and fast."""
+    return dict(grid_alpha=[0.0, 0.5, 1.0], grid_beta=[0.0, 0.5, 1.0], grid_e=[0.0, 0.5], grid_a=[0.0, 5.0, 10.0],
+                grid_b=[0.0, 5.0, 10.0])
+
+
+@pytest.fixture(scope="session")
+def isoflop_runs() -> Callable[..., list]:
+    """isoflop_runs(seed=0, noise=0.003): an IsoFLOP sweep from TRUE_LAW with multiplicative noise, 6 budgets x 9 sizes."""
+    from sweep.fit.laws import chinchilla_loss
+
+    def make(seed: int = 0, noise: float = 0.003) -> list:
+        t = TRUE_LAW
+        rng = np.random.default_rng(seed)
+        rows = []
+        for c in np.logspace(17, 20, 6):
+            n_opt = (t["alpha"] * t["A"] / (t["beta"] * t["B"])) ** (1 / 0.62) * (c / 6) ** (0.28 / 0.62)
+            for n in n_opt * np.logspace(-1, 1, 9):
+                d = c / (6 * n)
+                loss = chinchilla_loss(n, d, *t.values()) * np.exp(noise * rng.standard_normal())
+                rows.append({"n_params": n, "n_tokens": d, "loss": loss, "status": "done"})
+        return rows
+    return make

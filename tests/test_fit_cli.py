@@ -3,16 +3,16 @@
 import json
 
 import pandas as pd
+import pytest
 
 from sweep.fit.cli import fit_command, predict_command, report_command
-from test_fit_synthetic import SMALL_GRID, isoflop_runs
 
 
-def test_fit_predict_report_round_trip(tmp_path, capsys):
+def test_fit_predict_report_round_trip(tmp_path, capsys, isoflop_runs, small_grid):
     table = tmp_path / "runs.csv"
     pd.DataFrame(isoflop_runs()).rename(columns={"loss": "val_loss"}).to_csv(table, index=False)
     out = tmp_path / "fit"
-    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in SMALL_GRID.items()]
+    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in small_grid.items()]
     rc = fit_command([f"input={table}", f"output={out}", "columns.loss=val_loss", "fit.n_bootstrap=10",
                       "fit.compare_conventions=false", "fit.backtest=false", "wandb.mode=disabled",
                       "fit.methods=[approach2,approach3]", *grid])
@@ -30,14 +30,31 @@ def test_fit_predict_report_round_trip(tmp_path, capsys):
     assert (out / "report.md").exists()
 
 
-def test_plots_of_one_method_alone_need_no_other_method(tmp_path):
+def test_plots_of_one_method_alone_need_no_other_method(tmp_path, isoflop_runs, small_grid):
     table = tmp_path / "runs.csv"
     pd.DataFrame(isoflop_runs()).to_csv(table, index=False)
     out = tmp_path / "fit"
-    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in SMALL_GRID.items()]
+    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in small_grid.items()]
     rc = fit_command([f"input={table}", f"output={out}", "fit.n_bootstrap=0", "fit.compare_conventions=false",
                       "fit.backtest=false", "wandb.mode=disabled", "fit.methods=[approach3]", *grid])
     assert rc == 0
     assert json.loads((out / "fit.json").read_text())["approach3"]["status"] == "ok"
     assert (out / "loss_vs_params.png").stat().st_size > 1000
     assert not (out / "isoflop.png").exists()  # approach 2 did not run
+
+
+def test_the_fit_s_wandb_run_holds_the_runs_table_and_interactive_charts(tmp_path, isoflop_runs, small_grid):
+    from sweep.store.wandb_offline import find_offline_runs, read_offline_run
+
+    rows = isoflop_runs()
+    table = tmp_path / "runs.csv"
+    pd.DataFrame([{**r, "budget_index": i // 9} for i, r in enumerate(rows)]).to_csv(table, index=False)
+    out = tmp_path / "fit"
+    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in small_grid.items()]
+    assert fit_command([f"input={table}", f"output={out}", "fit.n_bootstrap=0", "fit.compare_conventions=false",
+                        "fit.backtest=false", "wandb.mode=offline", "fit.methods=[approach3]", *grid]) == 0
+    run = read_offline_run(find_offline_runs(out)[0])
+    logged = {k for row in run["history"] for k in row}
+    assert {"runs/table", "runs/loss_vs_compute_table", "runs/isoflop_curves_table"} <= logged
+    assert run["job_type"] == "fit" and run["summary"]["approach3/a"] == pytest.approx(
+        json.loads((out / "fit.json").read_text())["approach3"]["exponents"]["a"])

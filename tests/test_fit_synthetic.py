@@ -9,27 +9,10 @@ from sweep.fit import FitConfig, FitInputError, fit
 from sweep.fit.inputs import wandb_runs_to_rows, load_results_folder, prepare
 from sweep.fit.laws import chinchilla_loss
 
-TRUE = {"E": 1.8, "A": 400.0, "B": 1800.0, "alpha": 0.34, "beta": 0.28}
-SMALL_GRID = dict(grid_alpha=[0.0, 0.5, 1.0], grid_beta=[0.0, 0.5, 1.0], grid_e=[0.0, 0.5], grid_a=[0.0, 5.0, 10.0],
-                  grid_b=[0.0, 5.0, 10.0])
-
-
-def isoflop_runs(seed=0, noise=0.003):
-    """IsoFLOP sweep from the Chinchilla law with multiplicative noise: 6 budgets x 9 sizes."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for c in np.logspace(17, 20, 6):
-        n_opt = (TRUE["alpha"] * TRUE["A"] / (TRUE["beta"] * TRUE["B"])) ** (1 / 0.62) * (c / 6) ** (0.28 / 0.62)
-        for n in n_opt * np.logspace(-1, 1, 9):
-            d = c / (6 * n)
-            loss = chinchilla_loss(n, d, *TRUE.values()) * np.exp(noise * rng.standard_normal())
-            rows.append({"n_params": n, "n_tokens": d, "loss": loss, "status": "done"})
-    return rows
-
-
+from conftest import TRUE_LAW as TRUE  # the law the synthetic sweeps are drawn from
 @pytest.fixture(scope="module")
-def synthetic_fit():
-    cfg = FitConfig(n_bootstrap=30, compare_conventions=False, backtest=True, **SMALL_GRID)
+def synthetic_fit(isoflop_runs, small_grid):
+    cfg = FitConfig(n_bootstrap=30, compare_conventions=False, backtest=True, **small_grid)
     return fit(isoflop_runs(), cfg)
 
 
@@ -59,13 +42,13 @@ def test_fit_json_is_serialisable_and_has_top_level_keys(synthetic_fit):
     assert out["approach3"]["allocation"][0]["tokens_per_param"]["value"] > 0
 
 
-def test_approach2_skipped_without_repeated_budgets(caplog):
+def test_approach2_skipped_without_repeated_budgets(caplog, small_grid):
     rng = np.random.default_rng(1)
     n = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 30))
     d = np.exp(rng.uniform(np.log(1e8), np.log(1e10), 30))
     runs = [{"n_params": a, "n_tokens": b, "loss": chinchilla_loss(a, b, *TRUE.values())} for a, b in zip(n, d)]
     cfg = FitConfig(n_bootstrap=0, compare_conventions=False, backtest=False, budget_tolerance=0.0,
-                    methods=["approach2", "approach3"], **SMALL_GRID)
+                    methods=["approach2", "approach3"], **small_grid)
     with caplog.at_level("WARNING", logger="sweep.fit"):
         out = fit(runs, cfg)
     assert out["approach2"]["status"] == "skipped" and "budget" in out["approach2"]["reason"]
@@ -114,7 +97,7 @@ def test_non_embedding_convention_needs_its_column():
         prepare(runs, FitConfig(param_convention="non_embedding"))
 
 
-def test_results_folder_skips_truncated_and_diverged_runs_and_counts_branches(tmp_path):
+def test_results_folder_skips_truncated_and_diverged_runs_and_counts_branches(tmp_path, isoflop_runs):
     runs = isoflop_runs()[:12]
     for i, r in enumerate(runs):
         folder = tmp_path / "runs" / f"r{i}"

@@ -62,11 +62,32 @@ def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: 
             run.log({f"{m}/parameters": table})
             run.summary[f"{m}/a"] = r["exponents"]["a"]
             run.summary[f"{m}/b"] = r["exponents"]["b"]
+        _log_runs(run, result["data"]["points"])
         run.log({f"plots/{p}": wandb.Image(str(folder / p)) for p in plots})
         result["wandb_run"] = {"id": run.id, "project": wb.get("project") or "sweep", "entity": wb.get("entity"),
                                "mode": wb.get("mode", "offline"), "group": group}
     finally:
         run.finish()
+
+
+def _log_runs(run, points: dict) -> None:
+    """The fitted runs as a W&B table, with interactive charts built from it: loss against compute (every
+    run) and the IsoFLOP curves (loss against N, one line per budget)."""
+    import wandb
+
+    table = wandb.Table(columns=["run", "n_params", "n_tokens", "flops", "loss", "budget"])
+    rows = list(zip(points["name"], points["n"], points["d"], points["c"], points["loss"], points["budget"]))
+    for row in rows:
+        table.add_data(*row)
+    budgets = sorted({b for *_, b in rows if b is not None})
+    curves = [sorted((n, loss) for _, n, _, _, loss, b in rows if b == budget) for budget in budgets]
+    charts = {"runs/table": table,
+              "runs/loss_vs_compute": wandb.plot.scatter(table, "flops", "loss", title="final loss vs compute")}
+    if curves:
+        charts["runs/isoflop_curves"] = wandb.plot.line_series(
+            xs=[[n for n, _ in c] for c in curves], ys=[[loss for _, loss in c] for c in curves],
+            keys=[f"C={b:.3g}" for b in budgets], title="IsoFLOP curves: loss vs N", xname="N (parameters)")
+    run.log(charts)
 
 
 def log_verification(fit: dict, folder: Path, verification: dict) -> None:

@@ -49,7 +49,7 @@ def test_sigkill_after_the_first_checkpoint_then_relaunch_is_bit_exact(tmp_path,
     assert [r["run_id"] for r in read_index(rdir.parent.parent)] == [rdir.name]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR2], ids=["SIGTERM", "SIGINT", "SIGUSR2"])
 def test_sigterm_checkpoints_at_the_step_and_exits_so_nothing_is_retrained(tmp_path, sig, tiny):
     # No periodic checkpoints: only the signal's own checkpoint can make the relaunch resume.
     args = ["budget.n_tokens=122880", "train.checkpoint_interval=0", "train.log_interval=1"]
@@ -79,6 +79,46 @@ def test_sigterm_checkpoints_at_the_step_and_exits_so_nothing_is_retrained(tmp_p
     assert resumed["final_val_loss"] == clean["final_val_loss"]  # bit-exact: the stop lost no step
     steps = [r["step"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r]
     assert steps == list(range(1, 121))
+
+
+REQUEUER = """
+import signal, sys
+from pathlib import Path
+from sweep.cli import main
+
+def requeue(signum, frame):  # what submitit's handler does: requeue the job, then leave
+    Path(sys.argv[1]).write_text(f"requeued on {signal.Signals(signum).name}")
+    sys.exit(0)
+
+signal.signal(signal.SIGUSR2, requeue)
+sys.exit(main(["train", *sys.argv[2:]]))
+"""
+
+
+def test_sigusr2_under_a_requeueing_handler_checkpoints_first_then_hands_over(tmp_path, tiny):
+    """submitit installs its SIGUSR2 handler before the job starts; the run takes the signal, writes its
+    checkpoint at the step boundary, then calls that handler (which requeues); the requeued job resumes."""
+    args = ["budget.n_tokens=122880", "train.checkpoint_interval=0", "train.log_interval=1"]
+    clean = train(load_run_config(tiny(tmp_path / "clean", *args)), progress=False)
+    stopped = tiny(tmp_path / "stopped", *args)
+    cfg = load_run_config(stopped)
+    rdir = run_dir(cfg, run_shape(cfg).n_tokens)
+    marker = tmp_path / "requeued"
+    proc = subprocess.Popen([sys.executable, "-c", REQUEUER, str(marker), *stopped], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _progress_step(rdir) < 10:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before step 10"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGUSR2)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and marker.read_text() == "requeued on SIGUSR2", err[-2000:]
+    step = torch.load(rdir / "checkpoint.pt", weights_only=True)["step"]
+    assert 10 <= step < 120 and _progress_step(rdir) == step and not (rdir / "result.json").exists()
+    done = subprocess.run([sys.executable, "-m", "sweep", "train", *stopped], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and f"resuming {rdir.name} at step {step}/120" in done.stderr
+    assert load_result(rdir, expect_run_id=rdir.name)["final_val_loss"] == clean["final_val_loss"]
 
 
 def _progress_step(rdir: Path) -> int:

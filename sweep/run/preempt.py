@@ -1,4 +1,5 @@
-"""Stopping a run cleanly when it is asked to: SIGTERM (SLURM preemption, scancel, time limits) or Ctrl-C.
+"""Stopping a run cleanly when it is asked to: SIGTERM (SLURM preemption, scancel, time limits), SIGUSR2
+(submitit's warning before a time limit or a preemption) or Ctrl-C.
 
 Kept free of torch so the command line can catch `Preempted` without importing the trainer.
 """
@@ -23,15 +24,17 @@ class Preempted(BaseException):
 
 
 class StopRequest:
-    """Turns SIGTERM and SIGINT into a request the loop honours at the next step boundary.
+    """Turns SIGTERM, SIGUSR2 and SIGINT into a request the loop honours at the next step boundary.
 
     SLURM preemption, `scancel` and job time limits send SIGTERM and wait a grace period before
-    SIGKILL; stopping at a step boundary with a fresh checkpoint loses no work, where dying
-    mid-step would lose up to one checkpoint interval. A second Ctrl-C interrupts at once.
-    Signals can only be caught in the main thread; elsewhere this does nothing.
+    SIGKILL; submitit asks SLURM for SIGUSR2 before the time limit and requeues the job from its own
+    handler. Stopping at a step boundary with a fresh checkpoint loses no work, where dying mid-step
+    would lose up to one checkpoint interval. On leaving, the handler that was there before (submitit's)
+    gets the signal it was installed for, so it can requeue once the checkpoint is on disk. A second
+    Ctrl-C interrupts at once. Signals can only be caught in the main thread; elsewhere this does nothing.
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
     def __init__(self):
         self.signum: int | None = None
@@ -51,3 +54,6 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        previous = self._previous.get(self.signum) if self.signum is not None else None
+        if self.signum != signal.SIGINT and callable(previous):
+            previous(self.signum, None)  # e.g. submitit's requeue, now that the checkpoint is written

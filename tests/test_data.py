@@ -114,7 +114,7 @@ def test_second_prepare_is_a_cache_hit(corpus, tmp_path, caplog):
         second = prepare_data(data, BPE, progress=False)
     assert second == first
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert "token cache hit" in caplog.text and "tokenizer cache hit" in caplog.text
+    assert "token cache hit by fingerprint (corpus not read)" in caplog.text  # not even the tokenizer is loaded
     assert "training BPE" not in caplog.text and "encoding" not in caplog.text
     assert not list((tmp_path / "cache").glob(".tmp-*"))
 
@@ -347,3 +347,32 @@ def test_tail_split_holds_out_the_end_of_the_text():
     train, val = split_documents([Document(name="all", text="abcdefghij" * 10)], 0.15, split_seed=0, how="tail")
     assert "".join(d.text for d in train) == ("abcdefghij" * 10)[:85]
     assert "".join(d.text for d in val) == ("abcdefghij" * 10)[85:]
+
+
+def test_a_cache_hit_reads_no_corpus_and_a_touched_file_is_hashed_again(tmp_path, monkeypatch):
+    import os
+
+    import sweep.run.data as data_mod
+    from sweep.config import DataConfig, TokenizerConfig
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(20):
+        (corpus / f"doc{i}.txt").write_text(f"document {i} " * 200)
+    cfg = DataConfig(source="files", path=str(corpus), val_tokens=512, cache_dir=str(tmp_path / "cache"))
+    tok = TokenizerConfig(kind="byte", vocab_size=256)
+    first = data_mod.prepare_data(cfg, tok, progress=False)
+    reads = []
+    real = data_mod.load_documents
+    monkeypatch.setattr(data_mod, "load_documents", lambda *a, **k: reads.append(1) or real(*a, **k))
+    again = data_mod.prepare_data(cfg, tok, progress=False)
+    assert reads == [] and again.dir == first.dir and again.corpus_hash == first.corpus_hash
+    # same bytes, new modification time: read and hashed again, and the same token files found by content
+    st = (corpus / "doc3.txt").stat()
+    os.utime(corpus / "doc3.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = data_mod.prepare_data(cfg, tok, progress=False)
+    assert reads == [1] and touched.dir == first.dir
+    # new content: another corpus hash, other token files
+    (corpus / "doc3.txt").write_text("something else entirely " * 100)
+    changed = data_mod.prepare_data(cfg, tok, progress=False)
+    assert reads == [1, 1] and changed.corpus_hash != first.corpus_hash and changed.dir != first.dir

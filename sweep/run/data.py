@@ -39,6 +39,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from sweep.config import DataConfig, TokenizerConfig
+from sweep.store.results import write_json_atomic
 from sweep.run.tokenizer import (
     EOT_ID,
     ByteTokenizer,
@@ -529,11 +530,77 @@ def read_token_dir(path: Path, expect: dict) -> TokenData:
     return TokenData(dir=path, **{f.name: meta[f.name] for f in dataclasses.fields(TokenData) if f.name != "dir"})
 
 
+def source_files(data: DataConfig) -> Optional[List[Tuple[str, Path]]]:
+    """The files the corpus is read from (for the hub: its local snapshot), or None when unknown yet."""
+    if data.source == "stdlib":
+        return stdlib_files()
+    if data.source == "files" and data.path and Path(data.path).expanduser().exists():
+        return corpus_files(Path(data.path).expanduser())
+    if data.source == "hub" and data.path:
+        key = _sha256_json({**hub_load_kwargs(data), "text_field": data.text_field, "max_bytes": data.max_bytes})[:16]
+        snap = Path(data.cache_dir) / f"hub-{key}" / "documents.jsonl"
+        return [("documents.jsonl", snap)] if snap.is_file() else None
+    return None
+
+
+def fingerprint_key(data: DataConfig, tokenizer: TokenizerConfig) -> Optional[str]:
+    """A key for everything a token cache depends on, from file names, sizes and modification times alone
+    (no file is read): the settings, and (name, size, mtime_ns) of every corpus file. None when the files
+    are not known without reading (a hub corpus not yet streamed)."""
+    files = source_files(data)
+    if files is None:
+        return None
+    stats = []
+    for name, path in files:
+        st = path.stat()
+        stats.append((name, st.st_size, st.st_mtime_ns))
+    settings = {k: v for k, v in dataclasses.asdict(data).items() if k not in ("cache_dir", "allow_repeat")}
+    return _sha256_json({"v": FORMAT_VERSION, "data": settings, "tokenizer": dataclasses.asdict(tokenizer),
+                         "files": stats})[:24]
+
+
+def _cached_by_fingerprint(data: DataConfig, key: Optional[str]) -> Optional[TokenData]:
+    """The token files a fingerprint points at, if both are there; reads only two small JSON files."""
+    if key is None:
+        return None
+    link = Path(data.cache_dir).expanduser().resolve() / "fingerprints" / f"{key}.json"
+    try:
+        ref = json.loads(link.read_text())
+        final = link.parent.parent / ref["token_dir"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not final.is_dir():
+        return None
+    log.info("token cache hit by fingerprint (corpus not read): %s", final)
+    return read_token_dir(final, {k: ref[k] for k in ("key", "corpus_hash", "tokenizer_hash", "n_val_tokens")})
+
+
 def prepare_data(data: DataConfig, tokenizer: TokenizerConfig, progress: bool = True,
                  load_dataset: Optional[Callable] = None) -> TokenData:
     """Read, split, tokenize and encode the corpus once; later calls with the same data and tokenizer
     settings (and an unchanged corpus) return the cached token files. `load_dataset` replaces
-    `datasets.load_dataset` for the hub source (tests only)."""
+    `datasets.load_dataset` for the hub source (tests only).
+
+    A hit is found first by the corpus files' names, sizes and modification times (`fingerprint_key`):
+    then the corpus is neither read nor hashed, and start-up costs milliseconds at any corpus size.
+    A changed file changes its fingerprint; the corpus is then read and hashed, and its content hash
+    decides (an untouched content finds the same token files, without re-encoding)."""
+    fingerprint = fingerprint_key(data, tokenizer)
+    hit = _cached_by_fingerprint(data, fingerprint)
+    if hit is not None:
+        return hit
+    token_data = _prepare_by_content(data, tokenizer, progress, load_dataset)
+    fingerprint = fingerprint or fingerprint_key(data, tokenizer)  # a hub snapshot exists now
+    if fingerprint is not None:
+        link = Path(data.cache_dir).expanduser().resolve() / "fingerprints" / f"{fingerprint}.json"
+        write_json_atomic(link, {"token_dir": token_data.dir.name, "key": token_data.dir.name[len("tokens-"):],
+                                 "corpus_hash": token_data.corpus_hash, "tokenizer_hash": token_data.tokenizer_hash,
+                                 "n_val_tokens": data.val_tokens})
+    return token_data
+
+
+def _prepare_by_content(data: DataConfig, tokenizer: TokenizerConfig, progress: bool,
+                        load_dataset: Optional[Callable]) -> TokenData:
     docs = load_documents(data, load_dataset, progress)
     corpus_sha = corpus_hash(docs)
     train, val = split_documents(docs, data.val_fraction, data.split_seed, data.split)

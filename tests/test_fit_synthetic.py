@@ -129,6 +129,17 @@ def test_wandb_rows_from_fake_api_runs():
     assert rows[2] == {"run_id": "id2", "run_name": "run2", "loss": pytest.approx(2.8), "n_params": 3e6,
                        "n_tokens": 1e8, "status": "done"}
 
+    # with curves: each run's history rows (what the trainer logs at each evaluation) become its curve
+    class HistoryRun(FakeRun):
+        def scan_history(self, keys):
+            assert keys == ["tokens", "val_loss"]
+            rows = [{"tokens": t, "val_loss": 5.0 - t / 1e8} for t in (2.5e7, 5e7, 7.5e7)]
+            return rows + [{"tokens": 1e8, "val_loss": None}, {"tokens": 5e7, "val_loss": 4.4}]  # a resumed step
+
+    curve = wandb_runs_to_rows([HistoryRun(0)], {"loss": "final_val_loss"}, curves=True)[0]["curve"]
+    assert curve.tokens.tolist() == [2.5e7, 5e7, 7.5e7] and curve.loss.tolist() == pytest.approx([4.75, 4.4, 4.25])
+    assert wandb_runs_to_rows([FakeRun(0)], {}, curves=True)[0]["curve"] is None
+
 
 def test_loss_law_needs_a_floor_to_extrapolate():
     from types import SimpleNamespace

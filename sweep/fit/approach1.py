@@ -176,9 +176,9 @@ def run(data, cfg: FitConfig) -> dict:
     out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
                           "runs_on_envelope": len(out["frontier"]), "sizes_on_envelope": int(np.unique(env["n"]).size)}
     if cfg.approach1_curves and point["source"] == "final":
-        out["notes"] = ["approach 1: no training curves in the input (tables and W&B summaries carry final losses only; "
-                        "a results folder needs each run's metrics.jsonl), so its envelope is each budget's best final "
-                        "loss, which needs runs at many compute budgets"]
+        out["notes"] = ["approach 1: no training curves in the input (a table carries final losses only; a results "
+                        "folder needs each run's metrics.jsonl, a W&B run its logged tokens and val_loss), so its "
+                        "envelope is each budget's best final loss, which needs runs at many compute budgets"]
     return out
 
 

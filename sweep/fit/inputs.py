@@ -130,8 +130,27 @@ def load_table(path: Path, columns: dict) -> pd.DataFrame:
     return df.rename(columns=mapping)
 
 
-def wandb_runs_to_rows(runs: Iterable[Any], columns: dict) -> list[dict]:
-    """Rows from W&B API run objects (anything with .id, .name, .state, .summary, .config, .tags, .group).
+def wandb_curve(run: Any) -> Optional[Curve]:
+    """A W&B run's val-loss curve from its history (`scan_history` over tokens and val_loss: the rows the trainer
+    logs at each evaluation), as approach 1 reads it from metrics.jsonl; None when the run has no such rows."""
+    scan = getattr(run, "scan_history", None)
+    if scan is None:
+        return None
+    tokens, loss = [], []
+    for row in scan(keys=["tokens", "val_loss"]):
+        try:
+            t, v = float(row["tokens"]), float(row["val_loss"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        tokens.append(t)
+        loss.append(v)
+    curve = _clean(np.asarray(tokens), np.asarray(loss))
+    return curve if curve.tokens.size else None
+
+
+def wandb_runs_to_rows(runs: Iterable[Any], columns: dict, curves: bool = False) -> list[dict]:
+    """Rows from W&B API run objects (anything with .id, .name, .state, .summary, .config, .tags, .group;
+    with `curves`, also .scan_history for each run's val-loss curve).
 
     Pure, so tests can feed fake run objects (the one mock allowed: wandb.Api needs the network).
     A value is looked up in the summary, then the config, under the mapped name.
@@ -152,6 +171,8 @@ def wandb_runs_to_rows(runs: Iterable[Any], columns: dict) -> list[dict]:
                     break
         state = getattr(run, "state", None)
         row.setdefault("status", "done" if state == "finished" else state)
+        if curves:
+            row["curve"] = wandb_curve(run)
         rows.append(row)
     return rows
 
@@ -166,7 +187,8 @@ def load_wandb(path: str, group: Optional[str], tags: list, columns: dict) -> pd
     if tags:
         filters["tags"] = {"$in": list(tags)}
     runs = wandb.Api().runs(path, filters=filters or None)
-    return pd.DataFrame(wandb_runs_to_rows(runs, columns))
+    # each run's history too (one request per run), so approach 1 gets its curves as from a results folder
+    return pd.DataFrame(wandb_runs_to_rows(runs, columns, curves=True))
 
 
 def load_runs(source: str, columns: Optional[dict] = None, group: Optional[str] = None,

@@ -1,0 +1,45 @@
+"""sweep: empirical scaling-law sweeps (plan, train, record, fit, verify).
+
+The Python API, for notebooks and scripts (the `sweep` command is a thin layer over it). Names are
+imported on first use, so `import sweep` stays light and has no side effects:
+
+    import sweep
+    sc = sweep.load_sweep(["experiment=default"])                # conf/ + Hydra overrides -> SweepConfig
+    runs = sweep.expand_sweep(sc, n_train_tokens=4_000_000).runs  # the ladder: N, D, C, LR, batch per run
+    result = sweep.train(runs[0].cfg)                            # one run -> its result.json content
+    table = sweep.read_runs("results/default")                   # every run of a sweep, a row each (pandas)
+    fitted = sweep.fit(table)                                    # every method -> fit.json's content
+    cfg = sweep.load_run_config(["model=small", "budget.n_tokens=2000000"])
+
+Configs are dataclasses (`RunConfig`, `ExperimentConfig`, `FitConfig`); library functions never take Hydra
+objects.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_API = {
+    "RunConfig": "sweep.config",
+    "load_run_config": "sweep.compose",
+    "ExperimentConfig": "sweep.ladder.grid",
+    "load_sweep": "sweep.ladder.sweep_config",
+    "expand_sweep": "sweep.ladder.sweep_config",
+    "train": "sweep.run.train",
+    "RunFolder": "sweep.store.runs",
+    "Status": "sweep.store.runs",
+    "read_runs": "sweep.fit.inputs",
+    "FitConfig": "sweep.fit.config",
+    "fit": "sweep.fit.pipeline",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'sweep' has no attribute {name!r}; the API is {', '.join(__all__)}")
+    return getattr(import_module(_API[name]), name)
+
+
+def __dir__():
+    return __all__

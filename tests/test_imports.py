@@ -97,3 +97,14 @@ def test_layers_only_import_downward():
 def test_the_layer_check_finds_an_upward_import():
     graph = {"sweep.store.results": {"sweep.ladder.grid"}, "sweep.ladder.grid": {"sweep.store.results"}}
     assert upward_imports(graph) == ["sweep.store.results -> sweep.ladder.grid"]
+
+
+def test_the_python_api_resolves_every_name_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, sweep; assert 'torch' not in sys.modules, 'import sweep must stay light'; "
+            "names = [n for n in sweep.__all__ if getattr(sweep, n) is None]; assert not names, names; "
+            "print(len(sweep.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and int(out.stdout) >= 10, out.stderr[-2000:]

@@ -191,6 +191,12 @@ def load_wandb(path: str, group: Optional[str], tags: list, columns: dict) -> pd
     return pd.DataFrame(wandb_runs_to_rows(runs, columns, curves=True))
 
 
+def read_runs(source: str) -> pd.DataFrame:
+    """Every run of a sweep as a DataFrame, one row per run (loss = final validation loss, N, D, C, status, ...):
+    from a results folder, a runs.csv/Parquet table or 'wandb:<entity>/<project>'."""
+    return load_runs(source)
+
+
 def load_runs(source: str, columns: Optional[dict] = None, group: Optional[str] = None,
               tags: Optional[list] = None, notes: Optional[list] = None) -> pd.DataFrame:
     """Dispatch on the source: 'wandb:<entity>/<project>', a table file, or a results folder."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +21,49 @@ def _plt():
     return plt
 
 
+@dataclass
+class _Fit:
+    """What every plot reads: fit.json's content as arrays, and where the figures go."""
+
+    result: dict
+    folder: Path
+    written: list = field(default_factory=list)
+
+    def __post_init__(self):
+        pts = self.result["data"]["points"]
+        self.n, self.d, self.c, self.loss = (np.asarray(pts[k], float) for k in ("n", "d", "c", "loss"))
+        self.budget = np.asarray(pts.get("budget", np.zeros(self.c.size)), int)
+        self.plt = _plt()
+
+    def save(self, fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(self.folder / name, dpi=110)
+        self.plt.close(fig)
+        self.written.append(name)
+
+    def unpack(self) -> tuple:
+        r = self.result
+        ok = [m for m in r["config"]["methods"] if r.get(m, {}).get("status") == "ok"]
+        return (self.plt, r, self.n, self.d, self.c, self.loss, r["data"]["flops_per_nd"], r["config"]["interval"], ok,
+                self.budget, np.unique(self.budget), self.save)
+
+
 def write_plots(result: dict, folder: Path) -> list[str]:
     """Write every plot that applies; returns their file names."""
-    plt = _plt()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pts = result["data"]["points"]
-    n, d, c, loss = (np.asarray(pts[k], float) for k in ("n", "d", "c", "loss"))
-    k = result["data"]["flops_per_nd"]
-    level = result["config"]["interval"]
-    ok = [m for m in result["config"]["methods"] if result.get(m, {}).get("status") == "ok"]
-    written = []
+    x = _Fit(result, folder)
+    _isoflop(x)
+    cs = _loss_vs_compute(x)
+    _allocation(x, cs)
+    _loss_vs_params(x)
+    _residuals(x)
+    return x.written
 
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
 
-    budget = np.asarray(pts.get("budget", np.zeros(c.size)), int)
-    budget_ids = np.unique(budget)
+def _isoflop(x: _Fit) -> None:
+    """Approach 2: each budget's runs, its parabola and its minimum."""
+    plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     a2 = result.get("approach2", {})
     if a2.get("status") == "ok":
         fig, ax = plt.subplots(figsize=(7, 5))
@@ -59,6 +83,11 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         ax.legend(fontsize=8, title="compute budget (FLOPs)", title_fontsize=8)
         save(fig, "isoflop.png")
 
+
+
+def _loss_vs_compute(x: _Fit) -> np.ndarray:
+    """Runs, curves, approach 1's envelope and every method's L*(C) with its interval; the compute grid."""
+    plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, curve in enumerate(result["data"].get("curves") or []):
         ax.plot(curve["c"], curve["loss"], color="0.8", lw=0.7, zorder=-1, label="training curves (val loss)" if i == 0 else None)
@@ -82,6 +111,13 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     ax.legend(fontsize=8)
     save(fig, "loss_vs_compute.png")
 
+    return cs
+
+
+def _allocation(x: _Fit, cs: np.ndarray) -> None:
+    """N*(C) and D*(C) of every method, with approach 1's envelope and approach 2's minima."""
+    plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
+    a1, a2 = result.get("approach1", {}), result.get("approach2", {})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for m in ok:
         rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
@@ -105,6 +141,11 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         ax.legend(fontsize=8)
     save(fig, "optimal_allocation.png")
 
+
+
+def _loss_vs_params(x: _Fit) -> None:
+    """Approach 3's L(N) at a few D, over the runs."""
+    plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     a3 = result.get("approach3", {})
     if a3.get("status") == "ok":
         fig, ax = plt.subplots(figsize=(7, 5))
@@ -121,6 +162,11 @@ def write_plots(result: dict, folder: Path) -> list[str]:
         ax.legend(fontsize=8)
         save(fig, "loss_vs_params.png")
 
+
+
+def _residuals(x: _Fit) -> None:
+    """Each method's log-loss residuals against N, one line per budget."""
+    plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     with_resid = [m for m in ok if "residuals" in result[m]]
     if with_resid:
         fig, axes = plt.subplots(1, len(with_resid), figsize=(5.5 * len(with_resid), 4), squeeze=False)
@@ -138,4 +184,3 @@ def write_plots(result: dict, folder: Path) -> list[str]:
             if budget_ids.size <= 12:
                 ax.legend(fontsize=7)
         save(fig, "residuals.png")
-    return written

@@ -1,8 +1,10 @@
 """Grid expansion: an experiment (a few lines of config) becomes a list of fully specified runs.
 
+Why ~350 lines: the experiment schema and its expansion belong together (every field is read here);
+the shape rule (shapes.py) and the LR/batch rules (hparams.py) live apart.
+
 Pure functions only: the same experiment, base config and vocabulary always expand to the same
-runs in the same order, which is what lets every job of a multirun re-expand the grid and pick
-its own run by index.
+runs in the same order, so `sweep plan`, `sweep run` and `sweep status` agree on every run and its index.
 
 Three ways to give the grid (combinable with Hydra overrides):
   1. explicit: model sizes (`shapes` and/or `target_params_non_embedding`) x token budgets

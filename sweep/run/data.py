@@ -1,6 +1,10 @@
 """The data pipeline: corpus -> documents -> train/validation split -> tokenizer -> token files.
 
-`prepare_data` is the one entry point. It reads the corpus (always: its sha256 is the cache key),
+Why one module of ~700 lines: every stage feeds the token cache's key (corpus files, split, tokenizer,
+format), and keeping them side by side is what keeps that key complete.
+
+`prepare_data` is the one entry point. A cache hit is found from the corpus files' names, sizes and
+mtimes without reading them; otherwise it reads the corpus (its sha256 is the cache key),
 splits documents into train and validation by a salted hash of their text, trains or reuses a
 tokenizer on the train split, and encodes both sides once into memmapped token files under
 `<data.cache_dir>/tokens-<key>/`:
@@ -16,8 +20,8 @@ Sources (`data.source`):
     files   a text/JSONL file or a folder of them; .jsonl/.json through `datasets`' json builder
     hub     a `datasets` hub name, streamed once into a local snapshot under the cache dir
 
-A cache hit reads the corpus and hashes it, reads two small JSON files and opens the memmaps: it
-never retrains the tokenizer or re-encodes.
+A cache hit stats the corpus files, reads two small JSON files and opens the memmaps: it never reads or
+hashes the corpus, retrains the tokenizer or re-encodes.
 """
 
 from __future__ import annotations

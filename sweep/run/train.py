@@ -1,5 +1,8 @@
 """Train one run: from a RunConfig to a result.json.
 
+Why ~550 lines: the loop's steps share one `Loop` state and must keep their order exactly (bit-exact
+resume); checkpoints (checkpoint.py), the schedule (schedule.py) and devices (runtime.py) live apart.
+
 Order of work, chosen so bad input costs nothing: validate the config and resolve the budget
 (pure), skip a finished run, check the logger, then read data, then train. The run checkpoints
 atomically and resumes bit-exactly on CPU: data order is a pure function of (seed, step) and the

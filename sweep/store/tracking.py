@@ -1,5 +1,8 @@
 """Weights & Biases tracking of one training run.
 
+Why ~350 lines: online/offline fallback, secret scrubbing and the wandb service's quirks are one
+concern: what reaches W&B.
+
 `Tracker` wraps one W&B run: offline by default, everything under one folder, quiet on the
 console, and always finished (also when training raises). Online mode degrades to offline
 when the server cannot be reached or no credentials are configured, so a sweep never loses

@@ -16,13 +16,13 @@ from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-@pytest.mark.parametrize("speedup, expected", [(0.0, torch.float32), (0.9, torch.float32), (1.4, torch.float32),
-                                               (1.5, torch.bfloat16), (4.0, torch.bfloat16)])
+@pytest.mark.parametrize("speedup, expected", [(0.0, torch.float32), (0.9, torch.float32), (1.15, torch.float32),
+                                               (1.2, torch.bfloat16), (4.0, torch.bfloat16)])
 def test_auto_on_cpu_takes_bf16_only_where_it_is_measured_faster(monkeypatch, speedup, expected):
     asked = []
-    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: asked.append((rows, width)) or speedup)
-    assert runtime.compute_dtype(TrainConfig(dtype="auto"), CPU, 768, 128) == expected
-    assert asked == [(768, 128)]  # measured at the run's own matmul shape
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda *shape: asked.append(shape) or speedup)
+    assert runtime.compute_dtype(TrainConfig(dtype="auto"), CPU, 768, 128, 64, 4) == expected
+    assert asked == [(768, 128, 64, 4)]  # measured at the run's own block shape
 
 
 def test_explicit_dtype_and_cuda_never_measure(monkeypatch):
@@ -46,22 +46,24 @@ def test_speedup_is_not_measured_on_a_cpu_without_bf16_units(monkeypatch):
         runtime.cpu_bf16_speedup.cache_clear()
 
 
-def test_speedup_is_fp32_time_over_bf16_time_measured_once(monkeypatch):
+def test_speedup_is_fp32_time_over_bf16_time_of_a_block_measured_once(monkeypatch):
     runtime.cpu_bf16_speedup.cache_clear()
     monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
     timed = []
 
     def fastest(fn, device, repeats):
-        out = fn()  # the timed call runs the real matmul: which dtype reached it says which timing this is
-        timed.append(out.dtype)
-        return {torch.float32: 3.0, torch.bfloat16: 1.2}[out.dtype]
+        out = fn()  # the timed call runs a real block forward and backward
+        assert out.shape[1:] == (64, 32)  # (rows / seq_len, seq_len, width)
+        timed.append(fn.dtype)
+        return {torch.float32: 3.0, torch.bfloat16: 1.2}[fn.dtype]
 
     monkeypatch.setattr(runtime, "fastest_seconds", fastest)
     try:
-        assert runtime.cpu_bf16_speedup(256, 64) == pytest.approx(2.5)
-        assert runtime.cpu_bf16_speedup(256, 64) == pytest.approx(2.5) and len(timed) == 2  # cached: timed once
+        assert runtime.cpu_bf16_speedup(256, 32, 64, 2) == pytest.approx(2.5)
+        assert runtime.cpu_bf16_speedup(256, 32, 64, 2) == pytest.approx(2.5) and len(timed) == 2  # cached
         assert timed == [torch.float32, torch.bfloat16]
-        assert runtime.cpu_bf16_speedup(512, 64) == pytest.approx(2.5) and len(timed) == 4  # per shape
+        runtime.cpu_bf16_speedup(512, 32, 64, 2)
+        assert len(timed) == 4  # per shape
     finally:
         runtime.cpu_bf16_speedup.cache_clear()
 
@@ -82,7 +84,7 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
 
     from sweep.run import checkpoint
 
-    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: 2.0)
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width, *shape: 2.0)
     clean = train(load_run_config(overrides(tmp_path / "a")), progress=False)
     assert clean["dtype"] == "bf16"
 
@@ -103,7 +105,7 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
     ckpt = torch.load(run_dir(cfg, run_shape(cfg).n_tokens) / "checkpoint.pt", weights_only=True)
     assert ckpt["dtype"] == "bf16" and ckpt["step"] == 8
 
-    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width: 0.5)  # the machine now says fp32
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda rows, width, *shape: 0.5)  # the machine now says fp32
     resumed = train(cfg, progress=False)
     assert resumed["dtype"] == "bf16"
     assert resumed["final_val_loss"] == clean["final_val_loss"]  # bit-exact: the same dtype throughout

@@ -139,7 +139,8 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         size, _ = micro_batch(cfg)
         x = torch.randint(0, vocab, (size, cfg.model.seq_len), device=device)
-        dtype = runtime.compute_dtype(cfg.train, device, size * cfg.model.seq_len, cfg.model.d_model)
+        dtype = runtime.compute_dtype(cfg.train, device, size * cfg.model.seq_len, cfg.model.d_model,
+                                      cfg.model.seq_len, cfg.model.n_head)
         with runtime.autocast(dtype, device):
             def step():
                 _, loss = model(x, x)

@@ -29,10 +29,11 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 """train.dtype names (and the names result.json and checkpoints record) of the compute dtypes."""
 
 
-def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, width: int = 512) -> torch.dtype:
-    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on CUDA, and on a
-    CPU only where bf16 is measured at least 1.5x faster at the run's largest matmul, (rows x width)
-    @ (width x 4 width): autocast's casts and the fp32 norms and softmax eat part of the gain.
+def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, width: int = 512,
+                  seq_len: int = 64, n_head: int = 0) -> torch.dtype:
+    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on CUDA, and on a CPU
+    only where bf16 is measured at least 1.2x faster on one transformer block of the run's shape, forward
+    and backward (`cpu_bf16_speedup`).
 
     CPUs with AMX or AVX512-BF16 run bf16 matmuls several times faster than fp32; elsewhere bf16 is
     emulated and several times slower, so it is never tried there (and nothing is timed)."""
@@ -40,7 +41,7 @@ def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, wi
         return DTYPES[train.dtype]
     if device.type == "cuda":
         return torch.bfloat16
-    return torch.bfloat16 if cpu_bf16_speedup(rows, width) >= 1.5 else torch.float32
+    return torch.bfloat16 if cpu_bf16_speedup(rows, width, seq_len, n_head) >= 1.2 else torch.float32
 
 
 def cpu_has_bf16_units() -> bool:
@@ -50,16 +51,38 @@ def cpu_has_bf16_units() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_bf16_speedup(rows: int, width: int, repeats: int = 5) -> float:
-    """fp32 time over bf16-autocast time of one (rows x width) @ (width x 4 width) matmul on this
-    CPU, weight cast included as autocast does it; 0 where the CPU has no bf16 units."""
+def cpu_bf16_speedup(rows: int, width: int, seq_len: int = 64, n_head: int = 0, repeats: int = 3) -> float:
+    """fp32 time over bf16-autocast time of one transformer block (attention and MLP, with their norms) on
+    `rows` tokens of width `width` in sequences of `seq_len`, forward and backward, on this CPU; 0 where the
+    CPU has no bf16 units.
+
+    A whole block, not one matmul: autocast's casts, the fp32 norms and softmax, attention at a small head
+    dimension and the backward pass can eat all of a faster matmul. On nanoGPT's CPU baby GPT (4 x 128,
+    768 tokens a micro-batch) a matmul alone ran 1.7x faster in bf16 on AMX while a block ran at 0.7x,
+    and whole training steps at 0.74-0.78x; a GPT-2-small block runs about 2x faster."""
     if not cpu_has_bf16_units():
         return 0.0
-    x, w = torch.randn(rows, width), torch.randn(4 * width, width)
+    from sweep.config import ModelConfig
+    from sweep.run.model import Block
+
+    seq_len = max(1, min(seq_len, rows))
+    heads = n_head or max(1, width // 64)
+    torch.manual_seed(0)
+    block = Block(ModelConfig(n_layer=1, d_model=width, n_head=heads, seq_len=seq_len))
+    x = torch.randn(max(1, rows // seq_len), seq_len, width, requires_grad=True)
     cpu = torch.device("cpu")
-    fp32 = fastest_seconds(lambda: torch.nn.functional.linear(x, w), cpu, repeats)
-    xb = x.to(torch.bfloat16)  # activations arrive in bf16 under autocast; weights are cast each step
-    bf16 = fastest_seconds(lambda: torch.nn.functional.linear(xb, w.to(torch.bfloat16)), cpu, repeats)
+
+    def step(dtype):
+        def run():
+            with autocast(dtype, cpu):
+                out = block(x)
+            out.float().sum().backward()
+            return out
+        run.dtype = dtype  # which side a timing is, for a test that replaces the timer
+        return run
+
+    fp32 = fastest_seconds(step(torch.float32), cpu, repeats)
+    bf16 = fastest_seconds(step(torch.bfloat16), cpu, repeats)
     return fp32 / max(bf16, 1e-12)
 
 

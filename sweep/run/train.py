@@ -387,7 +387,8 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder) -> Loop:
     micro_size, accum = micro_batch(cfg)
     # A resumed run keeps the dtype it started with, as it keeps its thread count: bit-exact resume.
     dtype = (runtime.DTYPES[ckpt["dtype"]] if ckpt and "dtype" in ckpt
-             else runtime.compute_dtype(t, device, micro_size * cfg.model.seq_len, cfg.model.d_model))
+             else runtime.compute_dtype(t, device, micro_size * cfg.model.seq_len, cfg.model.d_model,
+                                           cfg.model.seq_len, cfg.model.n_head))
     # CUDA graphs replay into the same memory: a new step tells them the last step's outputs are dead.
     # Once per optimizer step, not per micro-batch: accumulated gradients are such outputs.
     graphs = t.compile and t.compile_mode in ("reduce-overhead", "max-autotune")

@@ -32,25 +32,25 @@ DEFAULT_MULTIPLE = 10.0
 """Target compute, as a multiple of the sweep's largest fitted compute, when flops= is not given."""
 
 
+def _positive(arg: str, value: str, hint: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise ConfigError(f"{arg}: {hint}") from None
+    if not x > 0:
+        raise ConfigError(f"{arg}: must be positive; {hint}")
+    return x
+
+
 def _options(argv: List[str]) -> tuple:
-    """(sweep overrides, flops, method, input folder) from `sweep verify` arguments."""
+    """(sweep overrides, flops, method, input folder, max_epochs) from `sweep verify` arguments."""
     overrides, flops, method, folder, max_epochs = [], None, "approach3", None, None
     for a in argv:
         key, _, value = a.partition("=")
         if key == "max_epochs":
-            try:
-                max_epochs = float(value)
-            except ValueError:
-                raise ConfigError(f"{a}: give the most passes over the corpus, e.g. max_epochs=2") from None
-            if not max_epochs > 0:
-                raise ConfigError(f"{a}: must be positive")
+            max_epochs = _positive(a, value, "give the most passes over the corpus, e.g. max_epochs=2")
         elif key == "flops":
-            try:
-                flops = float(value)
-            except ValueError:
-                raise ConfigError(f"{a}: give the target compute in FLOPs, e.g. flops=4e12") from None
-            if not flops > 0:
-                raise ConfigError(f"{a}: the target compute must be positive")
+            flops = _positive(a, value, "give the target compute in FLOPs, e.g. flops=4e12")
         elif key == "method":
             method = value
         elif key == "input":

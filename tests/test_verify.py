@@ -92,7 +92,7 @@ def test_a_target_beyond_the_corpus_is_refused_before_any_compute(verified, resu
 
 
 @pytest.mark.slow
-def test_an_optimum_beyond_max_epochs_moves_up_the_family_and_says_so(verified, sweep_args):
+def test_an_optimum_beyond_max_epochs_moves_up_the_family_and_says_so(verified, sweep_args, sweep):
     from sweep.ladder.sweep_config import corpus_tokens, load_sweep
     from sweep.jobs.verify import load_fit, verification_run
 
@@ -105,8 +105,11 @@ def test_an_optimum_beyond_max_epochs_moves_up_the_family_and_says_so(verified, 
     capped = verification_run(sc, fit, "approach3", 8e10, max_tokens=0.5 * n_train)
     assert capped.cfg.meta["corpus_limited"] and capped.n_tokens <= 0.5 * n_train
     assert capped.n_params > free.n_params and capped.cfg.meta["target_params"] == free.cfg.meta["target_params"]
-    proc = sweep(tmp, "verify", "flops=1e15", "data.allow_repeat=true", "max_epochs=1", check=False)
-    assert proc.returncode == 2 and "max_epochs=1" in proc.stderr and "smaller flops=" in proc.stderr
+    # no shape of the family gets D under the cap: refused before any compute, naming the fix
+    before = len(list((tmp / "results" / "t" / "runs").iterdir()))
+    proc = sweep(tmp, "verify", "flops=8e10", "data.allow_repeat=true", "max_epochs=1e-6", check=False)
+    assert proc.returncode == 2 and "max_epochs=1e-06" in proc.stderr and "smaller flops=" in proc.stderr
+    assert len(list((tmp / "results" / "t" / "runs").iterdir())) == before
 
 
 @pytest.mark.slow

@@ -24,5 +24,6 @@ test -f results/default/runs/*/result.json
 mkdir -p my_conf/experiment
 printf '# @package _global_\ndefaults:\n  - default\nexperiment:\n  name: mine\n  flops_budgets: [1.0e11, 3.2e11]\n' \
   > my_conf/experiment/mine.yaml
-sweep plan --config-dir my_conf experiment=mine launch.probe=false | grep -q "experiment 'mine'"
+sweep plan --config-dir my_conf experiment=mine launch.probe=false > plan.txt
+grep -q "experiment 'mine'" plan.txt
 echo "wheel check: ok"

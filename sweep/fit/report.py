@@ -140,8 +140,13 @@ def _noise_line(nz: dict | None) -> str:
     if not nz:
         return ""
     if nz["dof"] >= 1 and nz["sigma"] == nz["sigma"]:
-        return (f"Run-to-run noise: sd {100 * nz['sigma']:.2f}% of the loss, from {nz['source']} "
-                f"({nz['dof']} degrees of freedom).")
+        if nz["source"].startswith("seed replicates"):
+            return (f"Run-to-run noise: sd {100 * nz['sigma']:.2f}% of the loss, from {nz['source']} "
+                    f"({nz['dof']} degrees of freedom).")
+        # residuals hold what the law does not fit as well as the seed-to-seed spread: say so
+        return (f"Noise in the prediction intervals: sd {100 * nz['sigma']:.2f}% of the loss, the residual scale of "
+                f"{nz['source']} ({nz['dof']} degrees of freedom): run-to-run noise plus whatever the law does not fit. "
+                f"Seed replicates (experiment.seeds) would measure the run-to-run part alone.")
     return f"No prediction intervals: {nz['source']}."
 
 

@@ -304,18 +304,20 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
 
 def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dict, progress: bool,
                   Tracker, wandb_dir: Path, scrub, wandb_id) -> dict:
+    folder = RunFolder(rdir)
     wandb_config = {**record["config"], **{k: record[k] for k in (
         "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd", "tokens_per_param", "run_id")}}
     tracker = Tracker(cfg.logger, run_id=wandb_id(cfg.sweep_name, record["run_id"]), name=record["run_name"],
                       group=cfg.sweep_name,
-                      job_type="verify" if cfg.meta.get("role") == "verification" else "train", config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
+                      job_type="verify" if cfg.meta.get("role") == "verification" else "train",
+                      config=wandb_config, dir=wandb_dir, tags=list(cfg.logger.tags))
     with tracker:
         try:
             with StopRequest() as stop:
                 final = _train_loop(cfg, shape, data, rdir, tracker, progress, stop)
         except Exception as exc:  # not Preempted (a BaseException): a stopped run has not failed
             tail = "".join(traceback.format_exception(exc))[-4000:]
-            RunFolder(rdir).write_result({**record, "status": Status.FAILED.value, "error": scrub({"e": tail})["e"]})
+            folder.write_result({**record, "status": Status.FAILED.value, "error": scrub({"e": tail})["e"]})
             try:
                 store.rebuild_index(rdir.parent.parent)
             except OSError as index_error:  # never hide the training error behind an index one
@@ -325,10 +327,10 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
         tracker.set_summary({k: record[k] for k in (
             "status", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
             "n_tokens", "flops", "flops_6nd", "tokens_per_second", "mfu", "wall_seconds")})
-        RunFolder(rdir).write_result(record)
+        folder.write_result(record)
         if record["status"] == Status.DONE:
             # At once, not after W&B's (slow) finish: a kill in between would strand the checkpoint.
-            RunFolder(rdir).checkpoint_path.unlink(missing_ok=True)
+            folder.checkpoint_path.unlink(missing_ok=True)
         else:
             tracker.finish(exit_code=1)
     return record

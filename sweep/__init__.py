@@ -3,12 +3,12 @@
 The Python API, for notebooks and scripts (the `sweep` command is a thin layer over it). Names are
 imported on first use, so `import sweep` stays light and has no side effects:
 
-    import sweep
+    from sweep import fit, load_results, plan, train
+    runs = plan(["experiment=default"], n_train_tokens=4_000_000).runs  # the ladder: N, D, C, LR, batch per run
+    result = train(runs[0].cfg)                                  # one run -> its result.json content
+    table = load_results("results/default")                      # every run of a sweep, a row each (pandas)
+    fitted = fit(table)                                          # every method -> fit.json's content
     sc = sweep.load_sweep(["experiment=default"])                # conf/ + Hydra overrides -> SweepConfig
-    runs = sweep.expand_sweep(sc, n_train_tokens=4_000_000).runs  # the ladder: N, D, C, LR, batch per run
-    result = sweep.train(runs[0].cfg)                            # one run -> its result.json content
-    table = sweep.read_runs("results/default")                   # every run of a sweep, a row each (pandas)
-    fitted = sweep.fit(table)                                    # every method -> fit.json's content
     cfg = sweep.load_run_config(["model=small", "budget.n_tokens=2000000"])
 
 Configs are dataclasses (`RunConfig`, `ExperimentConfig`, `FitConfig`); library functions never take Hydra
@@ -25,10 +25,12 @@ _API = {
     "ExperimentConfig": "sweep.ladder.grid",
     "load_sweep": "sweep.ladder.sweep_config",
     "expand_sweep": "sweep.ladder.sweep_config",
+    "plan": "sweep.ladder.sweep_config",
     "train": "sweep.run.train",
     "RunFolder": "sweep.store.runs",
     "Status": "sweep.store.runs",
     "read_runs": "sweep.fit.inputs",
+    "load_results": "sweep.fit.inputs",
     "FitConfig": "sweep.fit.config",
     "fit": "sweep.fit.pipeline",
 }

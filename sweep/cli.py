@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sweep.compose import load_run_config, searchpath_override, user_config_dirs
 
-HYDRA_COMMANDS = ("train", "plan", "run", "status", "main", "verify")
+HYDRA_COMMANDS = ("train", "plan", "run", "status", "export", "main", "verify")
 """Commands that compose conf/ and so take the user's config folders (--config-dir, $SWEEP_CONFIG_PATH)."""
 
 USAGE = """usage: sweep <command> [--config-dir DIR] [key=value ...]
@@ -25,6 +25,8 @@ commands:
   plan      print a sweep's runs     sweep plan experiment=default
   run       run a sweep              sweep run experiment=default
   status    show a sweep's runs      sweep status experiment=default
+  export    a sweep as a table, a row per run (N, D, C, losses, status, seed, grid coordinates)
+                                     sweep export experiment=default [format=csv|parquet] [out=runs.parquet]
   fit       fit scaling laws         sweep fit input=results/default
   predict   compute-optimal N, D, L  sweep predict input=results/default/fit flops=1e21
   report    rebuild report + plots   sweep report input=results/default/fit
@@ -73,6 +75,10 @@ def _dispatch(command: str):
         from sweep.jobs.main_job import main_command
 
         return main_command
+    if command == "export":
+        from sweep.ladder.export import export_command
+
+        return export_command
     if command in ("plan", "run", "status"):
         from sweep.ladder import launch
 

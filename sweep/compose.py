@@ -52,7 +52,27 @@ def user_config_dirs(argv: list[str]) -> tuple[list[str], list[Path]]:
             raise ConfigError(f"config folder {d!r} does not exist (resolved to {path}): give a folder holding "
                               f"config groups, e.g. one with experiment/my_sweep.yaml")
         out.append(path)
+    for path in out:
+        refuse_shadowing(path)
     return rest, out
+
+
+def refuse_shadowing(user_dir: Path) -> None:
+    """Refuse a user config that has the name of one of ours. Hydra searches sweep's own configs first, so
+    `experiment=default` would silently take ours and ignore the user's file; a clear error before any
+    compute beats a sweep of the wrong experiment."""
+    from sweep.config import ConfigError
+
+    ours = conf_dir()
+    clashes = sorted(str(p.relative_to(user_dir)) for p in user_dir.rglob("*.yaml")
+                     if (ours / p.relative_to(user_dir)).is_file())
+    if clashes:
+        first = Path(clashes[0])
+        raise ConfigError(
+            f"{user_dir} has config(s) named like sweep's own: {', '.join(clashes)}. sweep's configs are "
+            f"searched first, so {first.parent.as_posix() or 'the top level'}={first.stem} would use sweep's "
+            f"{ours / first} and ignore yours: rename yours (e.g. {first.parent / ('my_' + first.name)}) and "
+            f"select it by that name")
 
 
 def searchpath_override(dirs: list[Path]) -> list[str]:

@@ -115,6 +115,19 @@ def folder_without_result(tmp: Path, args: List[str]) -> None:
     args[:] = [f"input={sweep}", "wandb.mode=disabled", "plots=false"]
 
 
+def user_experiment_named_default(tmp: Path, args: List[str]) -> None:
+    """Setup: the user's config folder holds experiment/default.yaml, the name of one of sweep's own."""
+    (tmp / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp / "my_conf" / "experiment" / "default.yaml").write_text(
+        "# @package _global_\nexperiment:\n  name: mine\n  flops_budgets: [1.0e11]\n")
+
+
+def export_setup(tmp: Path, args: List[str]) -> None:
+    """Setup: a sweep folder with a finished run; `sweep export` of it with a format we do not write."""
+    fit_results(tmp, [(1e6, 1e7)])
+    args[:] = [f"results_dir={tmp / 'results'}", "sweep_name=t", "format=xlsx", "launch.probe=false"]
+
+
 # ----------------------------------------------------------------------------- the table
 
 
@@ -221,6 +234,14 @@ CASES = [
     Case("fit: all sizes on one side of a budget's minimum", command="fit",
          words=["minimum at the edge", "add", "models to this budget"],
          setup=fit_setup(points=isoflop(span=(8.0, 80.0)), methods="[approach2]")),  # all above the optimum (~4.5x n_opt)
+    # --- config folders and export
+    Case("config folder that does not exist", ["--config-dir", "{tmp}/nope"],
+         ["config folder", "/nope' does not exist", "give a folder holding config groups"]),
+    Case("user experiment shadowing ours", ["--config-dir", "{tmp}/my_conf", "experiment=default"],
+         ["experiment/default.yaml", "searched first", "ignore yours", "rename yours"],
+         setup=user_experiment_named_default, command="plan"),
+    Case("export format we do not write", command="export", setup=export_setup,
+         words=["format='xlsx'", "use format=csv or format=parquet"]),
     # --- W&B
     Case("W&B directory not writable", ["logger.mode=offline", "logger.dir={tmp}/afile/wandb"],
          ["logger.dir=", "W&B cannot write", "Set logger.dir to a writable folder", "logger.mode=disabled"],

@@ -201,6 +201,12 @@ def read_runs(source: str) -> pd.DataFrame:
     return load_runs(source)
 
 
+def load_results(source: str) -> pd.DataFrame:
+    """The runs of a sweep as a DataFrame (the same as read_runs): a results folder, a runs.csv/Parquet table
+    (e.g. from `sweep export`) or 'wandb:<entity>/<project>'."""
+    return load_runs(source)
+
+
 def load_runs(source: str, columns: Optional[dict] = None, group: Optional[str] = None,
               tags: Optional[list] = None, notes: Optional[list] = None) -> pd.DataFrame:
     """Dispatch on the source: 'wandb:<entity>/<project>', a table file, or a results folder."""

@@ -317,8 +317,10 @@ def run_command(argv: List[str]) -> int:
     return rc or (0 if all_done else 1)
 
 
-def status_command(argv: List[str]) -> int:
-    sc = load_sweep(argv)
+def planned_grid(sc: SweepConfig):
+    """(grid, corpus tokens or None) of a sweep as its last `sweep run` planned it, without reading the corpus:
+    the corpus size comes from launch.corpus_tokens or the recorded plan.json. Without either, the grid is
+    the one before corpus-size drops (nothing has run yet)."""
     plan_path = sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json"
     n_train = sc.launch.corpus_tokens
     try:
@@ -327,8 +329,12 @@ def status_command(argv: List[str]) -> int:
         recorded = None
     if n_train is None and recorded and recorded.get("experiment") == sc.experiment.name:
         n_train = recorded.get("corpus_tokens")
-    # Without a recorded corpus size the grid is shown before corpus-size drops (nothing has run yet).
-    g = expand_sweep(sc, n_train)
+    return expand_sweep(sc, n_train), n_train
+
+
+def status_command(argv: List[str]) -> int:
+    sc = load_sweep(argv)
+    g, n_train = planned_grid(sc)
     print(f"sweep {sc.sweep_name!r}, experiment {sc.experiment.name!r}: {sweep_dir(sc.results_dir, sc.sweep_name)}")
     if n_train is None and sc.experiment.flops_budgets:
         print("(no plan recorded yet: runs the corpus is too small for are not dropped from this list)")

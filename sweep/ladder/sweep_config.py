@@ -120,3 +120,11 @@ def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int]) -> Grid:
     for r in g.runs:
         validate(r.cfg)
     return g
+
+
+def plan(sweep: "SweepConfig | List[str]", n_train_tokens: Optional[int] = None) -> Grid:
+    """The ladder of a sweep, each run with its exact N, D, C, LR and batch: from a SweepConfig or from Hydra
+    overrides composed with conf/ (e.g. ["experiment=default"]). Without n_train_tokens the grid keeps runs
+    the corpus may be too small for (`sweep plan` reads the corpus and drops them)."""
+    sc = load_sweep(list(sweep)) if isinstance(sweep, (list, tuple)) else sweep
+    return expand_sweep(sc, n_train_tokens)

@@ -7,7 +7,7 @@ documents are alike) up to `--gb` gigabytes.
 Each measurement runs in a fresh process, so its peak RSS is its own:
   build   prepare_data on a cold cache: reads, hashes, splits, trains the tokenizer (BPE) and encodes;
   hit     prepare_data again: found by the files' names, sizes and mtimes, nothing read;
-  train   a 20-step run on the cached token files (memmapped).
+  train   a 500-step run on the cached token files (windows read with pread, in a Feistel order above 1M windows).
 Ends with one line:
     corpus_mb=<x> build_seconds=<s> tokenize_mb_per_s=<r> build_peak_rss_mb=<m> hit_seconds=<h> hit_peak_rss_mb=<m>
     train_peak_rss_mb=<m>
@@ -80,7 +80,7 @@ def main() -> int:
         build = child("build", common)
         hit = child("hit", common)
         train = child("train", [*common, "model.n_layer=2", "model.d_model=64", "model.n_head=4", "model.seq_len=64",
-                                "train.tokens_per_step=1024", "budget.n_tokens=20480"])
+                                "train.tokens_per_step=1024", "budget.n_tokens=512000"])
     mb = size / 1e6
     print(f"corpus_mb={mb:.0f} build_seconds={build['seconds']:.1f} tokenize_mb_per_s={mb / build['seconds']:.1f} "
           f"build_peak_rss_mb={build['peak_rss_mb']:.0f} hit_seconds={hit['seconds']:.3f} "

@@ -21,6 +21,8 @@ PY
 sweep plan experiment=default launch.probe=false
 sweep train budget.n_tokens=16384 train.tokens_per_step=4096 logger.mode=disabled
 test -f results/default/runs/*/result.json
+sweep export experiment=default format=parquet launch.probe=false
+test -f results/default/export.parquet
 mkdir -p my_conf/experiment
 printf '# @package _global_\ndefaults:\n  - default\nexperiment:\n  name: mine\n  flops_budgets: [1.0e11, 3.2e11]\n' \
   > my_conf/experiment/mine.yaml

@@ -46,6 +46,9 @@ write_config() {
 ClusterName=sweeptest
 SlurmctldHost=${NODE}(127.0.0.1)
 AuthType=auth/munge
+# A requeued job waits for its credential to expire before it starts again (default 120 s); the
+# preemption tests requeue jobs, so keep it short.
+AuthInfo=cred_expire=10
 SlurmUser=root
 SlurmdUser=root
 ProctrackType=proctrack/linuxproc

@@ -8,8 +8,12 @@ imported on first use, so `import sweep` stays light and has no side effects:
     result = train(runs[0].cfg)                                  # one run -> its result.json content
     table = load_results("results/default")                      # every run of a sweep, a row each (pandas)
     fitted = fit(table)                                          # every method -> fit.json's content
+
+    import sweep
     sc = sweep.load_sweep(["experiment=default"])                # conf/ + Hydra overrides -> SweepConfig
     cfg = sweep.load_run_config(["model=small", "budget.n_tokens=2000000"])
+
+`sweep.fit` is also the fitter's subpackage; calling it calls the function.
 
 Configs are dataclasses (`RunConfig`, `ExperimentConfig`, `FitConfig`); library functions never take Hydra
 objects.

@@ -362,17 +362,66 @@ def test_a_cache_hit_reads_no_corpus_and_a_touched_file_is_hashed_again(tmp_path
     cfg = DataConfig(source="files", path=str(corpus), val_tokens=512, cache_dir=str(tmp_path / "cache"))
     tok = TokenizerConfig(kind="byte", vocab_size=256)
     first = data_mod.prepare_data(cfg, tok, progress=False)
-    reads = []
-    real = data_mod.load_documents
-    monkeypatch.setattr(data_mod, "load_documents", lambda *a, **k: reads.append(1) or real(*a, **k))
+    passes = []  # documents read by each pass over the corpus
+    real = data_mod.stream_documents
+
+    def counting(*a, **k):
+        passes.append(0)
+        for doc in real(*a, **k):
+            passes[-1] += 1
+            yield doc
+
+    monkeypatch.setattr(data_mod, "stream_documents", counting)
     again = data_mod.prepare_data(cfg, tok, progress=False)
-    assert reads == [] and again.dir == first.dir and again.corpus_hash == first.corpus_hash
-    # same bytes, new modification time: read and hashed again, and the same token files found by content
+    assert passes == [] and again.dir == first.dir and again.corpus_hash == first.corpus_hash
+    # same bytes, new modification time: read and hashed again (one pass), and the same token files found by content
     st = (corpus / "doc3.txt").stat()
     os.utime(corpus / "doc3.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     touched = data_mod.prepare_data(cfg, tok, progress=False)
-    assert reads == [1] and touched.dir == first.dir
-    # new content: another corpus hash, other token files
+    assert [n for n in passes if n] == [20] and touched.dir == first.dir
+    # new content: another corpus hash, other token files (encoded by further passes)
     (corpus / "doc3.txt").write_text("something else entirely " * 100)
+    passes.clear()
     changed = data_mod.prepare_data(cfg, tok, progress=False)
-    assert reads == [1, 1] and changed.corpus_hash != first.corpus_hash and changed.dir != first.dir
+    assert passes[0] == 20 and len([n for n in passes if n]) >= 2
+    assert changed.corpus_hash != first.corpus_hash and changed.dir != first.dir
+
+
+def test_streamed_paragraphs_are_the_split_of_the_whole_text():
+    """A single-file corpus is cut at blank lines while it is read in pieces; wherever the pieces end (inside a
+    break, between \\r and \\n), the documents are those of splitting the whole text at once."""
+    import random
+    import re
+
+    from sweep.run.data import paragraphs
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = "".join(rng.choice(["a", "b", " ", "\n", "\r", "\r\n", "\n\n"]) for _ in range(rng.randint(0, 60)))
+        whole = [(f"f#{i}", p) for i, p in enumerate(re.split(r"(?:\r?\n){2,}", text)) if p.strip()]
+        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
+        pieces = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+        assert [(d.name, d.text) for d in paragraphs("f", pieces)] == whole, (text, pieces)
+
+
+@pytest.mark.parametrize("split", ["documents", "tail"])
+def test_small_reads_and_batches_build_the_same_token_files(tmp_path, monkeypatch, split):
+    """The build streams: files in pieces, encoding in batches, validation text grown until it fills the
+    validation tokens. Pieces of 1 kB, batches of 4 kB and one byte of validation text per token at first give
+    the very files the defaults give."""
+    import sweep.run.data as data_mod
+    from conftest import SHAKESPEARE
+
+    def build(cache):
+        cfg = DataConfig(source="files", path=str(SHAKESPEARE), cache_dir=str(tmp_path / cache), val_tokens=4096,
+                         split=split)
+        td = prepare_data(cfg, BPE, progress=False)
+        meta = {k: v for k, v in td.meta().items() if k.startswith("n_") or k.endswith(("_bytes", "_hash"))}
+        return (td.dir / "train.bin").read_bytes(), (td.dir / "val.bin").read_bytes(), meta
+
+    reference = build("defaults")
+    monkeypatch.setattr(data_mod, "READ_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(data_mod, "ENCODE_BATCH_BYTES", 4000)
+    monkeypatch.setattr(data_mod, "VAL_BYTES_PER_TOKEN", 1)
+    assert build("small") == reference
+    assert reference[2]["n_documents"] > 100 if split == "documents" else reference[2]["n_documents"] == 1

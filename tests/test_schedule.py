@@ -55,3 +55,37 @@ def test_one_epoch_sees_every_window_once():
     starts = [int(x[i, 0]) for step in range(4) for micro in range(2) for x in [batches.get(step, micro)[0]]
               for i in range(5)]
     assert sorted(starts) == [16 * i for i in range(40)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 100, 1000, 4097])
+def test_feistel_permutation_is_a_seeded_bijection(n):
+    from sweep.run.batches import FeistelPermutation
+
+    p = FeistelPermutation(n, [3, 0])
+    values = p[np.arange(n)]
+    assert sorted(values.tolist()) == list(range(n))
+    assert [p[i] for i in range(min(n, 50))] == values[:50].tolist()  # int and array indexing agree
+    if n >= 100:
+        assert values.tolist() != list(range(n))
+        assert not np.array_equal(values, FeistelPermutation(n, [3, 1])[np.arange(n)])  # another epoch, another order
+        # shuffled, not shifted: neighbours land far apart on average
+        assert np.abs(np.diff(values)).mean() > n / 10
+
+
+def test_a_large_corpus_reads_its_windows_in_a_constant_memory_order(monkeypatch, tmp_path):
+    import sweep.run.batches as batches
+
+    tokens = np.arange(16 * 300 + 1, dtype=np.uint16)
+    path = tmp_path / "train.bin"
+    tokens.tofile(path)
+    mm = np.memmap(path, dtype=np.uint16, mode="r")
+    exact = Batches(mm, seq_len=16, batch_size=5, accum=2, seed=0)
+    assert isinstance(exact._permutation(0), np.ndarray) and exact._fd is not None
+    x, y = exact.get(3, 1)
+    assert (x == Batches(tokens, 16, 5, 2, seed=0).get(3, 1)[0]).all()  # pread gives what slicing the array gives
+    monkeypatch.setattr(batches, "EXACT_PERMUTATION_WINDOWS", 100)
+    large = Batches(mm, seq_len=16, batch_size=5, accum=2, seed=0)
+    starts = [int(x[i, 0]) for step in range(30) for micro in range(2) for x in [large.get(step, micro)[0]]
+              for i in range(5)]
+    assert sorted(starts) == [16 * i for i in range(300)]  # one epoch still sees every window once
+    assert isinstance(large._permutation(0), batches.FeistelPermutation)

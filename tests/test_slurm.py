@@ -5,9 +5,11 @@ Start the cluster first (as root, Debian/Ubuntu; ~15 s including the apt install
 The test runs when `sinfo` answers, or when SWEEP_TEST_SLURM=1 (then it starts the cluster itself).
 """
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,67 @@ def test_sweep_through_slurm(cluster, tmp_path, results, run_sweep):
 
     again = run_sweep(tmp_path, "run", *slurm, timeout=600)
     assert "2 of 2 runs are finished" in again.stdout
+
+
+# --- preemption and time limits on the real cluster -----------------------------------------------------------
+# One run of ~40 s of training on a 2-core machine (a 17k-parameter model, 7.8k steps on 4M tokens, the 400 kB
+# corpus repeated) with a checkpoint every 200 steps, fp32 and one thread so that the SLURM job and the reference run
+# compute alike.
+LONG_RUN = ("experiment.flops_budgets=[6e11]", "experiment.target_params_non_embedding=[12000]",
+            "data.allow_repeat=true", "train.dtype=fp32", "train.checkpoint_interval=200")
+SLURM = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1")
+
+
+def job_logs(folder: Path) -> str:
+    return "".join(p.read_text() for p in sorted((folder / "results" / "t" / "multirun" / ".submitit").glob("*/*_log.*")))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, run_sweep, results):
+    """The same run, uninterrupted, launched locally: the loss a preempted or timed-out run must end with."""
+    folder = tmp_path_factory.mktemp("reference")
+    run_sweep(folder, "run", *LONG_RUN, timeout=600)
+    (result,) = results(folder).values()
+    return result
+
+
+def test_a_job_that_hits_its_time_limit_is_requeued_and_ends_with_the_uninterrupted_loss(
+        cluster, tmp_path, run_sweep, results, reference):
+    # A 2-minute limit with SIGUSR2 60 s before it. slurmctld checks limits every 30 s, so the signal comes 30-60 s
+    # into each attempt: the run checkpoints at a step boundary and submitit requeues. Here the run needs 2-3
+    # attempts; up to 8 requeues leave room for a slower machine.
+    limits = ("hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=8")
+    run_sweep(tmp_path, "run", *LONG_RUN, *SLURM, *limits, timeout=900)
+    (result,) = results(tmp_path).values()
+    logs = job_logs(tmp_path)
+    assert "this job is timed-out" in logs and "Requeued job" in logs and "resuming" in logs, logs[-3000:]
+    assert result["status"] == "done"
+    assert result["final_val_loss"] == reference["final_val_loss"]  # bit-exact: the requeues lost no step
+    assert result["final_train_loss"] == reference["final_train_loss"]
+
+
+def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted_loss(
+        cluster, tmp_path, sweep_args, results, reference):
+    # `scancel --signal=USR2` as a preemption would: within submitit's guaranteed time, so not counted as a timeout
+    proc = subprocess.Popen(sweep_args(tmp_path, "run", *LONG_RUN, *SLURM, "hydra.launcher.timeout_min=30"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        progress = tmp_path / "results" / "t" / "runs"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            steps = [json.loads(p.read_text()).get("step", 0) for p in progress.glob("*/progress.json")]
+            if steps and steps[0] >= 1000:
+                break
+            time.sleep(1)
+        jobs = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, check=True).stdout.split()
+        assert len(jobs) == 1, jobs
+        subprocess.run(["scancel", "--signal=USR2", jobs[0]], check=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    (result,) = results(tmp_path).values()
+    logs = job_logs(tmp_path)
+    assert "this job is preempted" in logs and "Requeued job" in logs and "resuming" in logs, logs[-3000:]
+    assert result["status"] == "done", out[-3000:]
+    assert result["final_val_loss"] == reference["final_val_loss"]
+    assert result["final_train_loss"] == reference["final_train_loss"]

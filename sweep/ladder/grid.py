@@ -266,7 +266,7 @@ def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
             reason = f"budget too small for one step of {tps} tokens"
         elif isoflop and steps < exp.min_steps:
             reason = f"{steps} steps < experiment.min_steps={exp.min_steps}"
-        elif isoflop and n_train_tokens is not None and run.n_tokens > n_train_tokens:
+        elif isoflop and n_train_tokens is not None and run.n_tokens > n_train_tokens and not base.data.allow_repeat:
             reason = f"needs {human(run.n_tokens)} tokens, corpus has {human(n_train_tokens)}"
         elif run.run_id in seen:
             reason = "duplicate of an earlier grid point (same shape and tokens)"

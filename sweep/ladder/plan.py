@@ -90,7 +90,7 @@ def check_plan(runs: List[PlannedRun], n_train_tokens: Optional[int], memory_byt
         if r.steps < 1:
             problems.append(f"run {r.index} {r.run_name}: budget too small for one optimizer step of "
                             f"train.tokens_per_step={tps} tokens: raise the budget or lower train.tokens_per_step")
-        if n_train_tokens is not None and r.n_tokens > n_train_tokens:
+        if n_train_tokens is not None and r.n_tokens > n_train_tokens and not r.cfg.data.allow_repeat:
             problems.append(f"run {r.index} {r.run_name}: needs D={human(r.n_tokens)} tokens but the corpus has "
                             f"{human(n_train_tokens)} train tokens: lower the budget or use a bigger corpus")
         if memory_bytes is not None:

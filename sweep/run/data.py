@@ -131,17 +131,42 @@ def bits_per_byte(val_loss_nats: float, n_tokens: int, n_bytes: int) -> float:
 
 def read_text(path: Path) -> str:
     """A file's text, byte-exact (no newline translation); DataError for binary or non-UTF-8 files."""
-    raw = path.read_bytes()
-    # NUL never occurs in text files, and it is the byte tokenizer's end-of-text id.
-    nul = raw.find(b"\0")
-    if nul >= 0:
-        raise DataError(f"{path} looks binary (NUL byte at offset {nul}): remove it from the corpus "
-                        f"folder (data.path) or point data.path at text files only")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {e.start}): remove it from the "
-                        f"corpus or convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+    return "".join(read_text_chunks(path))
+
+
+READ_CHUNK_BYTES = 1 << 24
+"""Bytes per read when a file is streamed (a single-file corpus, JSONL checks)."""
+PARAGRAPH_BREAK = re.compile(r"(?:\r?\n){2,}")
+"""Blank lines: where a single-file corpus is cut into documents."""
+
+
+def read_text_chunks(path: Path, chunk_bytes: Optional[int] = None) -> Iterator[str]:
+    """A file's text in pieces, byte-exact, never the whole file in memory; the same DataError as read_text
+    (naming the file and the offset) for binary or non-UTF-8 input."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, chunk_bytes = 0, chunk_bytes or READ_CHUNK_BYTES
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(chunk_bytes)
+            # NUL never occurs in text files, and it is the byte tokenizer's end-of-text id.
+            nul = raw.find(b"\0")
+            if nul >= 0:
+                raise DataError(f"{path} looks binary (NUL byte at offset {offset + nul}): remove it from the corpus "
+                                f"folder (data.path) or point data.path at text files only")
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as e:
+                pending = len(e.object) - len(raw)  # bytes of a character the previous piece left unfinished
+                raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {offset + e.start - pending}): "
+                                f"remove it from the corpus or convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+                                ) from None
+            if text:
+                yield text
+            if not raw:
+                return
+            offset += len(raw)
 
 
 def take_bytes(docs: Iterable[Document], max_bytes: Optional[int]) -> Iterator[Document]:
@@ -195,16 +220,32 @@ def corpus_files(path: Path) -> List[Tuple[str, Path]]:
     return sorted(found)
 
 
-def paragraphs(name: str, text: str) -> Iterator[Document]:
-    """Split one text at blank lines into documents named name#i (empty pieces dropped)."""
-    for i, piece in enumerate(re.split(r"(?:\r?\n){2,}", text)):
+def paragraphs(name: str, chunks: Iterable[str]) -> Iterator[Document]:
+    """Split a text, given in pieces, at blank lines into documents named name#i (empty pieces dropped): the
+    documents `PARAGRAPH_BREAK.split` of the whole text gives, without ever holding the whole text.
+
+    Only the part of the buffer before its trailing newlines is split: a break ending there is followed by
+    other text, so no later piece can extend it, and the text after the last break carries over."""
+    i, rest = 0, ""
+    for chunk in chunks:
+        buffer = rest + chunk
+        cut = len(buffer.rstrip("\r\n"))
+        pieces = PARAGRAPH_BREAK.split(buffer[:cut])
+        for piece in pieces[:-1]:
+            if piece.strip():
+                yield Document(f"{name}#{i}", piece)
+            i += 1
+        rest = pieces[-1] + buffer[cut:]
+    for piece in PARAGRAPH_BREAK.split(rest):
         if piece.strip():
             yield Document(f"{name}#{i}", piece)
+        i += 1
 
 
 def json_documents(path: Path, name: str, text_field: str, hf_cache_dir: Path) -> Iterator[Document]:
     """One document per record of a JSON Lines (or JSON array) file, read by `datasets`' json builder."""
-    read_text(path)  # fail early, naming the file, on binary or non-UTF-8 input
+    for _ in read_text_chunks(path):  # fail early, naming the file, on binary or non-UTF-8 input
+        pass
     import datasets
 
     try:
@@ -215,7 +256,9 @@ def json_documents(path: Path, name: str, text_field: str, hf_cache_dir: Path) -
     if text_field not in ds.column_names:
         raise DataError(f"{path} has no column data.text_field={text_field!r}; its columns are "
                         f"{ds.column_names}: set data.text_field to the one holding the text")
-    for i, text in enumerate(ds[text_field]):
+    # Record batches from the memory-mapped Arrow cache: the column is never a Python list of the whole file.
+    texts = (text for batch in ds.iter(batch_size=1024) for text in batch[text_field])
+    for i, text in enumerate(texts):
         if text is None or not isinstance(text, str):
             raise DataError(f"{path} record {i}: {text_field!r} is {type(text).__name__}, not a string; "
                             f"fix the record or set data.text_field")
@@ -241,7 +284,7 @@ def file_documents(data: DataConfig) -> Iterator[Document]:
         if path.suffix.lower() in JSON_SUFFIXES:
             yield from json_documents(path, name, data.text_field, hf_cache)
         elif len(files) == 1 and data.split == "documents":
-            yield from paragraphs(name, read_text(path))
+            yield from paragraphs(name, read_text_chunks(path))
         else:
             text = read_text(path)
             if text:
@@ -305,28 +348,42 @@ def hub_documents(data: DataConfig, load_dataset: Optional[Callable] = None, pro
             yield Document(rec["name"], rec["text"])
 
 
-def load_documents(data: DataConfig, load_dataset: Optional[Callable] = None, progress: bool = False) -> List[Document]:
-    """All documents of the configured corpus, in corpus order, capped at data.max_bytes."""
+def stream_documents(data: DataConfig, load_dataset: Optional[Callable] = None,
+                     progress: bool = False) -> Iterator[Document]:
+    """One pass over the configured corpus's documents, in corpus order, capped at data.max_bytes. Each call
+    reads the corpus again: the pipeline makes a few passes rather than hold the corpus in memory."""
     if data.source == "stdlib":
         docs = stdlib_documents()
-        where = f"the standard library at {stdlib_root()}"
     elif data.source == "files":
         if not data.path:
             raise DataError("data.path is required when data.source='files'")
         docs = file_documents(data)
-        where = f"data.path={data.path!r}"
     elif data.source == "hub":
         if not data.path:
             raise DataError("data.path (the hub data set name) is required when data.source='hub'")
         docs = hub_documents(data, load_dataset, progress)
-        where = f"hub data set {data.path!r}"
     else:
         raise DataError(f"data.source={data.source!r}: must be 'stdlib', 'files' or 'hub'")
-    out = list(take_bytes(docs, data.max_bytes))
+    return take_bytes(docs, data.max_bytes)
+
+
+def describe_source(data: DataConfig) -> str:
+    if data.source == "stdlib":
+        return f"the standard library at {stdlib_root()}"
+    return f"data.path={data.path!r}" if data.source == "files" else f"hub data set {data.path!r}"
+
+
+def empty_corpus_error(data: DataConfig) -> DataError:
+    hint = f" (data.max_bytes={data.max_bytes} is smaller than the first document)" if data.max_bytes else ""
+    return DataError(f"the corpus is empty: no non-empty documents in {describe_source(data)}{hint}; "
+                     f"point data.path at text, or raise data.max_bytes")
+
+
+def load_documents(data: DataConfig, load_dataset: Optional[Callable] = None, progress: bool = False) -> List[Document]:
+    """All documents of the configured corpus as a list (small corpora, tests); the pipeline streams instead."""
+    out = list(stream_documents(data, load_dataset, progress))
     if not out:
-        hint = (f" (data.max_bytes={data.max_bytes} is smaller than the first document)" if data.max_bytes else "")
-        raise DataError(f"the corpus is empty: no non-empty documents in {where}{hint}; "
-                        f"point data.path at text, or raise data.max_bytes")
+        raise empty_corpus_error(data)
     return out
 
 
@@ -336,13 +393,7 @@ def load_documents(data: DataConfig, load_dataset: Optional[Callable] = None, pr
 
 def corpus_hash(docs: Iterable[Document]) -> str:
     """sha256 over document names and texts, in order (length-prefixed, so the framing is unambiguous)."""
-    h = hashlib.sha256(b"sweep-corpus-v1\n")
-    for doc in docs:
-        name, text = doc.name.encode("utf-8"), doc.text.encode("utf-8")
-        h.update(b"%d %d\n" % (len(name), len(text)))
-        h.update(name)
-        h.update(text)
-    return h.hexdigest()
+    return scan_corpus(docs, 0.5, 0, how="tail").corpus_hash
 
 
 def split_value(doc: Document, split_seed: int) -> float:
@@ -355,38 +406,99 @@ def split_value(doc: Document, split_seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_tail(docs: List[Document], val_fraction: float) -> Tuple[List[Document], List[Document]]:
-    """(train, validation) with the last val_fraction of the text's characters as validation, both in
-    corpus order: nanoGPT's split, for comparisons with its recipes."""
-    total = sum(len(d.text) for d in docs)
-    limit, seen = int((1.0 - val_fraction) * total), 0
+@dataclass
+class CorpusScan:
+    """What one streaming pass over the corpus learns: its hash and sizes, and which documents are validation."""
+
+    corpus_hash: str
+    """sha256 over document names and texts (corpus_hash)."""
+    n_documents: int
+    corpus_bytes: int
+    """UTF-8 bytes of all documents."""
+    n_chars: int
+    """Characters of all documents (the tail split cuts by characters)."""
+    val: List[Tuple[float, int, int]]
+    """'documents' split: (split value, document index, UTF-8 bytes) of each validation document, in split
+    value order (ties in corpus order). 'tail' split: empty (validation is what follows the cut)."""
+
+
+def scan_corpus(docs: Iterable[Document], val_fraction: float, split_seed: int, how: str = "documents") -> CorpusScan:
+    """One pass: the corpus hash, its sizes and the document split; holds one document at a time and 24
+    bytes per validation document."""
+    h = hashlib.sha256(b"sweep-corpus-v1\n")
+    n, n_bytes, n_chars, val = 0, 0, 0, []
     for i, doc in enumerate(docs):
-        if seen + len(doc.text) > limit:
-            # Cut inside this document, at a character, as nanoGPT cuts its one text file.
-            k = limit - seen
-            if k == 0:
-                return docs[:i], docs[i:]
-            return (docs[:i] + [Document(f"{doc.name}#train", doc.text[:k])],
-                    [Document(f"{doc.name}#val", doc.text[k:])] + docs[i + 1:])
-        seen += len(doc.text)
-    return docs, []
+        name, text = doc.name.encode("utf-8"), doc.text.encode("utf-8")
+        h.update(b"%d %d\n" % (len(name), len(text)))
+        h.update(name)
+        h.update(text)
+        n, n_bytes, n_chars = n + 1, n_bytes + len(text), n_chars + len(doc.text)
+        if how != "tail":
+            v = split_value(doc, split_seed)
+            if v < val_fraction:
+                val.append((v, i, len(text)))
+    val.sort(key=lambda p: p[0])
+    return CorpusScan(h.hexdigest(), n, n_bytes, n_chars, val)
+
+
+def train_documents(docs: Iterable[Document], scan: CorpusScan, val_fraction: float, how: str = "documents"
+                    ) -> Iterator[Document]:
+    """The train side of the split, in corpus order, from a fresh pass over the corpus."""
+    if how == "tail":
+        # nanoGPT's split: the first (1 - val_fraction) of the characters, the boundary document cut inside
+        limit, seen = int((1.0 - val_fraction) * scan.n_chars), 0
+        for doc in docs:
+            if seen + len(doc.text) > limit:
+                if limit > seen:
+                    yield Document(f"{doc.name}#train", doc.text[:limit - seen])
+                return
+            seen += len(doc.text)
+            yield doc
+        return
+    held_out = {i for _, i, _ in scan.val}
+    for i, doc in enumerate(docs):
+        if i not in held_out:
+            yield doc
+
+
+def validation_documents(docs: Iterable[Document], scan: CorpusScan, val_fraction: float, how: str = "documents",
+                         max_bytes: Optional[int] = None) -> List[Document]:
+    """The validation side in its order (split value, or corpus order for 'tail'), from a fresh pass, keeping
+    only the first documents that reach `max_bytes` (all of them when None): the fixed validation tokens are
+    a prefix of this order, so the rest of a large validation split need not be held."""
+    if how == "tail":
+        limit, seen, out, size = int((1.0 - val_fraction) * scan.n_chars), 0, [], 0
+        for doc in docs:
+            if max_bytes is not None and size >= max_bytes:
+                break
+            end = seen + len(doc.text)
+            if end > limit:  # the document holding the cut gives its end; the ones after it are whole
+                piece = doc if seen >= limit else Document(f"{doc.name}#val", doc.text[limit - seen:])
+                out.append(piece)
+                size += len(piece.text.encode("utf-8"))
+            seen = end
+        return out
+    chosen, size = {}, 0
+    for rank, (_, i, n_bytes) in enumerate(scan.val):
+        if max_bytes is not None and size >= max_bytes:
+            break
+        chosen[i], size = rank, size + n_bytes
+    picked = [(chosen[i], doc) for i, doc in enumerate(docs) if i in chosen]
+    return [doc for _, doc in sorted(picked, key=lambda p: p[0])]
 
 
 def split_documents(docs: List[Document], val_fraction: float, split_seed: int,
                     how: str = "documents") -> Tuple[List[Document], List[Document]]:
-    """(train, validation): train in corpus order, validation in order of split value.
+    """(train, validation) of a list of documents: train in corpus order, validation in order of split value
+    ('documents') or the last val_fraction of the characters in corpus order ('tail', nanoGPT's split).
 
     Ordering validation by its hash spreads the fixed validation tokens (a prefix of that order)
     over the whole corpus rather than its first files, and makes that prefix the same for any
     val_fraction large enough to hold it.
     """
-    if how == "tail":
-        return split_tail(docs, val_fraction)
-    train, val = [], []
-    for doc in docs:
-        v = split_value(doc, split_seed)
-        (val if v < val_fraction else train).append((v, doc))
-    return [d for _, d in train], [d for _, d in sorted(val, key=lambda p: p[0])]
+    scan = scan_corpus(docs, val_fraction, split_seed, how)
+    return (list(train_documents(docs, scan, val_fraction, how)),
+            validation_documents(docs, scan, val_fraction, how))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +520,7 @@ def bpe_training_texts(train: Iterable[Document], max_bytes: Optional[int]) -> I
         yield doc.text
 
 
-def get_tokenizer(train: List[Document], corpus_sha: str, data: DataConfig, tok: TokenizerConfig,
+def get_tokenizer(train: Iterable[Document], corpus_sha: str, data: DataConfig, tok: TokenizerConfig,
                   progress: bool = True) -> Tokenizer:
     """The byte tokenizer, or the BPE for this corpus and settings: from the cache, else trained and cached."""
     if tok.kind == "byte":
@@ -445,21 +557,25 @@ def token_dtype(vocab_size: int) -> str:
 
 
 def encode_documents(tok: Tokenizer, docs: Iterable[Document], dtype: str, limit: Optional[int] = None,
-                     progress: bool = False, desc: str = "") -> Iterator[np.ndarray]:
-    """Token chunks of `docs`, each document followed by the end-of-text id, stopping after `limit` tokens."""
+                     progress: bool = False, desc: str = "", total: Optional[int] = None) -> Iterator[np.ndarray]:
+    """Token chunks of `docs`, each document followed by the end-of-text id, stopping after `limit` tokens;
+    documents are encoded in batches of ~ENCODE_BATCH_BYTES and never all held (`total`: characters, for the bar)."""
     from tqdm import tqdm
 
-    docs = list(docs)
-    total = sum(len(d.text) for d in docs)
+    eot = np.array([EOT_ID], dtype=dtype)
     done = 0
     with tqdm(total=total, unit="char", unit_scale=True, desc=desc, disable=not progress) as bar:
         batch, size = [], 0
-        for i, doc in enumerate(docs):
-            batch.append(doc.text)
-            size += len(doc.text)
-            if size < ENCODE_BATCH_BYTES and i + 1 < len(docs):
-                continue
-            eot = np.array([EOT_ID], dtype=dtype)
+        docs = iter(docs)
+        while True:
+            doc = next(docs, None)
+            if doc is not None:
+                batch.append(doc.text)
+                size += len(doc.text)
+                if size < ENCODE_BATCH_BYTES:
+                    continue
+            if not batch:
+                return
             pieces = []
             for ids in tok.encode_batch(batch):
                 pieces.append(np.asarray(ids, dtype=dtype))
@@ -472,6 +588,8 @@ def encode_documents(tok: Tokenizer, docs: Iterable[Document], dtype: str, limit
                 return
             done += len(chunk)
             yield chunk
+            if doc is None:
+                return
 
 
 def tokens_key(corpus_sha: str, tok_sha: str, data: DataConfig) -> str:
@@ -480,21 +598,54 @@ def tokens_key(corpus_sha: str, tok_sha: str, data: DataConfig) -> str:
                          "split": data.split, "val_tokens": data.val_tokens})[:16]
 
 
-def write_token_files(out: Path, tok: Tokenizer, train: List[Document], val: List[Document],
+VAL_BYTES_PER_TOKEN = 8
+"""Validation text first held per validation token: BPE tokens average 2-5 bytes, so this is nearly always
+enough; when it is not, the held text doubles until the validation tokens are filled or the split runs out."""
+
+
+def encode_validation(tok: Tokenizer, stream: Callable[[], Iterable[Document]], scan: CorpusScan, data: DataConfig,
+                      dtype: str, progress: bool) -> Tuple[np.ndarray, int]:
+    """(the first data.val_tokens tokens of the validation split, the validation documents encoded), holding
+    only the validation text those tokens need rather than the whole split."""
+    budget = VAL_BYTES_PER_TOKEN * data.val_tokens
+    while True:
+        val = validation_documents(stream(), scan, data.val_fraction, data.split, max_bytes=budget)
+        ids = np.concatenate(list(encode_documents(tok, val, dtype, limit=data.val_tokens, progress=progress,
+                                                   desc="encode val")) or [np.zeros(0, dtype)])
+        # validation_documents stops early only once it holds `budget` bytes: less means the split ran out
+        if len(ids) >= data.val_tokens or sum(len(d.text.encode("utf-8")) for d in val) < budget:
+            return ids, len(val)
+        budget *= 2
+
+
+def write_token_files(out: Path, tok: Tokenizer, stream: Callable[[], Iterable[Document]], scan: CorpusScan,
                       data: DataConfig, tok_cfg: TokenizerConfig, meta: dict, progress: bool) -> None:
-    """Fill the (temporary) folder `out` with val.bin, train.bin, tokenizer.json and meta.json."""
+    """Fill the (temporary) folder `out` with val.bin, train.bin, tokenizer.json and meta.json, from fresh passes
+    over the corpus (`stream()`)."""
     dtype = token_dtype(tok.vocab_size)
     # Validation first: it is small, and a too-short split should fail before encoding the train side.
-    val_ids = np.concatenate(list(encode_documents(tok, val, dtype, limit=data.val_tokens, progress=progress,
-                                                   desc="encode val")) or [np.zeros(0, dtype)])
+    val_ids, n_val_docs = encode_validation(tok, stream, scan, data, dtype, progress)
     if len(val_ids) < data.val_tokens:
-        raise DataError(f"the validation split ({len(val)} documents) has only {len(val_ids)} tokens, fewer than "
+        raise DataError(f"the validation split ({n_val_docs} documents) has only {len(val_ids)} tokens, fewer than "
                         f"data.val_tokens={data.val_tokens}: lower data.val_tokens or raise data.val_fraction "
                         f"(or use a bigger corpus)")
     val_ids.tofile(out / "val.bin")
-    n_train = 0
+    n_train, n_train_docs, train_bytes = 0, 0, 0
+
+    cut_inside = False
+
+    def counted(docs: Iterable[Document]) -> Iterator[Document]:
+        nonlocal n_train_docs, train_bytes, cut_inside
+        for doc in docs:
+            n_train_docs += 1
+            cut_inside = doc.name.endswith("#train")
+            train_bytes += len(doc.text.encode("utf-8"))
+            yield doc
+
+    train = counted(train_documents(stream(), scan, data.val_fraction, data.split))
     with open(out / "train.bin", "wb") as f:
-        for chunk in encode_documents(tok, train, dtype, progress=progress, desc="encode train"):
+        for chunk in encode_documents(tok, train, dtype, progress=progress, desc="encode train",
+                                      total=int(scan.n_chars * (1 - data.val_fraction))):
             chunk.tofile(f)
             n_train += len(chunk)
     save_tokenizer(tok, out / "tokenizer.json")
@@ -506,10 +657,11 @@ def write_token_files(out: Path, tok: Tokenizer, train: List[Document], val: Lis
         "dtype": dtype,
         "tokenizer_kind": tok.kind,
         "eot_id": EOT_ID,
-        "n_documents_train": len(train),
-        "n_documents_val": len(val),
+        "n_documents_train": n_train_docs,
+        # the tail split's boundary document is on both sides
+        "n_documents_val": scan.n_documents - n_train_docs + int(data.split == "tail" and cut_inside),
         "n_documents_val_used": _documents_in(val_ids),
-        "train_text_bytes": sum(len(d.text.encode("utf-8")) for d in train),
+        "train_text_bytes": train_bytes,
         "data": dataclasses.asdict(data),
         "tokenizer": dataclasses.asdict(tok_cfg),
     })
@@ -605,24 +757,31 @@ def prepare_data(data: DataConfig, tokenizer: TokenizerConfig, progress: bool = 
 
 def _prepare_by_content(data: DataConfig, tokenizer: TokenizerConfig, progress: bool,
                         load_dataset: Optional[Callable]) -> TokenData:
-    docs = load_documents(data, load_dataset, progress)
-    corpus_sha = corpus_hash(docs)
-    train, val = split_documents(docs, data.val_fraction, data.split_seed, data.split)
-    if not train:
-        raise DataError(f"all {len(docs)} documents fell into the validation split: lower data.val_fraction="
+    """Build (or find by content hash) the token files by streaming: one pass hashes the corpus and splits it,
+    one trains the tokenizer when it is not cached, one or two encode. Memory holds one encoding batch and the
+    validation text the fixed validation tokens need, at any corpus size."""
+    def stream() -> Iterator[Document]:
+        return stream_documents(data, load_dataset, progress)
+
+    scan = scan_corpus(stream(), data.val_fraction, data.split_seed, data.split)
+    if scan.n_documents == 0:
+        raise empty_corpus_error(data)
+    if data.split != "tail" and len(scan.val) == scan.n_documents:
+        raise DataError(f"all {scan.n_documents} documents fell into the validation split: lower data.val_fraction="
                         f"{data.val_fraction}, change data.split_seed, or use a bigger corpus")
-    tok = get_tokenizer(train, corpus_sha, data, tokenizer, progress)
+    tok = get_tokenizer(train_documents(stream(), scan, data.val_fraction, data.split), scan.corpus_hash, data,
+                        tokenizer, progress)
     tok_sha = tokenizer_hash(tok)
-    key = tokens_key(corpus_sha, tok_sha, data)
+    key = tokens_key(scan.corpus_hash, tok_sha, data)
     final = Path(data.cache_dir).expanduser().resolve() / f"tokens-{key}"  # absolute: callers may chdir
-    expect = {"key": key, "corpus_hash": corpus_sha, "tokenizer_hash": tok_sha, "n_val_tokens": data.val_tokens}
+    expect = {"key": key, "corpus_hash": scan.corpus_hash, "tokenizer_hash": tok_sha, "n_val_tokens": data.val_tokens}
     if final.exists():
         log.info("token cache hit: %s", final)
         return read_token_dir(final, expect)
-    log.info("encoding %d train + %d validation documents into %s", len(train), len(val), final)
-    meta = {"format_version": FORMAT_VERSION, "key": key, "corpus_hash": corpus_sha, "tokenizer_hash": tok_sha,
-            "n_documents": len(docs), "corpus_bytes": sum(len(d.text.encode("utf-8")) for d in docs)}
-    _write_dir_atomically(final, lambda tmp: write_token_files(tmp, tok, train, val, data, tokenizer, meta, progress))
+    log.info("encoding %d documents (%d held out for validation) into %s", scan.n_documents, len(scan.val), final)
+    meta = {"format_version": FORMAT_VERSION, "key": key, "corpus_hash": scan.corpus_hash, "tokenizer_hash": tok_sha,
+            "n_documents": scan.n_documents, "corpus_bytes": scan.corpus_bytes}
+    _write_dir_atomically(final, lambda tmp: write_token_files(tmp, tok, stream, scan, data, tokenizer, meta, progress))
     return read_token_dir(final, expect)
 
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from sweep.store import results as store
 from sweep.store.runs import RunFolder, Status, clear_done_checkpoint, run_folders
 from sweep.run import checkpoint, runtime
+from sweep.run.batches import Batches
 from sweep.config import ConfigError, RunConfig, micro_batch, to_dict, validate
 from sweep.run.model import GPT, count_params, flops_per_token
 from sweep.run.preempt import Preempted, StopRequest
@@ -83,35 +84,7 @@ def run_shape(cfg: RunConfig) -> RunShape:
                     counts["n_params_by_group"], fpt, steps * per_step, steps)
 
 
-# ----------------------------------------------------------------------------- data order
-
-
-class Batches:
-    """Micro-batches of (B, T) windows in a seeded permutation; a pure function of the step.
-
-    The train tokens are cut into non-overlapping windows of seq_len + 1 tokens (the last token
-    of one window starts the next), shuffled once per epoch; runs up to one epoch see every token
-    at most once, and resuming at step s needs nothing but s.
-    """
-
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, accum: int, seed: int):
-        self.tokens, self.T, self.B, self.accum, self.seed = tokens, seq_len, batch_size, accum, seed
-        self.n_windows = (len(tokens) - 1) // seq_len
-        self._perm_epoch, self._perm = -1, None
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
-            self._perm_epoch = epoch
-        return self._perm
-
-    def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        first = (step * self.accum + micro) * self.B
-        idx = [first + i for i in range(self.B)]
-        starts = np.array([self._permutation(i // self.n_windows)[i % self.n_windows] for i in idx]) * self.T
-        rows = np.stack([self.tokens[s: s + self.T + 1] for s in starts]).astype(np.int64)
-        xy = torch.from_numpy(rows)
-        return xy[:, :-1], xy[:, 1:]
+# ----------------------------------------------------------------------------- evaluation
 
 
 @torch.no_grad()

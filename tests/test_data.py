@@ -425,3 +425,22 @@ def test_small_reads_and_batches_build_the_same_token_files(tmp_path, monkeypatc
     monkeypatch.setattr(data_mod, "VAL_BYTES_PER_TOKEN", 1)
     assert build("small") == reference
     assert reference[2]["n_documents"] > 100 if split == "documents" else reference[2]["n_documents"] == 1
+
+
+def test_long_documents_are_encoded_in_pieces_with_the_ids_of_the_whole():
+    import random
+
+    from sweep.run.data import pieces
+    from sweep.run.tokenizer import train_bpe
+    from conftest import SHAKESPEARE
+
+    # code with CRLF, tabs and trailing spaces, often enough that BPE learns merges across newlines and spaces
+    bpe = train_bpe([SHAKESPEARE.read_text()[:100_000], "def f(x):\r\n\treturn x  \n\n  # done \n" * 2000], 600)
+    rng = random.Random(0)
+    words = ["the", " king", "\n", "\r\n", "  ", "\t", "x", "'s", "42", "!", " \n", "\n\n", "é", "def", ":"]
+    for _ in range(300):
+        text = "".join(rng.choice(words) for _ in range(rng.randint(1, 200)))
+        cut = list(pieces(text, rng.randint(1, 40)))
+        assert "".join(p for p, _ in cut) == text and [last for _, last in cut][-1]
+        ids = [i for p, _ in cut for i in bpe.encode_batch([p])[0]]
+        assert ids == bpe.encode_batch([text])[0], (text, cut)

@@ -556,39 +556,63 @@ def token_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 2**16 else "uint32"
 
 
+PIECE_BOUNDARY = re.compile(r"(?<=\S)\n(?=\S)")
+"""Where a long document is cut for encoding: after a newline that stands between two non-space characters.
+That newline is a byte-level pre-token of its own whether or not the text goes on (a pre-token may start
+with a space, never with a newline, and a longer run of whitespace would end differently at the end of a
+piece), so encoding the pieces gives exactly the ids of encoding the whole document."""
+
+
+def pieces(text: str, size: int) -> Iterator[Tuple[str, bool]]:
+    """(piece, is the document's last) for a text cut at PIECE_BOUNDARY into pieces of about `size` characters
+    (longer when no boundary is near): a multi-megabyte document never goes to the tokenizer whole, where its
+    per-token strings and offsets would take hundreds of megabytes."""
+    start = 0
+    while len(text) - start > size:
+        cut = PIECE_BOUNDARY.search(text, start + size)
+        if cut is None:
+            break
+        yield text[start:cut.end()], False
+        start = cut.end()
+    yield text[start:], True
+
+
 def encode_documents(tok: Tokenizer, docs: Iterable[Document], dtype: str, limit: Optional[int] = None,
                      progress: bool = False, desc: str = "", total: Optional[int] = None) -> Iterator[np.ndarray]:
     """Token chunks of `docs`, each document followed by the end-of-text id, stopping after `limit` tokens;
-    documents are encoded in batches of ~ENCODE_BATCH_BYTES and never all held (`total`: characters, for the bar)."""
+    text goes to the tokenizer in batches of ~ENCODE_BATCH_BYTES, and no document is ever encoded whole when
+    it is longer (`total`: characters, for the bar)."""
     from tqdm import tqdm
 
     eot = np.array([EOT_ID], dtype=dtype)
     done = 0
+    parts = ((piece, last) for doc in docs for piece, last in pieces(doc.text, ENCODE_BATCH_BYTES))
     with tqdm(total=total, unit="char", unit_scale=True, desc=desc, disable=not progress) as bar:
-        batch, size = [], 0
-        docs = iter(docs)
+        batch, ends, size = [], [], 0
         while True:
-            doc = next(docs, None)
-            if doc is not None:
-                batch.append(doc.text)
-                size += len(doc.text)
+            part = next(parts, None)
+            if part is not None:
+                batch.append(part[0])
+                ends.append(part[1])
+                size += len(part[0])
                 if size < ENCODE_BATCH_BYTES:
                     continue
             if not batch:
                 return
-            pieces = []
-            for ids in tok.encode_batch(batch):
-                pieces.append(np.asarray(ids, dtype=dtype))
-                pieces.append(eot)
-            chunk = np.concatenate(pieces)
+            out = []
+            for ids, last in zip(tok.encode_batch(batch), ends):
+                out.append(np.asarray(ids, dtype=dtype))
+                if last:
+                    out.append(eot)
+            chunk = np.concatenate(out)
             bar.update(size)
-            batch, size = [], 0
+            batch, ends, size = [], [], 0
             if limit is not None and done + len(chunk) >= limit:
                 yield chunk[: limit - done]
                 return
             done += len(chunk)
             yield chunk
-            if doc is None:
+            if part is None:
                 return
 
 

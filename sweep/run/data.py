@@ -66,7 +66,7 @@ STDLIB_MACHINE_SPECIFIC = ("config-", "_sysconfigdata_")
 hash) depends on the Python version only, not on the machine that built it."""
 JSON_SUFFIXES = (".jsonl", ".json")
 """Files read as JSON records (one document per record); anything else is one text document."""
-ENCODE_BATCH_BYTES = 1 << 20
+ENCODE_BATCH_BYTES = 1 << 18
 """Text per tokenizer batch call: big enough to keep the Rust threads busy, small enough for memory."""
 
 
@@ -556,11 +556,12 @@ def token_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 2**16 else "uint32"
 
 
-PIECE_BOUNDARY = re.compile(r"(?<=\S)\n(?=\S)")
-"""Where a long document is cut for encoding: after a newline that stands between two non-space characters.
-That newline is a byte-level pre-token of its own whether or not the text goes on (a pre-token may start
-with a space, never with a newline, and a longer run of whitespace would end differently at the end of a
-piece), so encoding the pieces gives exactly the ids of encoding the whole document."""
+PIECE_BOUNDARY = re.compile(r"(?<=[!-~])(?=\n)")
+"""Where a long document is cut for encoding: before a newline that follows a visible ASCII character. No
+byte-level pre-token runs from a non-space character into whitespace, and the whitespace that follows is
+split the same way whatever came before it, so encoding the pieces gives exactly the ids of encoding the
+whole document. (A cut after the newline would not do: a run of whitespace ends differently at the end of
+a piece than before more text.)"""
 
 
 def pieces(text: str, size: int) -> Iterator[Tuple[str, bool]]:

@@ -56,6 +56,8 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+# backfill every 5 s (default 30): a requeued job whose BeginTime has passed starts within seconds
+SchedulerParameters=bf_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none

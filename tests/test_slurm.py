@@ -49,10 +49,10 @@ def test_sweep_through_slurm(cluster, tmp_path, results, run_sweep):
 
 
 # --- preemption and time limits on the real cluster -----------------------------------------------------------
-# One run of ~40 s of training on a 2-core machine (a 17k-parameter model, 7.8k steps on 4M tokens, the 400 kB
-# corpus repeated) with a checkpoint every 200 steps, fp32 and one thread so that the SLURM job and the reference run
-# compute alike.
-LONG_RUN = ("experiment.flops_budgets=[6e11]", "experiment.target_params_non_embedding=[12000]",
+# One run of ~150 s of training on a 2-core machine (a 17k-parameter model, 30k steps on 15M tokens, the 400 kB
+# corpus repeated) with a checkpoint every 200 steps, fp32 and one thread so that the SLURM job and the reference
+# run compute alike. It must outlast the first warning signal (below) on any machine.
+LONG_RUN = ("experiment.flops_budgets=[2.3e12]", "experiment.target_params_non_embedding=[12000]",
             "data.allow_repeat=true", "train.dtype=fp32", "train.checkpoint_interval=200")
 SLURM = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1")
 
@@ -62,27 +62,41 @@ def job_logs(folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, run_sweep, results):
-    """The same run, uninterrupted, launched locally: the loss a preempted or timed-out run must end with."""
+def reference(tmp_path_factory, sweep_args, results):
+    """The same run, uninterrupted, launched locally: the loss a preempted or timed-out run must end with. It
+    trains on the second core while the first SLURM test runs; `reference()` waits for it."""
     folder = tmp_path_factory.mktemp("reference")
-    run_sweep(folder, "run", *LONG_RUN, timeout=600)
-    (result,) = results(folder).values()
-    return result
+    proc = subprocess.Popen(sweep_args(folder, "run", *LONG_RUN), cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+    done: dict = {}
+
+    def wait() -> dict:
+        if not done:
+            out, _ = proc.communicate(timeout=900)
+            assert proc.returncode == 0, out[-3000:]
+            (done["result"],) = results(folder).values()
+        return done["result"]
+
+    yield wait
+    proc.kill()
 
 
 def test_a_job_that_hits_its_time_limit_is_requeued_and_ends_with_the_uninterrupted_loss(
         cluster, tmp_path, run_sweep, results, reference):
-    # A 2-minute limit with SIGUSR2 60 s before it. slurmctld checks limits every 30 s, so the signal comes 30-60 s
-    # into each attempt: the run checkpoints at a step boundary and submitit requeues. Here the run needs 2-3
-    # attempts; up to 8 requeues leave room for a slower machine.
-    limits = ("hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=8")
-    run_sweep(tmp_path, "run", *LONG_RUN, *SLURM, *limits, timeout=900)
+    # A 2-minute limit with SIGUSR2 45 s before it. slurmctld checks limits every 30 s and sends the warning at the
+    # first check less than 30 s before it is due, so it comes 45-75 s into each attempt: the run checkpoints at a
+    # step boundary and submitit requeues. Here the run needs about 3 attempts; up to 12 leave room for a slower
+    # machine, and the run outlasts the first warning on one twice as fast.
+    limits = ("hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=45", "hydra.launcher.max_num_timeout=12")
+    run_sweep(tmp_path, "run", *LONG_RUN, *SLURM, *limits, timeout=1200)
     (result,) = results(tmp_path).values()
     logs = job_logs(tmp_path)
     assert "this job is timed-out" in logs and "Requeued job" in logs and "resuming" in logs, logs[-3000:]
     assert result["status"] == "done"
-    assert result["final_val_loss"] == reference["final_val_loss"]  # bit-exact: the requeues lost no step
-    assert result["final_train_loss"] == reference["final_train_loss"]
+    expected = reference()
+    assert result["final_val_loss"] == expected["final_val_loss"]  # bit-exact: the requeues lost no step
+    assert result["final_train_loss"] == expected["final_train_loss"]
 
 
 def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted_loss(
@@ -101,12 +115,13 @@ def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted
         jobs = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, check=True).stdout.split()
         assert len(jobs) == 1, jobs
         subprocess.run(["scancel", "--signal=USR2", jobs[0]], check=True)
-        out, _ = proc.communicate(timeout=600)
+        out, _ = proc.communicate(timeout=900)
     finally:
         proc.kill()
     (result,) = results(tmp_path).values()
     logs = job_logs(tmp_path)
     assert "this job is preempted" in logs and "Requeued job" in logs and "resuming" in logs, logs[-3000:]
     assert result["status"] == "done", out[-3000:]
-    assert result["final_val_loss"] == reference["final_val_loss"]
-    assert result["final_train_loss"] == reference["final_train_loss"]
+    expected = reference()
+    assert result["final_val_loss"] == expected["final_val_loss"]
+    assert result["final_train_loss"] == expected["final_train_loss"]

@@ -152,3 +152,16 @@ def test_loss_law_needs_a_floor_to_extrapolate():
     assert floored["e"] == pytest.approx(1.7, abs=0.02) and floored["alpha"] == pytest.approx(0.3, abs=0.03)
     assert np.isnan(loss_law(c, (1e25 / c) ** 0.05, cfg)["e"])  # no floor in the data: E at its bound 0
     assert np.isnan(loss_law(c[:3], 1.7 + (1e17 / c[:3]) ** 0.3, cfg)["alpha"])  # 3 points cannot fit E
+
+
+def test_report_says_when_e_is_at_its_bound(synthetic_fit, isoflop_runs, small_grid):
+    from sweep.fit import approach3
+
+    # the law without a floor: the fitted E sits on the bound of E = exp(e), and the report says so
+    rows = [{**r, "loss": r["loss"] - TRUE["E"]} for r in isoflop_runs(noise=0.0)]
+    no_floor = fit(rows, FitConfig(methods=["approach3"], n_bootstrap=0, compare_conventions=False, **small_grid))
+    assert no_floor["approach3"]["params"]["E"] < approach3.E_AT_BOUND
+    assert "E is at its lower bound" in "\n".join(approach3.report(no_floor["approach3"], no_floor))
+    # a law with its floor (E = 1.8) gets no such line
+    assert synthetic_fit["approach3"]["params"]["E"] > 1.0
+    assert "lower bound" not in "\n".join(approach3.report(synthetic_fit["approach3"], synthetic_fit))

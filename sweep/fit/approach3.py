@@ -99,9 +99,19 @@ def loss_at(params: dict, n, d):
     return chinchilla_loss(n, d, *[np.asarray(params[k], float) for k in ("E", "A", "B", "alpha", "beta")])
 
 
+E_AT_BOUND = 1e-6
+"""An E below this many nats is the LSE form's lower bound (E = exp(e), about 1e-19 there), not an estimate."""
+
+
 def report(r: dict, fit: dict) -> list:
     diag = r["diagnostics"]
-    return [f"Grid: {diag['n_starts']} starts in {diag['grid_seconds']} s; objective {diag['objective']:.6g}; "
+    floor = []
+    if r["params"]["E"] < E_AT_BOUND:
+        floor = [f"E is at its lower bound ({r['params']['E']:.3g}, in effect 0): these runs do not determine an "
+                 "irreducible loss, so its interval above is degenerate, not exact, and the law has no floor: its "
+                 "loss keeps falling with compute. Extrapolate only a few times past the fitted compute, or add runs "
+                 "that approach the floor (more compute, more tokens per parameter).", ""]
+    return floor + [f"Grid: {diag['n_starts']} starts in {diag['grid_seconds']} s; objective {diag['objective']:.6g}; "
             f"{diag['distinct_optima']} distinct optima near the best (objective, starts): "
             + ", ".join(f"{o['objective']:.5g} ({o['starts']})" for o in diag["optima"][:4]) + ".",
             "Sensitivity to the Huber δ: " + "; ".join(

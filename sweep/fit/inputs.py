@@ -195,16 +195,13 @@ def load_wandb(path: str, group: Optional[str], tags: list, columns: dict) -> pd
     return pd.DataFrame(wandb_runs_to_rows(runs, columns, curves=True))
 
 
-def read_runs(source: str) -> pd.DataFrame:
-    """Every run of a sweep as a DataFrame, one row per run (loss = final validation loss, N, D, C, status, ...):
-    from a results folder, a runs.csv/Parquet table or 'wandb:<entity>/<project>'."""
-    return load_runs(source)
-
-
 def load_results(source: str) -> pd.DataFrame:
-    """The runs of a sweep as a DataFrame (the same as read_runs): a results folder, a runs.csv/Parquet table
-    (e.g. from `sweep export`) or 'wandb:<entity>/<project>'."""
+    """Every run of a sweep as a DataFrame, one row per run (loss = final validation loss, N, D, C, status, ...):
+    from a results folder, a runs.csv/Parquet table (e.g. from `sweep export`) or 'wandb:<entity>/<project>'."""
     return load_runs(source)
+
+
+read_runs = load_results  # the name before `from sweep import load_results`
 
 
 def load_runs(source: str, columns: Optional[dict] = None, group: Optional[str] = None,

@@ -7,9 +7,11 @@ planned is hidden. Finished runs carry their measured numbers; the others their 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
+from sweep.config import to_dict
 from sweep.store.results import TABLE_COLUMNS, sweep_dir, table_row, write_bytes_atomic
 from sweep.store.runs import RunFolder, run_folders
 
@@ -22,15 +24,15 @@ included) and flops_6nd. Grid coordinates: experiment, budget_index, budget_flop
 
 
 def planned_row(run) -> dict:
-    """A planned run's row before (or without) a result: its planned numbers and grid coordinates."""
-    cfg, meta = run.cfg, dict(run.cfg.meta or {})
-    row = {k: getattr(run, k) for k in ("run_id", "run_name", "n_params", "n_params_non_embedding", "n_tokens",
-                                          "tokens_per_param", "flops", "flops_6nd", "steps")}
-    row.update({k: meta.get(k) for k in ("experiment", "budget_index", "budget_flops", "role", "branch", "parent")})
-    row.update({k: getattr(cfg.model, k) for k in ("arch", "n_layer", "d_model", "n_head", "seq_len")})
-    row.update(seed=cfg.train.seed, lr=cfg.train.lr, tokens_per_step=cfg.train.tokens_per_step,
-               vocab_size=cfg.tokenizer.vocab_size)
-    return row
+    """A planned run's row before (or without) a result: its planned numbers and grid coordinates, as the row
+    its result will have (table_row of the same fields)."""
+    cfg = run.cfg
+    planned = {k: getattr(run, k) for k in ("run_id", "run_name", "n_params", "n_params_non_embedding", "n_tokens",
+                                            "tokens_per_param", "flops", "flops_6nd", "steps")}
+    meta = dict(cfg.meta or {})
+    return table_row({**planned, **{k: meta.get(k) for k in ("role", "branch", "parent")},
+                      "seed": cfg.train.seed, "vocab_size": cfg.tokenizer.vocab_size, "config": to_dict(cfg),
+                      "meta": meta})
 
 
 def export_rows(runs: list, sweep_path: Path) -> List[dict]:
@@ -103,8 +105,6 @@ def export_command(argv: List[str]) -> int:
     grid, _ = planned_grid(sc)
     rows = export_rows(grid.runs, path)
     out = write_table(rows, out or path / f"export.{fmt}", fmt)
-    counts = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    counts = Counter(r["status"] for r in rows)
     print(f"{len(rows)} runs ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}) -> {out}")
     return 0

@@ -402,7 +402,11 @@ def split_value(doc: Document, split_seed: int) -> float:
     Hashing the text (not its position or name) makes the split independent of file order and of
     the machine, and puts exact duplicates on the same side, so they cannot leak into validation.
     """
-    digest = hashlib.sha256(b"%d\0" % split_seed + doc.text.encode("utf-8")).digest()
+    return _split_value(doc.text.encode("utf-8"), split_seed)
+
+
+def _split_value(text: bytes, split_seed: int) -> float:
+    digest = hashlib.sha256(b"%d\0" % split_seed + text).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -434,7 +438,7 @@ def scan_corpus(docs: Iterable[Document], val_fraction: float, split_seed: int, 
         h.update(text)
         n, n_bytes, n_chars = n + 1, n_bytes + len(text), n_chars + len(doc.text)
         if how != "tail":
-            v = split_value(doc, split_seed)
+            v = _split_value(text, split_seed)  # the bytes the hash above just encoded
             if v < val_fraction:
                 val.append((v, i, len(text)))
     val.sort(key=lambda p: p[0])

@@ -59,9 +59,11 @@ class DataConfig:
     """Where the text comes from and how it is split."""
 
     source: str = "stdlib"
-    """'stdlib' (this Python's standard library sources, offline), 'files' (local text/JSONL) or 'hub' (a `datasets` hub name)."""
+    """'stdlib' (this Python's standard library sources, offline), 'python' (the stdlib plus the installed packages'
+    sources, offline, ~150 MB), 'files' (local text/JSONL) or 'hub' (a `datasets` hub name)."""
     path: Optional[str] = None
-    """For 'files': a text or JSONL file, or a folder of them. For 'hub': the data set name."""
+    """For 'files': a text or JSONL file, or a folder of them. For 'hub': the data set name. For 'python': another
+    site-packages folder to read (empty: this interpreter's)."""
     hub_config: Optional[str] = None
     """For 'hub': the data set configuration (subset) name."""
     hub_split: str = "train"
@@ -234,7 +236,8 @@ def validate(cfg: RunConfig) -> None:
                  "must be above 256 (the byte alphabet) for BPE", tok.vocab_size)
     _require(tok.train_bytes is None or tok.train_bytes > 0, "tokenizer.train_bytes", "must be positive or null", tok.train_bytes)
 
-    _require(d.source in ("stdlib", "files", "hub"), "data.source", "must be 'stdlib', 'files' or 'hub'", d.source)
+    _require(d.source in ("stdlib", "python", "files", "hub"), "data.source",
+             "must be 'stdlib', 'python', 'files' or 'hub'", d.source)
     if d.source in ("files", "hub"):
         _require(bool(d.path), "data.path", f"is required when data.source={d.source!r}", d.path)
     _require(d.split in ("documents", "tail"), "data.split", "must be 'documents' or 'tail'", d.split)

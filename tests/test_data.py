@@ -15,16 +15,17 @@ from sweep.run.data import (
     DataError,
     Document,
     TokenData,
-    _write_dir_atomically,
     bits_per_byte,
     corpus_hash,
     hub_load_kwargs,
     load_documents,
     load_tokenizer,
     prepare_data,
+    python_files,
     split_documents,
     stdlib_files,
     token_dtype,
+    write_dir_atomically,
 )
 from sweep.run.tokenizer import EOT_ID
 
@@ -110,7 +111,7 @@ def test_second_prepare_is_a_cache_hit(corpus, tmp_path, caplog):
     first = prepare_data(data, BPE, progress=False)
     tok_file = next((tmp_path / "cache").glob("tokenizer-*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in [tok_file, *first.dir.iterdir()]}
-    with caplog.at_level(logging.INFO, logger="sweep.run.data"):
+    with caplog.at_level(logging.INFO, logger="sweep.run.token_cache"):
         second = prepare_data(data, BPE, progress=False)
     assert second == first
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -324,7 +325,7 @@ def test_atomic_write_loser_keeps_the_winner_and_crash_leaves_nothing(tmp_path):
     final = tmp_path / "tokens-abc"
     final.mkdir()
     (final / "meta.json").write_text("winner")
-    _write_dir_atomically(final, lambda tmp: (tmp / "meta.json").write_text("loser"))
+    write_dir_atomically(final, lambda tmp: (tmp / "meta.json").write_text("loser"))
     assert (final / "meta.json").read_text() == "winner"
 
     def crash(tmp):
@@ -332,7 +333,7 @@ def test_atomic_write_loser_keeps_the_winner_and_crash_leaves_nothing(tmp_path):
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        _write_dir_atomically(tmp_path / "tokens-def", crash)
+        write_dir_atomically(tmp_path / "tokens-def", crash)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens-abc"]
 
 
@@ -352,7 +353,7 @@ def test_tail_split_holds_out_the_end_of_the_text():
 def test_a_cache_hit_reads_no_corpus_and_a_touched_file_is_hashed_again(tmp_path, monkeypatch):
     import os
 
-    import sweep.run.data as data_mod
+    import sweep.run.token_cache as data_mod
     from sweep.config import DataConfig, TokenizerConfig
 
     corpus = tmp_path / "corpus"
@@ -409,7 +410,9 @@ def test_small_reads_and_batches_build_the_same_token_files(tmp_path, monkeypatc
     """The build streams: files in pieces, encoding in batches, validation text grown until it fills the
     validation tokens. Pieces of 1 kB, batches of 4 kB and one byte of validation text per token at first give
     the very files the defaults give."""
-    import sweep.run.data as data_mod
+    import sweep.run.documents as documents_mod
+    import sweep.run.encode as encode_mod
+    import sweep.run.token_cache as cache_mod
     from conftest import SHAKESPEARE
 
     def build(cache):
@@ -420,9 +423,9 @@ def test_small_reads_and_batches_build_the_same_token_files(tmp_path, monkeypatc
         return (td.dir / "train.bin").read_bytes(), (td.dir / "val.bin").read_bytes(), meta
 
     reference = build("defaults")
-    monkeypatch.setattr(data_mod, "READ_CHUNK_BYTES", 1000)
-    monkeypatch.setattr(data_mod, "ENCODE_BATCH_BYTES", 4000)
-    monkeypatch.setattr(data_mod, "VAL_BYTES_PER_TOKEN", 1)
+    monkeypatch.setattr(documents_mod, "READ_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(encode_mod, "ENCODE_BATCH_BYTES", 4000)
+    monkeypatch.setattr(cache_mod, "VAL_BYTES_PER_TOKEN", 1)
     assert build("small") == reference
     assert reference[2]["n_documents"] > 100 if split == "documents" else reference[2]["n_documents"] == 1
 
@@ -444,3 +447,38 @@ def test_long_documents_are_encoded_in_pieces_with_the_ids_of_the_whole():
         assert "".join(p for p, _ in cut) == text and [last for _, last in cut][-1]
         ids = [i for p, _ in cut for i in bpe.encode_batch([p])[0]]
         assert ids == bpe.encode_batch([text])[0], (text, cut)
+
+
+def test_python_source_reads_the_stdlib_then_a_site_packages_without_tests_or_metadata(tmp_path):
+    """data.source=python: the stdlib's files, then site-packages' .py files in name order; test suites, bytecode,
+    metadata folders, non-.py files and this package are not read. A cache hit is found by their stats, and a
+    changed package changes the corpus hash."""
+    site = tmp_path / "site-packages"
+    files = {
+        "alpha/__init__.py": "",  # empty: no document
+        "alpha/core.py": "def f(x):\n    return x + 1\n" * 300,
+        "alpha/tests/test_core.py": "assert f(1) == 2\n",
+        "alpha/testing/fixtures.py": "FIXTURE = 1\n",
+        "alpha/__pycache__/core.cpython-311.py": "junk\n",
+        "alpha-1.0.dist-info/METADATA.py": "Name: alpha\n",
+        "beta.py": "import alpha\nprint(alpha)\n" * 300,
+        "beta.txt": "not python\n",
+        "sweep/cli.py": "def main():\n    pass\n",
+    }
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    found = python_files(site)
+    names = [n for n, _ in found]
+    assert names[-2:] == ["site-packages/alpha/core.py", "site-packages/beta.py"]
+    assert names[:-3] == ["stdlib/" + n for n, _ in stdlib_files()] and names[-3] == "site-packages/alpha/__init__.py"
+    cfg = DataConfig(source="python", path=str(site), cache_dir=str(tmp_path / "cache"), val_tokens=512)
+    docs = load_documents(cfg)
+    assert [d.name for d in docs][-2:] == ["site-packages/alpha/core.py", "site-packages/beta.py"]
+    assert len(docs) == len(found) - 1 - sum(1 for n, p in found if n.startswith("stdlib/") and not p.read_text())
+    first = prepare_data(cfg, BYTE, progress=False)
+    assert first.n_train_tokens + first.n_val_tokens > 10_000_000  # the stdlib alone is ~12 MB of bytes
+    (site / "beta.py").write_text("import alpha\nprint(alpha, 2)\n" * 300)
+    assert prepare_data(cfg, BYTE, progress=False).corpus_hash != first.corpus_hash
+    with pytest.raises(DataError, match="data.path=.*no such folder"):
+        load_documents(DataConfig(source="python", path=str(tmp_path / "nowhere")))

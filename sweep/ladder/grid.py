@@ -24,10 +24,11 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from sweep.config import ConfigError, ModelConfig, RunConfig
 from sweep.run.model import count_params, flops_per_token
+from sweep.ladder.adaptive import BudgetPlan, Plans, prior_centre
 from sweep.ladder.branching import branch
 from sweep.ladder.hparams import rule_lr, rule_tokens_per_step
 from sweep.ladder.shapes import (FAMILIES, depth_shape, describe_family, free_shape_for_params, mixed_shapes,
@@ -90,7 +91,17 @@ class ExperimentConfig:
     size_span: float = 16.0
     """IsoFLOP with sizes_per_budget: ratio of the largest to the smallest non-embedding size of a budget."""
     center_tokens_per_param: float = 20.0
-    """IsoFLOP with sizes_per_budget: the centre size N satisfies D/N = this (Chinchilla's ~20)."""
+    """IsoFLOP with sizes_per_budget: the centre size N satisfies D/N = this (Chinchilla's ~20); with
+    centre='adaptive', only the first budget's."""
+    centre: str = "tokens_per_param"
+    """IsoFLOP with sizes_per_budget: 'tokens_per_param' centres every budget where D/N = center_tokens_per_param;
+    'adaptive' trains the budgets in waves, smallest first, and centres each later budget on the N* that the
+    finished budgets' minima predict (sweep/ladder/adaptive.py); the depth family then takes sizes_per_budget
+    consecutive depths, and a budget whose minimum lands at an edge gets edge_extensions more sizes there."""
+    centre_exponent_prior: float = 0.5
+    """Adaptive: the slope of log N* against log C used while only one budget has a located minimum."""
+    edge_extensions: int = 1
+    """Adaptive: at most this many sizes added on the side where a budget's minimum lands at an edge."""
     min_steps: int = 20
     """IsoFLOP: runs with fewer optimizer steps are dropped (too short to learn anything)."""
     lr_exponent: float = 0.0
@@ -111,6 +122,9 @@ class ExperimentConfig:
     takes their spread as the run-to-run noise. Empty: every point once, with train.seed."""
     seeds_at: str = "largest"
     """Which points the seeds repeat: 'largest' (the largest budget's points) or 'all'."""
+    seeds_sizes: int = 0
+    """With seeds_at='largest': how many of that budget's sizes the seeds repeat, the middle ones (around its
+    centre, where the optimum is expected); 0: every size."""
     branching: bool = False
     """WSD only: train each size's longest budget once and branch the shorter ones from its checkpoint at their cooldown."""
 
@@ -172,6 +186,29 @@ def validate_experiment(exp: ExperimentConfig) -> None:
         raise ConfigError(f"experiment.seeds_at={exp.seeds_at!r}: must be 'largest' or 'all'")
     if len(set(exp.seeds)) != len(exp.seeds) or any(s < 0 for s in exp.seeds):
         raise ConfigError(f"experiment.seeds={list(exp.seeds)}: give distinct non-negative seeds, e.g. [0,1,2]")
+    if exp.seeds_sizes < 0:
+        raise ConfigError(f"experiment.seeds_sizes={exp.seeds_sizes}: must be >= 0 (0: every size)")
+    n_sizes = exp.sizes_per_budget or len(sizes)
+    if len(exp.seeds) > 1 and n_sizes == 1 and exp.flops_budgets:
+        raise ConfigError(f"experiment.seeds={list(exp.seeds)} at a budget with one size: the replicates would measure "
+                          f"noise, but approach 2 needs at least 3 sizes per budget for its valley; raise "
+                          f"experiment.sizes_per_budget (or list more sizes)")
+    if exp.centre not in ("tokens_per_param", "adaptive"):
+        raise ConfigError(f"experiment.centre={exp.centre!r}: must be 'tokens_per_param' or 'adaptive'")
+    if exp.centre == "adaptive":
+        if exp.sizes_per_budget < 3:
+            raise ConfigError(f"experiment.centre=adaptive with experiment.sizes_per_budget={exp.sizes_per_budget}: "
+                              f"the first wave cannot be fitted (a minimum needs a size on each side of the best, "
+                              f"so at least 3 sizes per budget); set sizes_per_budget >= 3 (5 recommended)")
+        if len(exp.flops_budgets) < 2:
+            raise ConfigError("experiment.centre=adaptive needs at least 2 experiment.flops_budgets: the first is "
+                              "centred by the prior, the later ones by the fit of the earlier ones")
+        if sorted(exp.flops_budgets) != list(exp.flops_budgets):
+            raise ConfigError(f"experiment.flops_budgets={list(exp.flops_budgets)}: an adaptive ladder trains them in "
+                              f"waves, smallest first; list them in ascending order")
+        if exp.edge_extensions < 0 or not 0 < exp.centre_exponent_prior < 2:
+            raise ConfigError(f"experiment.edge_extensions={exp.edge_extensions} (>= 0), centre_exponent_prior="
+                              f"{exp.centre_exponent_prior} (in (0, 2)): out of range")
 
 
 def _sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int) -> List[tuple]:
@@ -190,20 +227,59 @@ def shape_for_n(n: float, exp: ExperimentConfig, base: ModelConfig, vocab_size: 
                      exp.min_layers)
 
 
-def _auto_sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, budget: float) -> List[tuple]:
-    """`sizes_per_budget` sizes log-spaced over `size_span` around the budget's optimum N."""
+def _auto_sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, budget: float,
+                plan: Optional[BudgetPlan] = None) -> List[tuple]:
+    """`sizes_per_budget` sizes around the budget's centre: log-spaced over `size_span` around N where D/N =
+    center_tokens_per_param; adaptive (`plan`): around plan.centre_params, in consecutive depths for the depth
+    family, plus the plan's edge extensions."""
     # C = 6 * N * D and D = r * N give the centre N = sqrt(C / (6 r)); good enough to centre a
     # parabola, the fit finds the actual minimum.
-    centre = math.sqrt(budget / (6.0 * exp.center_tokens_per_param))
+    centre = plan.centre_params if plan is not None else math.sqrt(budget / (6.0 * exp.center_tokens_per_param))
     k = exp.sizes_per_budget
     targets = [centre * exp.size_span ** (0.0 if k == 1 else j / (k - 1) - 0.5) for j in range(k)]
+    coords = {"param_convention": exp.param_convention}
+    if plan is not None:
+        coords["centred_by"] = plan.reason
+    if plan is not None and exp.family == "depth":
+        models = consecutive_depths(exp, base, vocab_size, centre, k, plan.extend_below, plan.extend_above)
+        middle = shape_for_n(centre, exp, base, vocab_size).n_layer
+        return [(m, {**coords, "target_params": int(round(centre)), "depth_offset": m.n_layer - middle,
+                     **({"size_role": "edge extension"} if _is_extension(m, models, plan) else {})}) for m in models]
+    if plan is not None:  # free family: extensions continue the log spacing
+        step = exp.size_span ** (1.0 / max(k - 1, 1))
+        targets = ([targets[0] / step ** j for j in range(plan.extend_below, 0, -1)] + targets
+                   + [targets[-1] * step ** j for j in range(1, plan.extend_above + 1)])
     if exp.family == "depth":
         models = spread_depths(targets, lambda n: shape_for_n(n, exp, base, vocab_size),
                                lambda m: depth_shape(m.n_layer + 1, exp.aspect_ratio, exp.head_dim, base))
     else:
         models = [shape_for_n(n, exp, base, vocab_size) for n in targets]
-    return [(m, {"target_params": int(round(n)), "param_convention": exp.param_convention})
-            for m, n in zip(models, targets)]
+    return [(m, {**coords, "target_params": int(round(n))}) for m, n in zip(models, targets)]
+
+
+def consecutive_depths(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, centre: float, k: int,
+                       below: int = 0, above: int = 0) -> List[ModelConfig]:
+    """k consecutive members of the depth family around the one closest to `centre` (shifted up at the family's
+    floor), then `below` shallower and `above` deeper ones where the family has them."""
+    middle = shape_for_n(centre, exp, base, vocab_size).n_layer
+    first = max(exp.min_layers, middle - (k - 1) // 2)
+    lo = max(exp.min_layers, first - below)
+    return [depth_shape(L, exp.aspect_ratio, exp.head_dim, base) for L in range(lo, first + k + above)]
+
+
+def _is_extension(m: ModelConfig, models: List[ModelConfig], plan: BudgetPlan) -> bool:
+    depths = [x.n_layer for x in models]
+    i = depths.index(m.n_layer)
+    return i < plan.extend_below or i >= len(depths) - plan.extend_above
+
+
+def can_extend(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, plan: BudgetPlan) -> Tuple[bool, bool]:
+    """(a smaller size exists, a larger one exists) for the budget's next edge extension."""
+    if exp.family != "depth":
+        return True, True
+    models = consecutive_depths(exp, base, vocab_size, plan.centre_params, exp.sizes_per_budget,
+                                plan.extend_below, plan.extend_above)
+    return models[0].n_layer > exp.min_layers, True
 
 
 def planned_run(index: int, base: RunConfig, model: ModelConfig, steps: int, vocab_size: int,
@@ -227,17 +303,31 @@ def planned_run(index: int, base: RunConfig, model: ModelConfig, steps: int, voc
     )
 
 
+def budget_plans(exp: ExperimentConfig, plans: Optional[Plans]) -> Dict[int, BudgetPlan]:
+    """Every budget's plan for an adaptive ladder: the recorded ones, and for budgets not reached yet a
+    provisional one (the prior centre, marked so)."""
+    out = dict(plans or {})
+    for b, c in enumerate(exp.flops_budgets):
+        if b not in out:
+            out[b] = BudgetPlan(centre_params=prior_centre(c, exp.center_tokens_per_param),
+                                reason=f"prior: D/N = {exp.center_tokens_per_param:g}"
+                                       + (" (provisional: set after the earlier waves)" if b else ""))
+    return out
+
+
 def grid(exp: ExperimentConfig, base: RunConfig, vocab_size: int,
-         n_train_tokens: Optional[int] = None) -> Grid:
-    """Expand `exp` over `base`; the runs kept and the points dropped, with reasons. Pure."""
+         n_train_tokens: Optional[int] = None, plans: Optional[Plans] = None) -> Grid:
+    """Expand `exp` over `base`; the runs kept and the points dropped, with reasons. Pure: an adaptive ladder's
+    centres and extensions come in as `plans` (budget index -> BudgetPlan, recorded by `sweep run`)."""
     validate_experiment(exp)
     if exp.branching and base.train.schedule != "wsd":
         raise ConfigError(f"experiment.branching=true needs train.schedule=wsd (got {base.train.schedule!r}): "
                           f"only a warmup-stable-decay run can be branched at its cooldown")
     points = []  # (model, tokens aimed at, coordinates)
     if exp.flops_budgets:
+        adaptive = budget_plans(exp, plans) if exp.centre == "adaptive" else {}
         for b, budget in enumerate(exp.flops_budgets):
-            sizes = _auto_sizes(exp, base.model, vocab_size, budget) if exp.sizes_per_budget else \
+            sizes = _auto_sizes(exp, base.model, vocab_size, budget, adaptive.get(b)) if exp.sizes_per_budget else \
                 _sizes(exp, base.model, vocab_size)
             for model, coords in sizes:
                 fpt = flops_per_token(model, vocab_size)["flops_per_token"]
@@ -319,13 +409,20 @@ def _with_lr_multipliers(points: List[tuple], exp: ExperimentConfig) -> List[tup
 
 
 def _with_seeds(points: List[tuple], exp: ExperimentConfig) -> List[tuple]:
-    """Each point the seeds apply to, once per seed (coordinates gain `seed`); the others as they are."""
+    """Each point the seeds apply to, once per seed (coordinates gain `seed`); the others as they are. 'largest'
+    means the experiment's largest budget (not the largest expanded so far), and seeds_sizes > 0 its middle
+    sizes only."""
     if not exp.seeds:
         return points
-    top = max(_budget_key(c) for _, _, c in points) if points else 0.0
+    top = max(exp.flops_budgets) if exp.flops_budgets else max((_budget_key(c) for _, _, c in points), default=0.0)
+    at_top = [i for i, (_, _, c) in enumerate(points) if _budget_key(c) == top and c.get("size_role") is None]
+    if exp.seeds_sizes and len(at_top) > exp.seeds_sizes:
+        first = (len(at_top) - exp.seeds_sizes) // 2
+        at_top = at_top[first:first + exp.seeds_sizes]
+    chosen = set(range(len(points))) if exp.seeds_at == "all" else set(at_top)
     out = []
-    for model, steps, coords in points:
-        if exp.seeds_at == "all" or _budget_key(coords) == top:
+    for i, (model, steps, coords) in enumerate(points):
+        if i in chosen:
             out += [(model, steps, {**coords, "seed": int(s)}) for s in exp.seeds]
         else:
             out.append((model, steps, coords))
@@ -337,6 +434,20 @@ def family_line(exp: ExperimentConfig) -> str:
     explicit = bool(exp.shapes) and not exp.target_params_non_embedding and not exp.sizes_per_budget
     line = describe_family(exp.family, exp.aspect_ratio, exp.head_dim, exp.min_layers, explicit)
     return line + (" (mixed shapes allowed)" if exp.allow_mixed_shapes else "")
+
+
+def adaptive_line(exp: ExperimentConfig) -> str:
+    """How an adaptive ladder picks its sizes, in a few lines (what `sweep plan` and `sweep run` print)."""
+    if exp.centre != "adaptive":
+        return ""
+    return (f"sizes: adaptive, {exp.sizes_per_budget} per budget{' (consecutive depths)' if exp.family == 'depth' else ''}"
+            f"; budgets train in waves, smallest first.\n"
+            f"  budget 1 is centred where D/N = {exp.center_tokens_per_param:g}; each later budget at the N* that "
+            f"the earlier budgets' minima predict\n"
+            f"  (a line in log N* vs log C; slope {exp.centre_exponent_prior:g} through a single minimum); a budget "
+            f"whose minimum lands at an edge\n"
+            f"  gets up to {exp.edge_extensions} more size(s) on that side. Sizes shown for budgets not yet reached "
+            f"are provisional.")
 
 
 def describe_dropped(dropped: List[tuple]) -> str:

@@ -26,16 +26,18 @@ from typing import List, Optional, Tuple
 from sweep.compose import conf_dir
 from sweep.config import ConfigError, RunConfig, from_dict, to_dict
 from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, resolve_init
-from sweep.ladder.grid import Grid, PlannedRun, describe_dropped, family_line
+from sweep.ladder.adaptive import budget_minima, centre_for, extension_for
+from sweep.ladder.grid import Grid, PlannedRun, adaptive_line, can_extend, describe_dropped, family_line
 from sweep.ladder.mps import mps_status, private_mps
 from sweep.ladder.packing import GpuInfo, Packing, detect_gpus
-from sweep.ladder.placement import acquire_run_share, describe_launch, placed, resolve_launch, share_units
+from sweep.ladder.placement import (acquire_run_share, describe_launch, placed, resolve_launch, share_units,
+                                    usable_cores)
 from sweep.ladder.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
 from sweep.ladder.progress import SweepProgress
 from sweep.ladder.slots import queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
 from sweep.ladder.sweep_config import (LaunchConfig, SweepConfig, corpus_tokens, expand_sweep, from_omegaconf,
-                                       load_sweep, register_sweep_configs)
+                                       load_sweep, read_plans, register_sweep_configs, to_run_config, write_plans)
 from sweep.store.locks import RunLocked, release
 from sweep.store.results import human, run_dir, run_id, sweep_dir, write_json_atomic
 from sweep.store.runs import RunFolder, Status, clear_done_checkpoint
@@ -83,7 +85,7 @@ def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Op
     """resolve_launch for this box: its GPUs when the runs train on CUDA, else none."""
     gpus = detect_gpus() if _device_name(sc).startswith("cuda") else GpuInfo(0, None)
     asked = dataclasses.replace(sc.launch, devices=sc.launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES") or None)
-    launch, packing = resolve_launch(asked, runs, gpus, os.cpu_count() or 1)
+    launch, packing = resolve_launch(asked, runs, gpus, usable_cores())
     return launch, packing, gpus
 
 
@@ -94,6 +96,8 @@ def plan_command(argv: List[str]) -> int:
     sc = load_sweep(argv)
     g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe)
     print(_header(sc, n_train))
+    if sc.experiment.centre == "adaptive":
+        print(adaptive_line(sc.experiment))
     if g.dropped:
         print(describe_dropped(g.dropped))
     print(plan_table(g.runs, seconds))
@@ -252,21 +256,11 @@ def run_command(argv: List[str]) -> int:
     chosen = [a for a in overrides if a.startswith("run_index=")]
     overrides = [a for a in overrides if not a.startswith("run_index=")]
     sc = load_sweep(overrides)
+    if sc.experiment.centre == "adaptive" and sc.experiment.flops_budgets and not chosen:
+        return _run_adaptive(sc, overrides, retry)
     g, n_train, problems, _ = prepare_plan(sc, probe=False)
-    print(_header(sc, n_train))
-    if g.dropped:
-        print(describe_dropped(g.dropped))
-    print(plan_table(g.runs))
-    if sc.experiment.branching:
-        print(describe_cost(branch_cost(g.runs)))
-    if problems:
-        print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
+    if not _announce(sc, g, n_train, problems):
         return 2
-    write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
-    # Decided once here, then given to every job: a job must not touch CUDA before _placed pins its GPU.
-    launch, packing, gpus = placement(sc, g.runs)
-    print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
-
     wanted = set(range(len(g.runs)))
     if chosen:
         try:
@@ -275,6 +269,31 @@ def run_command(argv: List[str]) -> int:
             raise ConfigError(f"{chosen[-1]}: give run indices as integers, e.g. run_index=0,2") from None
         if not wanted <= set(range(len(g.runs))):
             raise ConfigError(f"{chosen[-1]}: this grid has runs 0..{len(g.runs) - 1}")
+    rc = _launch(sc, g, overrides, wanted, retry)
+    return _finish(g, rc)
+
+
+def _announce(sc: SweepConfig, g: Grid, n_train: int, problems: List[str], table: bool = True) -> bool:
+    """Print the plan; False (after saying why) when it is refused. Records plan.json when it is not."""
+    print(_header(sc, n_train))
+    if g.dropped:
+        print(describe_dropped(g.dropped))
+    if table:
+        print(plan_table(g.runs))
+    if sc.experiment.branching:
+        print(describe_cost(branch_cost(g.runs)))
+    if problems:
+        print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return False
+    write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
+    return True
+
+
+def _launch(sc: SweepConfig, g: Grid, overrides: List[str], wanted: set, retry: bool) -> int:
+    """Train the pending runs among `wanted` through the configured Hydra launcher; the multirun's return code."""
+    # Decided once here, then given to every job: a job must not touch CUDA before _placed pins its GPU.
+    launch, packing, gpus = placement(sc, g.runs)
+    print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
     todo = []
     for r in g.runs:
         if r.index not in wanted:
@@ -292,7 +311,8 @@ def run_command(argv: List[str]) -> int:
     # any order, so trunks (and unbranched runs) go first as one multirun, then the branches.
     waves = [[i for i in todo if g.runs[i].cfg.train.init_from is None],
              [i for i in todo if g.runs[i].cfg.train.init_from is not None]]
-    with mps as started, SweepProgress(g.runs, enabled=sc.launch.progress and bool(todo)):
+    with mps as started, SweepProgress([g.runs[i] for i in sorted(wanted)],
+                                       enabled=sc.launch.progress and bool(todo)):
         if started is not None:
             print(started.describe())
         for k, wave in enumerate(w for w in waves if w):
@@ -305,6 +325,11 @@ def run_command(argv: List[str]) -> int:
                 rc = _hydra_multirun(overrides + [f"run_index={','.join(map(str, wave))}", f"launch.plan='{plan}'"]) or rc
             finally:
                 shutil.rmtree(queue, ignore_errors=True)
+    return rc
+
+
+def _finish(g: Grid, rc: int) -> int:
+    """Tidy checkpoints, print the status table; 0 when every run is done."""
     for r in g.runs:
         clear_done_checkpoint(run_dir(r.cfg, r.n_tokens))
     removed = clear_branch_points(g.runs)
@@ -315,6 +340,64 @@ def run_command(argv: List[str]) -> int:
     print(status_table(rows))
     all_done = all(row["state"].status == Status.DONE for row in rows)
     return rc or (0 if all_done else 1)
+
+
+def budget_results(sc: SweepConfig, g: Grid, budgets) -> dict:
+    """{budget index: [(N, final val loss)]} of the finished runs of `budgets`, N as the experiment counts it."""
+    out: dict = {}
+    for r in g.runs:
+        b = r.cfg.meta.get("budget_index")
+        if b not in budgets:
+            continue
+        state = run_state(run_dir(r.cfg, r.n_tokens))
+        if state.status == Status.DONE and state.final_val_loss is not None:
+            n = r.n_params if sc.experiment.param_convention == "total" else r.n_params_non_embedding
+            out.setdefault(b, []).append((float(n), float(state.final_val_loss)))
+    return out
+
+
+def _run_adaptive(sc: SweepConfig, overrides: List[str], retry: bool) -> int:
+    """An adaptive ladder: one wave per budget, smallest first, each centred by what the earlier ones found,
+    and extended where its minimum lands at an edge (sweep/ladder/adaptive.py)."""
+    exp = sc.experiment
+    flops = list(exp.flops_budgets)
+    g, n_train, problems, _ = prepare_plan(sc, probe=False)
+    print(adaptive_line(exp))
+    if not _announce(sc, g, n_train, problems):
+        return 2
+    plans = read_plans(sc)
+    base = to_run_config(sc)
+    rc = 0
+    for b in range(len(flops)):
+        while True:
+            if b not in plans:
+                earlier = budget_results(sc, g, set(range(b)))
+                minima, per_budget = budget_minima(earlier, flops)
+                plans[b] = centre_for(b, flops, minima, per_budget, earlier, exp.center_tokens_per_param,
+                                      exp.centre_exponent_prior)
+                write_plans(sc, plans)
+            g = expand_sweep(sc, n_train, plans)
+            wave = {r.index for r in g.runs if r.cfg.meta.get("budget_index") == b}
+            problems = check_plan([g.runs[i] for i in sorted(wave)], n_train, available_memory(_device_name(sc)),
+                                  _device_name(sc))
+            if problems:
+                print("refusing this wave:\n  " + "\n  ".join(problems), file=sys.stderr)
+                return 2
+            write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
+            names = ", ".join(g.runs[i].run_name for i in sorted(wave))
+            print(f"wave {b + 1}/{len(flops)}: C = {flops[b]:.3g}, centred at N = {human(plans[b].centre_params)} "
+                  f"({plans[b].reason}): {names}")
+            rc = _launch(sc, g, overrides, wave, retry) or rc
+            found = budget_results(sc, g, {b}).get(b, [])
+            _, per_budget = budget_minima({b: found}, flops)
+            where = per_budget.get(b, (None, "no finished runs"))[1]
+            side = extension_for(plans[b], where, exp.edge_extensions,
+                                 *can_extend(exp, base.model, sc.tokenizer.vocab_size, plans[b]))
+            write_plans(sc, plans)
+            print(f"wave {b + 1}: {plans[b].note}")
+            if side is None:
+                break
+    return _finish(g, rc)
 
 
 def planned_grid(sc: SweepConfig):

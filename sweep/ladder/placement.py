@@ -37,6 +37,22 @@ def resolve_launch(launch: LaunchConfig, runs: List[PlannedRun], gpus: GpuInfo,
     return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=packing.capacity, gpu_memory=gpus.memory), packing
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (taskset, SLURM, containers' cpusets) and a cgroup
+    v2 quota (docker --cpus), not os.cpu_count(), which counts the whole machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def cpus_per_gpu(cpu_cores: int, n_gpus: int) -> int:
     return max(1, cpu_cores // max(1, n_gpus))
 
@@ -75,7 +91,7 @@ def share_units(cfg: RunConfig, launch: LaunchConfig) -> int:
     """Slots of a GPU the run takes (packing.gpu_units); one without GPUs or a known GPU memory."""
     if (launch.gpus or 0) > 0 and launch.gpu_memory:
         return gpu_units(cfg, launch.runs_per_gpu or 1, launch.gpu_memory,
-                         cpus_per_gpu(os.cpu_count() or 1, launch.gpus))
+                         cpus_per_gpu(usable_cores(), launch.gpus))
     return 1
 
 
@@ -104,5 +120,5 @@ def placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int
             visible = visible or [str(i) for i in range(launch.gpus)]
             os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
         if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // n_slots(launch)) * units
+            threads = max(1, usable_cores() // n_slots(launch)) * units
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))

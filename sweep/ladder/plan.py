@@ -211,7 +211,8 @@ def plan_table(runs: List[PlannedRun], seconds: Optional[List[Optional[float]]] 
         m = r.cfg.model
         coords = {k: v for k, v in r.cfg.meta.items() if k in ("budget_flops", "target_params_non_embedding",
                                                                  "target_params", "tokens_per_param_target",
-                                                                 "n_tokens_target", "seed", "lr_multiplier")}
+                                                                 "n_tokens_target", "seed", "lr_multiplier", "depth_offset",
+                                                                 "size_role")}
         grid = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in coords.items())
         lines.append(f"{r.index:>3} {r.run_name:<22} {m.n_layer:>3} {m.d_model:>5} {m.n_head:>3} "
                      f"{human(r.n_params):>7} {human(r.n_params_non_embedding):>7} {human(r.n_tokens):>7} "

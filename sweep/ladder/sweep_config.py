@@ -4,12 +4,16 @@ through Hydra and expanded into the grid."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List, Optional
 
 from sweep.compose import compose
 from sweep.config import ConfigError, RunConfig, validate
+from sweep.ladder.adaptive import Plans, plans_from_json, plans_to_json
 from sweep.ladder.grid import ExperimentConfig, Grid, grid
+from sweep.store.results import sweep_dir, write_json_atomic
 
 
 @dataclass
@@ -115,8 +119,39 @@ def corpus_tokens(sc: SweepConfig) -> int:
     return data.n_train_tokens
 
 
-def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int]) -> Grid:
-    g = grid(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train_tokens)
+LADDER_FILE = "ladder.json"
+"""An adaptive ladder's decisions (centres and edge extensions per budget), in the sweep folder: written by
+`sweep run` after every wave, read by every command that expands the grid, so all of them agree."""
+
+
+def ladder_path(sc: SweepConfig) -> Path:
+    return sweep_dir(sc.results_dir, sc.sweep_name) / LADDER_FILE
+
+
+def read_plans(sc: SweepConfig) -> Plans:
+    """The adaptive ladder's recorded plans ({} before the first wave, or for another experiment's folder)."""
+    if sc.experiment.centre != "adaptive":
+        return {}
+    try:
+        raw = json.loads(ladder_path(sc).read_text())
+    except (OSError, ValueError):
+        return {}
+    if raw.get("experiment") != sc.experiment.name or raw.get("flops_budgets") != list(sc.experiment.flops_budgets):
+        return {}
+    return plans_from_json(raw.get("budgets"))
+
+
+def write_plans(sc: SweepConfig, plans: Plans) -> None:
+    write_json_atomic(ladder_path(sc), {"experiment": sc.experiment.name,
+                                        "flops_budgets": list(sc.experiment.flops_budgets),
+                                        "budgets": plans_to_json(plans)})
+
+
+def expand_sweep(sc: SweepConfig, n_train_tokens: Optional[int], plans: Optional[Plans] = None) -> Grid:
+    """The sweep's grid; an adaptive ladder's plans default to those recorded in its folder."""
+    if plans is None:
+        plans = read_plans(sc)
+    g = grid(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train_tokens, plans)
     for r in g.runs:
         validate(r.cfg)
     return g

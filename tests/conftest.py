@@ -71,7 +71,8 @@ def sweep_args() -> Callable[..., list]:
                 "tokenizer.vocab_size=256", "model.seq_len=32", "train.batch_size=16", "train.tokens_per_step=512",
                 "train.threads=1", "experiment.flops_budgets=[3e9]",
                 "experiment.target_params_non_embedding=[3000,12000]", "experiment.family=free",
-                "experiment.sizes_per_budget=0", "experiment.batch_exponent=0", "experiment.min_steps=5",
+                "experiment.sizes_per_budget=0", "experiment.centre=tokens_per_param", "experiment.seeds=[]",
+                "experiment.batch_exponent=0", "experiment.min_steps=5",
                 "logger=disabled", "launch.progress=false", *extra[1:]]
     return make
 

@@ -51,8 +51,11 @@ class FitConfig:
     """Approach 1 on the envelope of every run's val-loss curve (Hoffmann et al.); False: final losses only."""
     kaplan_irreducible: bool = True
     """Add an irreducible term E to the Kaplan laws."""
-    budgets: List[float] = field(default_factory=lambda: [1e18, 1e21])
-    """Extrapolation budgets (FLOPs) for the compute-optimal table, besides the sampled ones."""
+    budgets: List[float] = field(default_factory=list)
+    """Further budgets (FLOPs) for the compute-optimal table and plots, e.g. [1e18, 1e21], besides the sampled
+    range and `extrapolate_to`: far past the data a law says little, so none by default."""
+    extrapolate_to: List[float] = field(default_factory=lambda: [10.0, 100.0])
+    """Rows of the compute-optimal table (and the plots' reach) at these multiples of the largest fitted compute."""
     methods: Optional[List[str]] = None
     """Methods to run, by name in sweep.fit.registry (approach1, approach2, approach3, kaplan); None: all of them."""
     compare_conventions: bool = True
@@ -64,6 +67,9 @@ class FitConfig:
     scored on prediction intervals, which come from refits on simulated sweeps)."""
 
     def validate(self) -> "FitConfig":
+        if any(not (k > 0) for k in self.extrapolate_to) or any(not (c > 0) for c in self.budgets):
+            raise FitInputError(f"extrapolate_to={list(self.extrapolate_to)}, budgets={list(self.budgets)}: every value "
+                                f"must be positive (multiples of the largest fitted compute; FLOPs)")
         if self.param_convention not in ("total", "non_embedding"):
             raise FitInputError(f"param_convention={self.param_convention!r}: use 'total' or 'non_embedding'")
         if self.flop_convention not in ("6nd", "exact"):

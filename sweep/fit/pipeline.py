@@ -68,9 +68,10 @@ def replicate_table(data: FitData) -> list[dict]:
 
 
 def report_budgets(data: FitData, cfg: FitConfig) -> list[float]:
-    """Budgets for the compute-optimal table: the sampled range's ends and middle, plus the configured ones."""
+    """Budgets for the compute-optimal table: the sampled range's ends and middle, the extrapolation multiples of
+    its largest compute (cfg.extrapolate_to), plus the configured ones."""
     lo, hi = np.log10(data.c.min()), np.log10(data.c.max())
-    sampled = [10 ** lo, 10 ** ((lo + hi) / 2), 10 ** hi]
+    sampled = [10 ** lo, 10 ** ((lo + hi) / 2), 10 ** hi] + [10 ** hi * k for k in cfg.extrapolate_to]
     return sorted({float(f"{x:.3g}") for x in sampled} | {float(x) for x in cfg.budgets})
 
 

@@ -99,7 +99,8 @@ def _loss_vs_compute(x: _Fit) -> np.ndarray:
                 label="envelope of the curves (approach 1)" if from_curves else "frontier of final losses (approach 1)")
     elif a1.get("frontier"):  # a fit.json written before the envelope was stored
         ax.plot(c[a1["frontier"]], loss[a1["frontier"]], "k.-", lw=1, label="frontier")
-    cs = np.logspace(np.log10(c.min()), np.log10(max(c.max(), *result["config"]["budgets"])), 60)
+    reach = max(c.max() * max(result["config"].get("extrapolate_to") or [1.0]), *result["config"]["budgets"], c.max())
+    cs = np.logspace(np.log10(c.min()), np.log10(reach), 60)
     for m in ok:
         rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
         ax.plot(cs, [r["loss"]["value"] for r in rows], color=COLORS[m], label=m)

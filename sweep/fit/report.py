@@ -44,13 +44,16 @@ def render(result: dict, plots: list[str] | None = None) -> str:
         if r.get("status") != "ok":
             lines += [f"Skipped: {r.get('reason')}", ""]
             continue
-        lines += ["| parameter | value | interval | bootstrap SE |", "| --- | --- | --- | --- |"]
+        lines += ["| parameter | value | interval | bootstrap SE | determined? |", "| --- | --- | --- | --- | --- |"]
         for k, v in r["params"].items():
-            lines.append(f"| {k} | {fmt(v, 6)} | {_iv(r['intervals'].get(k))} | {fmt(r['se'].get(k))} |")
+            iv = r["intervals"].get(k)
+            lines.append(f"| {k} | {fmt(v, 6)} | {_iv(iv)} | {fmt(r['se'].get(k))} | {undetermined(m, k, v, iv)} |")
         ei = r.get("exponent_intervals", {})
         es = r.get("exponent_se", {})
-        lines.append(f"| a (N* ∝ C^a) | {fmt(r['exponents']['a'])} | {_iv(ei.get('a'))} | {fmt(es.get('a'))} |")
-        lines.append(f"| b (D* ∝ C^b) | {fmt(r['exponents']['b'])} | {_iv(ei.get('b'))} | {fmt(es.get('b'))} |")
+        for k, label in (("a", "a (N* ∝ C^a)"), ("b", "b (D* ∝ C^b)")):
+            v = r["exponents"][k]
+            lines.append(f"| {label} | {fmt(v)} | {_iv(ei.get(k))} | {fmt(es.get(k))} | "
+                         f"{undetermined(m, k, v, ei.get(k))} |")
         lines.append("")
         if not r.get("n_resamples") and r.get("bootstrap"):
             lines += [f"No intervals: bootstrap {r['bootstrap']}", ""]
@@ -94,6 +97,22 @@ def render(result: dict, plots: list[str] | None = None) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+AT_BOUND = 1e-6
+"""A fitted value this close to 0 sits on the bound of a parameter that must be positive (E, A, B, exponents)."""
+
+
+def undetermined(method: str, name: str, value, interval) -> str:
+    """'yes', or why the runs do not determine the parameter: it sits at its bound, or its interval is wider than
+    the value (the data allow anything from about 0 to twice the estimate)."""
+    if value is None or value != value:
+        return "**no**: not estimated"
+    if name not in ("a", "b") and abs(value) < AT_BOUND:
+        return "**no**: at its bound 0"
+    if interval and interval[1] - interval[0] > abs(value):
+        return "**no**: interval wider than the value"
+    return "yes" if interval else "no interval"
 
 
 def summary_line(v: dict) -> str:

@@ -131,14 +131,17 @@ def centre_for(budget: int, flops: Sequence[float], minima: List[Tuple[float, fl
         return BudgetPlan(centre_params=centre, reason=why)
     edged = [(b, w) for b, (_, w) in per_budget.items() if w in ("below", "above") and results.get(b)]
     if edged:
-        # No valley yet: scale the best size of the latest edged budget with the prior slope; its optimum lies
-        # beyond that edge, so this centre leans the new budget's sizes towards it.
+        # No valley yet: the optimum lies beyond that edge of the latest edged budget, by an unknown amount. Move
+        # one whole sampled span past its best (edge) size, scaled to this budget by the prior slope, so the new
+        # sizes start about where the old ones ended.
         b, where = max(edged)
+        sizes = sorted(n for n, _ in results[b])
         best_n = min(results[b], key=lambda r: r[1])[0]
-        centre = best_n * (flops[budget] / flops[b]) ** prior_exponent
+        span = sizes[-1] / sizes[0]
+        centre = best_n * (span if where == "above" else 1 / span) * (flops[budget] / flops[b]) ** prior_exponent
         return BudgetPlan(centre_params=centre, reason=f"no valley yet (budget {b + 1}'s minimum is at its "
-                                                       f"{'smallest' if where == 'below' else 'largest'} size): "
-                                                       f"its best size scaled by C^{prior_exponent:g}")
+                                                       f"{'smallest' if where == 'below' else 'largest'} size): one "
+                                                       f"sampled span ({span:.3g}x) past it, scaled by C^{prior_exponent:g}")
     return BudgetPlan(centre_params=prior_centre(flops[budget], tokens_per_param),
                       reason=f"prior: D/N = {tokens_per_param:g}")
 

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from sweep.compose import conf_dir
-from sweep.config import ConfigError, RunConfig, from_dict, to_dict
+from sweep.config import ConfigError, RunConfig, from_dict, to_dict, validate
 from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, resolve_init
-from sweep.ladder.adaptive import budget_minima, centre_for, extension_for
-from sweep.ladder.grid import Grid, PlannedRun, adaptive_line, can_extend, describe_dropped, family_line
+from sweep.ladder.grid import Grid, PlannedRun, adaptive_line, describe_dropped, family_line
 from sweep.ladder.mps import mps_status, private_mps
 from sweep.ladder.packing import GpuInfo, Packing, detect_gpus
 from sweep.ladder.placement import (acquire_run_share, describe_launch, placed, resolve_launch, share_units,
@@ -36,6 +35,7 @@ from sweep.ladder.plan import available_memory, check_plan, estimate_seconds, pl
 from sweep.ladder.progress import SweepProgress
 from sweep.ladder.slots import queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
+from sweep.ladder.waves import run_waves
 from sweep.ladder.sweep_config import (LaunchConfig, SweepConfig, corpus_tokens, expand_sweep, from_omegaconf,
                                        load_sweep, read_plans, register_sweep_configs, to_run_config, write_plans)
 from sweep.store.locks import RunLocked, release
@@ -358,46 +358,29 @@ def budget_results(sc: SweepConfig, g: Grid, budgets) -> dict:
 
 def _run_adaptive(sc: SweepConfig, overrides: List[str], retry: bool) -> int:
     """An adaptive ladder: one wave per budget, smallest first, each centred by what the earlier ones found,
-    and extended where its minimum lands at an edge (sweep/ladder/adaptive.py)."""
-    exp = sc.experiment
-    flops = list(exp.flops_budgets)
+    and extended where its minimum lands at an edge (sweep/ladder/waves.py)."""
     g, n_train, problems, _ = prepare_plan(sc, probe=False)
-    print(adaptive_line(exp))
+    print(adaptive_line(sc.experiment))
     if not _announce(sc, g, n_train, problems):
         return 2
-    plans = read_plans(sc)
-    base = to_run_config(sc)
-    rc = 0
-    for b in range(len(flops)):
-        while True:
-            if b not in plans:
-                earlier = budget_results(sc, g, set(range(b)))
-                minima, per_budget = budget_minima(earlier, flops)
-                plans[b] = centre_for(b, flops, minima, per_budget, earlier, exp.center_tokens_per_param,
-                                      exp.centre_exponent_prior)
-                write_plans(sc, plans)
-            g = expand_sweep(sc, n_train, plans)
-            wave = {r.index for r in g.runs if r.cfg.meta.get("budget_index") == b}
-            problems = check_plan([g.runs[i] for i in sorted(wave)], n_train, available_memory(_device_name(sc)),
-                                  _device_name(sc))
-            if problems:
-                print("refusing this wave:\n  " + "\n  ".join(problems), file=sys.stderr)
-                return 2
-            write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
-            names = ", ".join(g.runs[i].run_name for i in sorted(wave))
-            print(f"wave {b + 1}/{len(flops)}: C = {flops[b]:.3g}, centred at N = {human(plans[b].centre_params)} "
-                  f"({plans[b].reason}): {names}")
-            rc = _launch(sc, g, overrides, wave, retry) or rc
-            found = budget_results(sc, g, {b}).get(b, [])
-            _, per_budget = budget_minima({b: found}, flops)
-            where = per_budget.get(b, (None, "no finished runs"))[1]
-            side = extension_for(plans[b], where, exp.edge_extensions,
-                                 *can_extend(exp, base.model, sc.tokenizer.vocab_size, plans[b]))
-            write_plans(sc, plans)
-            print(f"wave {b + 1}: {plans[b].note}")
-            if side is None:
-                break
-    return _finish(g, rc)
+    device = _device_name(sc)
+    codes = []
+
+    def train_wave(g: Grid, wave: set) -> list:
+        runs = [g.runs[i] for i in sorted(wave)]
+        for r in runs:
+            validate(r.cfg)
+        problems = check_plan(runs, n_train, available_memory(device), device)
+        if problems:
+            raise ConfigError("refusing this wave:\n  " + "\n  ".join(problems))
+        write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))
+        codes.append(_launch(sc, g, overrides, wave, retry))
+        b = runs[0].cfg.meta.get("budget_index")
+        return budget_results(sc, g, {b}).get(b, [])
+
+    g, _ = run_waves(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train, read_plans(sc), train_wave,
+                     save=lambda plans: write_plans(sc, plans))
+    return _finish(g, next((c for c in codes if c), 0))
 
 
 def planned_grid(sc: SweepConfig):

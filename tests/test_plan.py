@@ -109,23 +109,27 @@ def test_default_experiment_fits_the_embedded_corpus():
     from sweep.ladder.sweep_config import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=default"])
-    assert sc.data.source == "stdlib"
-    # the stdlib corpus of Python 3.11 at this vocabulary: 4,047,614 train tokens; the largest budget's
-    # smallest model takes 4.02M of them (another Python's stdlib may be smaller: that run is then dropped,
-    # with a warning naming it)
-    g = expand_sweep(sc, n_train_tokens=4_047_614)
+    assert sc.data.source == "python" and sc.tokenizer.kind == "byte"
+    # the python corpus after the README's install holds ~138M byte tokens; the whole ladder reads 45M of them
+    # (each run < 9M), so even a Python with a tenth of those packages keeps every run
+    g = expand_sweep(sc, n_train_tokens=13_800_000)
     assert not g.dropped
+    e = sc.experiment
+    assert e.centre == "adaptive" and e.sizes_per_budget >= 5
     budgets = sorted({r.cfg.meta["budget_flops"] for r in g.runs})
-    assert len(budgets) >= 4 and budgets[-1] / budgets[0] >= 10**1.5  # 1.5 decades of compute
-    for b in budgets:  # a parabola needs at least 3 sizes per budget
-        assert sum(r.cfg.meta["budget_flops"] == b for r in g.runs) >= 3
+    assert len(budgets) >= 4
+    for b in budgets:  # 5 consecutive depths per budget: a span of at least 8x in N
+        ns = sorted({r.n_params for r in g.runs if r.cfg.meta["budget_flops"] == b})
+        assert len(ns) >= 5 and ns[-1] / ns[0] >= 8
+    # seed replicates at the largest budget's middle sizes measure the run-to-run noise
+    top = [r for r in g.runs if r.cfg.meta["budget_flops"] == budgets[-1]]
+    assert sorted(r.cfg.meta.get("seed") for r in top if "seed" in r.cfg.meta) == [0, 0, 0, 1, 1, 1]
     # one family: at least 2 layers, and depth and width grow together with N
     shapes = sorted({(r.n_params, r.cfg.model.n_layer, r.cfg.model.d_model) for r in g.runs})
     assert min(L for _, L, _ in shapes) >= 2
     assert [L for _, L, _ in shapes] == sorted(L for _, L, _ in shapes)
     assert [d for _, _, d in shapes] == sorted(d for _, _, d in shapes)
     # hyperparameters per size: LR from the rule in N, batch from the rule in D, hundreds of steps each
-    e = sc.experiment
     for r in g.runs:
         assert r.cfg.train.lr == pytest.approx(sc.train.lr * (r.n_params / e.lr_ref_params) ** e.lr_exponent)
         assert r.steps >= 400

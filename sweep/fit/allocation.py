@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.bootstrap import percentile_interval
-from sweep.fit import registry
+from sweep.fit import lack_of_fit, registry
 from sweep.fit.noise import Noise, prediction_interval
 
 
@@ -49,13 +49,23 @@ def _with_interval(point, samples, level):
     return out
 
 
-def _with_prediction(row: dict, point, run_samples, level: float, noise: Noise | None, seed: int = 0) -> dict:
-    """row plus `prediction_interval` for a new run (law spread + run-to-run noise) when noise is known."""
-    pi = prediction_interval(float(point), run_samples, noise, level, seed) if noise is not None else None
+def _with_prediction(row: dict, point, run_samples, level: float, noise: Noise | None, lof_sd: float = 0.0,
+                     seed: int = 0) -> dict:
+    """row plus `prediction_interval` for a new run (law spread + run-to-run noise + the law's lack of fit at this
+    extrapolation) when noise is known, and each term's sd of log loss (`pi_terms`)."""
+    pi = prediction_interval(float(point), run_samples, noise, level, seed, lack_of_fit_sd=lof_sd) \
+        if noise is not None else None
     if pi is not None:
         row["prediction_interval"] = pi["interval"]
-        row["prediction_basis"] = ("law bootstrap + run noise" if pi["law_spread"] else "run noise only (no bootstrap)")
+        row["prediction_basis"] = ("law bootstrap + run noise" if pi["law_spread"] else "run noise only (no bootstrap)") \
+            + (" + lack of fit" if lof_sd > 0 else "")
+        row["pi_terms"] = {"law": pi["law_sd"], "noise": float(noise.sigma), "lack_of_fit": pi["lack_of_fit_sd"]}
     return row
+
+
+def lack_of_fit_sd(result: dict, extrapolation: float | None) -> float:
+    """The method's lack-of-fit sd at this multiple of the largest fitted compute (0 before it is estimated)."""
+    return lack_of_fit.from_dict(result.get("lack_of_fit")).sd(extrapolation)
 
 
 def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float, level: float,
@@ -78,13 +88,16 @@ def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float,
            "tokens_per_param": _with_interval(d / n, ts, level), "loss": _with_interval(loss, ls, level)}
     if extrapolation is not None:
         row["extrapolation"] = float(extrapolation)
-    _with_prediction(row["loss"], loss, ls if run_samples is None else run_samples, level, noise)
+    _with_prediction(row["loss"], loss, ls if run_samples is None else run_samples, level, noise,
+                     lack_of_fit_sd(result, extrapolation))
     return row
 
 
-def predict_at(method: str, result: dict, n: float, d: float, level: float, noise: Noise | None = None) -> dict | None:
+def predict_at(method: str, result: dict, n: float, d: float, level: float, noise: Noise | None = None,
+               extrapolation: float | None = None) -> dict | None:
     """Predicted loss at (N, D) with the law's interval and, when noise is known, a new run's prediction
-    interval; None when the method has no L(N, D)."""
+    interval (its lack-of-fit term at `extrapolation` x the largest fitted compute); None when the method has
+    no L(N, D)."""
     point = loss_at(method, result["params"], n, d)
     if point is None:
         return None
@@ -93,7 +106,8 @@ def predict_at(method: str, result: dict, n: float, d: float, level: float, nois
     with np.errstate(all="ignore"):
         ls = loss_at(method, samples, n, d) if samples is not None else None
         run = loss_at(method, pis, n, d) if pis is not None else ls
-    return _with_prediction(_with_interval(point, ls, level), point, run, level, noise)
+    return _with_prediction(_with_interval(point, ls, level), point, run, level, noise,
+                            lack_of_fit_sd(result, extrapolation))
 
 
 def noise_of(result: dict) -> Noise | None:

@@ -174,7 +174,7 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
             if r.get("status") != "ok":
                 print(f"  {m:10s} skipped: {r.get('reason')}")
                 continue
-            row = allocation.allocation_row(m, r, float(c), k, level, noise)
+            row = allocation.allocation_row(m, r, float(c), k, level, noise, extrapolation=c / c_max)
             print(f"  {m:10s} N* = {fmt(row['n_star'])}  D* = {fmt(row['d_star'])}  "
                   f"tokens/param = {fmt(row['tokens_per_param'])}  L* = {fmt(row['loss'])}  "
                   f"new run PI {fmt_pi(row['loss'])}")
@@ -182,8 +182,9 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         print(f"N = {n_params:.4g}, D = {n_tokens:.4g}:")
         for m in result["config"]["methods"]:
             r = result.get(m, {})
+            x = float(result["data"]["flops_per_nd"]) * n_params * n_tokens / c_max
             if r.get("status") == "ok" and (p := allocation.predict_at(m, r, float(n_params), float(n_tokens), level,
-                                                                        noise)):
+                                                                        noise, extrapolation=x)):
                 print(f"  {m:10s} loss = {fmt(p)} (CI)  new run PI {fmt_pi(p)}")
 
 

@@ -57,13 +57,14 @@ def from_residuals(residuals: np.ndarray, n_params: int, method: str) -> Noise:
 
 
 def prediction_interval(point: float, law_samples: np.ndarray | None, noise: Noise, level: float,
-                        seed: int = 0, draws: int = 4000) -> dict | None:
+                        seed: int = 0, draws: int = 4000, lack_of_fit_sd: float = 0.0) -> dict | None:
     """Interval for one new run's loss: the law's bootstrap spread plus run-to-run noise, in log space.
 
     Each finite law sample gets noise draws from a t distribution with the estimate's degrees of freedom
     (a scale estimated from few residuals is itself uncertain); the interval is their percentiles. With no
     law samples the noise alone is used, and `law_spread` says so. None when there is no noise estimate
-    or no finite law value.
+    or no finite law value. `lack_of_fit_sd` (log loss) adds a normal term for the law's own misfit at this
+    extrapolation (sweep/fit/lack_of_fit.py), beside the noise, not instead of it.
     """
     if not noise.ok or not np.isfinite(point) or point <= 0:
         return None
@@ -79,5 +80,8 @@ def prediction_interval(point: float, law_samples: np.ndarray | None, noise: Noi
     else:
         base = np.full(draws, np.log(point))
     eps = noise.sigma * rng.standard_t(noise.dof, size=base.size)
+    if lack_of_fit_sd > 0:
+        eps = eps + rng.normal(0.0, lack_of_fit_sd, size=base.size)
     lo, hi = np.exp(np.percentile(base + eps, [tail, 100 - tail]))
-    return {"interval": [float(lo), float(hi)], "law_spread": bool(s.size >= 2), "noise_sigma": noise.sigma}
+    return {"interval": [float(lo), float(hi)], "law_spread": bool(s.size >= 2), "noise_sigma": noise.sigma,
+            "law_sd": float(np.std(base)) if s.size >= 2 else 0.0, "lack_of_fit_sd": float(lack_of_fit_sd)}

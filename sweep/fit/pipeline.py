@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from sweep.fit import allocation, registry
+from sweep.fit import allocation, lack_of_fit, registry
 from sweep.fit.backtest import SUB_GRID, backtest
 from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
@@ -133,6 +133,24 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
     return out
 
 
+def add_lack_of_fit(result: dict, data: FitData, cfg: FitConfig) -> None:
+    """Each method's lack-of-fit term from its leave-future-out backtest, and its allocation rows again with it."""
+    bt = result["backtest"]
+    nz = Noise(**result["noise"])
+    for m in cfg.methods:
+        if result[m].get("status") != "ok":
+            continue
+        rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
+        lof = lack_of_fit.estimate(rows, cfg.interval)
+        if bt.get("status") != "ok":
+            lof = dataclasses.replace(lof, source=f"not estimated: the backtest was skipped ({bt.get('reason')}); the "
+                                                  f"interval has no lack-of-fit term")
+        result[m]["lack_of_fit"] = lof.as_dict()
+        result[m]["allocation"] = [allocation.allocation_row(m, result[m], c, data.flops_per_nd, cfg.interval, nz,
+                                                             extrapolation=c / data.c.max())
+                                   for c in report_budgets(data, cfg)]
+
+
 def compare_conventions(runs, cfg: FitConfig, main: FitData, main_result: dict) -> list[dict]:
     """Point fits of every method under each available parameter/FLOP convention, side by side.
 
@@ -195,6 +213,7 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     result["comparison"] = compare(result, cfg.methods, report_budgets(data, cfg))
     if cfg.backtest:
         result["backtest"] = backtest(data, cfg, fit_methods)
+        add_lack_of_fit(result, data, cfg)
     if cfg.compare_conventions and len(data.available_conventions) > 1:
         result["conventions"] = compare_conventions(runs, cfg, data, result)
     result["warnings"] = notes

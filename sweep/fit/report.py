@@ -73,15 +73,23 @@ def render(result: dict, plots: list[str] | None = None) -> str:
     lines += ["", "## Compute-optimal allocation", "",
               f"Intervals: CI for N*, D*, tokens/param and the law's L*; PI for the loss of a run trained at that (N*, D*). "
               f"**far** marks budgets beyond {EXTRAPOLATION_MARK:g}x the largest fitted compute.", "",
-              "| method | C (FLOPs) | × fitted C | N* | D* | tokens/param | L* (CI) | new run (PI) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "PI terms: the sd of log loss each source adds (law: bootstrap spread; noise: run to run; misfit: the law's "
+              "lack of fit at this extrapolation, from the within-data backtest), the largest in bold.", "",
+              "| method | C (FLOPs) | × fitted C | N* | D* | tokens/param | L* (CI) | new run (PI) | PI terms |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in methods:
         for row in result.get(m, {}).get("allocation", []):
             cells = [f"{fmt(row[k]['value'], 3)} {_iv(row[k].get('interval'), 3)}" for k in ("n_star", "d_star", "tokens_per_param", "loss")]
             x = row.get("extrapolation")
             mark = "" if x is None else (f"{x:.3g}" + (" **far**" if x > EXTRAPOLATION_MARK else ""))
             pi = _iv(row["loss"].get("prediction_interval"), 3) or "n/a"
-            lines.append(f"| {m} | {row['flops']:.3g} | {mark} | " + " | ".join(cells) + f" | {pi} |")
+            lines.append(f"| {m} | {row['flops']:.3g} | {mark} | " + " | ".join(cells) + f" | {pi} | "
+                         f"{pi_terms(row['loss'].get('pi_terms'))} |")
+    lof_lines = [f"- {m}: " + lack_of_fit_line(result[m].get("lack_of_fit")) for m in methods
+                 if result.get(m, {}).get("status") == "ok" and result[m].get("lack_of_fit")]
+    if lof_lines:
+        lines += ["", "Lack of fit in the PIs: sd = κ (1 + ln x)^γ at x times the largest fitted compute, κ by maximum "
+                      "likelihood from the leave-future-out backtest's errors beyond their own PIs.", ""] + lof_lines
     if result.get("conventions"):
         lines += ["", "## Conventions side by side (point estimates)", "",
                   "| params | FLOPs | method | a | b | tokens/param at C_ref |", "| --- | --- | --- | --- | --- | --- |"]
@@ -113,6 +121,26 @@ def undetermined(method: str, name: str, value, interval) -> str:
     if interval and interval[1] - interval[0] > abs(value):
         return "**no**: interval wider than the value"
     return "yes" if interval else "no interval"
+
+
+def pi_terms(terms: dict | None) -> str:
+    """'law 0.4%, noise 0.3%, **misfit 1.2%**': each term's sd, the dominant one in bold."""
+    if not terms:
+        return "n/a"
+    names = {"law": "law", "noise": "noise", "lack_of_fit": "misfit"}
+    top = max(terms, key=lambda k: terms[k] or 0.0)
+    return ", ".join((f"**{names[k]} {100 * v:.2g}%**" if k == top else f"{names[k]} {100 * v:.2g}%")
+                     for k, v in terms.items())
+
+
+def lack_of_fit_line(lof: dict | None) -> str:
+    if not lof:
+        return "not estimated"
+    if lof["kappa"] <= 0:
+        return f"κ = 0 ({lof['source']})"
+    g = lof.get("gamma", 1.0)
+    return (f"κ = {100 * lof['kappa']:.2g}%, γ = {g:.2g} ({lof['source']}); sd at 10x: "
+            f"{100 * lof['kappa'] * (1 + 2.302585) ** g:.2g}%")
 
 
 def summary_line(v: dict) -> str:
@@ -151,7 +179,7 @@ def _verification_lines(v: dict | None) -> list[str]:
         iv = r.get("interval")
         cov = "n/a" if r.get("covered") is None else ("yes" if r["covered"] else "**no**")
         lines.append(f"| {m} | {r['predicted']:.4f} | {_iv(iv) or 'n/a'} | {v['measured_loss']:.4f} | "
-                     f"{100 * r['rel_error']:+.2f}% | {cov} | {r['basis']} |")
+                     f"{100 * r['rel_error']:+.2f}% | {cov} | {r['basis']}; PI terms: {pi_terms(r.get('pi_terms'))} |")
     return lines + [""]
 
 

@@ -126,17 +126,20 @@ def score(fit: dict, run: PlannedRun, result: dict) -> dict:
         if r.get("status") != "ok":
             methods[m] = {"predicted": None, "reason": r.get("reason")}
             continue
-        pred = allocation.predict_at(m, r, float(n), float(result["n_tokens"]), level, noise)
+        x = float(c / fit["data"]["flops_range"][1])
+        pred = allocation.predict_at(m, r, float(n), float(result["n_tokens"]), level, noise, extrapolation=x)
         basis = "L(N, D) at the run's N and D"
         if pred is None:
-            pred = allocation.allocation_row(m, r, float(c), fit["data"]["flops_per_nd"], level, noise)["loss"]
+            pred = allocation.allocation_row(m, r, float(c), fit["data"]["flops_per_nd"], level, noise,
+                                             extrapolation=x)["loss"]
             basis = "L*(C) at the run's compute"
         value = pred["value"]
         ok = value == value  # NaN: the method has no loss law here
         pi = pred.get("prediction_interval") if ok else None
         methods[m] = {"predicted": value if ok else None, "interval": pi, "law_interval": pred.get("interval") if ok else None,
                       "rel_error": value / measured - 1 if ok else None,
-                      "covered": None if not pi else bool(pi[0] <= measured <= pi[1]), "basis": basis}
+                      "covered": None if not pi else bool(pi[0] <= measured <= pi[1]), "basis": basis,
+                      "pi_terms": pred.get("pi_terms") if ok else None}
     return {"flops": float(c), "target_flops": float(run.cfg.meta["verify_flops"]), "run_id": result["run_id"],
             "run_name": result.get("run_name"), "n_params": int(result["n_params"]),
             "n_params_non_embedding": int(result["n_params_non_embedding"]), "n_tokens": int(result["n_tokens"]),
@@ -144,7 +147,8 @@ def score(fit: dict, run: PlannedRun, result: dict) -> dict:
             "method": run.cfg.meta["verify_method"], "interval_level": level,
             "target_n_params": float(run.cfg.meta["target_params"]), "target_n_tokens": float(run.cfg.meta["target_tokens"]),
             "corpus_limited": bool(run.cfg.meta.get("corpus_limited", False)),
-            "interval_kind": "prediction interval for a new run (law spread + run-to-run noise)", "methods": methods}
+            "interval_kind": "prediction interval for a new run (law spread + run-to-run noise + the law's lack of fit "
+                             "at this extrapolation, from the within-data backtest)", "methods": methods}
 
 
 def verify_command(argv: List[str]) -> int:

@@ -1,0 +1,92 @@
+"""The law's lack of fit, measured by how far it missed when it extrapolated inside the data.
+
+A prediction interval built from the bootstrap and run-to-run noise assumes the law is right. When it is not,
+its errors grow with the extrapolation, with one sign, and no amount of noise modelling covers them. The
+within-data leave-future-out backtest shows how large those errors are for this family of laws on this data:
+each held-out run was predicted `x` times past the compute its refit saw, with a PI of its own.
+
+Model: a held-out run's log error e = log(predicted / measured) is normal with variance s^2 + lof(x)^2, where s is
+the sd its own PI implies (law spread + noise of the refit) and lof(x) = kappa * (1 + ln x)^gamma is the lack of
+fit: some misfit at the edge of the data (x = 1), growing with the log of the extrapolation, linearly (gamma = 1)
+or faster (a law whose curvature is wrong misses by ~ (ln x)^2). kappa >= 0 and gamma in [GAMMA_MIN, GAMMA_MAX]
+are maximum likelihood estimates over the backtest's rows. A good backtest gives kappa ~ 0 and leaves the PI as
+it was; a misspecified law widens it, more the further it reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.stats import norm
+
+MIN_ROWS = 3
+"""Held-out predictions needed to estimate kappa; with fewer the term is 0 and the report says why."""
+KAPPA_MAX = 0.5
+"""Upper end of the search (a 50% sd misfit at the edge of the data is a law that does not apply)."""
+GAMMA_MIN, GAMMA_MAX = 1.0, 2.0
+"""How fast the misfit may grow with ln x: between linearly and quadratically."""
+
+
+@dataclass(frozen=True)
+class LackOfFit:
+    """kappa and gamma of lof(x) = kappa * (1 + ln x)^gamma, in log loss, and where they came from."""
+
+    kappa: float
+    """0 when not estimated (see `source`)."""
+    gamma: float
+    """Growth with the log extrapolation (1: linear)."""
+    n_rows: int
+    """Backtest predictions it was estimated from."""
+    source: str
+    """How it was estimated, or why it is 0."""
+
+    def sd(self, extrapolation: float | None) -> float:
+        """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1)."""
+        x = 1.0 if extrapolation is None or not np.isfinite(extrapolation) else max(float(extrapolation), 1.0)
+        return float(self.kappa * (1.0 + np.log(x)) ** self.gamma)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+NONE = LackOfFit(kappa=0.0, gamma=1.0, n_rows=0, source="not estimated")
+
+
+def growth(x, gamma: float) -> np.ndarray:
+    return (1.0 + np.log(np.maximum(np.asarray(x, float), 1.0))) ** gamma
+
+
+def estimate(rows: list[dict], level: float) -> LackOfFit:
+    """kappa from backtest rows ({extrapolation, predicted, measured, interval}); leave-future-out rows only."""
+    rows = [r for r in rows if r.get("kind", "future") == "future" and r.get("predicted") and r.get("measured")]
+    if len(rows) < MIN_ROWS:
+        return LackOfFit(0.0, 1.0, len(rows), f"not estimated: {len(rows)} leave-future-out prediction(s), needs "
+                                         f"{MIN_ROWS}; the interval has no lack-of-fit term")
+    z = norm.ppf(0.5 + level / 2)
+    e = np.log(np.array([r["predicted"] / r["measured"] for r in rows]))
+    s = np.array([(np.log(r["interval"][1]) - np.log(r["interval"][0])) / (2 * z) if r.get("interval") else 0.0
+                  for r in rows])
+    x = np.array([r["extrapolation"] for r in rows])
+
+    def nll(kappa: float, gamma: float) -> float:
+        var = np.maximum(s ** 2 + (kappa * growth(x, gamma)) ** 2, 1e-12)
+        return float(0.5 * np.sum(np.log(var) + e ** 2 / var))
+
+    fits = []
+    for gamma in np.linspace(GAMMA_MIN, GAMMA_MAX, 11):
+        best = minimize_scalar(lambda k: nll(k, gamma), bounds=(0.0, KAPPA_MAX), method="bounded",
+                               options={"xatol": 1e-6})
+        fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
+    value, kappa, gamma = min(fits)
+    if value >= nll(0.0, 1.0):
+        kappa, gamma = 0.0, 1.0
+    return LackOfFit(kappa, gamma, len(rows), f"leave-future-out backtest: {len(rows)} predictions "
+                                       f"{min(r['extrapolation'] for r in rows):.2g}-"
+                                       f"{max(r['extrapolation'] for r in rows):.2g}x past their fits, rms error "
+                                       f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%")
+
+
+def from_dict(d: dict | None) -> LackOfFit:
+    return LackOfFit(**d) if d else NONE

@@ -1,0 +1,81 @@
+"""The PI's lack-of-fit term: estimated from the within-data backtest, it widens the interval when the law is
+misspecified and stays near 0 when the law is right."""
+
+import numpy as np
+import pytest
+
+from sweep.fit import allocation, lack_of_fit
+from sweep.fit.config import FitConfig
+from sweep.fit.laws import chinchilla_loss
+from sweep.fit.pipeline import fit
+
+
+def sweep_rows(law, seed=0, noise=0.003):
+    """5 IsoFLOP budgets over 1.5 decades x 7 sizes, from `law(n, d)` with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in np.logspace(17, 18.5, 5):
+        n_opt = 0.09 * c ** 0.5
+        for n in n_opt * np.logspace(-0.6, 0.6, 7):
+            d = c / (6 * n)
+            rows.append({"n_params": n, "n_tokens": d, "loss": law(n, d) * np.exp(noise * rng.standard_normal()),
+                         "status": "done"})
+    return rows
+
+
+TRUE = dict(E=1.7, A=400.0, B=410.0, alpha=0.34, beta=0.28)
+
+
+def chinchilla(n, d):
+    return chinchilla_loss(n, d, *TRUE.values())
+
+
+def bending(n, d):
+    """Not in any fitted family: the loss bends down faster than a power law as compute grows (a phase the small
+    runs had not reached), so every law extrapolates too high, more the further it reaches."""
+    return chinchilla(n, d) * np.exp(-0.005 * np.log(6 * n * d / 1e17) ** 2)
+
+
+def fitted(law, small_grid):
+    cfg = FitConfig(methods=["approach3"], n_bootstrap=60, compare_conventions=False, **small_grid)
+    return fit(sweep_rows(law), cfg)
+
+
+def pi_width(result, extrapolation):
+    row = allocation.allocation_row("approach3", result["approach3"], result["data"]["flops_range"][1] * extrapolation,
+                                    6.0, 0.95, allocation.noise_of(result), extrapolation=extrapolation)
+    lo, hi = row["loss"]["prediction_interval"]
+    return np.log(hi / lo), row
+
+
+def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(small_grid):
+    good, bad = fitted(chinchilla, small_grid), fitted(bending, small_grid)
+    k_good, k_bad = good["approach3"]["lack_of_fit"]["kappa"], bad["approach3"]["lack_of_fit"]["kappa"]
+    assert k_bad > 0.002 and k_bad > 3 * k_good
+    w1, _ = pi_width(bad, 1.0)
+    w10, row = pi_width(bad, 10.0)
+    assert w10 > 1.5 * w1
+    terms = row["loss"]["pi_terms"]
+    g = bad["approach3"]["lack_of_fit"]["gamma"]
+    assert terms["lack_of_fit"] == pytest.approx(k_bad * (1 + np.log(10)) ** g)
+    assert terms["lack_of_fit"] == max(terms.values())  # the misfit dominates at 10x
+    # without the term the same fit's PI at 10x would miss the truth it now covers
+    c = bad["data"]["flops_range"][1] * 10
+    n, d, _ = allocation.optimum("approach3", bad["approach3"]["params"], c, 6.0)
+    truth = bending(n, d)
+    lo, hi = row["loss"]["prediction_interval"]
+    assert lo <= truth <= hi
+    no_term = dict(bad["approach3"], lack_of_fit=None)
+    bare = allocation.allocation_row("approach3", no_term, c, 6.0, 0.95, allocation.noise_of(bad), extrapolation=10.0)
+    assert not bare["loss"]["prediction_interval"][0] <= truth <= bare["loss"]["prediction_interval"][1]
+
+
+def test_the_correct_law_keeps_its_pi(small_grid):
+    good = fitted(chinchilla, small_grid)
+    lof = lack_of_fit.from_dict(good["approach3"]["lack_of_fit"])
+    assert lof.sd(10.0) < 0.004  # under the 0.3% noise: the term barely moves the interval
+
+
+def test_too_few_backtest_predictions_leave_the_term_out_and_say_so():
+    lof = lack_of_fit.estimate([{"extrapolation": 2.0, "predicted": 1.0, "measured": 1.1, "interval": [0.9, 1.2]}], 0.95)
+    assert lof.kappa == 0 and "needs 3" in lof.source

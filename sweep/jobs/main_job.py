@@ -45,9 +45,9 @@ def main_command(argv: List[str]) -> int:
         return rc
     # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.
     fit_max = json.loads((folder / "fit" / "fit.json").read_text())["data"]["flops_range"][1]
-    # At 3x the default sweep's largest budget the run can need more tokens than the embedded corpus holds:
-    # it may see the corpus up to MAIN_MAX_EPOCHS times (an N* that needs more moves up the family to the
-    # smallest shape that fits), and verification.json and the report record its epochs.
+    # A user's own ladder on a small corpus can need more tokens than it holds at this multiple: the run may
+    # see the corpus up to MAIN_MAX_EPOCHS times (an N* that needs more moves up the family to the smallest
+    # shape that fits), and verification.json and the report record its epochs.
     sweep_overrides = [a for a in launch.split_flags(overrides)[0] if not a.startswith(("hydra/", "launch.slots="))]
     return verify_command([*sweep_overrides, f"flops={MAIN_VERIFY_MULTIPLE * fit_max:.6g}",
                            "data.allow_repeat=true", f"max_epochs={MAIN_MAX_EPOCHS:g}"])

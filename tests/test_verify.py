@@ -59,7 +59,14 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
     assert a3["covered"] == (a3["interval"][0] <= measured <= a3["interval"][1])
     report = (folder / "fit" / "report.md").read_text()
     assert report.splitlines()[2] == "## Verification" and "x the largest fitted compute" in report
-    assert json.loads((folder / "fit" / "fit.json").read_text())["verification"]["run_id"] == v["run_id"]
+    fitted = json.loads((folder / "fit" / "fit.json").read_text())
+    assert fitted["verification"]["run_id"] == v["run_id"]
+    # the figures are drawn again with the verification run on them, and the report links them
+    for png in ["loss_vs_compute.png", "optimal_allocation.png"] + (
+            ["isoflop.png"] if fitted["approach2"]["status"] == "ok" else []):
+        assert (folder / "fit" / png).stat().st_mtime >= (folder / "fit" / "verification.json").stat().st_mtime - 1
+        assert f"]({png})" in report
+    assert "PI terms" in report
     # Like any run: launched again it is done, and nothing is retrained.
     assert f"run {v['run_id']}" in again.stderr and "is already done" in again.stderr
     assert len(results(tmp)) == len(runs)

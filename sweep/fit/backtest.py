@@ -95,13 +95,14 @@ def _predict(method: str, res: dict, data: FitData, test: np.ndarray, c_fit: flo
     if allocation.loss_at(method, res["params"], 1.0, 1.0) is not None:
         for i in test:
             p = allocation.predict_at(method, res, data.n[i], data.d[i], cfg.interval, noise)
-            rows.append(_score(data.names[i], data.c[i] / c_fit, data.loss[i], p))
+            rows.append({**_score(data.names[i], data.c[i] / c_fit, data.loss[i], p), "budget": int(data.budget[i])})
     else:
         for g in np.unique(data.budget[test]):
             idx = test[data.budget[test] == g]
             best = idx[np.argmin(data.loss[idx])]
             row = allocation.allocation_row(method, res, float(data.c[best]), data.flops_per_nd, cfg.interval, noise)
-            rows.append(_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, data.loss[best], row["loss"]))
+            rows.append({**_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, data.loss[best], row["loss"]),
+                         "budget": int(g)})
     return rows
 
 

@@ -9,8 +9,12 @@ Model: a held-out run's log error e = log(predicted / measured) is normal with v
 the sd its own PI implies (law spread + noise of the refit) and lof(x) = kappa * (1 + ln x)^gamma is the lack of
 fit: some misfit at the edge of the data (x = 1), growing with the log of the extrapolation, linearly (gamma = 1)
 or faster (a law whose curvature is wrong misses by ~ (ln x)^2). kappa >= 0 and gamma in [GAMMA_MIN, GAMMA_MAX]
-are maximum likelihood estimates over the backtest's rows. A good backtest gives kappa ~ 0 and leaves the PI as
-it was; a misspecified law widens it, more the further it reaches.
+are estimated by maximum likelihood over the backtest's held-out budgets: the runs of one budget predicted by one
+refit share that refit's error, so each (split, budget) counts once, with its runs' mean log error. So few
+independent points determine kappa poorly, and a backtest that reaches 2x says little about 5x: the term uses the
+upper end of kappa's likelihood interval (a drop of KAPPA_LR / 2 in log likelihood, ~1 sd), not its best value.
+A good backtest gives kappa ~ 0 and leaves the PI nearly as it was; a misspecified law widens it, more the further
+it reaches.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ KAPPA_MAX = 0.5
 """Upper end of the search (a 50% sd misfit at the edge of the data is a law that does not apply)."""
 GAMMA_MIN, GAMMA_MAX = 1.0, 2.0
 """How fast the misfit may grow with ln x: between linearly and quadratically."""
+KAPPA_LR = 1.0
+"""kappa's upper end: where twice the log likelihood has fallen by this much from its best (chi-square, 1 dof:
+the 68% interval's upper end)."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +68,21 @@ def growth(x, gamma: float) -> np.ndarray:
 def estimate(rows: list[dict], level: float) -> LackOfFit:
     """kappa from backtest rows ({extrapolation, predicted, measured, interval}); leave-future-out rows only."""
     rows = [r for r in rows if r.get("kind", "future") == "future" and r.get("predicted") and r.get("measured")]
-    if len(rows) < MIN_ROWS:
-        return LackOfFit(0.0, 1.0, len(rows), f"not estimated: {len(rows)} leave-future-out prediction(s), needs "
-                                         f"{MIN_ROWS}; the interval has no lack-of-fit term")
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r.get("split"), r.get("budget", round(float(r["extrapolation"]), 6))), []).append(r)
+    if len(groups) < MIN_ROWS:
+        return LackOfFit(0.0, 1.0, len(groups), f"not estimated: {len(groups)} held-out budget(s) in the "
+                                               f"leave-future-out backtest, needs {MIN_ROWS}; the interval has no "
+                                               f"lack-of-fit term")
     z = norm.ppf(0.5 + level / 2)
-    e = np.log(np.array([r["predicted"] / r["measured"] for r in rows]))
-    s = np.array([(np.log(r["interval"][1]) - np.log(r["interval"][0])) / (2 * z) if r.get("interval") else 0.0
-                  for r in rows])
-    x = np.array([r["extrapolation"] for r in rows])
+
+    def sd(r):
+        return (np.log(r["interval"][1]) - np.log(r["interval"][0])) / (2 * z) if r.get("interval") else 0.0
+
+    e = np.array([np.mean([np.log(r["predicted"] / r["measured"]) for r in g]) for g in groups.values()])
+    s = np.array([np.mean([sd(r) for r in g]) for g in groups.values()])
+    x = np.array([np.exp(np.mean([np.log(r["extrapolation"]) for r in g])) for g in groups.values()])
 
     def nll(kappa: float, gamma: float) -> float:
         var = np.maximum(s ** 2 + (kappa * growth(x, gamma)) ** 2, 1e-12)
@@ -79,13 +93,22 @@ def estimate(rows: list[dict], level: float) -> LackOfFit:
         best = minimize_scalar(lambda k: nll(k, gamma), bounds=(0.0, KAPPA_MAX), method="bounded",
                                options={"xatol": 1e-6})
         fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
-    value, kappa, gamma = min(fits)
-    if value >= nll(0.0, 1.0):
-        kappa, gamma = 0.0, 1.0
-    return LackOfFit(kappa, gamma, len(rows), f"leave-future-out backtest: {len(rows)} predictions "
-                                       f"{min(r['extrapolation'] for r in rows):.2g}-"
-                                       f"{max(r['extrapolation'] for r in rows):.2g}x past their fits, rms error "
-                                       f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%")
+    value, best, gamma = min(fits)
+    if value >= nll(0.0, gamma):
+        value, best = nll(0.0, gamma), 0.0
+    # the upper end of kappa's likelihood interval at this gamma
+    if nll(KAPPA_MAX, gamma) - value <= KAPPA_LR / 2:
+        kappa = KAPPA_MAX
+    else:
+        lo, hi = best, KAPPA_MAX
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if nll(mid, gamma) - value < KAPPA_LR / 2 else (lo, mid)
+        kappa = (lo + hi) / 2
+    return LackOfFit(kappa, gamma, len(groups), f"leave-future-out backtest: {len(groups)} held-out budget(s), "
+                                               f"{min(x):.2g}-{max(x):.2g}x past their fits, rms error "
+                                               f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ "
+                                               f"{100 * best:.2g}%, its 68% upper end used")
 
 
 def from_dict(d: dict | None) -> LackOfFit:

@@ -79,6 +79,10 @@ def _isoflop(x: _Fit) -> None:
                 ax.plot(np.exp(x), np.polyval(b["coef"], x), color=col, lw=1, ls="-" if b["kept"] else ":")
             if b["kept"]:
                 ax.plot(b["n_star"], b["loss_star"], "kx", ms=8)
+        v = result.get("verification")
+        if v:
+            ax.plot(v["n_params"], v["measured_loss"], "r*", ms=11,
+                    label=f"verification run at C = {v['flops']:.2g} ({v['extrapolation']:.2g}x)")
         ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP curves, parabolas and minima (x)")
         ax.legend(fontsize=8, title="compute budget (FLOPs)", title_fontsize=8)
         save(fig, "isoflop.png")
@@ -108,6 +112,9 @@ def _loss_vs_compute(x: _Fit) -> np.ndarray:
             ax.fill_between(cs, [r["loss"]["interval"][0] for r in rows], [r["loss"]["interval"][1] for r in rows],
                             color=COLORS[m], alpha=0.15, label=f"{m}: {100 * level:.0f}% interval of the law")
     ax.axvspan(c.max(), cs.max(), color="0.9", zorder=-1, label="extrapolation")
+    v = result.get("verification")
+    if v:
+        ax.plot(v["flops"], v["measured_loss"], "r*", ms=11, label=f"verification run (measured, {v['extrapolation']:.2g}x)")
     ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss vs compute: compute-optimal predictions")
     ax.legend(fontsize=8)
     save(fig, "loss_vs_compute.png")
@@ -137,6 +144,10 @@ def _allocation(x: _Fit, cs: np.ndarray) -> None:
         if b["kept"]:
             axes[0].plot(b["flops"], b["n_star"], "o", color=COLORS["approach2"], ms=4)
             axes[1].plot(b["flops"], b["d_star"], "o", color=COLORS["approach2"], ms=4)
+    v = result.get("verification")
+    if v:
+        for ax, key in zip(axes, ("n_params", "n_tokens")):
+            ax.plot(v["flops"], v[key], "r*", ms=11, label=f"verification run ({v['extrapolation']:.2g}x)")
     for ax, lab in zip(axes, ("N* (parameters)", "D* (tokens)")):
         ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=lab, title=f"compute-optimal {lab}")
         ax.legend(fontsize=8)

@@ -7,14 +7,12 @@ from typing import List
 
 from sweep.ladder import launch
 from sweep.ladder.placement import usable_cores
+from sweep.ladder.plan import MAIN_VERIFY_MULTIPLE
 from sweep.ladder.sweep_config import load_sweep
 from sweep.store.results import sweep_dir
 from sweep.jobs.verify import verify_command
 
 
-MAIN_VERIFY_MULTIPLE = 5.0
-"""`sweep main` verifies at this multiple of the sweep's largest compute: what a CPU main job can afford
-(the verification run then costs about a third of the whole job); `sweep verify` defaults to 10x."""
 
 MAIN_MAX_EPOCHS = 2.0
 """Most passes over the embedded corpus the main job's verification run may take (Muennighoff et al. 2023: up to

@@ -199,5 +199,9 @@ def _update_report(fit_folder: Path, fit: dict, verification: dict) -> None:
     """fit.json and report.md carry the verification too; the fit's W&B run gets the same numbers."""
     fit["verification"] = verification
     plots = [p.name for p in sorted(fit_folder.glob("*.png"))]
+    if plots:  # drawn again with the verification run on them
+        from sweep.fit.plots import write_plots
+
+        plots = write_plots(fit, fit_folder)
     write(fit, fit_folder, plots)
     log_verification(fit, fit_folder, verification)

@@ -31,7 +31,8 @@ from sweep.ladder.mps import mps_status, private_mps
 from sweep.ladder.packing import GpuInfo, Packing, detect_gpus
 from sweep.ladder.placement import (acquire_run_share, describe_launch, placed, resolve_launch, share_units,
                                     usable_cores)
-from sweep.ladder.plan import available_memory, check_plan, estimate_seconds, plan_table, probe_throughput
+from sweep.ladder.plan import (MAIN_VERIFY_MULTIPLE, available_memory, check_plan, duration, estimate_seconds,
+                               plan_table, probe_throughput, schedule_seconds)
 from sweep.ladder.progress import SweepProgress
 from sweep.ladder.slots import queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
@@ -92,6 +93,31 @@ def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Op
 # ----------------------------------------------------------------------------- plan command
 
 
+def parallel_estimate(sc: SweepConfig, g: Grid) -> Optional[str]:
+    """On a CPU box with several cores: the sweep's wall time with one run per core (hydra/launcher=parallel
+    launch.slots=<cores>, what `sweep main` uses), from a probe at one thread per run, plus for an IsoFLOP
+    ladder the run `sweep main` verifies at MAIN_VERIFY_MULTIPLE x its largest budget."""
+    cores = usable_cores()
+    if _device_name(sc) != "cpu" or cores < 2 or not g.runs:
+        return None
+    slots = sc.launch.slots if sc.launch.slots > 1 else cores
+    per_run = estimate_seconds(g.runs, probe_throughput(g.runs, steps=sc.launch.probe_steps,
+                                                        threads=max(1, cores // slots)))
+    wall = schedule_seconds(g.runs, per_run, slots)
+    line = (f"with hydra/launcher=parallel launch.slots={slots} (one thread each"
+            f"{', a wave per budget' if sc.experiment.centre == 'adaptive' else ''}): about {duration(wall)}")
+    if sc.experiment.flops_budgets:
+        top = max(sc.experiment.flops_budgets)
+        middle = sorted((r for r in g.runs if r.cfg.meta.get("budget_flops") == top), key=lambda r: r.n_params)
+        middle = middle[len(middle) // 2]
+        speed = probe_throughput([middle], steps=sc.launch.probe_steps)
+        verify = estimate_seconds([dataclasses.replace(middle, flops=MAIN_VERIFY_MULTIPLE * top)], speed)[0]
+        line += (f"; `sweep main` adds its verification run at {MAIN_VERIFY_MULTIPLE:g}x ({MAIN_VERIFY_MULTIPLE * top:.2g}"
+                 f" FLOPs, about {duration(verify)}) and the fit (about 1m): about {duration(wall + verify + 60)} "
+                 f"in all")
+    return line
+
+
 def plan_command(argv: List[str]) -> int:
     sc = load_sweep(argv)
     g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe)
@@ -101,6 +127,10 @@ def plan_command(argv: List[str]) -> int:
     if g.dropped:
         print(describe_dropped(g.dropped))
     print(plan_table(g.runs, seconds))
+    if sc.launch.probe and not problems:
+        line = parallel_estimate(sc, g)
+        if line:
+            print(line)
     if sc.experiment.branching:
         print(describe_cost(branch_cost(g.runs)))
     launch, packing, gpus = placement(sc, g.runs)

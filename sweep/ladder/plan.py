@@ -7,6 +7,8 @@ times a few optimizer steps of real models on random tokens.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import time
@@ -34,7 +36,7 @@ class Totals:
     """Estimated wall time of the runs one after another (None without a probe)."""
 
 
-def _duration(seconds: Optional[float]) -> str:
+def duration(seconds: Optional[float]) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"
     if seconds < 90:
@@ -110,7 +112,8 @@ def _shape_key(run: PlannedRun) -> tuple:
     return (m.n_layer, m.d_model, m.n_head, m.seq_len)
 
 
-def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 3) -> Dict[tuple, float]:
+def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 3,
+                     threads: Optional[int] = None) -> Dict[tuple, float]:
     """FLOP/s measured on this device for up to `max_shapes` shapes (smallest, middle, largest).
 
     Each probe builds the model, runs one warm-up micro-batch step, then times `steps` micro-batch
@@ -131,6 +134,8 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
     measured = {}
     for r in chosen:
         cfg = r.cfg
+        if threads is not None:  # as a job of the parallel launcher will run: its share of the cores
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
         device = runtime.pick_device(cfg.train)
         # the trainer's thread choice: a busy core in the pool slows every step many times over
         runtime.set_threads(cfg.train, device)
@@ -185,8 +190,34 @@ def estimate_seconds(runs: List[PlannedRun], flops_per_second: Dict[tuple, float
             x0, x1 = xs[hi - 1], xs[hi]
             w = (x - x0) / (x1 - x0)
             speed = math.exp((1 - w) * math.log(known[x0]) + w * math.log(known[x1]))
-        out.append(r.flops / speed)
+        out.append(r.flops / speed + RUN_OVERHEAD_S)
     return out
+
+
+MAIN_VERIFY_MULTIPLE = 5.0
+"""`sweep main` verifies at this multiple of the sweep's largest compute: what a CPU main job can afford
+(the verification run then costs about a third of the whole job); `sweep verify` defaults to 10x."""
+
+RUN_OVERHEAD_S = 4.0
+"""Seconds a CPU run spends outside its training steps (start-up, opening the token files, evaluations, the
+final checkpoint), measured on the default ladder's runs; added to every run's estimate."""
+
+
+def schedule_seconds(runs: List[PlannedRun], seconds: List[float], slots: int) -> float:
+    """Wall time of the runs on `slots` slots, longest first (the parallel launcher's queue order), one wave per
+    budget of an adaptive ladder (a wave starts when the previous one is done)."""
+    waves: Dict[object, List[float]] = {}
+    adaptive = any("centred_by" in r.cfg.meta for r in runs)
+    for r, sec in zip(runs, seconds):
+        waves.setdefault(r.cfg.meta.get("budget_index") if adaptive else 0, []).append(sec)
+    total = 0.0
+    for secs in waves.values():
+        free = [0.0] * max(1, slots)
+        for sec in sorted(secs, reverse=True):
+            i = free.index(min(free))
+            free[i] += sec
+        total += max(free)
+    return total
 
 
 # ----------------------------------------------------------------------------- table
@@ -218,9 +249,9 @@ def plan_table(runs: List[PlannedRun], seconds: Optional[List[Optional[float]]] 
                      f"{human(r.n_params):>7} {human(r.n_params_non_embedding):>7} {human(r.n_tokens):>7} "
                      f"{r.flops_6nd:>9.3g} {r.flops:>9.3g} {r.tokens_per_param:>7.1f} {r.cfg.train.lr:>8.3g} "
                      f"{r.cfg.train.tokens_per_step:>6} {r.steps:>6} "
-                     f"{_duration(s):>6}  {grid}")
+                     f"{duration(s):>6}  {grid}")
     t = plan_totals(runs, seconds)
     lines.append("-" * len(head))
     lines.append(f"total: {t.n_runs} runs, D={human(t.n_tokens)} tokens, C={t.flops:.3g} FLOPs exact "
-                 f"({t.flops_6nd:.3g} as 6ND), estimated wall time {_duration(t.seconds)} one run at a time")
+                 f"({t.flops_6nd:.3g} as 6ND), estimated wall time {duration(t.seconds)} one run at a time")
     return "\n".join(lines)

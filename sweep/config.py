@@ -72,6 +72,9 @@ class DataConfig:
     """Column holding the text in JSONL files and hub data sets."""
     max_bytes: Optional[int] = None
     """Read at most this many bytes of text (whole documents); None reads everything."""
+    packages: Optional[List[str]] = None
+    """For 'python': the top-level names in site-packages to read (e.g. [torch, scipy]); None reads every one.
+    A fixed list keeps the corpus the same whatever else is installed (test tools, a user's packages)."""
     split: str = "documents"
     """'documents' (a deterministic hash split of whole documents) or 'tail' (the last val_fraction of the text, as nanoGPT)."""
     val_fraction: float = 0.1

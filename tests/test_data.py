@@ -482,3 +482,10 @@ def test_python_source_reads_the_stdlib_then_a_site_packages_without_tests_or_me
     assert prepare_data(cfg, BYTE, progress=False).corpus_hash != first.corpus_hash
     with pytest.raises(DataError, match="data.path=.*no such folder"):
         load_documents(DataConfig(source="python", path=str(tmp_path / "nowhere")))
+    # data.packages: only those top-level names (a package folder or a module), whatever else is installed
+    assert [n for n, _ in python_files(site, ["beta"])][-1] == "site-packages/beta.py"
+    assert not any(n.startswith("site-packages/alpha") for n, _ in python_files(site, ["beta"]))
+    assert [n for n, _ in python_files(site, ["alpha"])][-2:] == ["site-packages/alpha/__init__.py",
+                                                                  "site-packages/alpha/core.py"]
+    with pytest.raises(DataError, match=r"data.packages: \['gamma'\] not installed"):
+        python_files(site, ["alpha", "gamma"])

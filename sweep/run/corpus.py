@@ -66,17 +66,27 @@ def site_packages_root() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
 
 
-def python_files(site_packages: Optional[Path] = None) -> List[Tuple[str, Path]]:
+def python_files(site_packages: Optional[Path] = None, packages: Optional[List[str]] = None) -> List[Tuple[str, Path]]:
     """The `python` source's files: the stdlib's as 'stdlib/<name>', then site-packages' .py files as
-    'site-packages/<name>', each part sorted; test suites, bytecode and metadata folders skipped."""
+    'site-packages/<name>', each part sorted; test suites, bytecode and metadata folders skipped. `packages`
+    keeps only those top-level names (a folder or a module file); a listed one that is not installed is an error."""
     site = Path(site_packages).expanduser() if site_packages else site_packages_root()
     if not site.is_dir():
         raise DataError(f"data.path={str(site)!r}: no such folder; for data.source=python it names the site-packages "
                         f"folder to read (leave it empty for this interpreter's)")
+    if packages is not None:
+        missing = [p for p in packages if not (site / p).is_dir() and not (site / f"{p}.py").is_file()]
+        if missing:
+            raise DataError(f"data.packages: {missing} not installed in {site}; install them, drop them from "
+                            f"data.packages, or set data.packages=null to read every installed package")
+    keep = None if packages is None else set(packages)
     found = []
     for dirpath, dirnames, filenames in os.walk(site):
+        top = Path(dirpath) == site
         dirnames[:] = sorted(d for d in dirnames if d not in SITE_PACKAGES_EXCLUDED_DIRS and not d.startswith(".")
-                             and not d.endswith((".dist-info", ".egg-info")))
+                             and not d.endswith((".dist-info", ".egg-info")) and (not top or keep is None or d in keep))
+        if top and keep is not None:
+            filenames = [f for f in filenames if f[:-3] in keep]
         for f in filenames:
             if f.endswith(".py"):
                 path = Path(dirpath) / f
@@ -84,9 +94,10 @@ def python_files(site_packages: Optional[Path] = None) -> List[Tuple[str, Path]]
     return [("stdlib/" + name, path) for name, path in stdlib_files()] + sorted(found)
 
 
-def python_documents(site_packages: Optional[Path] = None) -> Iterator[Document]:
+def python_documents(site_packages: Optional[Path] = None, packages: Optional[List[str]] = None
+                     ) -> Iterator[Document]:
     """One document per file of `python_files`; empty files skipped."""
-    for name, path in python_files(site_packages):
+    for name, path in python_files(site_packages, packages):
         text = read_text(path)
         if text:
             yield Document(name, text)
@@ -162,7 +173,7 @@ def stream_documents(data: DataConfig, load_dataset: Optional[Callable] = None,
     if data.source == "stdlib":
         docs = stdlib_documents()
     elif data.source == "python":
-        docs = python_documents(Path(data.path) if data.path else None)
+        docs = python_documents(Path(data.path) if data.path else None, data.packages)
     elif data.source == "files":
         if not data.path:
             raise DataError("data.path is required when data.source='files'")
@@ -203,7 +214,7 @@ def source_files(data: DataConfig) -> Optional[List[Tuple[str, Path]]]:
     if data.source == "stdlib":
         return stdlib_files()
     if data.source == "python":
-        return python_files(Path(data.path) if data.path else None)
+        return python_files(Path(data.path) if data.path else None, data.packages)
     if data.source == "files" and data.path and Path(data.path).expanduser().exists():
         return corpus_files(Path(data.path).expanduser())
     if data.source == "hub" and data.path:

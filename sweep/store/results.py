@@ -32,6 +32,11 @@ NOT_IN_RUN_ID = {
 }
 
 
+# Fields added after runs were recorded: at their default (None) they compute what the older config did, so they
+# enter run_id only when set, and results recorded before they existed keep their ids.
+ID_ONLY_WHEN_SET = {"data": {"packages"}}
+
+
 def run_id(cfg: RunConfig, n_tokens: int) -> str:
     """Stable 12-hex-digit hash of everything that changes a run's result.
 
@@ -41,7 +46,8 @@ def run_id(cfg: RunConfig, n_tokens: int) -> str:
     d = to_dict(cfg)
     key = {"n_tokens": int(n_tokens)}
     for section in ("model", "data", "tokenizer", "train"):
-        key[section] = {k: v for k, v in d[section].items() if k not in NOT_IN_RUN_ID.get(section, ())}
+        key[section] = {k: v for k, v in d[section].items() if k not in NOT_IN_RUN_ID.get(section, ())
+                        and not (k in ID_ONLY_WHEN_SET.get(section, ()) and v is None)}
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -60,7 +60,8 @@ class DataConfig:
 
     source: str = "stdlib"
     """'stdlib' (this Python's standard library sources, offline), 'python' (the stdlib plus the installed packages'
-    sources, offline, ~150 MB), 'files' (local text/JSONL) or 'hub' (a `datasets` hub name)."""
+    sources, offline, ~120 MB with data=python's package list), 'files' (local text/JSONL) or 'hub' (a `datasets`
+    hub name)."""
     path: Optional[str] = None
     """For 'files': a text or JSONL file, or a folder of them. For 'hub': the data set name. For 'python': another
     site-packages folder to read (empty: this interpreter's)."""

@@ -3,7 +3,7 @@
 Sources (`data.source`):
     stdlib   this interpreter's standard library .py files without test suites (offline, ~12 MB)
     python   the stdlib plus the .py files of the installed packages (site-packages) without test suites:
-             offline after the install, ~150 MB after the README's install (torch, sympy, scipy, pandas, ...)
+             offline after the install; conf/data/python.yaml lists the packages (~120 MB: torch, sympy, scipy, ...)
     files    a text/JSONL file or a folder of them; .jsonl/.json through `datasets`' json builder
     hub      a `datasets` hub name, streamed once into a local snapshot under the cache dir (hub.py)
 """

@@ -28,6 +28,21 @@ def test_fit_predict_report_round_trip(tmp_path, capsys, isoflop_runs, small_gri
     (out / "report.md").unlink()
     assert report_command([f"input={out}"]) == 0
     assert (out / "report.md").exists()
+    from sweep.fit.config import FitInputError
+
+    for bad in ("flops=-1", "flops=0", "n_params=-5"):  # refused before any number is printed
+        with pytest.raises(FitInputError, match="must be a positive number"):
+            predict_command([f"input={out}", bad, *(["n_tokens=1e9"] if bad.startswith("n_params") else [])])
+
+
+@pytest.mark.parametrize("content", ["", "n_params,n_tokens,flops,loss\n"])
+def test_an_empty_table_is_refused_naming_the_file(tmp_path, content):
+    from sweep.fit.config import FitInputError
+
+    table = tmp_path / "runs.csv"
+    table.write_text(content)
+    with pytest.raises(FitInputError, match=f"{table}"):
+        fit_command([f"input={table}", "wandb.mode=disabled"])
 
 
 def test_plots_of_one_method_alone_need_no_other_method(tmp_path, isoflop_runs, small_grid):

@@ -197,6 +197,11 @@ def predict_command(overrides: list[str]) -> int:
     budgets = [budgets] if isinstance(budgets, (int, float)) else list(budgets or [])
     if not budgets and not (raw.get("n_params") and raw.get("n_tokens")):
         raise FitInputError("nothing to predict: give flops=<C> and/or n_params=<N> n_tokens=<D>")
+    for key, values in (("flops", budgets), ("n_params", [raw.get("n_params")]), ("n_tokens", [raw.get("n_tokens")])):
+        bad = [v for v in values if v is not None and not (isinstance(v, (int, float)) and float(v) > 0)]
+        if bad:
+            raise FitInputError(f"{key}={bad[0]!r}: must be a positive number, e.g. flops=1e21 (FLOPs), "
+                                f"n_params=1e9, n_tokens=2e10")
     _print_predictions(_load_fit(raw), [float(b) for b in budgets], raw.get("n_params"), raw.get("n_tokens"))
     return 0
 

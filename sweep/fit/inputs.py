@@ -124,12 +124,18 @@ def load_results_folder(folder: Path, notes: list, curves: bool = True) -> pd.Da
 def load_table(path: Path, columns: dict) -> pd.DataFrame:
     """A CSV or Parquet table of runs, its columns renamed to the canonical names through `columns`."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    else:
+    if path.suffix.lower() not in (".parquet", ".pq", ".csv", ".tsv"):
         raise FitInputError(f"{path}: expected a .csv, .tsv or .parquet table")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        raise FitInputError(f"{path} is empty: a table of runs needs a header row (n_params, n_tokens, flops, loss, "
+                            f"...) and a row per run") from None
+    if df.empty:
+        raise FitInputError(f"{path} has columns {list(df.columns)} but no rows: a table of runs needs a row per run")
     mapping = {src: canon for canon, src in columns.items() if src and src in df.columns and src != canon}
     return df.rename(columns=mapping)
 

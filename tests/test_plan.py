@@ -6,7 +6,7 @@ import pytest
 
 from sweep.config import ModelConfig, RunConfig, TrainConfig
 from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand
-from sweep.ladder.plan import (check_plan, estimate_memory, estimate_seconds, plan_table, plan_totals,
+from sweep.ladder.plan import (RUN_OVERHEAD_S, check_plan, schedule_seconds, estimate_memory, estimate_seconds, plan_table, plan_totals,
                         probe_throughput)
 
 VOCAB = 512
@@ -78,11 +78,20 @@ def test_wall_time_from_probe_interpolates_in_log_flops_per_token():
     runs = runs_for([100_000], shapes=((2, 64, 4), (2, 96, 6), (4, 128, 8)))
     key = lambda r: (r.cfg.model.n_layer, r.cfg.model.d_model, r.cfg.model.n_head, r.cfg.model.seq_len)
     speeds = {key(runs[0]): 1e9, key(runs[2]): 4e9}
-    s = estimate_seconds(runs, speeds)
+    s = [x - RUN_OVERHEAD_S for x in estimate_seconds(runs, speeds)]  # every run also pays its start-up
     assert s[0] == pytest.approx(runs[0].flops / 1e9)
     assert s[2] == pytest.approx(runs[2].flops / 4e9)
     assert runs[1].flops / 4e9 < s[1] < runs[1].flops / 1e9
     assert estimate_seconds(runs, {}) == [None, None, None]
+
+
+def test_schedule_packs_runs_on_slots_longest_first_and_waves_one_after_another():
+    runs = runs_for([100_000], shapes=((2, 64, 4), (2, 96, 6), (4, 128, 8)))
+    assert schedule_seconds(runs, [30.0, 20.0, 10.0], 2) == 30.0  # 30 | 20 + 10
+    assert schedule_seconds(runs, [30.0, 20.0, 10.0], 1) == 60.0
+    for i, r in enumerate(runs):  # an adaptive ladder: a wave per budget
+        r.cfg.meta.update(centred_by="prior", budget_index=i)
+    assert schedule_seconds(runs, [30.0, 20.0, 10.0], 2) == 60.0
 
 
 def test_probe_measures_positive_throughput():

@@ -108,3 +108,26 @@ def test_locating_a_minimum():
 def test_bad_adaptive_ladders_are_refused_before_any_run(bad, match):
     with pytest.raises(ConfigError, match=match):
         grid(experiment(**bad), BASE, VOCAB)
+
+
+@pytest.mark.slow
+def test_sweep_run_trains_an_adaptive_ladder_in_waves_and_records_its_plans(tmp_path, run_sweep):
+    """The real path: `sweep run` launches one Hydra multirun per wave, writes ladder.json after each, and `sweep
+    status` (and a relaunch) expand the same grid from it."""
+    import json
+
+    adaptive = ("experiment.target_params_non_embedding=[]", "experiment.family=depth", "experiment.aspect_ratio=8",
+                "experiment.head_dim=8", "experiment.sizes_per_budget=3", "experiment.centre=adaptive",
+                "experiment.center_tokens_per_param=20", "experiment.flops_budgets=[3e9,9e9]")
+    proc = run_sweep(tmp_path, "run", *adaptive, timeout=600)
+    assert "wave 1/2: C = 3e+09" in proc.stdout and "wave 2/2: C = 9e+09" in proc.stdout
+    ladder = json.loads((tmp_path / "results" / "t" / "ladder.json").read_text())
+    assert set(ladder["budgets"]) == {"0", "1"} and ladder["budgets"]["0"]["reason"] == "prior: D/N = 20"
+    assert ladder["budgets"]["1"]["note"] and ladder["budgets"]["0"]["note"]
+    status = run_sweep(tmp_path, "status", *adaptive)
+    rows = [line for line in status.stdout.splitlines() if " done " in line]
+    n_runs = 6 + sum(b["extend_below"] + b["extend_above"] for b in ladder["budgets"].values())
+    assert len(rows) == n_runs and "pending" not in status.stdout
+    again = run_sweep(tmp_path, "run", *adaptive)
+    assert f"{n_runs} of {n_runs} runs are finished" not in again.stdout  # waves: counted per wave
+    assert "launching the other 0" in again.stdout and "training" not in again.stderr.lower()

@@ -142,7 +142,7 @@ def test_packed_jobs_take_their_shares_of_a_stand_in_gpu(tmp_path, monkeypatch):
             "data.max_bytes=600000", "data.split=tail", "data.val_tokens=4096", f"data.cache_dir={tmp_path / 'cache'}", "tokenizer=byte",
             "tokenizer.vocab_size=256", "model.seq_len=32", "train.batch_size=16", "train.tokens_per_step=512",
             "train.threads=1", "experiment.flops_budgets=[3e9,9e9]", "experiment.target_params_non_embedding=[3000,12000]", "experiment.family=free",
-            "experiment.sizes_per_budget=0", "experiment.batch_exponent=0", "experiment.min_steps=5", "logger=disabled",
+            "experiment.sizes_per_budget=0", "experiment.centre=tokens_per_param", "experiment.seeds=[]", "experiment.batch_exponent=0", "experiment.min_steps=5", "logger=disabled",
             "launch.progress=false"]
     sc = load_sweep(args)
     runs = expand_sweep(sc, corpus_tokens(sc)).runs

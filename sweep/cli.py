@@ -32,7 +32,7 @@ commands:
   report    rebuild report + plots   sweep report input=results/default/fit
   compare   two fits side by side    sweep compare results/a/fit results/b/fit [method=approach3]
   verify    train the run a fit predicts and score it
-                                     sweep verify input=results/default [flops=4e12] [method=approach3]
+                                     sweep verify input=results/default [flops=4e12] [method=NAME]
   sync      upload a sweep's offline W&B runs, each resumed run as one
                                      sweep sync input=results/default [dry_run=true]
   tune      fit the LR rule from a tuning sweep
@@ -74,9 +74,9 @@ COMMAND_HELP = {
     "compare": ("sweep compare FIT_A FIT_B [method=approach3] [output=compare]",
                 "Two sweeps side by side: exponents, compute multiplier at equal loss.", [],
                 "sweep compare results/a/fit results/b/fit"),
-    "verify": ("sweep verify input=RESULTS [flops=C] [method=approach3] [max_epochs=K]",
+    "verify": ("sweep verify input=RESULTS [flops=C] [method=NAME] [max_epochs=K]",
                "Train the run the fit calls compute-optimal at C (default 10x the sweep's largest) and score every "
-               "method's prediction of it.", [], "sweep verify input=results/default flops=5e12"),
+               "method's prediction of it; method= defaults to the one the fit recommends (its backtest's best).", [], "sweep verify input=results/default flops=5e12"),
     "sync": ("sweep sync input=RESULTS [dry_run=true]", "Upload a sweep's offline W&B runs, each resumed run as one.",
              [], "sweep sync input=results/default"),
     "tune": ("sweep tune input=RESULTS", "Fit the LR rule from a tuning sweep (experiment=lr_tune).", [],

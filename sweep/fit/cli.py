@@ -166,6 +166,9 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         iv = x.get("prediction_interval")
         return "n/a" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]"
 
+    rec = result.get("recommended") or {}
+    if rec.get("method"):
+        print(f"recommended: {rec['method']} ({rec['reason']}); every method below")
     for c in budgets:
         print(f"C = {c:.3g} FLOPs, {c / c_max:.3g}x the largest fitted compute ({100 * level:.0f}% intervals: CI of the "
               "law for N*, D*, L*; PI for a new run's loss):")

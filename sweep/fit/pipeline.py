@@ -14,6 +14,7 @@ from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
 from sweep.fit.inputs import FitData, prepare
 from sweep.fit.noise import Noise, from_replicates
+from sweep.fit.recommend import recommend
 
 log = logging.getLogger("sweep.fit")
 
@@ -214,6 +215,9 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     if cfg.backtest:
         result["backtest"] = backtest(data, cfg, fit_methods)
         add_lack_of_fit(result, data, cfg)
+    else:
+        result["backtest"] = {"status": "skipped", "reason": "fit.backtest=false"}
+    result["recommended"] = recommend(result, cfg.methods, cfg.interval)
     if cfg.compare_conventions and len(data.available_conventions) > 1:
         result["conventions"] = compare_conventions(runs, cfg, data, result)
     result["warnings"] = notes

@@ -21,7 +21,8 @@ def _iv(interval, digits=4) -> str:
 def render(result: dict, plots: list[str] | None = None) -> str:
     """The markdown report."""
     d = result["data"]
-    lines = ["# Scaling-law fit", ""] + _verification_lines(result.get("verification")) + [
+    lines = ["# Scaling-law fit", ""] + _verification_lines(result.get("verification")) + \
+        _recommended_lines(result.get("recommended"), result) + [
              f"{d['n_runs']} runs ({d['n_branches']} from WSD cooldown branches), {d['n_sizes']} model sizes, "
              f"compute {d['flops_range'][0]:.3g} to {d['flops_range'][1]:.3g} FLOPs; parameters: "
              f"**{d['param_convention']}**, FLOPs: **{d['flop_convention']}** (C = {d['flops_per_nd']:.3g} N D). "
@@ -143,15 +144,40 @@ def lack_of_fit_line(lof: dict | None) -> str:
             f"{100 * lof['kappa'] * (1 + 2.302585) ** g:.2g}%")
 
 
+def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
+    """Which method the report leads with, why, and every method's backtest score beside it."""
+    if not rec or not rec.get("method"):
+        return []
+    lines = ["## Recommended prediction", "", f"**{rec['method']}**: {rec['reason']}. Every method stays below; "
+             "the log score is the mean log density of each held-out run's measured loss under the method's PI "
+             "(higher is better: small errors with honest intervals).", "",
+             "| method | log score | held-out budgets | mean abs error | furthest × fitted C: error |",
+             "| --- | --- | --- | --- | --- |"]
+    for m, sc in rec["scores"].items():
+        ls = "n/a" if sc["log_score"] != sc["log_score"] else f"{sc['log_score']:.2f}"
+        err = "n/a" if sc["mean_abs_error"] is None else f"{100 * sc['mean_abs_error']:.2f}%"
+        far = "n/a" if not sc["furthest"] else f"{sc['furthest'][0]:.3g}x: {100 * sc['furthest'][1]:+.2f}%"
+        lines.append(f"| {m}{' (recommended)' if m == rec['method'] else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
+    if rec.get("weights"):
+        lines += ["", "A new run's recommended prediction (`sweep verify`) stacks the ranked methods' predictive "
+                      "distributions with pseudo-BMA weights: " + ", ".join(
+                          f"{m} {w:.2f}" for m, w in sorted(rec["weights"].items(), key=lambda kv: -kv[1])) + "."]
+    return lines + [""]
+
+
 def summary_line(v: dict) -> str:
-    """The line report.md opens with."""
-    m = v["methods"].get(v["method"], {})
+    """The line report.md opens with: the recommended method's prediction when the fit has one."""
+    lead = v.get("recommended") or v["method"]
+    m = v["methods"].get(lead, {})
+    if m.get("predicted") is None and lead != v["method"]:
+        lead, m = v["method"], v["methods"].get(v["method"], {})
     if m.get("predicted") is None:
         return (f"Verification at {v['extrapolation']:.3g}x the largest fitted compute: measured {v['measured_loss']:.4f}; "
-                f"{v['method']} gives no prediction ({m.get('reason', 'no loss law')}).")
+                f"{lead} gives no prediction ({m.get('reason', 'no loss law')}).")
     iv = m.get("interval")
     return (f"Verification at {v['extrapolation']:.3g}x the largest fitted compute ({v['flops']:.3g} FLOPs, "
-            f"N = {fmt(v['n_params'], 3)}, D = {fmt(v['n_tokens'], 3)}): {v['method']} predicted {m['predicted']:.4f}"
+            f"N = {fmt(v['n_params'], 3)}, D = {fmt(v['n_tokens'], 3)}): {lead}"
+            f"{' (recommended)' if lead == v.get('recommended') else ''} predicted {m['predicted']:.4f}"
             + (f" [{iv[0]:.4f}, {iv[1]:.4f}] ({100 * v['interval_level']:.0f}% PI)" if iv else " (no interval)")
             + f", measured {v['measured_loss']:.4f}: error {100 * m['rel_error']:+.2f}%"
             + ("" if m.get("covered") is None else ("; inside the interval" if m["covered"] else "; OUTSIDE the interval"))

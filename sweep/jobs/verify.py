@@ -18,6 +18,7 @@ from typing import List, Optional
 from sweep.config import ConfigError
 from sweep.fit import allocation, registry
 from sweep.fit.cli import log_verification
+from sweep.fit.recommend import stack
 from sweep.fit.report import summary_line, write
 from sweep.ladder.grid import planned_run, run_hparams, shape_for_n
 from sweep.ladder.sweep_config import corpus_tokens, load_sweep, to_run_config
@@ -43,8 +44,9 @@ def _positive(arg: str, value: str, hint: str) -> float:
 
 
 def _options(argv: List[str]) -> tuple:
-    """(sweep overrides, flops, method, input folder, max_epochs) from `sweep verify` arguments."""
-    overrides, flops, method, folder, max_epochs = [], None, "approach3", None, None
+    """(sweep overrides, flops, method or None for the fit's recommended one, input folder, max_epochs) from
+    `sweep verify` arguments."""
+    overrides, flops, method, folder, max_epochs = [], None, None, None, None
     for a in argv:
         key, _, value = a.partition("=")
         if key == "max_epochs":
@@ -140,6 +142,16 @@ def score(fit: dict, run: PlannedRun, result: dict) -> dict:
                       "rel_error": value / measured - 1 if ok else None,
                       "covered": None if not pi else bool(pi[0] <= measured <= pi[1]), "basis": basis,
                       "pi_terms": pred.get("pi_terms") if ok else None}
+    rec = fit.get("recommended") or {}
+    lead = rec.get("method")
+    stacked = stack(methods, rec.get("weights") or {}, level)
+    if stacked is not None:
+        value, pi = stacked["predicted"], stacked["interval"]
+        methods["stacked"] = {"predicted": value, "interval": pi, "rel_error": value / measured - 1,
+                              "covered": bool(pi[0] <= measured <= pi[1]),
+                              "basis": "weighted mixture of " + ", ".join(f"{m} {w:.2f}"
+                                                                          for m, w in stacked["weights"].items())}
+        lead = "stacked"
     return {"flops": float(c), "target_flops": float(run.cfg.meta["verify_flops"]), "run_id": result["run_id"],
             "run_name": result.get("run_name"), "n_params": int(result["n_params"]),
             "n_params_non_embedding": int(result["n_params_non_embedding"]), "n_tokens": int(result["n_tokens"]),
@@ -147,6 +159,7 @@ def score(fit: dict, run: PlannedRun, result: dict) -> dict:
             "method": run.cfg.meta["verify_method"], "interval_level": level,
             "target_n_params": float(run.cfg.meta["target_params"]), "target_n_tokens": float(run.cfg.meta["target_tokens"]),
             "corpus_limited": bool(run.cfg.meta.get("corpus_limited", False)),
+            "recommended": lead,
             "interval_kind": "prediction interval for a new run (law spread + run-to-run noise + the law's lack of fit "
                              "at this extrapolation, from the within-data backtest)", "methods": methods}
 
@@ -157,6 +170,8 @@ def verify_command(argv: List[str]) -> int:
     sc = load_sweep(_sweep_overrides(overrides, folder))
     folder = sweep_dir(sc.results_dir, sc.sweep_name)
     fit = load_fit(folder)
+    if method is None:  # the method the fit recommends (its backtest's best), else approach 3
+        method = (fit.get("recommended") or {}).get("method") or "approach3"
     registry.get(method)
     if fit.get(method, {}).get("status") != "ok":
         usable = [m for m in fit["config"]["methods"] if fit.get(m, {}).get("status") == "ok"]

@@ -1,0 +1,113 @@
+"""The recommended prediction: the method whose predictions held up best when it extrapolated inside the data.
+
+Which law extrapolates best depends on the sweep (approach 3 on one, Kaplan's form on another), so the fit
+does not assume one. It scores every method that predicted held-out runs in the leave-future-out backtest with
+a proper scoring rule: the log score of each prediction's PI, read as a normal in log loss (its sd from the
+PI's width). A narrow interval that misses scores badly; a wide one that covers scores only fairly; a method
+with small errors and honest intervals scores best. Each held-out budget of each split counts once (its runs
+share one refit), and the method with the best mean score is recommended (leave-future-out cross-validation,
+Bürkner, Gabry & Vehtari 2020). With a few held-out budgets the ranking is itself noisy, so the recommended
+prediction of a new run (`sweep verify`) is a stacking of the ranked methods: pseudo-BMA weights, each method's
+exp(summed log score) normalised (Yao et al. 2018), over the mixture of their predictive distributions. Every
+method stays in the report beside it.
+
+With fewer than MIN_GROUPS scored budgets for every method, nothing can be ranked: the default (approach 3)
+is recommended and the report says why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+DEFAULT = "approach3"
+"""Recommended when the backtest cannot rank the methods: the law with a full L(N, D) and a floor."""
+MIN_GROUPS = 3
+"""Held-out budgets (over the leave-future-out splits) a method needs to be scored."""
+MIN_SD = 1e-3
+"""Smallest sd of log loss a prediction is scored with (an interval of zero width would score -inf or +inf)."""
+
+
+def _groups(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        if r.get("kind") == "future" and r.get("predicted") and r.get("interval"):
+            out.setdefault((r.get("split"), r.get("budget", round(r["extrapolation"], 6))), []).append(r)
+    return out
+
+
+def log_score(rows: list[dict], level: float) -> float:
+    """Mean log predictive density of the measured losses (log space), each held-out budget weighted once."""
+    z = norm.ppf(0.5 + level / 2)
+    scores = []
+    for g in _groups(rows).values():
+        per = []
+        for r in g:
+            sd = max((np.log(r["interval"][1]) - np.log(r["interval"][0])) / (2 * z), MIN_SD)
+            per.append(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=sd))
+        scores.append(float(np.mean(per)))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def recommend(result: dict, methods: list[str], level: float) -> dict:
+    """{method, reason, scores: {method: {log_score, budgets, mean_abs_error, furthest: [x, error]}}}."""
+    bt = result.get("backtest") or {}
+    scores = {}
+    for m in methods:
+        if result.get(m, {}).get("status") != "ok":
+            continue
+        rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
+        groups = _groups(rows)
+        scored = [r for g in groups.values() for r in g]
+        far = max(scored, key=lambda r: r["extrapolation"], default=None)
+        scores[m] = {"log_score": log_score(rows, level), "budgets": len(groups),
+                     "mean_abs_error": float(np.mean([abs(r["rel_error"]) for r in scored])) if scored else None,
+                     "furthest": [far["extrapolation"], far["rel_error"]] if far else None}
+    ranked = {m: s for m, s in scores.items() if s["budgets"] >= MIN_GROUPS and np.isfinite(s["log_score"])}
+    if not ranked:
+        why = (f"the backtest was skipped ({bt.get('reason')})" if bt.get("status") != "ok"
+               else f"no method has {MIN_GROUPS} held-out budgets in the leave-future-out backtest")
+        fallback = DEFAULT if DEFAULT in scores else next(iter(scores), None)
+        return {"method": fallback, "reason": f"{why}: the methods cannot be ranked, so the default ({fallback}) is "
+                                              f"recommended", "scores": scores, "ranked": False}
+    best = max(ranked, key=lambda m: ranked[m]["log_score"])
+    elpd = {m: s["log_score"] * s["budgets"] for m, s in ranked.items()}
+    top = max(elpd.values())
+    raw = {m: float(np.exp(v - top)) for m, v in elpd.items()}
+    weights = {m: w / sum(raw.values()) for m, w in raw.items()}
+    others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
+                       if m != best)
+    return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest "
+                                      f"({ranked[best]['log_score']:.2f} over {ranked[best]['budgets']} held-out "
+                                      f"budgets{'; ' + others if others else ''})", "scores": scores, "ranked": True,
+            "weights": weights}
+
+
+def stack(predictions: dict, weights: dict, level: float) -> dict | None:
+    """The weighted mixture of methods' predictive distributions for one run: each a normal in log loss centred on
+    its prediction with the sd its PI implies. {predicted, interval, weights} (the point is the mixture's mean in
+    log loss); None unless two or more weighted methods predicted it."""
+    z = norm.ppf(0.5 + level / 2)
+    parts = [(weights[m], np.log(p["predicted"]), max((np.log(p["interval"][1]) - np.log(p["interval"][0])) / (2 * z),
+                                                      MIN_SD))
+             for m, p in predictions.items() if weights.get(m, 0) > 0 and p.get("predicted") and p.get("interval")]
+    if len(parts) < 2:
+        return None
+    total = sum(w for w, _, _ in parts)
+    parts = [(w / total, mu, sd) for w, mu, sd in parts]
+
+    def cdf(x):
+        return sum(w * norm.cdf(x, mu, sd) for w, mu, sd in parts)
+
+    def quantile(q):
+        lo, hi = min(mu - 10 * sd for _, mu, sd in parts), max(mu + 10 * sd for _, mu, sd in parts)
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
+        return float(np.exp((lo + hi) / 2))
+
+    tail = (1 - level) / 2
+    return {"predicted": float(np.exp(sum(w * mu for w, mu, _ in parts))),
+            "interval": [quantile(tail), quantile(1 - tail)],
+            "weights": {m: round(weights[m] / total, 4) for m, p in predictions.items()
+                        if weights.get(m, 0) > 0 and p.get("predicted") and p.get("interval")}}

@@ -114,3 +114,34 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
 
     fresh = train(load_run_config(overrides(tmp_path / "c")), progress=False)
     assert fresh["dtype"] == "fp32" and fresh["final_val_loss"] != clean["final_val_loss"]
+
+
+def test_a_checkpoint_keeps_only_its_own_gpus_rng_and_resumes_with_fewer_gpus_visible(monkeypatch):
+    """Pretends CUDA (torch.cuda's RNG calls replaced): a run checkpointed where 8 GPUs were visible resumes
+    where the parallel launcher shows it one. Restoring every saved GPU state (the old rule) raised IndexError."""
+    import torch
+
+    from sweep.run import runtime
+
+    states = {i: torch.full((8,), i, dtype=torch.uint8) for i in range(8)}
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": states[torch.device(device).index or 0])
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda s, device="cuda": restored.__setitem__(torch.device(device).index or 0, s.clone()))
+
+    def all_visible(states_list):  # what set_rng_state_all does: one state per visible device
+        visible = 1
+        for i, s in enumerate(states_list):
+            if i >= visible:
+                raise IndexError("list index out of range")
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", all_visible)
+
+    saved = runtime.rng_state(torch.device("cuda", 5))
+    assert torch.equal(saved["cuda"], states[5])  # its own device's state, not all eight
+    runtime.set_rng_state(saved, torch.device("cuda", 0))  # resumed where it is the only GPU, numbered 0
+    assert torch.equal(restored[0], states[5])
+    old = {**saved, "cuda": [states[i] for i in range(8)]}  # a checkpoint written by the old rule
+    runtime.set_rng_state(old, torch.device("cuda", 0))
+    assert torch.equal(restored[0], states[0])
+    assert "cuda" not in runtime.rng_state(torch.device("cpu"))
+    runtime.set_rng_state(old, torch.device("cpu"))  # a CUDA checkpoint resumed on CPU: CPU states only

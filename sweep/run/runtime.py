@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -157,22 +159,32 @@ def set_determinism(seed: int) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def rng_state() -> dict:
+def rng_state(device: Optional[torch.device] = None) -> dict:
+    """The RNG states a checkpoint keeps: CPU ones, and the run's own CUDA device's only (a run trains on one
+    device, and the GPUs visible when it resumes may be fewer or numbered otherwise)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     np_state = np.random.get_state()
     state["numpy"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: Optional[torch.device] = None) -> None:
+    """Restore what rng_state saved; the CUDA state goes to the run's device, whichever GPU that is now. A
+    checkpoint from before this rule holds every visible GPU's state: the first is the run's (a run trained on
+    its first visible device)."""
     torch.set_rng_state(state["torch"])
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and device is not None and device.type == "cuda":
+        if isinstance(cuda, (list, tuple)):
+            if not cuda:
+                return
+            cuda = cuda[0]
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def device_name(device: torch.device) -> str:

@@ -348,7 +348,7 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder) -> Loop:
         checkpoint.check_same_data(ckpt, data, folder.checkpoint_path, folder.path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        runtime.set_rng_state(ckpt["rng"])
+        runtime.set_rng_state(ckpt["rng"], device)
         counters = checkpoint.counters(ckpt)
         store.truncate_metrics(folder.metrics_path, counters.step)
         print(f"[sweep] resuming {folder.path.name} at step {counters.step}/{shape.steps}", file=sys.stderr)
@@ -411,7 +411,7 @@ def _diverged(value: float, c: checkpoint.Counters, t) -> bool:
 def _checkpoint_state(loop: Loop, data, train_loss_acc: torch.Tensor, wall: float) -> dict:
     c = loop.counters
     return {
-        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": runtime.rng_state(),
+        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": runtime.rng_state(loop.device),
         "step": c.step, "threads": loop.threads, "dtype": runtime.dtype_name(loop.dtype),
         "running_min": c.running_min, "above": c.above,
         "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,

@@ -125,5 +125,9 @@ def test_main_runs_the_ladder_fits_it_and_verifies_at_5x(tmp_path, sweep):
     v = json.loads((tmp_path / "results" / "t" / "fit" / "verification.json").read_text())
     assert v["extrapolation"] == pytest.approx(5.0, rel=0.05)
     assert "hydra/launcher=parallel runs 2 at a time" in proc.stdout or "runs 1 at a time" in proc.stdout
+    # one switch for the whole job: logger=disabled reaches the fit too (it was offline whatever the runs were)
+    fitted = json.loads((tmp_path / "results" / "t" / "fit" / "fit.json").read_text())
+    assert fitted.get("wandb_run", {}).get("mode", "disabled") == "disabled"
+    assert not (tmp_path / "results" / "t" / "fit" / "wandb").exists()
     assert (tmp_path / "results" / "t" / "fit" / "report.md").read_text().splitlines()[2] == "## Verification"
     assert "Verification at" in proc.stdout

@@ -38,7 +38,10 @@ def main_command(argv: List[str]) -> int:
         return 0
     # IsoFLOP budgets are exact FLOPs (6ND differs by size), so the fit groups runs by exact C.
     folder = sweep_dir(sc.results_dir, sc.sweep_name)
-    rc = fit_cli.fit_command([f"input={folder}"])
+    # One switch for the whole job: the runs' logger (logger=online|offline|disabled, entity, project) is the fit's.
+    wandb = [f"wandb.mode={sc.logger.mode}", f"wandb.project={sc.logger.project}"] + (
+        [f"wandb.entity={sc.logger.entity}"] if sc.logger.entity else [])
+    rc = fit_cli.fit_command([f"input={folder}", *wandb])
     if rc != 0 or not sc.experiment.flops_budgets:
         return rc
     # The promise is the extrapolation: train the run the fit predicts beyond the sweep and score it.

@@ -295,3 +295,19 @@ def test_parallel_launcher_never_runs_more_than_its_slots_and_starts_the_biggest
     assert all(e0 <= s1 + 0.5 for (_, e0, _), (s1, _, _) in zip(spans, spans[1:]))  # one after another
     assert [f for *_, f in spans] == sorted((f for *_, f in spans), reverse=True)
     assert not list((tmp_path / "results" / "t" / "multirun" / "slots").glob("queue-*"))  # removed after
+
+
+def test_a_cuda_sweep_plans_on_a_machine_without_cuda_and_runs_only_through_slurm(tmp_path, run_sweep, monkeypatch):
+    """A SLURM login node has no GPU: `sweep plan train.device=cuda` resolves nothing here (no CUDA call, no memory
+    or speed measured on the login node's CPU), and a launcher that would train here is refused before any
+    compute, with nothing written to the results store. (This machine has no CUDA; where it does, the test
+    pretends it has none.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the subprocesses would see this machine's CUDA")
+    plan = run_sweep(tmp_path, "plan", "train.device=cuda", "launch.probe=true")
+    assert "device cuda (no CUDA on this machine: resolved where each job runs" in plan.stdout
+    refused = run_sweep(tmp_path, "run", "train.device=cuda", check=False)
+    assert refused.returncode == 2 and "hydra/launcher=slurm" in refused.stderr and "no CUDA" in refused.stderr
+    assert not (tmp_path / "results" / "t" / "runs").exists()

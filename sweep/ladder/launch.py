@@ -52,7 +52,19 @@ log = logging.getLogger("sweep.ladder.launch")
 # ----------------------------------------------------------------------------- plan
 
 
+def remote_device(sc: SweepConfig) -> bool:
+    """A CUDA device asked for on a machine without CUDA (a SLURM login node): it is resolved where each job
+    runs, and nothing here touches CUDA, measures its memory or probes its speed."""
+    if not sc.train.device.startswith("cuda"):
+        return False
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def _device_name(sc: SweepConfig) -> str:
+    if remote_device(sc):
+        return sc.train.device
     from sweep.run import runtime
 
     return str(runtime.pick_device(sc.train))
@@ -63,9 +75,10 @@ def prepare_plan(sc: SweepConfig, probe: bool):
     n_train = corpus_tokens(sc)
     g = expand_sweep(sc, n_train)
     device = _device_name(sc)
-    problems = check_plan(g.runs, n_train, available_memory(device), device)
+    remote = remote_device(sc)
+    problems = check_plan(g.runs, n_train, None if remote else available_memory(device), device)
     seconds = None
-    if probe and not problems:
+    if probe and not problems and not remote:
         seconds = estimate_seconds(g.runs, probe_throughput(g.runs, steps=sc.launch.probe_steps))
     return g, n_train, problems, seconds
 
@@ -76,7 +89,9 @@ def _header(sc: SweepConfig, n_train: int) -> str:
     return (f"sweep {sc.sweep_name!r}, experiment {e.name!r}{about}\n"
             f"corpus {sc.data.source}{'' if not sc.data.path else ' ' + sc.data.path}: {human(n_train)} train tokens, "
             f"vocab {sc.tokenizer.vocab_size}, seq_len {sc.model.seq_len}, {sc.train.tokens_per_step} tokens/step, "
-            f"device {_device_name(sc)}\n{family_line(e)}")
+            f"device {_device_name(sc)}"
+            + (" (no CUDA on this machine: resolved where each job runs; memory and speed not checked here)"
+               if remote_device(sc) else "") + f"\n{family_line(e)}")
 
 
 # ----------------------------------------------------------------------------- GPUs and packing
@@ -84,7 +99,7 @@ def _header(sc: SweepConfig, n_train: int) -> str:
 
 def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Optional[Packing], GpuInfo]:
     """resolve_launch for this box: its GPUs when the runs train on CUDA, else none."""
-    gpus = detect_gpus() if _device_name(sc).startswith("cuda") else GpuInfo(0, None)
+    gpus = detect_gpus() if _device_name(sc).startswith("cuda") and not remote_device(sc) else GpuInfo(0, None)
     asked = dataclasses.replace(sc.launch, devices=sc.launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES") or None)
     launch, packing = resolve_launch(asked, runs, gpus, usable_cores())
     return launch, packing, gpus
@@ -286,6 +301,11 @@ def run_command(argv: List[str]) -> int:
     chosen = [a for a in overrides if a.startswith("run_index=")]
     overrides = [a for a in overrides if not a.startswith("run_index=")]
     sc = load_sweep(overrides)
+    launcher = next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("hydra/launcher=")), "basic")
+    if remote_device(sc) and launcher != "slurm":
+        raise ConfigError(f"train.device={sc.train.device!r} but this machine has no CUDA, and hydra/launcher={launcher} "
+                          f"trains here: submit to GPU nodes with hydra/launcher=slurm (the device is resolved there), "
+                          f"or train here with train.device=cpu or auto")
     if sc.experiment.centre == "adaptive" and sc.experiment.flops_budgets and not chosen:
         return _run_adaptive(sc, overrides, retry)
     g, n_train, problems, _ = prepare_plan(sc, probe=False)

@@ -65,23 +65,31 @@ def growth(x, gamma: float) -> np.ndarray:
     return (1.0 + np.log(np.maximum(np.asarray(x, float), 1.0))) ** gamma
 
 
-def estimate(rows: list[dict], level: float) -> LackOfFit:
-    """kappa from backtest rows ({extrapolation, predicted, measured, interval}); leave-future-out rows only."""
-    rows = [r for r in rows if r.get("kind", "future") == "future" and r.get("predicted") and r.get("measured")]
+def held_out_groups(rows: list[dict]) -> dict:
+    """The leave-future-out backtest's scored rows by (split, held-out budget): the runs of one budget predicted by
+    one refit share its error, so each group is one independent point (here and in recommend.py)."""
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r.get("split"), r.get("budget", round(float(r["extrapolation"]), 6))), []).append(r)
+        if r.get("kind", "future") == "future" and r.get("predicted") and r.get("measured"):
+            groups.setdefault((r.get("split"), r.get("budget", round(float(r["extrapolation"]), 6))), []).append(r)
+    return groups
+
+
+def pi_sd(row: dict, z: float) -> float:
+    """The sd of log loss a row's PI implies (its half-width in log space over z); 0 without an interval."""
+    return (np.log(row["interval"][1]) - np.log(row["interval"][0])) / (2 * z) if row.get("interval") else 0.0
+
+
+def estimate(rows: list[dict], level: float) -> LackOfFit:
+    """kappa from backtest rows ({extrapolation, predicted, measured, interval}); leave-future-out rows only."""
+    groups = held_out_groups(rows)
     if len(groups) < MIN_ROWS:
         return LackOfFit(0.0, 1.0, len(groups), f"not estimated: {len(groups)} held-out budget(s) in the "
                                                f"leave-future-out backtest, needs {MIN_ROWS}; the interval has no "
                                                f"lack-of-fit term")
     z = norm.ppf(0.5 + level / 2)
-
-    def sd(r):
-        return (np.log(r["interval"][1]) - np.log(r["interval"][0])) / (2 * z) if r.get("interval") else 0.0
-
     e = np.array([np.mean([np.log(r["predicted"] / r["measured"]) for r in g]) for g in groups.values()])
-    s = np.array([np.mean([sd(r) for r in g]) for g in groups.values()])
+    s = np.array([np.mean([pi_sd(r, z) for r in g]) for g in groups.values()])
     x = np.array([np.exp(np.mean([np.log(r["extrapolation"]) for r in g])) for g in groups.values()])
 
     def nll(kappa: float, gamma: float) -> float:

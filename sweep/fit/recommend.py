@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
+from sweep.fit.lack_of_fit import held_out_groups, pi_sd
+
 DEFAULT = "approach3"
 """Recommended when the backtest cannot rank the methods: the law with a full L(N, D) and a floor."""
 MIN_GROUPS = 3
@@ -29,11 +31,9 @@ MIN_SD = 1e-3
 
 
 def _groups(rows: list[dict]) -> dict:
-    out: dict = {}
-    for r in rows:
-        if r.get("kind") == "future" and r.get("predicted") and r.get("interval"):
-            out.setdefault((r.get("split"), r.get("budget", round(r["extrapolation"], 6))), []).append(r)
-    return out
+    """The held-out budgets whose predictions have an interval to score."""
+    groups = {k: [r for r in g if r.get("interval")] for k, g in held_out_groups(rows).items()}
+    return {k: g for k, g in groups.items() if g}
 
 
 def log_score(rows: list[dict], level: float) -> float:
@@ -43,7 +43,7 @@ def log_score(rows: list[dict], level: float) -> float:
     for g in _groups(rows).values():
         per = []
         for r in g:
-            sd = max((np.log(r["interval"][1]) - np.log(r["interval"][0])) / (2 * z), MIN_SD)
+            sd = max(pi_sd(r, z), MIN_SD)
             per.append(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=sd))
         scores.append(float(np.mean(per)))
     return float(np.mean(scores)) if scores else float("nan")
@@ -88,8 +88,7 @@ def stack(predictions: dict, weights: dict, level: float) -> dict | None:
     its prediction with the sd its PI implies. {predicted, interval, weights} (the point is the mixture's mean in
     log loss); None unless two or more weighted methods predicted it."""
     z = norm.ppf(0.5 + level / 2)
-    parts = [(weights[m], np.log(p["predicted"]), max((np.log(p["interval"][1]) - np.log(p["interval"][0])) / (2 * z),
-                                                      MIN_SD))
+    parts = [(weights[m], np.log(p["predicted"]), max(pi_sd(p, z), MIN_SD))
              for m, p in predictions.items() if weights.get(m, 0) > 0 and p.get("predicted") and p.get("interval")]
     if len(parts) < 2:
         return None

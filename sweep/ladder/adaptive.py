@@ -58,6 +58,11 @@ def prior_centre(flops: float, tokens_per_param: float, flops_per_param_token: f
     return math.sqrt(flops / (flops_per_param_token * tokens_per_param))
 
 
+def prior_plan(flops: float, tokens_per_param: float) -> BudgetPlan:
+    """A budget centred by the prior alone (the first wave, and budgets not reached yet)."""
+    return BudgetPlan(centre_params=prior_centre(flops, tokens_per_param), reason=f"prior: D/N = {tokens_per_param:g}")
+
+
 def locate_minimum(sizes: Sequence[float], losses: Sequence[float]) -> Tuple[Optional[float], str]:
     """(N* or None, where) of one budget from its sizes' mean final losses.
 
@@ -142,8 +147,7 @@ def centre_for(budget: int, flops: Sequence[float], minima: List[Tuple[float, fl
         return BudgetPlan(centre_params=centre, reason=f"no valley yet (budget {b + 1}'s minimum is at its "
                                                        f"{'smallest' if where == 'below' else 'largest'} size): one "
                                                        f"sampled span ({span:.3g}x) past it, scaled by C^{prior_exponent:g}")
-    return BudgetPlan(centre_params=prior_centre(flops[budget], tokens_per_param),
-                      reason=f"prior: D/N = {tokens_per_param:g}")
+    return prior_plan(flops[budget], tokens_per_param)
 
 
 def extension_for(plan: BudgetPlan, where: str, max_extensions: int, can_below: bool, can_above: bool

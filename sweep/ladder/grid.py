@@ -21,14 +21,13 @@ Every run trains on a whole number of optimizer steps: D = steps * train.tokens_
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from sweep.config import ConfigError, ModelConfig, RunConfig
 from sweep.run.model import count_params, flops_per_token
-from sweep.ladder.adaptive import BudgetPlan, Plans, prior_centre
+from sweep.ladder.adaptive import BudgetPlan, Plans, prior_centre, prior_plan
 from sweep.ladder.branching import branch
 from sweep.ladder.hparams import rule_lr, rule_tokens_per_step
 from sweep.ladder.shapes import (FAMILIES, depth_shape, describe_family, free_shape_for_params, mixed_shapes,
@@ -234,7 +233,7 @@ def _auto_sizes(exp: ExperimentConfig, base: ModelConfig, vocab_size: int, budge
     family, plus the plan's edge extensions."""
     # C = 6 * N * D and D = r * N give the centre N = sqrt(C / (6 r)); good enough to centre a
     # parabola, the fit finds the actual minimum.
-    centre = plan.centre_params if plan is not None else math.sqrt(budget / (6.0 * exp.center_tokens_per_param))
+    centre = plan.centre_params if plan is not None else prior_centre(budget, exp.center_tokens_per_param)
     k = exp.sizes_per_budget
     targets = [centre * exp.size_span ** (0.0 if k == 1 else j / (k - 1) - 0.5) for j in range(k)]
     coords = {"param_convention": exp.param_convention}
@@ -309,9 +308,9 @@ def budget_plans(exp: ExperimentConfig, plans: Optional[Plans]) -> Dict[int, Bud
     out = dict(plans or {})
     for b, c in enumerate(exp.flops_budgets):
         if b not in out:
-            out[b] = BudgetPlan(centre_params=prior_centre(c, exp.center_tokens_per_param),
-                                reason=f"prior: D/N = {exp.center_tokens_per_param:g}"
-                                       + (" (provisional: set after the earlier waves)" if b else ""))
+            out[b] = prior_plan(c, exp.center_tokens_per_param)
+            if b:
+                out[b].reason += " (provisional: set after the earlier waves)"
     return out
 
 

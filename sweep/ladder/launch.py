@@ -70,15 +70,19 @@ def _device_name(sc: SweepConfig) -> str:
     return str(runtime.pick_device(sc.train))
 
 
+def plan_problems(sc: SweepConfig, runs: List[PlannedRun], n_train: Optional[int]) -> List[str]:
+    """check_plan against this machine's memory, or none when the device is resolved where each job runs."""
+    device = _device_name(sc)
+    return check_plan(runs, n_train, None if remote_device(sc) else available_memory(device), device)
+
+
 def prepare_plan(sc: SweepConfig, probe: bool):
     """(grid, corpus tokens, problems, estimated seconds per run)."""
     n_train = corpus_tokens(sc)
     g = expand_sweep(sc, n_train)
-    device = _device_name(sc)
-    remote = remote_device(sc)
-    problems = check_plan(g.runs, n_train, None if remote else available_memory(device), device)
+    problems = plan_problems(sc, g.runs, n_train)
     seconds = None
-    if probe and not problems and not remote:
+    if probe and not problems and not remote_device(sc):
         seconds = estimate_seconds(g.runs, probe_throughput(g.runs, steps=sc.launch.probe_steps))
     return g, n_train, problems, seconds
 
@@ -323,13 +327,12 @@ def run_command(argv: List[str]) -> int:
     return _finish(g, rc)
 
 
-def _announce(sc: SweepConfig, g: Grid, n_train: int, problems: List[str], table: bool = True) -> bool:
+def _announce(sc: SweepConfig, g: Grid, n_train: int, problems: List[str]) -> bool:
     """Print the plan; False (after saying why) when it is refused. Records plan.json when it is not."""
     print(_header(sc, n_train))
     if g.dropped:
         print(describe_dropped(g.dropped))
-    if table:
-        print(plan_table(g.runs))
+    print(plan_table(g.runs))
     if sc.experiment.branching:
         print(describe_cost(branch_cost(g.runs)))
     if problems:
@@ -413,14 +416,13 @@ def _run_adaptive(sc: SweepConfig, overrides: List[str], retry: bool) -> int:
     print(adaptive_line(sc.experiment))
     if not _announce(sc, g, n_train, problems):
         return 2
-    device = _device_name(sc)
     codes = []
 
     def train_wave(g: Grid, wave: set) -> list:
         runs = [g.runs[i] for i in sorted(wave)]
         for r in runs:
             validate(r.cfg)
-        problems = check_plan(runs, n_train, available_memory(device), device)
+        problems = plan_problems(sc, runs, n_train)
         if problems:
             raise ConfigError("refusing this wave:\n  " + "\n  ".join(problems))
         write_json_atomic(sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json", plan_record(sc, g, n_train))

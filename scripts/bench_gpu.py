@@ -147,7 +147,7 @@ def reset_device(device: str) -> None:
 def bench_sizes(s: Setup, tmp: Path, cache: Path) -> list:
     from sweep.run import runtime
     from sweep.cli import load_run_config
-    from sweep.ladder.packing import run_gpu_memory
+    from sweep.launch.packing import run_gpu_memory
     from sweep.run.train import train
 
     rows = []
@@ -281,8 +281,8 @@ def main(argv=None) -> int:
 
     from sweep.run import runtime
     from sweep.cli import load_run_config
-    from sweep.ladder.mps import mps_status, private_mps
-    from sweep.ladder.packing import decide_packing, detect_gpus
+    from sweep.launch.mps import mps_status, private_mps
+    from sweep.launch.packing import decide_packing, detect_gpus
 
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU box, or pass --cpu-smoke", file=sys.stderr)

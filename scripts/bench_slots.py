@@ -29,9 +29,9 @@ GiB = 2**30
 
 def jobs_of(experiment: str, seeds: int, cpus_per_gpu: int) -> tuple:
     """(capacity, [(flops, units)]) of the experiment's runs on H100s with `cpus_per_gpu` host cores each."""
-    from sweep.ladder.placement import resolve_launch
+    from sweep.launch.placement import resolve_launch
     from sweep.ladder.sweep_config import expand_sweep, load_sweep
-    from sweep.ladder.packing import GpuInfo, gpu_units
+    from sweep.launch.packing import GpuInfo, gpu_units
 
     sc = load_sweep([f"experiment={experiment}", "launch.probe=false"])
     runs = expand_sweep(sc, n_train_tokens=10**12).runs
@@ -42,7 +42,7 @@ def jobs_of(experiment: str, seeds: int, cpus_per_gpu: int) -> tuple:
 
 def simulate(jobs: list, gpus: int, capacity: int, queue: bool, rng: random.Random) -> float:
     """Makespan, in units of one GPU's FLOPs."""
-    from sweep.ladder.slots import pick_group
+    from sweep.launch.slots import pick_group
 
     order = sorted(range(len(jobs)), key=lambda j: (-jobs[j][0], j))
     waiting = order if queue else list(range(len(jobs)))

@@ -169,7 +169,7 @@ def _dispatch(command: str):
 
         return export_command
     if command in ("plan", "run", "status"):
-        from sweep.ladder import launch
+        from sweep.launch import launch
 
         return getattr(launch, f"{command}_command")
     if command in ("fit", "predict", "report", "compare"):

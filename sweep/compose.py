@@ -1,6 +1,6 @@
 """Hydra composition: conf/ plus command-line overrides into configs. The only module that knows Hydra's API.
 
-Commands (sweep.cli, sweep.ladder.launch, sweep.fit.cli) compose here and hand dataclasses to library code.
+Commands (sweep.cli, sweep.launch.launch, sweep.fit.cli) compose here and hand dataclasses to library code.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def test_a_branch_point_is_kept_until_every_branch_from_it_has_finished(tmp_path
 
 
 def test_sweep_progress_counts_a_branch_from_its_branch_point(tmp_path):
-    from sweep.ladder.progress import SweepProgress
+    from sweep.launch.progress import SweepProgress
     from sweep.store.results import write_json_atomic
 
     out = branch(plan(base(tmp_path)))  # trunk 128 steps; branches start at steps 24 and 48

@@ -72,10 +72,11 @@ def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-LAYERS = ["config", "compose", "store", "run", "ladder", "fit", "jobs", "cli", "__main__"]
+LAYERS = ["config", "compose", "store", "run", "ladder", "launch", "fit", "jobs", "cli", "__main__"]
 """Bottom to top: a module may import from its own layer and the layers below it, never above. config and
-compose (Hydra stops there) are the schemas; store knows the files; run trains one run; ladder plans and
-launches many; fit reads results and never trains; jobs chain the stages; cli dispatches."""
+compose (Hydra stops there) are the schemas; store knows the files; run trains one run; ladder decides what runs
+(grid, shapes, hyperparameters, plan); launch decides where and how they train (launchers, packing, slots);
+fit reads results and never trains; jobs chain the stages; cli dispatches."""
 
 
 def layer(module: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sweep.config import ConfigError
-from sweep.ladder.mps import mps_status, private_mps
+from sweep.launch.mps import mps_status, private_mps
 
 FAKE = """#!/bin/sh
 echo "args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY log=$CUDA_MPS_LOG_DIRECTORY" >> "$FAKE_MPS_CALLS"
@@ -96,9 +96,9 @@ def test_sweep_run_starts_the_daemon_only_for_shared_gpus_when_asked(tmp_path, m
     runs share a GPU and launch.mps=true, and never otherwise."""
     import contextlib
 
-    import sweep.ladder.launch as launch
-    from sweep.ladder.mps import MpsStatus
-    from sweep.ladder.packing import GpuInfo
+    import sweep.launch.launch as launch
+    from sweep.launch.mps import MpsStatus
+    from sweep.launch.packing import GpuInfo
 
     monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
     monkeypatch.setattr(launch, "available_memory", lambda device: 80 * 2**30)

@@ -14,8 +14,8 @@ import torch
 from sweep.config import ConfigError, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from sweep.ladder.grid import shape_for_params
 from sweep.run.model import GPT, count_params
-from sweep.ladder.mps import MpsStatus, mps_status
-from sweep.ladder.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
+from sweep.launch.mps import MpsStatus, mps_status
+from sweep.launch.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
                            activation_bytes_per_token, decide_packing, estimate_gpu_memory,
                            gpu_units, run_gpu_memory, runs_per_gpu)
 
@@ -154,7 +154,7 @@ def small_h100_sweep(*extra):
 
 
 def test_auto_resolves_from_the_grid_and_the_gpus():
-    from sweep.ladder.placement import resolve_launch
+    from sweep.launch.placement import resolve_launch
     from sweep.ladder.sweep_config import n_slots
 
     sc, runs = small_h100_sweep()
@@ -205,7 +205,7 @@ def test_bad_launch_values_fail_early():
 def test_each_slot_gets_one_gpu(monkeypatch):
     """Each job is its own process: submitit's local executor gives it CUDA_VISIBLE_DEVICES of all
     launch.gpus GPUs (or the variable is unset), and the job's slot picks one of them."""
-    from sweep.ladder.placement import placed as _placed
+    from sweep.launch.placement import placed as _placed
     from sweep.ladder.sweep_config import load_sweep, to_run_config
 
     sc = load_sweep(["launch.gpus=2", "launch.runs_per_gpu=3"])
@@ -228,7 +228,7 @@ def test_each_slot_gets_one_gpu(monkeypatch):
 
 
 def fake_gpu_box(monkeypatch, mps_running: bool):
-    import sweep.ladder.launch as launch
+    import sweep.launch.launch as launch
 
     monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
     monkeypatch.setattr(launch, "available_memory", lambda device: 80 * GiB)
@@ -237,7 +237,7 @@ def fake_gpu_box(monkeypatch, mps_running: bool):
 
 
 def test_plan_prints_the_packing_decision(monkeypatch, capsys):
-    from sweep.ladder.launch import plan_command
+    from sweep.launch.launch import plan_command
 
     assert plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=100000000",
                          "launch.slots=2"]) == 0

@@ -146,7 +146,7 @@ def test_default_experiment_fits_the_embedded_corpus():
 
 
 def test_plan_command_prints_and_refuses(capsys):
-    from sweep.ladder.launch import plan_command
+    from sweep.launch.launch import plan_command
 
     ok = plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=100000000"])
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweep.ladder.slots import acquire_share, pick_group, queue_order, take_share, write_queue
+from sweep.launch.slots import acquire_share, pick_group, queue_order, take_share, write_queue
 from sweep.store.locks import release, try_lock
 
 
@@ -38,7 +38,7 @@ def test_pick_group(free, ahead, units, group):
 def test_a_job_takes_its_share_of_the_least_busy_gpu(tmp_path):
     """Slots are fcntl locks; flock conflicts between open files even within one process, so one
     process can stand for several jobs here."""
-    from sweep.ladder.slots import take_share
+    from sweep.launch.slots import take_share
     from sweep.store.locks import release
 
     a = take_share(tmp_path, groups=2, capacity=4, units=3)
@@ -133,10 +133,10 @@ def test_packed_jobs_take_their_shares_of_a_stand_in_gpu(tmp_path, monkeypatch):
     for the whole GPU start in the queue's order, most FLOPs first."""
     import json
 
-    import sweep.ladder.launch as launch
+    import sweep.launch.launch as launch
     from sweep.ladder.sweep_config import corpus_tokens, expand_sweep, load_sweep
-    from sweep.ladder.mps import MpsStatus
-    from sweep.ladder.packing import MEMORY_SAFETY, GpuInfo, run_gpu_memory
+    from sweep.launch.mps import MpsStatus
+    from sweep.launch.packing import MEMORY_SAFETY, GpuInfo, run_gpu_memory
 
     args = ["experiment=default", "sweep_name=t", f"results_dir={tmp_path / 'results'}", "data=stdlib",
             "data.max_bytes=600000", "data.split=tail", "data.val_tokens=4096", f"data.cache_dir={tmp_path / 'cache'}", "tokenizer=byte",

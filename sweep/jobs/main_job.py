@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import List
 
-from sweep.ladder import launch
-from sweep.ladder.placement import usable_cores
+from sweep.launch import launch
+from sweep.launch.placement import usable_cores
 from sweep.ladder.plan import MAIN_VERIFY_MULTIPLE
 from sweep.ladder.sweep_config import load_sweep
 from sweep.store.results import sweep_dir

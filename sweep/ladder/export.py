@@ -96,8 +96,7 @@ def split_export_args(argv: List[str]) -> tuple[List[str], str, Optional[Path]]:
 
 
 def export_command(argv: List[str]) -> int:
-    from sweep.ladder.launch import planned_grid
-    from sweep.ladder.sweep_config import load_sweep
+    from sweep.ladder.sweep_config import load_sweep, planned_grid
 
     overrides, fmt, out = split_export_args(argv)
     sc = load_sweep(overrides)

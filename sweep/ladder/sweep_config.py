@@ -163,3 +163,18 @@ def plan(sweep: "SweepConfig | List[str]", n_train_tokens: Optional[int] = None)
     the corpus may be too small for (`sweep plan` reads the corpus and drops them)."""
     sc = load_sweep(list(sweep)) if isinstance(sweep, (list, tuple)) else sweep
     return expand_sweep(sc, n_train_tokens)
+
+
+def planned_grid(sc: SweepConfig):
+    """(grid, corpus tokens or None) of a sweep as its last `sweep run` planned it, without reading the corpus:
+    the corpus size comes from launch.corpus_tokens or the recorded plan.json. Without either, the grid is
+    the one before corpus-size drops (nothing has run yet)."""
+    plan_path = sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json"
+    n_train = sc.launch.corpus_tokens
+    try:
+        recorded = json.loads(plan_path.read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if n_train is None and recorded and recorded.get("experiment") == sc.experiment.name:
+        n_train = recorded.get("corpus_tokens")
+    return expand_sweep(sc, n_train), n_train

@@ -27,23 +27,24 @@ from sweep.compose import conf_dir
 from sweep.config import ConfigError, RunConfig, from_dict, to_dict, validate
 from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost, resolve_init
 from sweep.ladder.grid import Grid, PlannedRun, adaptive_line, describe_dropped, family_line
-from sweep.ladder.mps import mps_status, private_mps
-from sweep.ladder.packing import GpuInfo, Packing, detect_gpus
-from sweep.ladder.placement import (acquire_run_share, describe_launch, placed, resolve_launch, share_units,
+from sweep.launch.mps import mps_status, private_mps
+from sweep.launch.packing import GpuInfo, Packing, detect_gpus
+from sweep.launch.placement import (acquire_run_share, describe_launch, placed, resolve_launch, share_units,
                                     usable_cores)
 from sweep.ladder.plan import (MAIN_VERIFY_MULTIPLE, available_memory, check_plan, duration, estimate_seconds,
                                plan_table, probe_throughput, schedule_seconds)
-from sweep.ladder.progress import SweepProgress
-from sweep.ladder.slots import queue_folder, queue_order, write_queue
+from sweep.launch.progress import SweepProgress
+from sweep.launch.slots import queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
 from sweep.ladder.waves import run_waves
 from sweep.ladder.sweep_config import (LaunchConfig, SweepConfig, corpus_tokens, expand_sweep, from_omegaconf,
-                                       load_sweep, read_plans, register_sweep_configs, to_run_config, write_plans)
+                                       load_sweep, planned_grid, read_plans, register_sweep_configs, to_run_config,
+                                       write_plans)
 from sweep.store.locks import RunLocked, release
 from sweep.store.results import human, run_dir, run_id, sweep_dir, write_json_atomic
 from sweep.store.runs import RunFolder, Status, clear_done_checkpoint
 
-log = logging.getLogger("sweep.ladder.launch")
+log = logging.getLogger("sweep.launch.launch")
 
 
 # ----------------------------------------------------------------------------- config
@@ -433,21 +434,6 @@ def _run_adaptive(sc: SweepConfig, overrides: List[str], retry: bool) -> int:
     g, _ = run_waves(sc.experiment, to_run_config(sc), sc.tokenizer.vocab_size, n_train, read_plans(sc), train_wave,
                      save=lambda plans: write_plans(sc, plans))
     return _finish(g, next((c for c in codes if c), 0))
-
-
-def planned_grid(sc: SweepConfig):
-    """(grid, corpus tokens or None) of a sweep as its last `sweep run` planned it, without reading the corpus:
-    the corpus size comes from launch.corpus_tokens or the recorded plan.json. Without either, the grid is
-    the one before corpus-size drops (nothing has run yet)."""
-    plan_path = sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json"
-    n_train = sc.launch.corpus_tokens
-    try:
-        recorded = json.loads(plan_path.read_text())
-    except (OSError, ValueError):
-        recorded = None
-    if n_train is None and recorded and recorded.get("experiment") == sc.experiment.name:
-        n_train = recorded.get("corpus_tokens")
-    return expand_sweep(sc, n_train), n_train
 
 
 def status_command(argv: List[str]) -> int:

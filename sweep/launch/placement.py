@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from sweep.config import RunConfig
-from sweep.ladder.mps import MpsStatus
-from sweep.ladder.packing import GpuInfo, Packing, decide_packing, gpu_units
+from sweep.launch.mps import MpsStatus
+from sweep.launch.packing import GpuInfo, Packing, decide_packing, gpu_units
 from sweep.ladder.planned import PlannedRun
-from sweep.ladder.slots import acquire_share
+from sweep.launch.slots import acquire_share
 from sweep.ladder.sweep_config import LaunchConfig, n_slots
 
 

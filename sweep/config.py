@@ -154,6 +154,10 @@ class TrainConfig:
     """torch.compile mode: 'default', 'reduce-overhead' (CUDA graphs: one launch per step, for tiny models), 'max-autotune'."""
     threads: Optional[int] = None
     """CPU threads for torch; None picks the cores free to this process."""
+    memory_fraction: Optional[float] = None
+    """Cap on the fraction of its GPU's memory this process may allocate (torch's caching allocator); None: no cap.
+    The parallel launcher sets it to a packed run's share, so a run that outgrows its estimate fails (and retries
+    at a smaller micro-batch) instead of making its neighbours run out of memory."""
     checkpoint_interval: int = 0
     """Checkpoint every this many steps for resume; 0 disables checkpoints."""
     save_at_steps: List[int] = field(default_factory=list)
@@ -163,7 +167,8 @@ class TrainConfig:
     diverge_factor: float = 0.0
     """Stop as diverged when the loss exceeds this multiple of its running minimum (0 disables; non-finite always stops)."""
     diverge_patience: int = 20
-    """Consecutive steps above diverge_factor * running minimum before stopping."""
+    """Consecutive steps above diverge_factor * running minimum before stopping (steps on every device: a GPU run
+    checks the loss every log_interval steps, and each check above counts for the steps since the last)."""
 
 
 @dataclass
@@ -259,6 +264,8 @@ def validate(cfg: RunConfig) -> None:
     _require(0.0 < t.cooldown_fraction <= 1.0, "train.cooldown_fraction", "must be in (0, 1]", t.cooldown_fraction)
     _require(t.cooldown_shape in ("linear", "1-sqrt"), "train.cooldown_shape", "must be 'linear' or '1-sqrt'", t.cooldown_shape)
     _require(t.batch_size > 0, "train.batch_size", "must be positive", t.batch_size)
+    _require(t.memory_fraction is None or 0 < t.memory_fraction <= 1, "train.memory_fraction",
+             "must be in (0, 1] or null", t.memory_fraction)
     _require(t.tokens_per_step > 0 and t.tokens_per_step % m.seq_len == 0, "train.tokens_per_step",
              f"must be a positive multiple of model.seq_len={m.seq_len}", t.tokens_per_step)
     _require(t.weight_decay >= 0, "train.weight_decay", "must be >= 0", t.weight_decay)

@@ -45,10 +45,18 @@ def test_short_run_learns_well_below_unigram(tmp_path, tiny):
     assert on_disk["flops"] == on_disk["flops_per_token"] * 163840
     assert sum(on_disk["n_params_by_group"].values()) == on_disk["n_params"]
     assert on_disk["config"]["model"]["d_model"] == 64
-    # a CPU is in no datasheet table: MFU is against this machine's own fp32 matmul peak
-    assert on_disk["peak_flops_source"] == "measured matmul" and on_disk["peak_flops"] > 1e9
-    assert on_disk["mfu"] == pytest.approx(on_disk["tokens_per_second"] * on_disk["flops_per_token"]
+    # a CPU is in no datasheet table: MFU is against this machine's own matmul peak in the run's dtype, on the
+    # FLOPs a step executes; the exact count's MFU is beside it, labelled
+    assert on_disk["peak_flops_source"] == f"measured {on_disk['dtype']} matmul" and on_disk["peak_flops"] > 1e9
+    assert on_disk["mfu"] == pytest.approx(on_disk["tokens_per_second"] * on_disk["executed_flops_per_token"]
                                            / on_disk["peak_flops"]) and 0 < on_disk["mfu"] < 1
+    assert on_disk["mfu_chinchilla_flops"] == pytest.approx(on_disk["tokens_per_second"] * on_disk["flops_per_token"]
+                                                            / on_disk["peak_flops"])
+    assert on_disk["executed_flops_per_token"] < on_disk["flops_per_token"]
+    assert "executed" in on_disk["mfu_counts"] and "after the first 2" in on_disk["tokens_per_second_counts"]
+    assert on_disk["tokens_per_second_wall"] <= on_disk["tokens_per_second"]
+    assert on_disk["micro_batch_size"] * on_disk["grad_accum_steps"] * 64 == cfg.train.tokens_per_step
+    assert on_disk["oom_retries"] == 0
     # the curve: falling train loss, evaluations, tokens and FLOPs on every row
     rows = read_jsonl(run_dir(cfg, shape.n_tokens) / "metrics.jsonl")
     train_losses = [r["train_loss"] for r in rows if "train_loss" in r]
@@ -162,10 +170,20 @@ def test_a_device_with_a_known_peak_logs_mfu_on_every_row(tmp_path, monkeypatch,
     from sweep.run import runtime
 
     monkeypatch.setattr(runtime, "peak_flops", lambda label: 1e11)
-    cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480"))
+    cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480", "train.dtype=bf16"))
     result = train(cfg, progress=False)
-    assert result["peak_flops_source"] == "datasheet" and result["peak_flops"] == 1e11
+    assert result["peak_flops_source"] == "datasheet (dense bf16)" and result["peak_flops"] == 1e11
     rows = [r for r in read_jsonl(run_dir(cfg, result["n_tokens"]) / "metrics.jsonl") if "train_loss" in r]
     assert rows
     for r in rows:
-        assert r["mfu"] == pytest.approx(r["tokens_per_second"] * result["flops_per_token"] / 1e11)
+        assert r["mfu"] == pytest.approx(r["tokens_per_second"] * result["executed_flops_per_token"] / 1e11)
+
+
+def test_an_fp32_run_is_not_held_against_the_bf16_datasheet_peak(tmp_path, monkeypatch, tiny):
+    """A known GPU's datasheet peak is its bf16 tensor-core rate: an fp32 run's MFU is against a matmul measured in
+    fp32 (here the CPU pretends to be in the table)."""
+    from sweep.run import runtime
+
+    monkeypatch.setattr(runtime, "peak_flops", lambda label: 1e15)
+    result = train(load_run_config(tiny(tmp_path, "budget.n_tokens=8192", "train.dtype=fp32")), progress=False)
+    assert result["peak_flops_source"] == "measured fp32 matmul" and result["peak_flops"] < 1e15

@@ -6,7 +6,7 @@ import json
 from typing import List
 
 from sweep.launch import launch
-from sweep.launch.placement import usable_cores
+from sweep.run.cores import usable_cores
 from sweep.ladder.plan import MAIN_VERIFY_MULTIPLE
 from sweep.ladder.sweep_config import load_sweep
 from sweep.store.results import sweep_dir

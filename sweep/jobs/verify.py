@@ -22,7 +22,7 @@ from sweep.fit.recommend import stack
 from sweep.fit.report import summary_line, write
 from sweep.ladder.grid import planned_run, run_hparams, shape_for_n
 from sweep.ladder.sweep_config import corpus_tokens, load_sweep, to_run_config
-from sweep.run.model import flops_per_token
+from sweep.run.counts import flops_per_token
 from sweep.ladder.plan import available_memory, check_plan
 from sweep.ladder.planned import PlannedRun
 from sweep.store.results import human, sweep_dir, write_json_atomic

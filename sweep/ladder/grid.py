@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from sweep.config import ConfigError, ModelConfig, RunConfig
-from sweep.run.model import count_params, flops_per_token
+from sweep.run.counts import count_params, flops_per_token
 from sweep.ladder.adaptive import BudgetPlan, Plans, prior_centre, prior_plan
 from sweep.ladder.branching import branch
 from sweep.ladder.hparams import rule_lr, rule_tokens_per_step

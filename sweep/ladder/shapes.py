@@ -18,7 +18,7 @@ import math
 from typing import Callable, List, Literal, Optional
 
 from sweep.config import ConfigError, ModelConfig
-from sweep.run.model import count_params
+from sweep.run.counts import count_params
 
 Family = Literal["depth", "free"]
 FAMILIES = ("depth", "free")

@@ -202,6 +202,9 @@ def read_job_plan(path: str, index: Optional[int]) -> Tuple[RunConfig, int, int,
 
 def train_once(cfg: RunConfig, n_tokens: int, retry_failed: bool = False, progress: bool = True) -> dict:
     """Train one run unless it is finished or another process holds it; never raises for a failed run."""
+    from sweep.run import runtime
+
+    runtime.pick_device(cfg.train)  # a GPU-sized run on a node without a GPU: refused before its folder exists
     folder = RunFolder.of(cfg, n_tokens)
     rdir = folder.path
     try:

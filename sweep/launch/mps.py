@@ -22,6 +22,8 @@ from typing import Iterator, Mapping, Optional
 from sweep.config import ConfigError
 
 CONTROL = "nvidia-cuda-mps-control"
+DAEMON_DEVICES = "SWEEP_MPS_DAEMON_DEVICES"
+"""Set by private_mps for the jobs: the CUDA_VISIBLE_DEVICES its daemon was started with ('' for every GPU)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def private_mps(start_timeout: float = 30.0) -> Iterator[MpsStatus]:
     dirs = {"CUDA_MPS_PIPE_DIRECTORY": os.path.join(root, "pipe"), "CUDA_MPS_LOG_DIRECTORY": os.path.join(root, "log")}
     for d in dirs.values():
         os.makedirs(d)
-    saved = {k: os.environ.get(k) for k in dirs}
+    saved = {k: os.environ.get(k) for k in (*dirs, DAEMON_DEVICES)}
     env = {**os.environ, **dirs}
     started = False
     try:
@@ -85,7 +87,10 @@ def private_mps(start_timeout: float = 30.0) -> Iterator[MpsStatus]:
             raise ConfigError(f"launch.mps=true: `{CONTROL} -d` did not start a daemon "
                               f"(exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}); "
                               f"its log is in {dirs['CUDA_MPS_LOG_DIRECTORY']}; or set launch.mps=false")
+        # The daemon sees the GPUs of this process's CUDA_VISIBLE_DEVICES, numbered from 0: clients name theirs
+        # by that numbering (client_device), so the jobs are told which GPUs it was started with.
         os.environ.update(dirs)
+        os.environ[DAEMON_DEVICES] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         yield mps_status()
     finally:
         for k, v in saved.items():
@@ -99,3 +104,23 @@ def private_mps(start_timeout: float = 30.0) -> Iterator[MpsStatus]:
             except (OSError, subprocess.SubprocessError):
                 pass  # a daemon that will not quit must not hide the sweep's own outcome
         shutil.rmtree(root, ignore_errors=True)
+
+
+def client_device(physical: str, env: Optional[Mapping[str, str]] = None) -> str:
+    """What a client of this sweep's MPS daemon puts in CUDA_VISIBLE_DEVICES to reach GPU `physical`.
+
+    An MPS server enumerates only the GPUs its control daemon was started with, from 0, and a client's
+    CUDA_VISIBLE_DEVICES indexes that list: with the daemon started under CUDA_VISIBLE_DEVICES=4,5,6,7, GPU 4
+    is "0" to a client, and a client given "4" sees no GPU at all. Without a daemon of this sweep (none,
+    or one started by someone else, assumed to see every GPU) the physical index is used as it is."""
+    env = os.environ if env is None else env
+    started_with = env.get(DAEMON_DEVICES)
+    if started_with is None or not mps_status(env).running:
+        return physical
+    listed = [d.strip() for d in started_with.split(",") if d.strip()]
+    if not listed:
+        return physical
+    if physical not in listed:
+        raise ConfigError(f"GPU {physical} is not among those the MPS daemon was started with "
+                          f"(CUDA_VISIBLE_DEVICES={started_with}); set launch.devices within them")
+    return str(listed.index(physical))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from sweep.config import ModelConfig, RunConfig, micro_batch
-from sweep.run.model import count_params, flops_per_token
+from sweep.run.counts import count_params, flops_per_token
 
 GiB = 2**30
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from sweep.config import RunConfig
-from sweep.launch.mps import MpsStatus
+from sweep.run.cores import usable_cores
+from sweep.launch.mps import MpsStatus, client_device
 from sweep.launch.packing import GpuInfo, Packing, decide_packing, gpu_units
 from sweep.ladder.planned import PlannedRun
 from sweep.launch.slots import acquire_share
@@ -35,22 +36,6 @@ def resolve_launch(launch: LaunchConfig, runs: List[PlannedRun], gpus: GpuInfo,
     if launch.runs_per_gpu or packing is None:
         return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=launch.runs_per_gpu or 1, gpu_memory=None), packing
     return dataclasses.replace(launch, gpus=n_gpus, runs_per_gpu=packing.capacity, gpu_memory=gpus.memory), packing
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on: its affinity mask (taskset, SLURM, containers' cpusets) and a cgroup
-    v2 quota (docker --cpus), not os.cpu_count(), which counts the whole machine."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
 
 
 def cpus_per_gpu(cpu_cores: int, n_gpus: int) -> int:
@@ -118,7 +103,12 @@ def placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int
             given = launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES", "")
             visible = [g.strip() for g in str(given).split(",") if g.strip()]
             visible = visible or [str(i) for i in range(launch.gpus)]
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+            os.environ["CUDA_VISIBLE_DEVICES"] = client_device(visible[slot % len(visible)])
+            if launch.gpu_memory and (launch.runs_per_gpu or 1) > 1:
+                # its share of the GPU: a run that outgrows its estimate runs out of memory itself (and
+                # retries at a smaller micro-batch) instead of its neighbours
+                memory_fraction = cfg.train.memory_fraction or min(1.0, units / (launch.runs_per_gpu or 1))
+                cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, memory_fraction=memory_fraction))
         if threads is None:
             threads = max(1, usable_cores() // n_slots(launch)) * units
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))

@@ -107,5 +107,6 @@ class Batches:
             here = epochs == epoch
             windows[here] = self._permutation(int(epoch))[within[here]]
         rows = np.stack([self._window(int(w) * self.T) for w in windows]).astype(np.int64)
-        xy = torch.from_numpy(rows)
-        return xy[:, :-1], xy[:, 1:]
+        # Two contiguous tensors, not views of one: pin_memory() and a non-blocking copy of a strided
+        # view each make a contiguous copy first, so a view would be copied twice on its way to a GPU.
+        return torch.from_numpy(np.ascontiguousarray(rows[:, :-1])), torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))

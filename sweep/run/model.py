@@ -8,8 +8,9 @@ Two blocks, chosen by `model.arch`:
 Attention goes through `scaled_dot_product_attention` (flash/memory-efficient kernels on GPU); the
 output layer is tied to the token embedding or not.
 
-Counting is done by pure functions of (ModelConfig, vocab_size), so the planner can size a grid
-without building a model; tests check them against `numel()`.
+Counting is done by pure functions of (ModelConfig, vocab_size) in counts.py, without torch, so the
+planner can size a grid (and a job waiting for its slot stays light) without building a model; tests
+check them against `numel()`. They are re-exported here: the model knows its counts.
 """
 
 from __future__ import annotations
@@ -21,72 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sweep.config import ModelConfig
-
-
-# ----------------------------------------------------------------------------- counting
-
-
-def count_params(cfg: ModelConfig, vocab_size: int) -> dict:
-    """Parameters by group and under the usual conventions.
-
-    Groups: embedding (tokens), position, attention, mlp, norm, head (0 when tied).
-    Conventions: `n_params` is every unique parameter (Chinchilla's N); `n_params_non_embedding`
-    drops token and position embeddings and an untied output layer (Kaplan's N, which for this
-    architecture is about 12 * n_layer * d_model^2).
-    """
-    d, L, h = cfg.d_model, cfg.n_layer, cfg.mlp_width
-    llama = cfg.arch == "llama"
-    b = 1 if cfg.bias else 0
-    ln = d * (1 + b)  # LayerNorm weight (+ bias); RMSNorm has the weight only (and llama has no biases)
-    groups = {
-        "embedding": vocab_size * d,
-        "position": 0 if llama else cfg.seq_len * d,  # RoPE has no parameters
-        # qkv projection d -> 3d and output projection d -> d
-        "attention": L * (3 * d * d + 3 * d * b + d * d + d * b),
-        # gpt2: up d -> h and down h -> d; llama: gate and up d -> h, down h -> d
-        "mlp": L * (3 * d * h if llama else d * h + h * b + h * d + d * b),
-        "norm": (2 * L + 1) * ln,
-        "head": 0 if cfg.tie_embeddings else vocab_size * d,
-    }
-    n_params = sum(groups.values())
-    n_embedding = groups["embedding"] + groups["position"] + groups["head"]
-    return {
-        "n_params": n_params,
-        "n_params_non_embedding": n_params - n_embedding,
-        "n_params_embedding": n_embedding,
-        "n_params_by_group": groups,
-    }
-
-
-def flops_per_token(cfg: ModelConfig, vocab_size: int) -> dict:
-    """Training FLOPs per token: the exact count of Hoffmann et al. 2022 (Appendix F) and 6N.
-
-    The exact count follows the paper's table for one forward pass over a sequence of length
-    `seq_len` (matmuls at 2 FLOPs per multiply-add, the full seq x seq attention matrix as the
-    paper counts it, softmax at 3 FLOPs per entry), then backward = 2 x forward, per token.
-    Norms, biases and activations are left out as in the paper; so are RoPE's rotations (a few FLOPs
-    per query and key element). SwiGLU has three d x ff matrices where GELU has two.
-    """
-    T, d, L, V, ff = cfg.seq_len, cfg.d_model, cfg.n_layer, vocab_size, cfg.mlp_width
-    n_head, key_size = cfg.n_head, cfg.head_dim
-    embeddings = 2 * T * V * d
-    attention = (
-        2 * 3 * T * d * (key_size * n_head)  # K, Q, V projections
-        + 2 * T * T * (key_size * n_head)  # Q @ K^T logits
-        + 3 * n_head * T * T  # softmax
-        + 2 * T * T * (key_size * n_head)  # attention @ V
-        + 2 * T * (key_size * n_head) * d  # output projection
-    )
-    dense = 2 * T * (3 if cfg.arch == "llama" else 2) * d * ff
-    logits = 2 * T * d * V
-    forward = embeddings + L * (attention + dense) + logits
-    exact = 3 * forward / T
-    n = count_params(cfg, vocab_size)
-    return {
-        "flops_per_token": float(exact),
-        "flops_per_token_6n": float(6 * n["n_params"]),
-        "flops_per_token_6n_non_embedding": float(6 * n["n_params_non_embedding"]),
-    }
+from sweep.run.counts import count_params, executed_flops_per_token, flops_per_token  # noqa: F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------- model

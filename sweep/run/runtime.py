@@ -16,15 +16,34 @@ from typing import Optional
 import numpy as np
 import torch
 
-from sweep.config import TrainConfig
+from sweep.config import ConfigError, TrainConfig
+from sweep.run.cores import usable_cores
 
 
 def pick_device(train: TrainConfig) -> torch.device:
+    """The device a run trains on: CUDA when asked for (or when 'auto' finds it), else the CPU.
+
+    A run that asks for CUDA where there is none is refused, never moved to the CPU in silence: an
+    experiment sized for a GPU (train=gpu sets train.device=cuda) would train for days on a CPU
+    thread, and the device is not in the run id, so its result would join the sweep."""
     if train.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if train.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={train.device!r}: CUDA is not available here; use train.device=cpu or auto")
+        raise ConfigError(f"train.device={train.device!r}: {no_cuda_here()}. This run is sized for a GPU and is not "
+                          f"trained on a CPU unless asked: run it on a GPU node (under SLURM, "
+                          f"hydra/launcher=slurm_gpu or hydra.launcher.gpus_per_task=1), or pass train.device=cpu")
     return torch.device(train.device)
+
+
+def no_cuda_here() -> str:
+    """Why this process sees no CUDA device, in words: the host, and the variables that hide GPUs."""
+    where = f"this machine ({platform.node() or 'unknown host'}) has no CUDA device"
+    if os.environ.get("SLURM_JOB_ID"):
+        where = f"SLURM job {os.environ['SLURM_JOB_ID']} on {platform.node() or 'its node'} was given no GPU"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        where += f" (CUDA_VISIBLE_DEVICES={visible!r} hides every GPU)"
+    return where
 
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -121,7 +140,7 @@ def free_cores(sample_seconds: float = 0.2) -> int:
     Two runs that each take every core of a small machine slow each other down many times over,
     so the thread count follows what is actually idle, measured from /proc/stat.
     """
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    allowed = usable_cores()  # affinity and cgroup quota, not the whole machine
 
     def snapshot():
         with open("/proc/stat") as f:
@@ -206,45 +225,81 @@ def code_version() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
-# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name substring.
+# Dense (not sparse) bf16 tensor-core peaks in FLOP/s from the vendors' data sheets, by device-name substring; the
+# longest matching name wins ("H100 NVL" over "H100", "L40S" over "L4", "H200" over "H20").
 PEAK_BF16_FLOPS = {
+    "B200": 2250e12,
+    "B100": 1750e12,
     "H200": 989.5e12,
+    "H100 NVL": 835e12,
     "H100 PCIe": 756e12,
     "H100": 989.5e12,
+    "H800 PCIe": 756e12,
+    "H800": 989.5e12,
+    "H20": 148e12,
     "A100": 312e12,
+    "A800": 312e12,
     "L40S": 362e12,
+    "L40": 181e12,
+    "L4": 121e12,
     "A10G": 125e12,
     "RTX 4090": 165e12,
-    "V100": 125e12,
 }
 
 
 def peak_flops(device_label: str) -> float | None:
-    """The device's dense bf16 peak, when it is a known GPU; None otherwise (MFU is then omitted)."""
-    for key, value in PEAK_BF16_FLOPS.items():  # dict order puts "H100 PCIe" before "H100"
-        if key in device_label:
-            return value
-    return None
+    """The device's dense bf16 datasheet peak, when it is a known whole GPU; None otherwise. A MIG slice
+    ("... MIG 1g.10gb") has a fraction of its GPU's units, so its peak is measured, not looked up."""
+    if "MIG" in device_label:
+        return None
+    known = [key for key in PEAK_BF16_FLOPS if key in device_label]
+    return PEAK_BF16_FLOPS[max(known, key=len)] if known else None
+
+
+def synchronizer(device: torch.device):
+    """A function that waits for the device's queued work (a no-op on a CPU, where work is synchronous)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
 
 
 @functools.lru_cache(maxsize=None)
-def _measured_peak(device: str, dtype: torch.dtype, threads: int, size: int, repeats: int) -> float:
+def _measured_peak(device: str, dtype: torch.dtype, threads: int, size: int, inner: int, repeats: int) -> float:
     device = torch.device(device)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    return 2 * size**3 / fastest_seconds(lambda: a @ b, device, repeats)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+
+    def matmuls():
+        for _ in range(inner):
+            torch.matmul(a, b, out=out)
+
+    return inner * 2 * size**3 / fastest_seconds(matmuls, device, repeats)
 
 
-def measured_peak_flops(device: torch.device, dtype: torch.dtype, size: int = 1024, repeats: int = 3) -> float:
-    """FLOP/s of the fastest of a few square matmuls in `dtype`: the peak of a device missing from
-    PEAK_BF16_FLOPS (a CPU, a new GPU). It is an achieved peak, below the datasheet's, so MFU
-    against it reads higher; results record which peak was used. Measured once per process."""
-    return _measured_peak(str(device), dtype, torch.get_num_threads(), size, repeats)
+def measured_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 3) -> float:
+    """FLOP/s of the fastest of a few timed batches of square matmuls in `dtype`: the peak of a device missing
+    from PEAK_BF16_FLOPS (a CPU, a new GPU, a MIG slice), or of an fp32 run (TF32 on a GPU). It is an achieved
+    peak, below the datasheet's, so MFU against it reads higher; results record which peak was used.
+
+    On a GPU: 8192^3 matmuls, 8 between two syncs, so kernel launches and the sync are a small part of the
+    time (one 1024^3 matmul is mostly launch time on an H100). On a CPU, 1024^3 at the run's thread count.
+    Measured once per process."""
+    gpu = device.type == "cuda"
+    return _measured_peak(str(device), dtype, torch.get_num_threads(), 8192 if gpu else 1024, 8 if gpu else 1,
+                          repeats)
 
 
-def mfu(tokens_per_second: float, flops_per_token: float, device_label: str,
-        peak: float | None = None) -> float | None:
-    """Model FLOPs utilisation: useful training FLOP/s (exact count, no recompute) over the peak
-    (`peak` if given, else the datasheet value of a known GPU; None when neither is known)."""
-    peak = peak or peak_flops(device_label)
-    return None if peak is None else tokens_per_second * flops_per_token / peak
+def peak_for(device: torch.device, dtype: torch.dtype, label: str) -> tuple:
+    """(peak FLOP/s, where it came from) for a run's MFU: the datasheet for a bf16 run on a known GPU, else a
+    matmul measured in the run's own dtype (an fp32 run is never held against the bf16 peak)."""
+    if dtype == torch.bfloat16:
+        datasheet = peak_flops(label)
+        if datasheet is not None:
+            return datasheet, "datasheet (dense bf16)"
+    return measured_peak_flops(device, dtype), f"measured {dtype_name(dtype)} matmul"
+
+
+def mfu(tokens_per_second: float, flops_per_token: float, peak: float | None) -> float | None:
+    """FLOPs utilisation: tokens_per_second x flops_per_token over `peak` (None when no peak is known)."""
+    return None if not peak else tokens_per_second * flops_per_token / peak

@@ -12,6 +12,7 @@ checkpoint carries model, optimizer, RNG states and the step.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import sys
@@ -19,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,9 +31,10 @@ from sweep.store.runs import RunFolder, Status, clear_done_checkpoint, run_folde
 from sweep.run import checkpoint, runtime
 from sweep.run.batches import Batches
 from sweep.config import ConfigError, RunConfig, micro_batch, to_dict, validate
-from sweep.run.model import GPT, count_params, flops_per_token
+from sweep.run.model import GPT, count_params, executed_flops_per_token, flops_per_token
 from sweep.run.preempt import Preempted, StopRequest
 from sweep.run.schedule import lr_factor
+from sweep.run.speed import SpeedMeter
 
 
 # ----------------------------------------------------------------------------- budget and schedule
@@ -244,6 +247,7 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
         clear_done_checkpoint(rdir)
         _say_finished(existing, rdir)
         return existing
+    runtime.pick_device(cfg.train)  # a device this machine lacks is refused before anything is written
 
     wandb_dir = Path(cfg.logger.dir) if cfg.logger.dir else sweep_path
     record = _provenance(cfg, shape, rid)
@@ -287,7 +291,7 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
     with tracker:
         try:
             with StopRequest() as stop:
-                final = _train_loop(cfg, shape, data, rdir, tracker, progress, stop)
+                final = _train_retrying_oom(cfg, shape, data, rdir, tracker, progress, stop)
         except Exception as exc:  # not Preempted (a BaseException): a stopped run has not failed
             tail = "".join(traceback.format_exception(exc))[-4000:]
             folder.write_result({**record, "status": Status.FAILED.value, "error": scrub({"e": tail})["e"]})
@@ -299,7 +303,8 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
         record.update(final)
         tracker.set_summary({k: record[k] for k in (
             "status", "final_val_loss", "final_val_bpb", "final_train_loss", "n_params", "n_params_non_embedding",
-            "n_tokens", "flops", "flops_6nd", "tokens_per_second", "mfu", "wall_seconds")})
+            "n_tokens", "flops", "flops_6nd", "tokens_per_second", "tokens_per_second_wall", "mfu",
+            "mfu_chinchilla_flops", "wall_seconds")})
         folder.write_result(record)
         if record["status"] == Status.DONE:
             # At once, not after W&B's (slow) finish: a kill in between would strand the checkpoint.
@@ -307,6 +312,48 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
         else:
             tracker.finish(exit_code=1)
     return record
+
+
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class MicroBatchTooLarge(Exception):
+    """A step ran out of device memory at this micro-batch size (the out-of-memory error is its cause)."""
+
+    def __init__(self, micro_size: int):
+        super().__init__(f"out of memory at a micro-batch of {micro_size} sequences")
+        self.micro_size = micro_size
+
+
+def smaller_micro_batch(seqs_per_step: int, failed: int) -> Optional[int]:
+    """The largest micro-batch of at most half `failed` sequences that divides the step; None below one."""
+    fits = [b for b in range(1, failed // 2 + 1) if seqs_per_step % b == 0]
+    return max(fits) if fits else None
+
+
+def _train_retrying_oom(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
+                        stop: StopRequest | None) -> dict:
+    """_train_loop; after an out-of-memory error, again from the last checkpoint at half the micro-batch.
+
+    Tokens per step stay the same (twice the micro-batches are accumulated), and so does the run id: the
+    micro-batch is how a step is computed, not what it computes. batch_size stays the configured cap;
+    the size that fitted is in the checkpoint and result.json (micro_batch_size)."""
+    cap, retries = None, 0
+    while True:
+        try:
+            out = _train_loop(cfg, shape, data, rdir, tracker, progress, stop, micro_cap=cap)
+            return {**out, "oom_retries": retries}
+        except MicroBatchTooLarge as exc:
+            cap = smaller_micro_batch(cfg.train.tokens_per_step // cfg.model.seq_len, exc.micro_size)
+            if cap is None:
+                raise exc.__cause__ from None
+            retries += 1
+            print(f"[sweep] run {rdir.name}: out of memory at a micro-batch of {exc.micro_size} sequences; "
+                  f"retrying from its last checkpoint at {cap} (the same {cfg.train.tokens_per_step} tokens per step)",
+                  file=sys.stderr)
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
 
 @dataclass
@@ -329,14 +376,19 @@ class Loop:
     """CUDA graphs (compile modes reduce-overhead / max-autotune): each optimizer step is marked."""
 
 
-def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder) -> Loop:
-    """Device, threads, model, optimizer; the checkpoint's (or a WSD branch point's) state when there is one."""
+def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: Optional[int] = None) -> Loop:
+    """Device, threads, model, optimizer; the checkpoint's (or a WSD branch point's) state when there is one.
+    `micro_cap`: at most this many sequences per micro-batch (after an out-of-memory error)."""
     t = cfg.train
     device = runtime.pick_device(t)
+    if device.type == "cuda" and t.memory_fraction:
+        torch.cuda.set_per_process_memory_fraction(t.memory_fraction, device)
     ckpt = checkpoint.load(folder.checkpoint_path)
     if ckpt is None and t.init_from:
         ckpt = checkpoint.load_branch_point(Path(t.init_from), shape.steps, t)
     threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
+    if t.compile:  # inductor's compile workers default to every core of the machine, per packed job
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
     runtime.set_determinism(t.seed)
 
     model = GPT(cfg.model, shape.vocab_size).to(device)
@@ -360,6 +412,11 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder) -> Loop:
         torch._dynamo.reset()
     step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
     micro_size, accum = micro_batch(cfg)
+    if ckpt is not None and ckpt.get("micro_batch_size"):  # the size that fitted (after an out-of-memory retry)
+        micro_size = int(ckpt["micro_batch_size"])
+    if micro_cap is not None and micro_cap < micro_size:
+        micro_size = micro_cap
+    accum = cfg.train.tokens_per_step // cfg.model.seq_len // micro_size
     # A resumed run keeps the dtype it started with, as it keeps its thread count: bit-exact resume.
     dtype = (runtime.DTYPES[ckpt["dtype"]] if ckpt and "dtype" in ckpt
              else runtime.compute_dtype(t, device, micro_size * cfg.model.seq_len, cfg.model.d_model,
@@ -397,13 +454,15 @@ def _optimizer_step(loop: Loop, batches, step: int, lr: float, grad_clip: float)
     return loss_sum / loop.accum
 
 
-def _diverged(value: float, c: checkpoint.Counters, t) -> bool:
-    """Non-finite loss, or diverge_patience checks in a row above diverge_factor x the running minimum."""
+def _diverged(value: float, c: checkpoint.Counters, t, steps_since_check: int = 1) -> bool:
+    """Non-finite loss, or diverge_patience steps in a row above diverge_factor x the running minimum. A check
+    above counts for the steps since the last check: patience means the same on a CPU (a check every step)
+    and a GPU (every log_interval steps, since reading the loss waits for the device)."""
     if not math.isfinite(value):
         return True
     if t.diverge_factor > 0:
         c.running_min = min(c.running_min, value)
-        c.above = c.above + 1 if value > t.diverge_factor * c.running_min else 0
+        c.above = c.above + steps_since_check if value > t.diverge_factor * c.running_min else 0
         return c.above >= t.diverge_patience
     return False
 
@@ -413,6 +472,7 @@ def _checkpoint_state(loop: Loop, data, train_loss_acc: torch.Tensor, wall: floa
     return {
         "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": runtime.rng_state(loop.device),
         "step": c.step, "threads": loop.threads, "dtype": runtime.dtype_name(loop.dtype),
+        "micro_batch_size": loop.micro_size,
         "running_min": c.running_min, "above": c.above,
         "corpus_hash": data.corpus_hash, "tokenizer_hash": data.tokenizer_hash,
         "wall_seconds": wall, "train_loss_sum": float(train_loss_acc), "train_loss_steps": c.logged_steps,
@@ -420,24 +480,36 @@ def _checkpoint_state(loop: Loop, data, train_loss_acc: torch.Tensor, wall: floa
 
 
 def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
-                stop: StopRequest | None = None) -> dict:
+                stop: StopRequest | None = None, micro_cap: Optional[int] = None) -> dict:
     """Train from the checkpoint (or step 0) to the last step, logging, evaluating and checkpointing on the way;
-    then the final evaluation. Returns the result's training fields. Raises Preempted on a stop request."""
+    then the final evaluation. Returns the result's training fields. Raises Preempted on a stop request, and
+    MicroBatchTooLarge when a step runs out of device memory."""
+    folder = RunFolder(rdir)
+    loop = _setup(cfg, shape, data, folder, micro_cap)
+    try:
+        return _steps(cfg, shape, data, rdir, tracker, progress, stop, loop)
+    except OUT_OF_MEMORY as exc:
+        raise MicroBatchTooLarge(loop.micro_size) from exc
+
+
+def _steps(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool, stop: StopRequest | None,
+           loop: Loop) -> dict:
     t = cfg.train
     folder = RunFolder(rdir)
-    loop = _setup(cfg, shape, data, folder)
     c, device = loop.counters, loop.device
     batches = Batches(data.train_tokens(), cfg.model.seq_len, loop.micro_size, loop.accum, t.seed)
     val = data.val_tokens()
     eval_every = t.eval_interval or max(1, shape.steps // 10)
     check_every = 1 if device.type == "cpu" else max(1, t.log_interval)  # .item() syncs a GPU
     fpt = shape.flops_per_token
+    executed = executed_flops_per_token(cfg.model, shape.vocab_size)
     label = runtime.device_name(device)
-    datasheet_peak = runtime.peak_flops(label)  # known GPUs: MFU on every log row, not only at the end
+    # known GPUs training in bf16: MFU on every log row, not only at the end
+    datasheet_peak = runtime.peak_flops(label) if loop.dtype == torch.bfloat16 else None
 
     status, diverged_at, diverged_value = Status.DONE, None, None
     train_loss_acc = torch.full((), c.logged_sum, dtype=torch.float32, device=device)
-    start, tokens_start = time.perf_counter(), c.step * t.tokens_per_step
+    meter = SpeedMeter(sync=runtime.synchronizer(device))
     bar = tqdm(total=shape.steps, initial=c.step, disable=not progress, unit="step", desc=rdir.name,
                dynamic_ncols=True, leave=False)
     last_loss = float("nan")
@@ -446,12 +518,13 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         step_loss = _optimizer_step(loop, batches, c.step, lr, t.grad_clip)
         c.step += 1
         step = c.step
+        meter.step_done(t.tokens_per_step)
         train_loss_acc += step_loss
         c.logged_steps += 1
 
         if step % check_every == 0 or step == shape.steps:
             last_loss = float(step_loss)
-            if _diverged(last_loss, c, t):
+            if _diverged(last_loss, c, t, check_every if step % check_every == 0 else step % check_every):
                 status, diverged_at, diverged_value = Status.DIVERGED, step, last_loss
 
         tokens = step * t.tokens_per_step
@@ -460,16 +533,16 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
             mean_loss = float(train_loss_acc) / c.logged_steps
             train_loss_acc.zero_()
             c.logged_steps = 0
-            elapsed = time.perf_counter() - start
             row = {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr, "train_loss": mean_loss,
-                   "tokens_per_second": (tokens - tokens_start) / max(elapsed, 1e-9)}
+                   "tokens_per_second": meter.tokens_per_second()}
             if datasheet_peak is not None:
-                row["mfu"] = runtime.mfu(row["tokens_per_second"], fpt, label, datasheet_peak)
+                row["mfu"] = runtime.mfu(row["tokens_per_second"], executed, datasheet_peak)
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{row['tokens_per_second']:.0f}")
         if status == Status.DONE and step % eval_every == 0 and step < shape.steps:
             row = row or {"step": step, "tokens": tokens, "flops": tokens * fpt, "lr": lr}
-            row["val_loss"] = evaluate(loop.model, val, cfg.model.seq_len, loop.micro_size, device, loop.ctx,
-                                       t.eval_tokens)
+            with meter.pause("eval"):
+                row["val_loss"] = evaluate(loop.model, val, cfg.model.seq_len, loop.micro_size, device, loop.ctx,
+                                           t.eval_tokens)
             row["val_bpb"] = data.bits_per_byte(row["val_loss"])
         if row is not None:
             store.append_jsonl(folder.metrics_path, [row])
@@ -481,19 +554,19 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
         keep = step in t.save_at_steps
         stopping = stop is not None and stop.signum is not None and step < shape.steps
         if keep or stopping or (t.checkpoint_interval and step % t.checkpoint_interval == 0 and step < shape.steps):
-            state = _checkpoint_state(loop, data, train_loss_acc, c.wall_before + time.perf_counter() - start)
-            if keep:
-                checkpoint.save(rdir / f"branch-{step}.pt", state)
-            if not keep or t.checkpoint_interval or stopping:
-                checkpoint.save(folder.checkpoint_path, state)
+            with meter.pause("checkpoint"):
+                state = _checkpoint_state(loop, data, train_loss_acc, c.wall_before + meter.wall())
+                if keep:
+                    checkpoint.save(rdir / f"branch-{step}.pt", state)
+                if not keep or t.checkpoint_interval or stopping:
+                    checkpoint.save(folder.checkpoint_path, state)
         if stopping:
             bar.close()
             if row is None:  # progress.json must name the step the checkpoint holds
                 _write_progress(rdir, step, shape.steps, last_loss)
             raise Preempted(stop.signum, step, shape.steps)
     bar.close()
-    out = _training_fields(loop, c.step * t.tokens_per_step - tokens_start, time.perf_counter() - start, fpt,
-                           label, datasheet_peak, status, last_loss)
+    out = _training_fields(loop, meter, fpt, executed, label, status, last_loss)
     if status == Status.DIVERGED:
         out.update(diverged_step=diverged_at, diverged_value=diverged_value, final_val_loss=None, final_val_bpb=None)
         print(f"[sweep] run {rdir.name} diverged at step {diverged_at} (loss {diverged_value})", file=sys.stderr)
@@ -507,22 +580,31 @@ def _train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, prog
     return out
 
 
-def _training_fields(loop: Loop, trained: int, wall: float, fpt: float, label: str, datasheet_peak, status,
+def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float, label: str, status,
                      last_loss: float) -> dict:
-    """The result's fields about how the run trained: speed, MFU, device, threads, dtype."""
-    peak, peak_source = datasheet_peak, "datasheet"
-    if peak is None:  # measured after training, so it never competes with the run for the cores
-        peak, peak_source = runtime.measured_peak_flops(loop.device, loop.dtype), "measured matmul"
+    """The result's fields about how the run trained: speed (what each figure counts), MFU, device, threads,
+    dtype and micro-batch. MFU is on the FLOPs a step executes (`executed_flops_per_token`);
+    `mfu_chinchilla_flops` is on the exact count the fits use, for comparison with papers that quote it."""
+    speed = meter.fields()  # syncs the device first
+    # measured after training, so the matmul never competes with the run for the cores
+    peak, peak_source = runtime.peak_for(loop.device, loop.dtype, label)
+    tps = speed["tokens_per_second"]
     return {
         "status": str(status),
         "device": label,
-        "mfu": runtime.mfu(trained / max(wall, 1e-9), fpt, label, peak),
+        **speed,
+        "executed_flops_per_token": executed,
+        "mfu": runtime.mfu(tps, executed, peak),
+        "mfu_chinchilla_flops": runtime.mfu(tps, fpt, peak),
+        "mfu_counts": ("tokens_per_second x executed_flops_per_token (no embedding matmul, causal half of "
+                       "attention) / peak_flops; mfu_chinchilla_flops uses flops_per_token"),
         "peak_flops": peak,
         "peak_flops_source": peak_source,
         "threads": loop.threads,
         "dtype": runtime.dtype_name(loop.dtype),
-        "wall_seconds": loop.counters.wall_before + wall,
-        "tokens_per_second": trained / max(wall, 1e-9),
+        "micro_batch_size": loop.micro_size,
+        "grad_accum_steps": loop.accum,
+        "wall_seconds": loop.counters.wall_before + meter.wall(),
         "final_train_loss": last_loss,
         "steps_done": loop.counters.step,
     }

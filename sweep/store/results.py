@@ -23,8 +23,8 @@ from sweep.store.locks import blocking_lock
 # Fields that change how fast or how visibly a run goes, never its numbers: they stay out of run_id
 # so that resuming on another device, or with logging changed, finds the same run.
 NOT_IN_RUN_ID = {
-    "train": {"device", "compile", "compile_mode", "threads", "log_interval", "eval_interval", "eval_tokens",
-              "checkpoint_interval",
+    "train": {"device", "compile", "compile_mode", "threads", "memory_fraction", "log_interval", "eval_interval",
+              "eval_tokens", "checkpoint_interval",
               # A WSD branch computes exactly what an independent WSD run of its length computes
               # (same init, data order and schedule); where it starts from is provenance, not identity.
               "save_at_steps", "init_from"},

@@ -1,0 +1,275 @@
+"""The CUDA path's findings (issue 23), each tested on a CPU through the real code path. Where a test must
+pretend to be a GPU (an out-of-memory error, a device name, a missing CUDA), it replaces that one torch
+function or value and says so."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep.cli import load_run_config
+from sweep.config import ConfigError, ModelConfig
+from sweep.run.counts import executed_flops_per_token, flops_per_token
+from sweep.run.speed import SpeedMeter
+from sweep.store.results import read_jsonl, run_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- a GPU-sized run without a GPU
+
+
+def test_a_cuda_run_on_a_node_without_cuda_is_refused_before_anything_is_written(tmp_path, tiny, monkeypatch):
+    """A SLURM job given no GPU (pretended: SLURM_JOB_ID set on this CPU machine): the run is refused with the
+    fix, before its folder, the data cache or W&B files exist, through `sweep train` and the launcher's job."""
+    from sweep.launch.launch import train_once
+    from sweep.run.train import run_shape, train
+
+    assert not torch.cuda.is_available()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    cfg = load_run_config(tiny(tmp_path, "train.device=cuda"))
+    with pytest.raises(ConfigError, match=r"SLURM job 4242 .* no GPU.*train.device=cpu"):
+        train(cfg, progress=False)
+    with pytest.raises(ConfigError, match="gpus_per_task=1"):
+        train_once(cfg, run_shape(cfg).n_tokens)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
+    # asked for explicitly, the CPU trains it
+    cpu = load_run_config(tiny(tmp_path, "train.device=cpu", "budget.n_tokens=4096"))
+    assert train(cpu, progress=False)["status"] == "done"
+
+
+def test_gpu_experiments_ask_for_cuda_and_the_slurm_gpu_launcher_gives_one():
+    from hydra import compose, initialize_config_dir
+
+    from sweep.ladder.sweep_config import register_sweep_configs
+
+    register_sweep_configs()
+    with initialize_config_dir(str(REPO / "conf"), version_base=None):
+        h100 = compose("sweep", ["experiment=kaplan_model_size_h100"])
+        slurm = compose("sweep", ["experiment=kaplan_model_size_h100", "hydra/launcher=slurm_gpu"],
+                        return_hydra_config=True)
+    assert h100.train.device == "cuda"
+    assert slurm.hydra.launcher.gpus_per_task == 1 and slurm.hydra.launcher.cpus_per_task >= 4
+    assert "SlurmLauncher" in slurm.hydra.launcher._target_ and slurm.hydra.launcher.max_num_timeout == 3
+
+
+# ----------------------------------------------------------------------------- speed and MFU
+
+
+def test_the_speed_meter_leaves_out_warm_up_and_pauses():
+    """A fake clock: a 10 s first step (compilation), 1 s steps, a 5 s evaluation and a 3 s checkpoint."""
+    now = [0.0]
+    meter = SpeedMeter(clock=lambda: now[0])
+    for step in range(1, 7):
+        now[0] += 10.0 if step == 1 else 1.0
+        meter.step_done(100)
+        if step == 3:
+            with meter.pause("eval"):
+                now[0] += 5.0
+        if step == 5:
+            with meter.pause("checkpoint"):
+                now[0] += 3.0
+    fields = meter.fields()
+    assert fields["warmup_seconds"] == 11.0  # the first two steps
+    assert fields["tokens_per_second"] == pytest.approx(400 / 4.0)  # steps 3-6, 1 s each
+    assert fields["tokens_per_second_wall"] == pytest.approx(600 / 23.0)  # 10 + 5 x 1 s of steps, 5 + 3 s of pauses
+    assert fields["eval_seconds"] == 5.0 and fields["checkpoint_seconds"] == 3.0
+    assert "without evaluations and checkpoint writes" in fields["tokens_per_second_counts"]
+
+
+def test_a_runs_speed_fields_exclude_warm_up_and_evaluation_time(tmp_path, tiny, monkeypatch):
+    """A real run whose first step and evaluations are made slow (pretending to be torch.compile's first step and
+    a long evaluation): the steady tokens/s is well above the whole-wall figure, and the pauses are reported."""
+    import sweep.run.train as train_module
+
+    calls = {"steps": 0}
+    real_step, real_eval = train_module._optimizer_step, train_module.evaluate
+
+    def slow_first_step(*args, **kwargs):
+        calls["steps"] += 1
+        if calls["steps"] == 1:
+            time.sleep(1.5)
+        return real_step(*args, **kwargs)
+
+    def slow_eval(*args, **kwargs):
+        time.sleep(0.3)
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_optimizer_step", slow_first_step)
+    monkeypatch.setattr(train_module, "evaluate", slow_eval)
+    cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=40960", "train.eval_interval=10"))
+    result = train_module.train(cfg, progress=False)
+    assert result["warmup_seconds"] >= 1.5
+    assert result["eval_seconds"] >= 0.3 * 3  # intermediate evaluations at steps 10, 20, 30
+    steady_wall = result["n_tokens"] * (38 / 40) / result["tokens_per_second"]
+    assert steady_wall < result["wall_seconds"] - 1.5 - 0.9
+    assert result["tokens_per_second"] > 1.5 * result["tokens_per_second_wall"]
+    rows = [r for r in read_jsonl(run_dir(cfg, result["n_tokens"]) / "metrics.jsonl") if "tokens_per_second" in r]
+    assert rows[-1]["tokens_per_second"] == pytest.approx(result["tokens_per_second"], rel=0.3)
+
+
+def test_mfu_is_based_on_the_flops_a_step_executes():
+    """A d=192, 4-layer llama at seq 1024 (vocab 32768): the exact count holds a 2VdT embedding matmul that is a
+    lookup, and full T^2 attention where a causal kernel does about half. By hand, per token:
+    exact = 3 (2Vd + L(8d^2 + 4Td + 3hT + 6 d ff) + 2dV), executed = 3 (L(8d^2 + 2(T+1)d + 1.5h(T+1) + 6 d ff) + 2dV)."""
+    m = ModelConfig(arch="llama", n_layer=4, d_model=192, n_head=3, seq_len=1024)
+    V, d, L, T, h, ff = 32768, 192, 4, 1024, 3, m.mlp_width
+    exact = 3 * (2 * V * d + L * (8 * d * d + 4 * T * d + 3 * h * T + 6 * d * ff) + 2 * d * V)
+    executed = 3 * (L * (8 * d * d + 2 * (T + 1) * d + 1.5 * h * (T + 1) + 6 * d * ff) + 2 * d * V)
+    assert flops_per_token(m, V)["flops_per_token"] == pytest.approx(exact)
+    assert executed_flops_per_token(m, V) == pytest.approx(executed)
+    assert exact / executed == pytest.approx(1.8, abs=0.1)  # the review's 1.8x at d=192
+    big = ModelConfig(arch="llama", n_layer=24, d_model=1024, n_head=16, seq_len=1024)  # ~300M
+    assert 1.05 < flops_per_token(big, V)["flops_per_token"] / executed_flops_per_token(big, V) < 1.2  # review: 1.1x
+
+
+def test_datasheet_peaks_take_the_longest_name_and_never_a_mig_slice():
+    from sweep.run.runtime import peak_flops
+
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989.5e12
+    assert peak_flops("NVIDIA H100 NVL") == 835e12
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops("NVIDIA H200") == 989.5e12 and peak_flops("NVIDIA H20") == 148e12
+    assert peak_flops("NVIDIA L4") == 121e12 and peak_flops("NVIDIA L40S") == 362e12
+    assert peak_flops("NVIDIA B200") == 2250e12 and peak_flops("NVIDIA H800") == 989.5e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB MIG 1g.10gb") is None  # a seventh of the GPU: measured instead
+    assert peak_flops("Intel Xeon") is None
+
+
+def test_the_measured_peak_times_several_large_matmuls_between_syncs_on_a_gpu(monkeypatch):
+    """Pretend CUDA: the timed function is captured instead of run on a GPU."""
+    from sweep.run import runtime
+
+    seen = {}
+
+    def fake_fastest(fn, device, repeats):
+        seen["device"] = device
+        return 1.0
+
+    monkeypatch.setattr(runtime, "fastest_seconds", fake_fastest)
+    monkeypatch.setattr(torch, "randn", lambda *shape, device=None: torch.zeros(2, 2))
+    monkeypatch.setattr(torch, "empty", lambda *shape, device=None, dtype=None: torch.zeros(2, 2, dtype=dtype))
+    runtime._measured_peak.cache_clear()
+    flops = runtime.measured_peak_flops(torch.device("cuda"), torch.bfloat16)
+    runtime._measured_peak.cache_clear()
+    assert flops == 8 * 2 * 8192**3  # 8 matmuls of 8192^3 in the timed second
+
+
+# ----------------------------------------------------------------------------- out of memory
+
+
+def test_out_of_memory_retries_at_half_the_micro_batch_with_the_same_run_id_and_tokens_per_step(tmp_path, tiny,
+                                                                                                 monkeypatch):
+    """Pretend a GPU that holds 4 sequences: the model raises torch's OutOfMemoryError on larger micro-batches."""
+    from sweep.run import model as model_module
+    from sweep.run.train import run_shape, train
+
+    real_forward = model_module.GPT.forward
+
+    def small_gpu(self, idx, targets=None):
+        if idx.shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (pretended)")
+        return real_forward(self, idx, targets)
+
+    monkeypatch.setattr(model_module.GPT, "forward", small_gpu)
+    cfg = load_run_config(tiny(tmp_path, "train.batch_size=16", "budget.n_tokens=20480"))
+    result = train(cfg, progress=False)
+    assert result["status"] == "done" and result["oom_retries"] == 2  # 16 -> 8 -> 4
+    assert result["micro_batch_size"] == 4 and result["grad_accum_steps"] == 4
+    assert result["config"]["train"]["tokens_per_step"] == 1024 and result["n_tokens"] == 20480
+    assert result["run_id"] == run_dir(cfg, run_shape(cfg).n_tokens).name
+    assert json.loads((run_dir(cfg, 20480) / "result.json").read_text())["status"] == "done"
+    # the same steps as a run asked for micro-batches of 4: the micro-batch changes how, not what
+    monkeypatch.setattr(model_module.GPT, "forward", real_forward)
+    other = load_run_config(tiny(tmp_path / "b", "train.batch_size=4", "budget.n_tokens=20480"))
+    assert train(other, progress=False)["final_val_loss"] == pytest.approx(result["final_val_loss"], abs=2e-3)
+
+
+def test_out_of_memory_at_a_micro_batch_of_one_fails_the_run(tmp_path, tiny, monkeypatch):
+    from sweep.run import model as model_module
+    from sweep.run.train import smaller_micro_batch, train
+
+    assert smaller_micro_batch(16, 16) == 8 and smaller_micro_batch(12, 12) == 6 and smaller_micro_batch(12, 6) == 3
+    assert smaller_micro_batch(16, 1) is None
+
+    def no_memory(self, idx, targets=None):
+        raise torch.OutOfMemoryError("CUDA out of memory (pretended)")
+
+    monkeypatch.setattr(model_module.GPT, "forward", no_memory)
+    cfg = load_run_config(tiny(tmp_path, "train.batch_size=2", "budget.n_tokens=4096"))
+    with pytest.raises(torch.OutOfMemoryError):
+        train(cfg, progress=False)
+    assert json.loads((run_dir(cfg, 4096) / "result.json").read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def test_an_mps_client_names_its_gpu_by_the_daemons_numbering(tmp_path, monkeypatch):
+    """A private daemon started under CUDA_VISIBLE_DEVICES=4,5,6,7 (its pipe pretended by a file): a client for
+    GPU 6 is given "2"; before, it was given "6" and saw no GPU."""
+    import dataclasses
+
+    from sweep.config import RunConfig
+    from sweep.ladder.sweep_config import LaunchConfig
+    from sweep.launch.mps import DAEMON_DEVICES, client_device
+    from sweep.launch.placement import placed
+
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    (pipe / "control").write_text("")
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(pipe), DAEMON_DEVICES: "4,5,6,7"}
+    assert client_device("6", env) == "2" and client_device("4", env) == "0"
+    assert client_device("6", {DAEMON_DEVICES: "4,5,6,7"}) == "6"  # no daemon running: physical numbering
+    assert client_device("6", {"CUDA_MPS_PIPE_DIRECTORY": str(pipe), DAEMON_DEVICES: ""}) == "6"
+    with pytest.raises(ConfigError, match="MPS daemon"):
+        client_device("1", env)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    launch = LaunchConfig(gpus=4, runs_per_gpu=4, devices="4,5,6,7", gpu_memory=80 * 2**30)
+    cfg = placed(RunConfig(), launch, slot=2, units=1)
+    import os
+
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    # a packed run is capped at its share of the GPU's memory
+    assert cfg.train.memory_fraction == pytest.approx(0.25)
+    assert placed(RunConfig(), dataclasses.replace(launch, runs_per_gpu=1), 2).train.memory_fraction is None
+
+
+def test_batches_are_contiguous_for_pinned_non_blocking_copies():
+    import numpy as np
+
+    from sweep.run.batches import Batches
+
+    x, y = Batches(np.arange(10_000, dtype=np.uint16), 64, 8, 2, seed=0).get(3, 1)
+    assert x.is_contiguous() and y.is_contiguous() and x.shape == y.shape == (8, 64)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_divergence_patience_counts_steps_on_every_device():
+    """A GPU reads the loss every log_interval (10) steps: 2 checks above the line are 20 steps, not 2 x 20."""
+    from sweep.config import TrainConfig
+    from sweep.run.checkpoint import Counters
+    from sweep.run.train import _diverged
+
+    t = TrainConfig(diverge_factor=2.0, diverge_patience=20)
+    gpu, cpu = Counters(), Counters()
+    assert not _diverged(1.0, gpu, t, 10) and not _diverged(5.0, gpu, t, 10) and _diverged(5.0, gpu, t, 10)
+    _diverged(1.0, cpu, t)
+    assert not any(_diverged(5.0, cpu, t) for _ in range(19)) and _diverged(5.0, cpu, t)
+
+
+def test_a_job_waiting_for_its_slot_has_not_imported_torch(tmp_path):
+    """100 runs on 8 GPUs start 100 jobs at once under the parallel launcher; those waiting for a slot hold a
+    light Python process, not torch (about 200 MB each)."""
+    code = ("import sys; from sweep.launch.launch import _job, run_job; "
+            "from sweep.launch.placement import acquire_run_share; "
+            "from sweep.ladder.sweep_config import from_omegaconf; assert 'torch' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -8,9 +8,9 @@
 
 Sizes: one real `train()` per size (non-embedding 1M, 5M, 20M, 100M, 300M by the *_h100
 experiments' shape rule; seq_len 1024, vocab 16384, conf/train/gpu.yaml: bf16 autocast, TF32,
-torch.compile, fused AdamW) on the offline stdlib corpus. tokens/s and MFU are the steady state
-from the run's metrics after its first 5 steps (which include compilation); MFU uses the exact
-FLOPs per token (runtime.mfu); peak memory is torch.cuda.max_memory_allocated, next to
+torch.compile, fused AdamW) on the offline stdlib corpus. tokens/s and MFU are the run's steady
+state (result.json: after its warm-up steps, which include compilation, without evaluations); MFU is
+on the FLOPs a step executes, with the exact count's MFU beside it; peak memory is torch.cuda.max_memory_allocated, next to
 packing.py's estimate of it (est_mem: what the allocator holds; packing adds ~1 GiB of CUDA
 context per run).
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -107,23 +108,6 @@ def run_folder(result: dict) -> Path:
     return Path(result["config"]["results_dir"]) / result["sweep_name"] / "runs" / result["run_id"]
 
 
-def steady_tokens_per_second(result: dict, warmup_steps: int) -> float:
-    """Tokens/s between the first logged step at or after `warmup_steps` and the last one (so
-    compilation and the first steps' allocations are left out); the whole run's as a fallback."""
-    try:
-        lines = (run_folder(result) / "metrics.jsonl").read_text().splitlines()
-        rows = [r for r in map(json.loads, lines) if r.get("tokens_per_second")]
-    except (OSError, ValueError, KeyError):
-        rows = []
-    rows = [r for r in rows if r["step"] >= warmup_steps]
-    if len(rows) >= 2:
-        # each row's rate is tokens / seconds since the loop began, so its time is tokens / rate
-        t0, t1 = (r["tokens"] / r["tokens_per_second"] for r in (rows[0], rows[-1]))
-        if t1 > t0:
-            return (rows[-1]["tokens"] - rows[0]["tokens"]) / (t1 - t0)
-    return float(result["tokens_per_second"])
-
-
 def peak_memory(device: str) -> float:
     import torch
 
@@ -157,12 +141,12 @@ def bench_sizes(s: Setup, tmp: Path, cache: Path) -> list:
         result = train(cfg, progress=False)
         if result.get("status") != "done":
             raise RuntimeError(f"size {size}: run ended {result.get('status')}: {result.get('error', '')[-500:]}")
-        tps = steady_tokens_per_second(result, s.warmup_steps)
+        tps = result["tokens_per_second"]  # steady: after the warm-up steps, without evaluations (sweep/run/speed.py)
         m = cfg.model
         rows.append({
             "size": size, "n_layer": m.n_layer, "d_model": m.d_model,
             "n_params_non_embedding": result["n_params_non_embedding"], "n_params": result["n_params"],
-            "tokens_per_second": tps, "mfu": runtime.mfu(tps, result["flops_per_token"], result["device"], result.get("peak_flops")),
+            "tokens_per_second": tps, "mfu": result["mfu"], "mfu_chinchilla_flops": result["mfu_chinchilla_flops"],
             "step_ms": 1000 * s.tokens_per_step / tps, "peak_memory": peak_memory(s.device),
             "estimated_memory": run_gpu_memory(cfg).allocated, "device": result["device"],
         })
@@ -173,17 +157,19 @@ def bench_sizes(s: Setup, tmp: Path, cache: Path) -> list:
 def sizes_table(rows: list, s: Setup) -> str:
     from sweep.store.results import human
 
-    head = (f"{'size':>5} {'L':>3} {'d':>5} {'N_ne':>7} {'N':>7} {'tokens/s':>10} {'MFU':>6} {'step_ms':>8} "
-            f"{'peak_mem':>9} {'est_mem':>8}")
+    head = (f"{'size':>5} {'L':>3} {'d':>5} {'N_ne':>7} {'N':>7} {'tokens/s':>10} {'MFU':>6} {'MFU_ex':>6} "
+            f"{'step_ms':>8} {'peak_mem':>9} {'est_mem':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        exact = f"{100 * r['mfu_chinchilla_flops']:.1f}%" if r["mfu_chinchilla_flops"] is not None else "-"
         lines.append(f"{r['size']:>5} {r['n_layer']:>3} {r['d_model']:>5} {human(r['n_params_non_embedding']):>7} "
-                     f"{human(r['n_params']):>7} {r['tokens_per_second']:>10,.0f} {mfu:>6} {r['step_ms']:>8.1f} "
+                     f"{human(r['n_params']):>7} {r['tokens_per_second']:>10,.0f} {mfu:>6} {exact:>6} {r['step_ms']:>8.1f} "
                      f"{r['peak_memory'] / GiB:>8.2f}G {r['estimated_memory'] / GiB:>7.2f}G")
     note = ("peak_mem: torch.cuda.max_memory_allocated" if s.device == "cuda"
             else "peak_mem: this process's peak RSS (CPU: cumulative over sizes)")
-    lines.append(f"{note}; est_mem: sweep/packing.py's estimate of the same; {s.tokens_per_step} tokens per step "
+    lines.append(f"MFU: on the FLOPs a step executes; MFU_ex: on the exact (Chinchilla) count\n{note}; est_mem: "
+                 f"sweep/launch/packing.py's estimate of the same; {s.tokens_per_step} tokens per step "
                  f"in micro-batches of {s.batch_size} x {s.seq_len}")
     return "\n".join(lines)
 
@@ -221,12 +207,14 @@ def batch_flops(results: Path, name: str) -> tuple:
 
 
 def bench_sweep(s: Setup, tmp: Path, cache: Path, n_runs: int, n_tokens: int, pack: int) -> dict:
+    from sweep.run.cores import usable_cores
+
     size = s.sizes[0]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = {"size": size, "runs": n_runs, "n_tokens": n_tokens, "runs_per_gpu": pack}
     for mode, at_once in (("sequential", 1), ("packed", pack)):
         # host cores shared out as the parallel launcher does (the CPU smoke keeps its 1 thread per run)
-        extra = [] if s.device == "cpu" else [f"train.threads={max(1, (os.cpu_count() or 1) // at_once)}"]
+        extra = [] if s.device == "cpu" else [f"train.threads={max(1, usable_cores() // at_once)}"]
         commands = [[sys.executable, "-m", "sweep", "train",
                      *run_overrides(size, s, n_tokens, tmp / "results", cache, f"sweep-{mode}"),
                      f"train.seed={i}", *extra] for i in range(n_runs)]
@@ -282,7 +270,8 @@ def main(argv=None) -> int:
     from sweep.run import runtime
     from sweep.cli import load_run_config
     from sweep.launch.mps import mps_status, private_mps
-    from sweep.launch.packing import decide_packing, detect_gpus
+    from sweep.launch.packing import decide_packing
+    from sweep.run.cores import usable_cores
 
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU box, or pass --cpu-smoke", file=sys.stderr)
@@ -315,7 +304,12 @@ def main(argv=None) -> int:
             tiny = load_run_config(run_overrides(s.sizes[0], s, n_tokens, tmp / "results", cache, "x"))
             pack = args.pack
             if pack is None and s.device == "cuda":
-                pack = decide_packing([tiny], detect_gpus().memory, os.cpu_count() or 1).runs_per_gpu
+                # Packed by the memory free now, not the GPU's total: this process holds a CUDA context, and
+                # the sizes section's cache is given back first (the largest size's alone fills most of a GPU).
+                gc.collect()
+                torch.cuda.empty_cache()
+                free, _ = torch.cuda.mem_get_info()
+                pack = decide_packing([tiny], free, usable_cores()).runs_per_gpu
             pack = pack or 2  # CPU: no GPU to fill; two processes at once exercise the same path
             n_runs = args.sweep_runs or pack  # one packed wave against the same runs one at a time
             # the corpus is prepared once, before either batch is timed
@@ -329,7 +323,8 @@ def main(argv=None) -> int:
 
     for r in rows:
         mfu = f"{r['mfu']:.4f}" if r["mfu"] is not None else "nan"
-        print(f"size={r['size']} n_layer={r['n_layer']} d_model={r['d_model']} "
+        mfu_exact = f"{r['mfu_chinchilla_flops']:.4f}" if r["mfu_chinchilla_flops"] is not None else "nan"
+        print(f"size={r['size']} n_layer={r['n_layer']} d_model={r['d_model']} mfu_chinchilla_flops={mfu_exact} "
               f"n_params_non_embedding={r['n_params_non_embedding']} n_params={r['n_params']} "
               f"tokens_per_second={r['tokens_per_second']:.1f} mfu={mfu} step_ms={r['step_ms']:.2f} "
               f"peak_memory_gib={r['peak_memory'] / GiB:.3f} estimated_memory_gib={r['estimated_memory'] / GiB:.3f}")

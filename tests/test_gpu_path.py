@@ -273,3 +273,87 @@ def test_a_job_waiting_for_its_slot_has_not_imported_torch(tmp_path):
             "from sweep.ladder.sweep_config import from_omegaconf; assert 'torch' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_a_box_with_several_gpus_defaults_to_the_parallel_launcher(monkeypatch):
+    """Pretend an 8-GPU box (the launcher module's device and GPU lookups are replaced)."""
+    import sweep.launch.launch as launch
+    from sweep.ladder.sweep_config import load_sweep
+    from sweep.launch.packing import GpuInfo
+
+    monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
+    monkeypatch.setattr(launch, "remote_device", lambda sc: False)
+    monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(8, 80 * 2**30, "NVIDIA H100 80GB HBM3"))
+    sc = load_sweep(["experiment=kaplan_model_size_h100"])
+    launcher, why = launch.choose_launcher(sc, [])
+    assert launcher == "parallel" and "8 GPUs" in why and "hydra/launcher=basic" in why
+    assert launch.choose_launcher(sc, ["hydra/launcher=basic"]) == ("basic", "")
+    assert launch.choose_launcher(sc, ["hydra/launcher=slurm_gpu"]) == ("slurm_gpu", "")
+    monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(1, 80 * 2**30, "NVIDIA H100 80GB HBM3"))
+    assert launch.choose_launcher(sc, []) == ("basic", "")
+
+
+# ----------------------------------------------------------------------------- on a real GPU (scripts/gpu_check.sh)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_cuda_run_resumes_from_its_checkpoint(tmp_path, tiny):
+    """Killed after its third checkpoint (step 15 of 40) and trained again: it resumes there, on its own GPU's RNG
+    state, and ends where an uninterrupted run ends (within bf16 and atomic-add nondeterminism)."""
+    from sweep.run import checkpoint
+    from sweep.run.train import run_shape, train
+
+    gpu = ("train.device=cuda", "train.dtype=bf16", "budget.n_tokens=40960")
+    clean = train(load_run_config(tiny(tmp_path / "a", *gpu)), progress=False)
+    cfg = load_run_config(tiny(tmp_path / "b", *gpu, "train.checkpoint_interval=5"))
+    rdir = run_dir(cfg, run_shape(cfg).n_tokens)
+    original, calls = checkpoint.save, {"n": 0}
+
+    class Interrupt(Exception):
+        pass
+
+    def crash_after_third_checkpoint(path, state):
+        original(path, state)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt
+
+    checkpoint.save = crash_after_third_checkpoint
+    try:
+        with pytest.raises(Interrupt):
+            train(cfg, progress=False)
+    finally:
+        checkpoint.save = original
+    assert "cuda" in torch.load(rdir / "checkpoint.pt", weights_only=False)["rng"]
+    resumed = train(cfg, progress=False)
+    assert resumed["status"] == "done" and resumed["device"] == clean["device"]
+    assert resumed["final_val_loss"] == pytest.approx(clean["final_val_loss"], rel=1e-2)
+    steps = [r["step"] for r in read_jsonl(rdir / "metrics.jsonl") if "train_loss" in r]
+    assert steps == sorted(set(steps))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_two_gpus_each_train_their_own_runs(tmp_path, run_sweep, results):
+    """The parallel launcher on 2 GPUs: every run records the GPU it was placed on, and both GPUs are used."""
+    proc = run_sweep(tmp_path, "run", "hydra/launcher=parallel", "launch.gpus=2", "launch.runs_per_gpu=1",
+                     "train.device=cuda")
+    rows = results(tmp_path)
+    assert proc.returncode == 0 and rows
+    assert {r["cuda_visible_devices"] for r in rows.values()} == {"0", "1"}
+
+
+def test_gpu_check_script_parses_and_says_why_it_cannot_run_without_cuda():
+    script = REPO / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    for path in ("scripts/bench_gpu.py", "tests/test_loss_curve.py", "tests/test_packing.py", "tests/test_gpu_path.py"):
+        assert path in script.read_text() and (REPO / path).exists()
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: the script would run for minutes")
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert out.returncode == 2 and "no CUDA device here" in out.stderr

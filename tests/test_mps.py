@@ -101,6 +101,7 @@ def test_sweep_run_starts_the_daemon_only_for_shared_gpus_when_asked(tmp_path, m
     from sweep.launch.packing import GpuInfo
 
     monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
+    monkeypatch.setattr(launch, "remote_device", lambda sc: False)  # CUDA is here (pretended)
     monkeypatch.setattr(launch, "available_memory", lambda device: 80 * 2**30)
     monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(1, 80 * 2**30, "NVIDIA H100 80GB HBM3"))
     monkeypatch.setattr(launch, "mps_status", lambda: MpsStatus(False, True, "/tmp/nvidia-mps"))

@@ -15,6 +15,7 @@ from sweep.config import ConfigError, ModelConfig, RunConfig, TokenizerConfig, T
 from sweep.ladder.grid import shape_for_params
 from sweep.run.model import GPT, count_params
 from sweep.launch.mps import MpsStatus, mps_status
+from sweep.run.cores import usable_cores
 from sweep.launch.packing import (CUDA_CONTEXT_BYTES, GiB, MAX_RUNS_PER_GPU, MEMORY_SAFETY, GpuInfo,
                            activation_bytes_per_token, decide_packing, estimate_gpu_memory,
                            gpu_units, run_gpu_memory, runs_per_gpu)
@@ -51,12 +52,14 @@ def test_memory_estimate_matches_a_hand_count():
     assert run_gpu_memory(cfg) == est
 
 
-@pytest.mark.parametrize("L, d, heads, T, V, B", [(2, 64, 4, 128, 384, 4), (3, 96, 6, 64, 1000, 8)])
-def test_activation_count_is_what_autograd_saves(L, d, heads, T, V, B):
+@pytest.mark.parametrize("arch, L, d, heads, T, V, B", [("gpt2", 2, 64, 4, 128, 384, 4), ("gpt2", 3, 96, 6, 64, 1000, 8),
+                                                          ("llama", 2, 64, 4, 128, 384, 4),
+                                                          ("llama", 3, 96, 6, 64, 1000, 8)])
+def test_activation_count_is_what_autograd_saves(arch, L, d, heads, T, V, B):
     """The count per token against the bytes autograd really keeps under bf16 autocast with the
-    fused SDPA kernel (CPU's flash kernel saves the same tensors as CUDA's)."""
+    fused SDPA kernel (CPU's flash kernel saves the same tensors as CUDA's); llama's SwiGLU keeps twice GELU's."""
     torch.manual_seed(0)
-    m = ModelConfig(n_layer=L, d_model=d, n_head=heads, seq_len=T)
+    m = ModelConfig(arch=arch, n_layer=L, d_model=d, n_head=heads, seq_len=T)
     model = GPT(m, V)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved = {}
@@ -218,7 +221,7 @@ def test_each_slot_gets_one_gpu(monkeypatch):
                 monkeypatch.setenv("CUDA_VISIBLE_DEVICES", given)
             cfg = _placed(to_run_config(sc), sc.launch, slot)
             seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
-            assert cfg.train.threads == max(1, (os.cpu_count() or 1) // 6)
+            assert cfg.train.threads == max(1, usable_cores() // 6)
         assert seen == expected  # the first runs spread over the GPUs
 
     # `CUDA_VISIBLE_DEVICES=2,3 sweep run ...`: submitit hands each job 0,1, sweep run passes 2,3 on.
@@ -231,6 +234,7 @@ def fake_gpu_box(monkeypatch, mps_running: bool):
     import sweep.launch.launch as launch
 
     monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
+    monkeypatch.setattr(launch, "remote_device", lambda sc: False)  # CUDA is here (pretended), not on other nodes
     monkeypatch.setattr(launch, "available_memory", lambda device: 80 * GiB)
     monkeypatch.setattr(launch, "detect_gpus", lambda: H100)
     monkeypatch.setattr(launch, "mps_status", lambda: MpsStatus(mps_running, True, "/tmp/nvidia-mps"))
@@ -249,7 +253,7 @@ def test_plan_prints_the_packing_decision(monkeypatch, capsys):
     tiny = "experiment.target_params_non_embedding=[1000000,3000000]"
     assert plan_command(args + [tiny]) == 0
     out = capsys.readouterr().out
-    k = decide_packing([gpu_run(1e6), gpu_run(3e6)], 80 * GiB, os.cpu_count() or 1).capacity
+    k = decide_packing([gpu_run(1e6), gpu_run(3e6)], 80 * GiB, usable_cores()).capacity
     assert f"launch: {k} runs per GPU x 1 GPU (NVIDIA H100 80GB HBM3) = {k} at a time" in out
     assert "packing: largest run's micro-batch step" in out and "MPS: yes" in out
 

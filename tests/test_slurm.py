@@ -125,3 +125,17 @@ def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted
     expected = reference()
     assert result["final_val_loss"] == expected["final_val_loss"]
     assert result["final_train_loss"] == expected["final_train_loss"]
+
+
+def test_a_gpu_sized_run_in_a_slurm_job_without_a_gpu_is_refused(cluster, tmp_path, run_sweep):
+    """train.device=cuda submitted to this CPU-only cluster with the CPU launcher: each job refuses before its run
+    folder exists, says why and how to get a GPU, and spends no training time."""
+    proc = run_sweep(tmp_path, "run", *SLURM, "hydra.launcher.timeout_min=10", "train.device=cuda", check=False,
+                     timeout=600)
+    assert proc.returncode != 0
+    # the job's error comes back to `sweep run` through submitit
+    err = proc.stderr
+    assert "ConfigError" in err and "was given no GPU" in err, err[-3000:]
+    assert "hydra/launcher=slurm_gpu" in err and "train.device=cpu" in err
+    runs = tmp_path / "results" / "t" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())

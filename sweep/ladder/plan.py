@@ -116,7 +116,8 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
                      threads: Optional[int] = None) -> Dict[tuple, float]:
     """FLOP/s measured on this device for up to `max_shapes` shapes (smallest, middle, largest).
 
-    Each probe builds the model, runs one warm-up micro-batch step, then times `steps` micro-batch
+    Each probe builds the model as the trainer does (compiled when train.compile, fused AdamW over the same
+    parameter groups), runs two warm-up micro-batch steps (compilation), then times `steps` micro-batch
     forward/backward/AdamW steps on random tokens. Other shapes are interpolated in log FLOPs per token.
     """
     import torch
@@ -141,18 +142,22 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
         runtime.set_threads(cfg.train, device)
         vocab = cfg.tokenizer.vocab_size
         model = GPT(cfg.model, vocab).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        opt = torch.optim.AdamW(model.param_groups(cfg.train.weight_decay), lr=1e-4, fused=True)
+        if cfg.train.compile:
+            torch._dynamo.reset()
+        forward = torch.compile(model, mode=cfg.train.compile_mode) if cfg.train.compile else model
         size, _ = micro_batch(cfg)
         x = torch.randint(0, vocab, (size, cfg.model.seq_len), device=device)
         dtype = runtime.compute_dtype(cfg.train, device, size * cfg.model.seq_len, cfg.model.d_model,
                                       cfg.model.seq_len, cfg.model.n_head)
         with runtime.autocast(dtype, device):
             def step():
-                _, loss = model(x, x)
+                _, loss = forward(x, x)
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
+            step()
             step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -163,7 +168,7 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
         measured[_shape_key(r)] = r.flops_per_token * size * cfg.model.seq_len * steps / max(dt, 1e-9)
-        del model, opt
+        del model, opt, forward
     return measured
 
 

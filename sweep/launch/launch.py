@@ -155,10 +155,29 @@ def plan_command(argv: List[str]) -> int:
         print(describe_cost(branch_cost(g.runs)))
     launch, packing, gpus = placement(sc, g.runs)
     print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
+    launcher, why = choose_launcher(sc, argv, gpus)
+    if why:
+        print(why.replace("launcher: ", "launcher: `sweep run` will use ", 1))
     if problems:
         print("refusing this plan:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     return 0
+
+
+def choose_launcher(sc: SweepConfig, overrides: List[str], gpus: Optional[GpuInfo] = None) -> Tuple[str, str]:
+    """(Hydra launcher, why it was chosen here or ''). The one asked for; else basic, except on a box with several
+    GPUs for the runs, where basic would train one run at a time on GPU 0 and leave the others idle: there the
+    parallel launcher (one job per GPU slot, packed by sweep/launch/packing.py)."""
+    asked = next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("hydra/launcher=")), None)
+    if asked is not None:
+        return asked, ""
+    if remote_device(sc) or not _device_name(sc).startswith("cuda"):
+        return "basic", ""
+    gpus = gpus or detect_gpus()
+    if gpus.count < 2:
+        return "basic", ""
+    return "parallel", (f"launcher: hydra/launcher=parallel, for the {gpus.count} GPUs this box shows (basic would "
+                        f"train one run at a time on GPU 0); pass hydra/launcher=basic to keep to one")
 
 
 def plan_record(sc: SweepConfig, g: Grid, n_train: int) -> dict:
@@ -309,10 +328,13 @@ def run_command(argv: List[str]) -> int:
     chosen = [a for a in overrides if a.startswith("run_index=")]
     overrides = [a for a in overrides if not a.startswith("run_index=")]
     sc = load_sweep(overrides)
-    launcher = next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("hydra/launcher=")), "basic")
-    if remote_device(sc) and launcher != "slurm":
+    launcher, why = choose_launcher(sc, overrides)
+    if why:
+        print(why)
+        overrides = [*overrides, f"hydra/launcher={launcher}"]
+    if remote_device(sc) and not launcher.startswith("slurm"):
         raise ConfigError(f"train.device={sc.train.device!r} but this machine has no CUDA, and hydra/launcher={launcher} "
-                          f"trains here: submit to GPU nodes with hydra/launcher=slurm (the device is resolved there), "
+                          f"trains here: submit to GPU nodes with hydra/launcher=slurm_gpu (the device is resolved there), "
                           f"or train here with train.device=cpu or auto")
     if sc.experiment.centre == "adaptive" and sc.experiment.flops_budgets and not chosen:
         return _run_adaptive(sc, overrides, retry)

@@ -90,8 +90,22 @@ def activation_bytes_per_token(model: ModelConfig) -> int:
     = 20d + 4h + 4 n_head + 16; Korthikanti et al. 2022 count 34d for all-16-bit activations
     with dropout masks and h = 4d (36d here). Outside the blocks: the final LayerNorm's fp32 input
     and statistics, the head's bf16 input (6d + 8) and the int64 token ids (8).
+
+    llama, counted the same way (tests/test_packing.py holds both to what autograd saves):
+      16d two RMSNorms, each keeping its fp32 input and fp32 normalised output (x * rstd, for the
+          weight's gradient; eager torch has no fused RMSNorm kernel), and 8 for their rstd
+      20d attention: the qkv input (2d) and output (6d, kept whole through v, a view of it), the
+          rotated q and k (2d + 2d, new tensors), the output (2d) and the projection's input (2d);
+          RoPE itself keeps only its cos/sin tables, per sequence position, not per token
+      8h  SwiGLU: the gate's output (SiLU's input), SiLU's output, the up projection's output and
+          their product (the down projection's input)
+    = 36d + 8h + 4 n_head + 8; outside the blocks, the final RMSNorm (8d + 4), the head's input (2d)
+    and the token ids (8). torch.compile fuses norms and activations and keeps less: an upper bound.
     """
     d, h = model.d_model, model.mlp_width
+    if model.arch == "llama":
+        per_layer = 36 * d + 8 * h + 4 * model.n_head + 8
+        return model.n_layer * per_layer + 10 * d + 12
     per_layer = 20 * d + 4 * h + 4 * model.n_head + 16
     return model.n_layer * per_layer + 6 * d + 16
 

@@ -604,6 +604,8 @@ def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float,
         "dtype": runtime.dtype_name(loop.dtype),
         "micro_batch_size": loop.micro_size,
         "grad_accum_steps": loop.accum,
+        # which GPU of the box, as the launcher placed the run (None on a CPU)
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if loop.device.type == "cuda" else None,
         "wall_seconds": loop.counters.wall_before + meter.wall(),
         "final_train_loss": last_loss,
         "steps_done": loop.counters.step,

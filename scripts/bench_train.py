@@ -3,7 +3,7 @@
     python scripts/bench_train.py [hydra overrides]          # any run config
     python scripts/bench_train.py --preset nanogpt-cpu        # nanoGPT's CPU "baby GPT" recipe
 
-The nanogpt-cpu preset is nanoGPT's shakespeare_char CPU recipe on ../shared/data/tinyshakespeare.txt
+The nanogpt-cpu preset is nanoGPT's shakespeare_char CPU recipe on sweep/corpora/tinyshakespeare.txt
 with the byte tokenizer: n_layer 4, n_head 4, n_embd 128, block 64, batch 12, dropout 0,
 2000 iterations, AdamW lr 1e-3 (beta2 0.99, weight decay 0.1, clip 1.0), 100 warmup iterations,
 cosine to 1e-4 at iteration 2000, first 90% train / last 10% validation. nanoGPT on an idle
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = ROOT / "sweep" / "corpora" / "tinyshakespeare.txt"  # shipped in the package (data=tinyshakespeare)
 
 
 def nanogpt_cpu_overrides(dtype: str) -> list[str]:

@@ -7,7 +7,7 @@ source cannot be fetched here (no network), so the reference is a loop written f
 from nanoGPT's published design and its CPU "baby GPT" recipe: a module per layer (fused QKV
 projection split into heads, SDPA, exact GELU, bias-free LayerNorm, tied head), AdamW on foreach
 kernels (nanoGPT fuses AdamW only on CUDA), random windows stacked per step, clip 1.0, linear warmup
-then cosine to 1e-4. Both sides train on the bytes of ../shared/data/tinyshakespeare.txt (vocab 256,
+then cosine to 1e-4. Both sides train on the bytes of sweep/corpora/tinyshakespeare.txt (vocab 256,
 first 90% train), batch 12, block 64, 4 layers x 128, and neither evaluates inside the loop, so
 tokens/s is training alone. The final validation loss of both comes from the same `evaluate`.
 

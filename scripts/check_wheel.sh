@@ -27,5 +27,9 @@ mkdir -p my_conf/experiment
 printf '# @package _global_\ndefaults:\n  - default\nexperiment:\n  name: mine\n  flops_budgets: [1.0e11, 3.2e11]\n' \
   > my_conf/experiment/mine.yaml
 sweep plan --config-dir my_conf experiment=mine launch.probe=false > plan.txt
-grep -q "experiment 'mine'" plan.txt
+grep -q "sweep 'mine', experiment 'mine'" plan.txt
+# the corpus shipped in the package, read from an empty folder
+sweep train data=tinyshakespeare tokenizer=byte budget.n_tokens=8192 train.tokens_per_step=4096 logger.mode=disabled \
+  sweep_name=shakespeare
+test -f results/shakespeare/runs/*/result.json
 echo "wheel check: ok"

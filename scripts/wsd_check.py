@@ -6,7 +6,7 @@ of independent cosine runs, for how much compute?
     python scripts/wsd_check.py --lrs 2.5e-3,5e-3,1e-2 --min-lr-ratio 0.0   # each schedule at its best LR
     python scripts/wsd_check.py --data stdlib --n-tokens 2e6,4e6,8e6      # long runs that never repeat data
 
-Trains, with the byte tokenizer on --data (../shared/data/tinyshakespeare.txt by default, 1 MB;
+Trains, with the byte tokenizer on --data (sweep/corpora/tinyshakespeare.txt by default, 1 MB;
 `stdlib`: this Python's standard library sources, ~12 MB, for budgets past the 1 MB of
 Shakespeare; or any text file or folder of them), a grid of model sizes x
 token budgets twice: as WSD trunks with cooldown branches (`sweep.ladder.branching.branch`, in order,
@@ -39,11 +39,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = ROOT / "sweep" / "corpora" / "tinyshakespeare.txt"  # shipped in the package (data=tinyshakespeare)
 
 
 def data_config(spec: str, cache_dir: str):
-    """--data -> DataConfig: 'tinyshakespeare' (the shared 1 MB file), 'stdlib' (sweep's embedded
+    """--data -> DataConfig: 'tinyshakespeare' (the 1 MB file in sweep/corpora), 'stdlib' (sweep's embedded
     corpus) or a path to a text file or folder. A missing file fails here, before any training."""
     from sweep.config import DataConfig
 
@@ -52,7 +52,7 @@ def data_config(spec: str, cache_dir: str):
         return DataConfig(source="stdlib", **common)
     path = SHAKESPEARE if spec == "tinyshakespeare" else Path(spec).expanduser()
     if not path.exists():
-        hint = ("; it ships with the shared data (../shared/data/README.md)" if spec == "tinyshakespeare"
+        hint = ("; it ships in sweep/corpora/" if spec == "tinyshakespeare"
                 else "; give 'tinyshakespeare', 'stdlib' or an existing text file or folder")
         raise SystemExit(f"--data {spec}: {path} does not exist{hint}")
     # Absolute, so the run ids (which hash data.path) do not depend on the working directory; the

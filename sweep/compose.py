@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 
 CONFIG_PATH_ENV = "SWEEP_CONFIG_PATH"
@@ -80,9 +80,10 @@ def searchpath_override(dirs: list[Path]) -> list[str]:
     return [f"hydra.searchpath=[{','.join('file://' + str(d) for d in dirs)}]"] if dirs else []
 
 
-def compose(config_name: str, overrides: list[str]):
+def compose(config_name: str, overrides: list[str], choices: bool = False):
     """Compose `conf/<config_name>.yaml` with overrides; Hydra's own error names a bad key or type.
-    `hydra.searchpath=[file:///...]` among the overrides adds the user's config folders."""
+    `hydra.searchpath=[file:///...]` among the overrides adds the user's config folders. With `choices`,
+    (config, {group: chosen config name}), e.g. {'experiment': 'mine', ...}."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -91,7 +92,13 @@ def compose(config_name: str, overrides: list[str]):
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        composed = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=choices)
+    if not choices:
+        return composed
+    chosen = OmegaConf.to_container(composed.hydra.runtime.choices)
+    with open_dict(composed):
+        del composed["hydra"]
+    return composed, chosen
 
 
 def load_run_config(overrides: list[str]):

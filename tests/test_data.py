@@ -489,3 +489,20 @@ def test_python_source_reads_the_stdlib_then_a_site_packages_without_tests_or_me
                                                                   "site-packages/alpha/core.py"]
     with pytest.raises(DataError, match=r"data.packages: \['gamma'\] not installed"):
         python_files(site, ["alpha", "gamma"])
+
+
+def test_tinyshakespeare_ships_with_the_package_and_reads_from_any_folder(tmp_path, monkeypatch):
+    """data=tinyshakespeare from a fresh clone or an installed wheel: no ../shared, no network."""
+    from sweep.cli import load_run_config
+    from sweep.run.corpus import resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    cfg = load_run_config(["data=tinyshakespeare", "tokenizer=byte", f"data.cache_dir={tmp_path / 'cache'}"])
+    assert cfg.data.path == "pkg:tinyshakespeare.txt"  # the same path, and run ids, in every install
+    shipped = resolve_path(cfg.data.path)
+    assert shipped.stat().st_size == 1_115_394
+    if (SHARED / "tinyshakespeare.txt").is_file():
+        assert shipped.read_bytes() == (SHARED / "tinyshakespeare.txt").read_bytes()
+    td = prepare_data(cfg.data, cfg.tokenizer, progress=False)
+    assert td.n_train_tokens + td.n_val_tokens > 1_000_000

@@ -73,3 +73,24 @@ def test_the_fit_s_wandb_run_holds_the_runs_table_and_interactive_charts(tmp_pat
     assert {"runs/table", "runs/loss_vs_compute_table", "runs/isoflop_curves_table"} <= logged
     assert run["job_type"] == "fit" and run["summary"]["approach3/a"] == pytest.approx(
         json.loads((out / "fit.json").read_text())["approach3"]["exponents"]["a"])
+
+
+def test_a_skipped_method_is_explained_once_and_expected_nans_stay_quiet(tmp_path, capsys, isoflop_runs):
+    """Every budget's minimum at its smallest size: approach 2 cannot apply. Its reason appears once in the report
+    and once on the console, and the n/a numbers behind it raise no numpy RuntimeWarning."""
+    import warnings
+
+    by_budget = {}
+    for r in isoflop_runs():
+        by_budget.setdefault(round(6 * r["n_params"] * r["n_tokens"], -10), []).append(r)
+    rows = [r for runs in by_budget.values() for r in sorted(runs, key=lambda q: q["n_params"])[5:]]  # above N*
+    table = tmp_path / "edge.csv"
+    pd.DataFrame(rows).rename(columns={"loss": "val_loss"}).to_csv(table, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert fit_command([f"input={table}", f"output={tmp_path / 'fit'}", "columns.loss=val_loss",
+                            "fit.n_bootstrap=10", "wandb.mode=disabled"]) == 0
+    report = (tmp_path / "fit" / "report.md").read_text()
+    reason = "minimum at the edge of the sampled sizes"
+    assert report.count("approach 2 needs 2") == 1 and reason in report
+    assert capsys.readouterr().out.count("approach 2 needs 2") == 1

@@ -66,12 +66,15 @@ def chinchilla_optimum(flops: np.ndarray, e, a, b, alpha, beta, flops_per_nd: fl
     Minimising over N at fixed C gives N* = G (C/k)^(beta/(alpha+beta)), D* = (C/k)/N*,
     G = (alpha A / (beta B))^(1/(alpha+beta)). Parameters broadcast against flops.
     """
-    s = alpha + beta
-    g = np.power(alpha * a / (beta * b), 1.0 / s)
-    x = flops / flops_per_nd
-    n = g * np.power(x, beta / s)
-    d = x / n
-    return n, d, chinchilla_loss(n, d, e, a, b, alpha, beta)
+    # A fit without a finite optimum (beta = 0, a bootstrap draw at a bound) gives nan or inf, which callers
+    # report as n/a: numpy's warnings about it are expected, not news for the console.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = alpha + beta
+        g = np.power(alpha * a / (beta * b), 1.0 / s)
+        x = flops / flops_per_nd
+        n = g * np.power(x, beta / s)
+        d = x / n
+        return n, d, chinchilla_loss(n, d, e, a, b, alpha, beta)
 
 
 def kaplan_optimum(flops: np.ndarray, n_c, d_c, alpha_n, alpha_d, e=0.0, flops_per_nd: float = 6.0):
@@ -80,8 +83,9 @@ def kaplan_optimum(flops: np.ndarray, n_c, d_c, alpha_n, alpha_d, e=0.0, flops_p
     With p = alpha_N/alpha_D, minimising (N_c/N)^p + k D_c N / C over N gives
     N*^(p+1) = p N_c^p C / (k D_c), so N* grows as C^(1/(1+p)) = C^(alpha_D/(alpha_N+alpha_D)).
     """
-    p = alpha_n / alpha_d
-    log_n = (np.log(p) + p * np.log(n_c) + np.log(flops) - np.log(flops_per_nd) - np.log(d_c)) / (p + 1)
-    n = np.exp(log_n)
-    d = flops / (flops_per_nd * n)
-    return n, d, kaplan_joint_loss(n, d, n_c, d_c, alpha_n, alpha_d, e)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # nan/inf are reported as n/a, as above
+        p = alpha_n / alpha_d
+        log_n = (np.log(p) + p * np.log(n_c) + np.log(flops) - np.log(flops_per_nd) - np.log(d_c)) / (p + 1)
+        n = np.exp(log_n)
+        d = flops / (flops_per_nd * n)
+        return n, d, kaplan_joint_loss(n, d, n_c, d_c, alpha_n, alpha_d, e)

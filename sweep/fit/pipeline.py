@@ -123,7 +123,8 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
             notes += out[m].pop("notes", [])
         except MethodSkipped as exc:
             out[m] = {"status": "skipped", "reason": str(exc)}
-            notes.append(f"{m} skipped: {exc}")
+            # why is said once, by the method's own section of the report and its row of the console table
+            notes.append(f"{m} skipped (its section of the report says why)")
     nz = sweep_noise(data, out)
     for m in cfg.methods:
         if out[m].get("status") == "ok":

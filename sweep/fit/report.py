@@ -100,7 +100,8 @@ def render(result: dict, plots: list[str] | None = None) -> str:
                 if v:
                     lines.append(f"| {row['param_convention']} | {row['flop_convention']} | {m} | {v['a']:.4g} | "
                                  f"{v['b']:.4g} | {v['tokens_per_param']:.4g} (C={row['reference_flops']:.3g}) |")
-    lines += _backtest_lines(result.get("backtest"))
+    lines += _backtest_lines(result.get("backtest"), frozenset(
+        m for m in result["config"]["methods"] if result.get(m, {}).get("status") == "skipped"))
     if result.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in result["warnings"]]
     if plots:
@@ -223,7 +224,7 @@ def _noise_line(nz: dict | None) -> str:
     return f"No prediction intervals: {nz['source']}."
 
 
-def _backtest_lines(bt: dict | None) -> list[str]:
+def _backtest_lines(bt: dict | None, skipped_in_fit: frozenset = frozenset()) -> list[str]:
     if not bt:
         return []
     lines = ["", "## Backtest", ""]
@@ -237,7 +238,9 @@ def _backtest_lines(bt: dict | None) -> list[str]:
               "furthest × fitted C: error |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, r in bt["methods"].items():
         if r["status"] != "ok":
-            lines.append(f"| {m} | skipped: {r['reason']} | | | | | |")
+            # a method the full fit skipped already has its reason in its own section: said once per report
+            why = "skipped, as in the full fit (its section says why)" if m in skipped_in_fit else f"skipped: {r['reason']}"
+            lines.append(f"| {m} | {why} | | | | | |")
             continue
         for kind, sm in r["summary"].items():
             if not sm["n"]:

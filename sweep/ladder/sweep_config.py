@@ -70,9 +70,39 @@ def register_sweep_configs() -> None:
 
 
 def load_sweep(overrides: List[str]) -> SweepConfig:
-    """A SweepConfig from conf/sweep.yaml and Hydra overrides."""
+    """A SweepConfig from conf/sweep.yaml and Hydra overrides.
+
+    An experiment file that inherits another (`defaults: [default]`) without naming itself takes the name of
+    its file, for experiment.name and, unless `sweep_name=` is given, for sweep_name: its runs go to their
+    own folder, never into the main job's."""
     register_sweep_configs()
-    return from_omegaconf(compose("sweep", overrides))
+    composed, choices = compose("sweep", overrides, choices=True)
+    chosen = choices.get("experiment")
+    if chosen and composed.experiment.name == DEFAULT_EXPERIMENT and chosen != DEFAULT_EXPERIMENT:
+        composed.experiment.name = chosen
+        if composed.sweep_name == DEFAULT_EXPERIMENT and not any(
+                o.lstrip("+~").startswith("sweep_name=") for o in overrides):
+            composed.sweep_name = chosen
+    return from_omegaconf(composed)
+
+
+DEFAULT_EXPERIMENT = "default"
+"""conf/experiment/default.yaml's experiment.name and sweep_name: the main job's."""
+
+
+def check_sweep_folder(sc: SweepConfig) -> None:
+    """Refuse a sweep folder planned for another experiment (its plan.json says which): the two grids' runs would
+    be mixed in one folder, one status table and one fit."""
+    try:
+        recorded = json.loads((sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json").read_text())
+    except (OSError, ValueError):
+        return
+    other = recorded.get("experiment") if isinstance(recorded, dict) else None
+    if other and other != sc.experiment.name:
+        raise ConfigError(
+            f"sweep_name={sc.sweep_name!r}: {sweep_dir(sc.results_dir, sc.sweep_name)} holds experiment {other!r}, "
+            f"and this is experiment {sc.experiment.name!r}; their runs must not be mixed: give this one its own "
+            f"folder (sweep_name={sc.experiment.name}), or run experiment={other} to continue that sweep")
 
 
 def from_omegaconf(composed) -> SweepConfig:

@@ -37,9 +37,9 @@ from sweep.launch.progress import SweepProgress
 from sweep.launch.slots import queue_folder, queue_order, write_queue
 from sweep.ladder.status import run_state, status_table
 from sweep.ladder.waves import run_waves
-from sweep.ladder.sweep_config import (LaunchConfig, SweepConfig, corpus_tokens, expand_sweep, from_omegaconf,
-                                       load_sweep, planned_grid, read_plans, register_sweep_configs, to_run_config,
-                                       write_plans)
+from sweep.ladder.sweep_config import (LaunchConfig, SweepConfig, check_sweep_folder, corpus_tokens, expand_sweep,
+                                       from_omegaconf, load_sweep, planned_grid, read_plans, register_sweep_configs,
+                                       to_run_config, write_plans)
 from sweep.store.locks import RunLocked, release
 from sweep.store.results import human, run_dir, run_id, sweep_dir, write_json_atomic
 from sweep.store.runs import RunFolder, Status, clear_done_checkpoint
@@ -140,6 +140,7 @@ def parallel_estimate(sc: SweepConfig, g: Grid) -> Optional[str]:
 
 def plan_command(argv: List[str]) -> int:
     sc = load_sweep(argv)
+    check_sweep_folder(sc)
     g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe)
     print(_header(sc, n_train))
     if sc.experiment.centre == "adaptive":
@@ -328,6 +329,9 @@ def run_command(argv: List[str]) -> int:
     chosen = [a for a in overrides if a.startswith("run_index=")]
     overrides = [a for a in overrides if not a.startswith("run_index=")]
     sc = load_sweep(overrides)
+    check_sweep_folder(sc)
+    if not any(a.startswith("sweep_name=") for a in overrides):  # the jobs compose the name load_sweep chose
+        overrides = [*overrides, f"sweep_name={sc.sweep_name}"]
     launcher, why = choose_launcher(sc, overrides)
     if why:
         print(why)
@@ -463,6 +467,7 @@ def _run_adaptive(sc: SweepConfig, overrides: List[str], retry: bool) -> int:
 
 def status_command(argv: List[str]) -> int:
     sc = load_sweep(argv)
+    check_sweep_folder(sc)
     g, n_train = planned_grid(sc)
     print(f"sweep {sc.sweep_name!r}, experiment {sc.experiment.name!r}: {sweep_dir(sc.results_dir, sc.sweep_name)}")
     if n_train is None and sc.experiment.flops_budgets:

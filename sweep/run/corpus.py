@@ -143,13 +143,24 @@ def json_documents(path: Path, name: str, text_field: str, hf_cache_dir: Path) -
             yield Document(f"{name}#{i}", text)
 
 
+PACKAGE_PREFIX = "pkg:"
+"""data.path=pkg:<file> names a corpus shipped in sweep/corpora/: the same path (and run ids) in every install."""
+
+
+def resolve_path(path: str) -> Path:
+    """data.path as a local path: `pkg:<file>` in the package's corpora folder, `~` expanded."""
+    if path.startswith(PACKAGE_PREFIX):
+        return Path(__file__).resolve().parents[1] / "corpora" / path[len(PACKAGE_PREFIX):]
+    return Path(path).expanduser()
+
+
 def file_documents(data: DataConfig) -> Iterator[Document]:
     """Documents of a local file or folder: one per text file, one per JSON record.
 
     A corpus that is a single text file is split at blank lines instead, because a
     document-level split needs many documents.
     """
-    root = Path(data.path).expanduser()
+    root = resolve_path(data.path)
     if not root.exists():
         raise DataError(f"data.path={data.path!r} does not exist (resolved to {root.resolve()}); "
                         f"point it at a text/JSONL file or a folder of them")
@@ -215,8 +226,8 @@ def source_files(data: DataConfig) -> Optional[List[Tuple[str, Path]]]:
         return stdlib_files()
     if data.source == "python":
         return python_files(Path(data.path) if data.path else None, data.packages)
-    if data.source == "files" and data.path and Path(data.path).expanduser().exists():
-        return corpus_files(Path(data.path).expanduser())
+    if data.source == "files" and data.path and resolve_path(data.path).exists():
+        return corpus_files(resolve_path(data.path))
     if data.source == "hub" and data.path:
         snap = hub_snapshot(data) / "documents.jsonl"
         return [("documents.jsonl", snap)] if snap.is_file() else None

@@ -154,3 +154,46 @@ def test_plan_command_prints_and_refuses(capsys):
     refused = plan_command(["experiment=kaplan_data_size", "launch.probe=false", "launch.corpus_tokens=1000000"])
     captured = capsys.readouterr()
     assert refused == 2 and "refusing this plan" in captured.err and "corpus has 1M" in captured.err
+
+
+def test_plan_is_a_dry_run_when_asked_to_estimate_the_corpus(tmp_path, capsys, monkeypatch):
+    """The H100 ladder's 4 GB FineWeb-Edu corpus is not here: the plan says what building it would download, and
+    with launch.estimate_corpus=true it plans from data.max_bytes without a byte of network or cache."""
+    import socket
+
+    from sweep.launch.launch import plan_command
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access in an offline test")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    cache = tmp_path / "cache"
+    args = ["experiment=chinchilla_isoflop_h100", f"data.cache_dir={cache}", f"results_dir={tmp_path / 'results'}",
+            "launch.estimate_corpus=true"]
+    assert plan_command(args) == 0
+    captured = capsys.readouterr()
+    assert "corpus not read: 900M train tokens estimated from 4000 MB" in captured.err
+    assert "hub data set 'HuggingFaceFW/fineweb-edu' (not downloaded)" in captured.err
+    assert "900M train tokens" in captured.out and not cache.exists()
+
+
+def test_plan_says_what_building_the_corpus_does_before_it_does_it(tmp_path, capsys):
+    from sweep.launch.launch import plan_command
+    from sweep.run.data import describe_build
+    from sweep.config import DataConfig, TokenizerConfig
+
+    from conftest import SHAKESPEARE  # 310 kB
+
+    args = ["experiment=kaplan_data_size", "data=files", f"data.path={SHAKESPEARE}", f"data.cache_dir={tmp_path / 'c'}",
+            "data.val_tokens=4096", f"results_dir={tmp_path / 'results'}", "launch.probe=false",
+            "data.allow_repeat=true"]
+    assert plan_command(args) == 0
+    err = capsys.readouterr().err
+    assert "the corpus is not cached yet: this reads all of 0.31 MB of text in 1 files" in err
+    assert "launch.estimate_corpus=true" in err
+    assert plan_command(args) == 0  # cached now: nothing to say
+    assert "not cached" not in capsys.readouterr().err
+    hub = DataConfig(source="hub", path="org/set", hub_config="sample", max_bytes=2_000_000_000,
+                     cache_dir=str(tmp_path / "h"))
+    assert describe_build(hub, TokenizerConfig(kind="bpe", vocab_size=16384)).startswith(
+        "downloads up to 2 GB of hub data set 'org/set' (sample), trains a 16384-entry BPE")

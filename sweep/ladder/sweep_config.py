@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -13,7 +14,7 @@ from sweep.compose import compose
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.ladder.adaptive import Plans, plans_from_json, plans_to_json
 from sweep.ladder.grid import ExperimentConfig, Grid, grid
-from sweep.store.results import sweep_dir, write_json_atomic
+from sweep.store.results import human as human_count, sweep_dir, write_json_atomic
 
 
 @dataclass
@@ -41,7 +42,11 @@ class LaunchConfig:
     gpu_memory: Optional[int] = None
     """Bytes of one GPU; `sweep run` sets it for its jobs so each takes its own share of a GPU (null: one slot each)."""
     corpus_tokens: Optional[int] = None
-    """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data."""
+    """Train tokens of the corpus; `sweep run` sets it for its jobs so they need not read the data. Given to
+    `sweep plan`, the plan uses it instead of reading (or downloading) the corpus."""
+    estimate_corpus: bool = False
+    """`sweep plan` only: when the corpus is not cached, estimate its train tokens from its size on disk (or
+    data.max_bytes for a hub corpus) instead of reading or downloading it; the plan says it is an estimate."""
     queue: Optional[str] = None
     """Folder of the queue in which the parallel launcher's jobs take their shares (set by `sweep run` in the
     jobs' plan)."""
@@ -136,13 +141,26 @@ def n_slots(launch: LaunchConfig) -> int:
     return gpus * per_gpu if gpus > 0 else max(1, launch.slots)
 
 
-def corpus_tokens(sc: SweepConfig) -> int:
-    """Train tokens of the sweep's corpus (prepares and caches it on first use)."""
+def corpus_tokens(sc: SweepConfig, estimate: bool = False) -> int:
+    """Train tokens of the sweep's corpus: launch.corpus_tokens when given, else the cached corpus's; else, with
+    `estimate` (`sweep plan launch.estimate_corpus=true`), an estimate from its size that reads and downloads
+    nothing; else it is prepared and cached now, after saying what that does."""
     if sc.launch.corpus_tokens is not None:
         return int(sc.launch.corpus_tokens)
-    from sweep.run.data import prepare_data
+    from sweep.run.data import cached_data, describe_build, estimate_train_tokens, prepare_data
 
-    data = prepare_data(sc.data, sc.tokenizer, progress=sc.launch.progress)
+    data = cached_data(sc.data, sc.tokenizer)
+    if data is None and estimate:
+        tokens, how = estimate_train_tokens(sc.data, sc.tokenizer)
+        if tokens is None:
+            raise ConfigError(f"launch.estimate_corpus=true: {how}")
+        print(f"[sweep] corpus not read: {human_count(tokens)} train tokens {how}; `sweep run` reads it "
+              f"(launch.corpus_tokens=N plans from a known count)", file=sys.stderr)
+        return tokens
+    if data is None:
+        print(f"[sweep] the corpus is not cached yet: this {describe_build(sc.data, sc.tokenizer)}. "
+              f"`sweep plan launch.estimate_corpus=true` plans without it, from its size", file=sys.stderr)
+        data = prepare_data(sc.data, sc.tokenizer, progress=sc.launch.progress)
     if data.vocab_size != sc.tokenizer.vocab_size:
         raise ConfigError(f"tokenizer.vocab_size={sc.tokenizer.vocab_size} but the tokenizer has "
                           f"{data.vocab_size} tokens: set tokenizer.vocab_size={data.vocab_size}")

@@ -77,9 +77,9 @@ def plan_problems(sc: SweepConfig, runs: List[PlannedRun], n_train: Optional[int
     return check_plan(runs, n_train, None if remote_device(sc) else available_memory(device), device)
 
 
-def prepare_plan(sc: SweepConfig, probe: bool):
+def prepare_plan(sc: SweepConfig, probe: bool, estimate_corpus: bool = False):
     """(grid, corpus tokens, problems, estimated seconds per run)."""
-    n_train = corpus_tokens(sc)
+    n_train = corpus_tokens(sc, estimate=estimate_corpus)
     g = expand_sweep(sc, n_train)
     problems = plan_problems(sc, g.runs, n_train)
     seconds = None
@@ -141,7 +141,7 @@ def parallel_estimate(sc: SweepConfig, g: Grid) -> Optional[str]:
 def plan_command(argv: List[str]) -> int:
     sc = load_sweep(argv)
     check_sweep_folder(sc)
-    g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe)
+    g, n_train, problems, seconds = prepare_plan(sc, probe=sc.launch.probe, estimate_corpus=sc.launch.estimate_corpus)
     print(_header(sc, n_train))
     if sc.experiment.centre == "adaptive":
         print(adaptive_line(sc.experiment))

@@ -18,11 +18,12 @@ from sweep.run.documents import DataError, Document, paragraphs, write_dir_atomi
 from sweep.run.encode import pieces, token_dtype
 from sweep.run.hub import hub_load_kwargs
 from sweep.run.split import corpus_hash, split_documents
-from sweep.run.token_cache import TokenData, bits_per_byte, load_tokenizer, prepare_data
+from sweep.run.token_cache import (TokenData, bits_per_byte, cached_data, describe_build, estimate_train_tokens,
+                                   load_tokenizer, prepare_data)
 
 __all__ = [
-    "SOURCES", "STDLIB_EXCLUDED_DIRS", "DataError", "Document", "TokenData", "bits_per_byte", "corpus_hash",
-    "describe_source", "hub_load_kwargs", "load_documents", "load_tokenizer", "paragraphs", "pieces", "prepare_data",
+    "SOURCES", "STDLIB_EXCLUDED_DIRS", "DataError", "Document", "TokenData", "bits_per_byte", "cached_data",
+    "corpus_hash", "describe_build", "describe_source", "estimate_train_tokens", "hub_load_kwargs", "load_documents", "load_tokenizer", "paragraphs", "pieces", "prepare_data",
     "python_files", "source_files", "split_documents", "stdlib_files", "stream_documents", "token_dtype",
     "write_dir_atomically",
 ]

@@ -252,6 +252,48 @@ def _cached_by_fingerprint(data: DataConfig, key: Optional[str]) -> Optional[Tok
     return read_token_dir(final, {k: ref[k] for k in ("key", "corpus_hash", "tokenizer_hash", "n_val_tokens")})
 
 
+def cached_data(data: DataConfig, tokenizer: TokenizerConfig) -> Optional[TokenData]:
+    """The token files of this corpus if they are cached already; reads no corpus and downloads nothing."""
+    return _cached_by_fingerprint(data, fingerprint_key(data, tokenizer))
+
+
+BPE_BYTES_PER_TOKEN = 4.0
+"""A byte-level BPE of a few thousand to 50k entries spends about 4 bytes of English prose (3-4 of code) per token:
+the assumption behind an estimated corpus size, which `sweep plan` labels as such."""
+
+
+def estimate_train_tokens(data: DataConfig, tokenizer: TokenizerConfig) -> Tuple[Optional[int], str]:
+    """(train tokens, how they were estimated) without reading or downloading the corpus: its size on disk (or
+    data.max_bytes for a hub corpus not yet streamed), less the validation share, over bytes per token.
+    (None, why) when the size is not known without reading."""
+    files = source_files(data)
+    if files is not None:
+        size, where = sum(path.stat().st_size for _, path in files), f"{len(files)} files on disk"
+    elif data.source == "hub" and data.max_bytes:
+        size, where = data.max_bytes, f"data.max_bytes of hub data set {data.path!r} (not downloaded)"
+    else:
+        return None, ("the corpus size is not known without reading it: set data.max_bytes, or give "
+                      "launch.corpus_tokens=N")
+    if data.max_bytes:
+        size = min(size, data.max_bytes)
+    per_token = 1.0 if tokenizer.kind == "byte" else BPE_BYTES_PER_TOKEN
+    tokens = int(size * (1 - data.val_fraction) / per_token)
+    return tokens, (f"estimated from {size / 1e6:.4g} MB ({where}), {100 * (1 - data.val_fraction):.0f}% train, "
+                    f"{per_token:g} bytes per token{'' if tokenizer.kind == 'byte' else ' (assumed for BPE)'}")
+
+
+def describe_build(data: DataConfig, tokenizer: TokenizerConfig) -> str:
+    """What building this corpus's token cache will do, in words, before it is done."""
+    cap = f"up to {data.max_bytes / 1e9:.3g} GB of " if data.max_bytes else "all of "
+    if data.source == "hub" and source_files(data) is None:
+        what = f"downloads {cap}hub data set {data.path!r}{f' ({data.hub_config})' if data.hub_config else ''}"
+    else:
+        files = source_files(data) or []
+        what = f"reads {cap}{sum(p.stat().st_size for _, p in files) / 1e6:.3g} MB of text in {len(files)} files"
+    train = f"trains a {tokenizer.vocab_size}-entry BPE, " if tokenizer.kind == "bpe" else ""
+    return f"{what}, {train}and writes its token files under {data.cache_dir}"
+
+
 def prepare_data(data: DataConfig, tokenizer: TokenizerConfig, progress: bool = True,
                  load_dataset: Optional[Callable] = None) -> TokenData:
     """Read, split, tokenize and encode the corpus once; later calls with the same data and tokenizer

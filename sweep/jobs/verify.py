@@ -18,7 +18,7 @@ from typing import List, Optional
 from sweep.config import ConfigError
 from sweep.fit import allocation, registry
 from sweep.fit.cli import log_verification
-from sweep.fit.recommend import stack
+from sweep.fit.holdout import predict_run
 from sweep.fit.report import summary_line, write
 from sweep.ladder.grid import planned_run, run_hparams, shape_for_n
 from sweep.ladder.sweep_config import corpus_tokens, load_sweep, to_run_config
@@ -118,40 +118,11 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
 def score(fit: dict, run: PlannedRun, result: dict) -> dict:
     """verification.json's content: the run, the measured loss and every method's prediction of it."""
     level = fit["config"]["interval"]
-    noise = allocation.noise_of(fit)
     n = result["n_params_non_embedding"] if fit["data"]["param_convention"] == "non_embedding" else result["n_params"]
     c = result["flops"] if fit["data"]["flop_convention"] == "exact" else 6.0 * n * result["n_tokens"]
     measured = float(result["final_val_loss"])
-    methods = {}
-    for m in fit["config"]["methods"]:
-        r = fit.get(m, {})
-        if r.get("status") != "ok":
-            methods[m] = {"predicted": None, "reason": r.get("reason")}
-            continue
-        x = float(c / fit["data"]["flops_range"][1])
-        pred = allocation.predict_at(m, r, float(n), float(result["n_tokens"]), level, noise, extrapolation=x)
-        basis = "L(N, D) at the run's N and D"
-        if pred is None:
-            pred = allocation.allocation_row(m, r, float(c), fit["data"]["flops_per_nd"], level, noise,
-                                             extrapolation=x)["loss"]
-            basis = "L*(C) at the run's compute"
-        value = pred["value"]
-        ok = value == value  # NaN: the method has no loss law here
-        pi = pred.get("prediction_interval") if ok else None
-        methods[m] = {"predicted": value if ok else None, "interval": pi, "law_interval": pred.get("interval") if ok else None,
-                      "rel_error": value / measured - 1 if ok else None,
-                      "covered": None if not pi else bool(pi[0] <= measured <= pi[1]), "basis": basis,
-                      "pi_terms": pred.get("pi_terms") if ok else None}
-    rec = fit.get("recommended") or {}
-    lead = rec.get("method")
-    stacked = stack(methods, rec.get("weights") or {}, level)
-    if stacked is not None:
-        value, pi = stacked["predicted"], stacked["interval"]
-        methods["stacked"] = {"predicted": value, "interval": pi, "rel_error": value / measured - 1,
-                              "covered": bool(pi[0] <= measured <= pi[1]),
-                              "basis": "weighted mixture of " + ", ".join(f"{m} {w:.2f}"
-                                                                          for m, w in stacked["weights"].items())}
-        lead = "stacked"
+    predicted = predict_run(fit, float(n), float(result["n_tokens"]), float(c), measured)
+    methods, lead = predicted["methods"], predicted["recommended"]
     return {"flops": float(c), "target_flops": float(run.cfg.meta["verify_flops"]), "run_id": result["run_id"],
             "run_name": result.get("run_name"), "n_params": int(result["n_params"]),
             "n_params_non_embedding": int(result["n_params_non_embedding"]), "n_tokens": int(result["n_tokens"]),

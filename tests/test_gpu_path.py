@@ -357,3 +357,19 @@ def test_gpu_check_script_parses_and_says_why_it_cannot_run_without_cuda():
     out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "PYTHON": sys.executable})
     assert out.returncode == 2 and "no CUDA device here" in out.stderr
+
+
+def test_usable_cores_follow_the_affinity_mask_and_the_cgroup_quota(monkeypatch):
+    """Pretend a 64-core machine, an 8-core affinity mask (taskset, SLURM) and a 2-CPU cgroup quota (docker
+    --cpus=2): threads and packing use 2, not os.cpu_count()'s 64."""
+    from sweep.run import cores
+
+    monkeypatch.setattr(cores.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)))
+    real = cores.Path.read_text
+    quota = {"value": "200000 100000\n"}
+    monkeypatch.setattr(cores.Path, "read_text", lambda self, *a, **k: quota["value"]
+                        if str(self) == "/sys/fs/cgroup/cpu.max" else real(self, *a, **k))
+    assert cores.usable_cores() == 2
+    quota["value"] = "max 100000\n"
+    assert cores.usable_cores() == 8

@@ -39,8 +39,9 @@ def chinchilla_log_loss_lse(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndar
 def lse_to_natural(theta: np.ndarray) -> dict:
     """(a, b, e, alpha, beta) -> {E, A, B, alpha, beta} (arrays broadcast over leading axes)."""
     theta = np.asarray(theta, dtype=float)
-    return {"E": np.exp(theta[..., 2]), "A": np.exp(theta[..., 0]), "B": np.exp(theta[..., 1]),
-            "alpha": theta[..., 3], "beta": theta[..., 4]}
+    with np.errstate(over="ignore"):  # a bootstrap draw that runs off to a bound gives inf, reported as such
+        return {"E": np.exp(theta[..., 2]), "A": np.exp(theta[..., 0]), "B": np.exp(theta[..., 1]),
+                "alpha": theta[..., 3], "beta": theta[..., 4]}
 
 
 def shared_exponent_loss(n: np.ndarray, d: np.ndarray, e: float, a: float, b: float,

@@ -86,7 +86,8 @@ def _solve(theta0, resid, delta, weights, groups, lower, upper):
 def weighted_line(u: np.ndarray, y: np.ndarray, w: np.ndarray):
     """Per-row weighted least-squares line y = icpt + slope * u: (slope, icpt) arrays."""
     sw = w.sum(1)
-    mu, my = (w * u).sum(1) / sw, (w * y).sum(1) / sw
+    with np.errstate(invalid="ignore", divide="ignore"):  # a row with no weight gives nan: no line there
+        mu, my = (w * u).sum(1) / sw, (w * y).sum(1) / sw
     var = (w * (u - mu[:, None]) ** 2).sum(1)
     slope = np.where(var > 0, (w * (u - mu[:, None]) * (y - my[:, None])).sum(1) / np.maximum(var, 1e-300), 0.0)
     return slope, my - slope * mu

@@ -72,9 +72,9 @@ def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-LAYERS = ["config", "compose", "store", "run", "ladder", "launch", "fit", "jobs", "cli", "__main__"]
-"""Bottom to top: a module may import from its own layer and the layers below it, never above. config and
-compose (Hydra stops there) are the schemas; store knows the files; run trains one run; ladder decides what runs
+LAYERS = ["corpora", "config", "compose", "store", "run", "ladder", "launch", "fit", "jobs", "cli", "__main__"]
+"""Bottom to top: a module may import from its own layer and the layers below it, never above. corpora holds
+shipped text, no code; config and compose (Hydra stops there) are the schemas; store knows the files; run trains one run; ladder decides what runs
 (grid, shapes, hyperparameters, plan); launch decides where and how they train (launchers, packing, slots);
 fit reads results and never trains; jobs chain the stages; cli dispatches."""
 

@@ -8,6 +8,7 @@ tests need two independent runs side by side (a clean run and a killed one).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -42,6 +43,30 @@ def tiny() -> Callable[..., List[str]]:
             "budget.n_tokens=163840", "logger.mode=disabled", *extra,
         ]
     return make
+
+
+class Interrupt(Exception):
+    """A process killed mid-run, as a test stages it."""
+
+
+@contextlib.contextmanager
+def dies_after_checkpoints(n: int):
+    """checkpoint.save raises Interrupt right after its n-th write: a run killed with that checkpoint on disk."""
+    from sweep.run import checkpoint
+
+    original, calls = checkpoint.save, {"n": 0}
+
+    def save(path, state):
+        original(path, state)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Interrupt
+
+    checkpoint.save = save
+    try:
+        yield
+    finally:
+        checkpoint.save = original
 
 
 def small_corpus(folder: Path) -> Path:

@@ -304,30 +304,15 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 def test_a_cuda_run_resumes_from_its_checkpoint(tmp_path, tiny):
     """Killed after its third checkpoint (step 15 of 40) and trained again: it resumes there, on its own GPU's RNG
     state, and ends where an uninterrupted run ends (within bf16 and atomic-add nondeterminism)."""
-    from sweep.run import checkpoint
+    from conftest import Interrupt, dies_after_checkpoints
     from sweep.run.train import run_shape, train
 
     gpu = ("train.device=cuda", "train.dtype=bf16", "budget.n_tokens=40960")
     clean = train(load_run_config(tiny(tmp_path / "a", *gpu)), progress=False)
     cfg = load_run_config(tiny(tmp_path / "b", *gpu, "train.checkpoint_interval=5"))
     rdir = run_dir(cfg, run_shape(cfg).n_tokens)
-    original, calls = checkpoint.save, {"n": 0}
-
-    class Interrupt(Exception):
-        pass
-
-    def crash_after_third_checkpoint(path, state):
-        original(path, state)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Interrupt
-
-    checkpoint.save = crash_after_third_checkpoint
-    try:
-        with pytest.raises(Interrupt):
-            train(cfg, progress=False)
-    finally:
-        checkpoint.save = original
+    with dies_after_checkpoints(3), pytest.raises(Interrupt):
+        train(cfg, progress=False)
     assert "cuda" in torch.load(rdir / "checkpoint.pt", weights_only=False)["rng"]
     resumed = train(cfg, progress=False)
     assert resumed["status"] == "done" and resumed["device"] == clean["device"]

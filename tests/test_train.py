@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import Interrupt, dies_after_checkpoints
 from sweep.cli import load_run_config, main
 from sweep.store.results import read_jsonl, run_dir
 from sweep.store.tracking import wandb_id
@@ -90,26 +91,9 @@ def test_resume_after_interruption_is_bit_exact(tmp_path, tiny):
     cfg = load_run_config(tiny(tmp_path / "b", "budget.n_tokens=40960", "train.checkpoint_interval=5"))
     rdir = run_dir(cfg, run_shape(cfg).n_tokens)
 
-    class Interrupt(Exception):
-        pass
-
-    from sweep.run import checkpoint
-
-    original = checkpoint.save
-    calls = {"n": 0}
-
-    def crash_after_second_checkpoint(path, state):
-        original(path, state)
-        calls["n"] += 1
-        if calls["n"] == 3:  # step 15 of 40 is on disk, mid log interval: die like a killed process would
-            raise Interrupt
-
-    checkpoint.save = crash_after_second_checkpoint
-    try:
-        with pytest.raises(Interrupt):
-            train(cfg, progress=False)
-    finally:
-        checkpoint.save = original
+    # step 15 of 40 is on disk, mid log interval: die like a killed process would
+    with dies_after_checkpoints(3), pytest.raises(Interrupt):
+        train(cfg, progress=False)
     assert json.loads((rdir / "result.json").read_text())["status"] == "failed"
     assert (rdir / "checkpoint.pt").exists()
 

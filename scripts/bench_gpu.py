@@ -206,6 +206,21 @@ def batch_flops(results: Path, name: str) -> tuple:
     return len(done), sum(r["flops"] for r in done), mean_tps
 
 
+def runs_per_gpu_now(cfg) -> int:
+    """Runs of `cfg` to pack on this GPU, by the memory free now, not its total: this process holds a CUDA
+    context, and the sizes section's cached blocks are given back first (the largest size's alone fills most of
+    an 80 GB GPU, and packing by the total would start runs into memory that is not there)."""
+    import torch
+
+    from sweep.launch.packing import decide_packing
+    from sweep.run.cores import usable_cores
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    return decide_packing([cfg], free, usable_cores()).runs_per_gpu
+
+
 def bench_sweep(s: Setup, tmp: Path, cache: Path, n_runs: int, n_tokens: int, pack: int) -> dict:
     from sweep.run.cores import usable_cores
 
@@ -270,8 +285,6 @@ def main(argv=None) -> int:
     from sweep.run import runtime
     from sweep.cli import load_run_config
     from sweep.launch.mps import mps_status, private_mps
-    from sweep.launch.packing import decide_packing
-    from sweep.run.cores import usable_cores
 
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU box, or pass --cpu-smoke", file=sys.stderr)
@@ -304,12 +317,7 @@ def main(argv=None) -> int:
             tiny = load_run_config(run_overrides(s.sizes[0], s, n_tokens, tmp / "results", cache, "x"))
             pack = args.pack
             if pack is None and s.device == "cuda":
-                # Packed by the memory free now, not the GPU's total: this process holds a CUDA context, and
-                # the sizes section's cache is given back first (the largest size's alone fills most of a GPU).
-                gc.collect()
-                torch.cuda.empty_cache()
-                free, _ = torch.cuda.mem_get_info()
-                pack = decide_packing([tiny], free, usable_cores()).runs_per_gpu
+                pack = runs_per_gpu_now(tiny)
             pack = pack or 2  # CPU: no GPU to fill; two processes at once exercise the same path
             n_runs = args.sweep_runs or pack  # one packed wave against the same runs one at a time
             # the corpus is prepared once, before either batch is timed

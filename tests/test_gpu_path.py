@@ -358,3 +358,24 @@ def test_usable_cores_follow_the_affinity_mask_and_the_cgroup_quota(monkeypatch)
     assert cores.usable_cores() == 2
     quota["value"] = "max 100000\n"
     assert cores.usable_cores() == 8
+
+
+def test_bench_gpu_packs_by_the_memory_free_after_giving_its_cache_back(monkeypatch):
+    """Pretend an 80 GB GPU with 12 GB free after the sizes section: the packed sweep is sized for the 12 GB free,
+    and the cache is emptied before asking (before, it packed by the 80 GB total and ran out of memory)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import bench_gpu
+
+    from sweep.launch.packing import GiB, decide_packing
+    from sweep.run.cores import usable_cores
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: calls.append("info") or (12 * GiB, 80 * GiB))
+    from test_packing import gpu_run
+
+    cfg = gpu_run(5e6)
+    assert bench_gpu.runs_per_gpu_now(cfg) == decide_packing([cfg], 12 * GiB, usable_cores()).runs_per_gpu
+    assert calls == ["empty", "info"]
+    assert decide_packing([cfg], 12 * GiB, usable_cores()).runs_per_gpu < decide_packing(
+        [cfg], 80 * GiB, usable_cores()).runs_per_gpu

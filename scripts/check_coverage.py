@@ -9,6 +9,13 @@ and scores every method:
   its loss drawn from the true law with the same noise.
 
     python scripts/check_coverage.py [--seeds 50] [--n-bootstrap 200] [--noise 0.01]
+    python scripts/check_coverage.py --law data_term [--seeds 50]   # a law outside every method's family
+
+With --law data_term the data come from L = E + A/N^alpha + B/D^beta(N), beta(N) = 0.28 (N/1e8)^0.02 (a data
+exponent that grows with the model, Farseer-style), which no method can express; the fits run their within-data
+backtest, so each PI carries its lack-of-fit term, and the recommended prediction (the best method or the stacking
+of methods) is scored too: at its own method's optimum for 10x and 100x, its PI's coverage and median
+half-width, beside approach 3's.
 
 Ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f> approach1_a_bias=<f>
 approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
@@ -25,7 +32,8 @@ import numpy as np
 
 from sweep.fit import FitConfig, fit
 from sweep.fit import allocation
-from sweep.fit.simulate import Law, isoflop_sweep, new_run_loss
+from sweep.fit.holdout import predict_run
+from sweep.fit.simulate import DataTermLaw, Law, isoflop_sweep, new_run_loss
 
 METHODS = ["approach1", "approach2", "approach3", "kaplan"]
 MULTIPLES = (10, 100)
@@ -35,7 +43,7 @@ def score_seed(law: Law, seed: int, args) -> dict:
     budgets = np.logspace(18, 20, 5)
     runs = isoflop_sweep(law, budgets, sizes_per_budget=7, noise=args.noise, seed=seed)
     cfg = FitConfig(n_bootstrap=args.n_bootstrap, seed=seed, methods=METHODS, compare_conventions=False,
-                    backtest=False, budgets=[])
+                    backtest=args.backtest, budgets=[])
     result = fit(runs, cfg)
     rng = np.random.default_rng(10_000 + seed)
     noise = allocation.noise_of(result)
@@ -50,15 +58,33 @@ def score_seed(law: Law, seed: int, args) -> dict:
         row = {"a": a, "a_covered": None if not a_iv else bool(a_iv[0] <= law.a <= a_iv[1])}
         for mult in MULTIPLES:
             c = float(budgets[-1] * mult)
-            alloc = allocation.allocation_row(m, r, c, result["data"]["flops_per_nd"], cfg.interval, noise)
+            # at `mult` x the largest budget: the PI's lack-of-fit term (with --backtest) grows with it
+            alloc = allocation.allocation_row(m, r, c, result["data"]["flops_per_nd"], cfg.interval, noise,
+                                              extrapolation=float(mult))
             n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
             measured = new_run_loss(law, n, d, args.noise, rng)
-            pred = allocation.predict_at(m, r, n, d, cfg.interval, noise) or alloc["loss"]
+            pred = allocation.predict_at(m, r, n, d, cfg.interval, noise, extrapolation=float(mult)) or alloc["loss"]
             pi = pred.get(args.interval_key)
             ok = pi is not None and np.all(np.isfinite(pi))
             row[f"pi_{mult}x"] = None if not ok else bool(pi[0] <= measured <= pi[1])
             row[f"err_{mult}x"] = float(pred["value"] / measured - 1) if np.isfinite(pred["value"]) else None
+            row[f"hw_{mult}x"] = None if not ok else float((pi[1] - pi[0]) / 2 / pred["value"])
         out[m] = row
+    rec = (result.get("recommended") or {}).get("method")
+    if args.backtest and rec in METHODS and out.get(rec):
+        row = {}
+        for mult in MULTIPLES:
+            c = float(budgets[-1] * mult)
+            alloc = allocation.allocation_row(rec, result[rec], c, result["data"]["flops_per_nd"], cfg.interval, noise)
+            n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
+            measured = new_run_loss(law, n, d, args.noise, rng)
+            p = predict_run(result, n, d, 6.0 * n * d, measured)
+            v = p["methods"][p["recommended"]]
+            pi = v.get("interval")
+            row[f"pi_{mult}x"] = None if not pi else bool(pi[0] <= measured <= pi[1])
+            row[f"err_{mult}x"] = v.get("rel_error")
+            row[f"hw_{mult}x"] = None if not pi else float((pi[1] - pi[0]) / 2 / v["predicted"])
+        out["recommended"] = row
     return out
 
 
@@ -69,9 +95,16 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--interval-key", default="prediction_interval", choices=["prediction_interval", "interval"],
                     help="score the prediction interval (default) or the law's confidence interval against new runs")
+    ap.add_argument("--law", default="chinchilla", choices=["chinchilla", "data_term"],
+                    help="the true law: Hoffmann et al.'s (every method's family holds it) or one outside them all")
+    ap.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=None,
+                    help="run the within-data backtest (lack-of-fit term, recommended prediction); default: with "
+                         "--law data_term")
     args = ap.parse_args()
+    if args.backtest is None:
+        args.backtest = args.law == "data_term"
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
-    law = Law()
+    law = Law() if args.law == "chinchilla" else DataTermLaw()
     t0 = time.perf_counter()
     per_seed = []
     for s in range(args.seeds):
@@ -80,27 +113,36 @@ def main() -> None:
     print()
     print(f"true a = {law.a:.4f}; {args.seeds} seeds, noise {args.noise:.1%}, {args.n_bootstrap} resamples")
     head = (f"{'method':10s} {'fits':>5s} {'a mean':>8s} {'a bias':>8s} {'a sd':>7s} {'a cov95':>8s} "
-            + " ".join(f"{'pi95 ' + str(m) + 'x':>10s} {'|err| ' + str(m) + 'x':>10s}" for m in MULTIPLES))
+            + " ".join(f"{'pi95 ' + str(m) + 'x':>10s} {'|err| ' + str(m) + 'x':>10s} {'hw ' + str(m) + 'x':>8s}"
+                       for m in MULTIPLES))
     print(head)
     summary = {}
-    for m in METHODS:
-        rows = [p[m] for p in per_seed if p[m] is not None]
+    for m in METHODS + ["recommended"]:
+        rows = [p[m] for p in per_seed if p.get(m) is not None]
         if not rows:
             print(f"{m:10s} {0:5d}  (skipped on every seed)")
             continue
-        a = np.array([r["a"] for r in rows])
-        cov = [r["a_covered"] for r in rows if r["a_covered"] is not None]
+        a = np.array([r.get("a", np.nan) for r in rows])
+        cov = [r["a_covered"] for r in rows if r.get("a_covered") is not None]
         cells = []
         for mult in MULTIPLES:
             pis = [r[f"pi_{mult}x"] for r in rows if r[f"pi_{mult}x"] is not None]
             errs = [abs(r[f"err_{mult}x"]) for r in rows if r[f"err_{mult}x"] is not None]
+            hws = [r[f"hw_{mult}x"] for r in rows if r.get(f"hw_{mult}x") is not None]
             summary[f"{m}_pi95_{mult}x"] = float(np.mean(pis)) if pis else float("nan")
-            cells.append(f"{summary[f'{m}_pi95_{mult}x']:10.3f} {np.mean(errs) if errs else float('nan'):10.4f}")
+            summary[f"{m}_hw_{mult}x"] = float(np.median(hws)) if hws else float("nan")
+            cells.append(f"{summary[f'{m}_pi95_{mult}x']:10.3f} {np.mean(errs) if errs else float('nan'):10.4f} "
+                         f"{summary[f'{m}_hw_{mult}x']:8.4f}")
+        if m == "recommended":  # no exponent of its own
+            print(f"{m:10s} {len(rows):5d} {'':8s} {'':8s} {'':7s} {'':8s} " + " ".join(cells))
+            continue
         summary[f"{m}_a_bias"] = float(a.mean() - law.a)
         print(f"{m:10s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {a.std(ddof=1):7.4f} "
               f"{np.mean(cov) if cov else float('nan'):8.3f} " + " ".join(cells))
     print(f"({time.perf_counter() - t0:.0f} s)")
     keys = ["approach3_pi95_10x", "approach3_pi95_100x", "approach2_pi95_10x", "approach1_a_bias", "approach3_a_bias"]
+    if args.backtest:
+        keys += ["recommended_pi95_10x", "recommended_pi95_100x", "recommended_hw_10x", "approach3_hw_10x"]
     print(" ".join(f"{k}={summary.get(k, float('nan')):.3f}" for k in keys))
 
 

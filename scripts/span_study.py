@@ -10,9 +10,11 @@ and prints, for each: the span, the sizes per budget, the width of a's 95% inter
 approach 3's E, and the error and 95% PI half-width of approach 3 and of the recommended prediction on the
 verification run (whose distance from the fitted compute grows as budgets are left out).
 
-It closes with the width of approach 3's a interval against log10 of the span, fitted as width = k / log10(span)
-(an interval shrinks with the lever arm in log C), and the span at which that width would reach 0.15:
-    span_needed_for_a_width_0.15=<x> a_width_at_full_span=<w> verify_error_full=<e>
+It closes with the width of approach 3's a interval against log10 of the span, fitted as width = k log10(span)^p,
+and the span at which that width would reach 0.15, by that fit and by p = -1 through the full ladder (how a slope's
+interval shrinks with its lever arm at a fixed number of points and noise):
+    a3_width_exponent=<p> span_needed_for_a_width_0.15=<x> span_needed_if_width_falls_as_1_over_log_span=<x>
+    a_width_at_full_span=<w> verify_error_full=<e>
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def a_width(result: dict, method: str):
     r = result.get(method, {})
     if r.get("status") != "ok":
         return None
-    iv = (r.get("intervals") or {}).get("a")
+    iv = (r.get("exponent_intervals") or {}).get("a")
     return None if not iv else float(iv[1] - iv[0])
 
 
@@ -112,13 +114,16 @@ def main(argv=None) -> int:
               f"{pct(r['err_rec']):>7} {pct(r['pi_rec']).lstrip('+'):>6}")
     spans = [(r["span"], r["a3"]) for r in rows[:-1] if r["a3"] is not None and r["span"] > 1]
     full = rows[len(budgets) - 2]
-    if len(spans) >= 2:
-        # width = k / log10(span): least squares in k
-        u = np.array([1 / np.log10(s) for s, _ in spans])
-        w = np.array([w for _, w in spans])
-        k = float((u @ w) / (u @ u))
-        needed = 10 ** (k / 0.15)
-        print(f"span_needed_for_a_width_0.15={needed:.3g} a_width_at_full_span={full['a3']:.3f} "
+    if len(spans) >= 2 and full["a3"] is not None:
+        # width = k * log10(span)^p, least squares in logs; p = -1 is a slope's SE at a fixed number of points
+        # and noise, but fewer budgets also mean fewer points, so the fitted p is the one this ladder shows
+        u = np.log([np.log10(sp) for sp, _ in spans])
+        w = np.log([wd for _, wd in spans])
+        p, log_k = np.polyfit(u, w, 1)
+        free = 10 ** np.exp((np.log(0.15) - log_k) / p) if p < 0 else float("inf")
+        anchored = full["span"] ** (full["a3"] / 0.15)  # p = -1 through the full ladder's width
+        print(f"a3_width_exponent={p:.2f} span_needed_for_a_width_0.15={free:.3g} "
+              f"span_needed_if_width_falls_as_1_over_log_span={anchored:.3g} a_width_at_full_span={full['a3']:.3f} "
               f"verify_error_full={full['err3']:.4f}")
     return 0
 

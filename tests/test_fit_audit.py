@@ -228,3 +228,17 @@ def test_prepare_keeps_the_planner_budget_from_result_json(tmp_path):
             "n_tokens": r["n_tokens"], "flops": r["flops"] * (1 + 0.1 * (i % 2)), "meta": {"budget_index": r["budget_index"]}}))
     data = prepare(load_results_folder(tmp_path, [], curves=False), FitConfig())
     assert data.budget_source == "planner" and np.unique(data.budget).size == 3
+
+
+def test_the_misspecified_simulator_has_its_optimum_where_it_says():
+    """check_coverage.py --law data_term draws sweeps from a law no method can express: its optimum is the argmin
+    of its own loss at fixed compute, and its data exponent grows with N (so N* grows faster than Chinchilla's)."""
+    from sweep.fit.simulate import DataTermLaw
+
+    law = DataTermLaw()
+    n, d, loss = law.optimum(1e19)
+    assert 6 * n * d == pytest.approx(1e19) and loss == pytest.approx(float(law.loss(n, d)))
+    for k in (0.8, 1.25):
+        assert law.loss(n * k, 1e19 / (6 * n * k)) > loss
+    assert law.a > Law().a + 0.05
+    assert DataTermLaw(drift=0.0).loss(1e8, 1e10) == pytest.approx(float(Law().loss(1e8, 1e10)))

@@ -38,6 +38,43 @@ class Law:
         return chinchilla_optimum(np.asarray(flops, float), self.E, self.A, self.B, self.alpha, self.beta, flops_per_nd)
 
 
+@dataclass(frozen=True)
+class DataTermLaw:
+    """A law outside every method's family: L(N, D) = E + A/N^alpha + B/D^beta(N), whose data exponent grows with
+    the model, beta(N) = beta (N / n_ref)^drift (Farseer-style, Li et al. 2025: larger models use data better).
+    Fitted with Chinchilla's form, its misfit grows with the extrapolation: the case a lack-of-fit term is for."""
+
+    E: float = 1.69
+    A: float = 406.4
+    B: float = 410.7
+    alpha: float = 0.34
+    beta: float = 0.28
+    drift: float = 0.02
+    n_ref: float = 1e8
+
+    def loss(self, n, d):
+        n, d = np.asarray(n, float), np.asarray(d, float)
+        return self.E + self.A / n ** self.alpha + self.B / d ** (self.beta * (n / self.n_ref) ** self.drift)
+
+    def optimum(self, flops, flops_per_nd: float = 6.0):
+        """(N*, D*, L*) at compute flops under C = k N D, by a fine search in log N (no closed form)."""
+        flops = np.atleast_1d(np.asarray(flops, float))
+        out = []
+        for c in flops:
+            grid = np.logspace(np.log10(c) / 2 - 4, np.log10(c) / 2 + 4, 4001)
+            losses = self.loss(grid, c / (flops_per_nd * grid))
+            n = grid[int(np.argmin(losses))]
+            out.append((n, c / (flops_per_nd * n), float(losses.min())))
+        n, d, loss = (np.array(v) for v in zip(*out))
+        return (n[0], d[0], loss[0]) if n.size == 1 else (n, d, loss)
+
+    @property
+    def a(self) -> float:
+        """The local exponent of N*(C) between 1e18 and 1e20 FLOPs (N* is no power law here)."""
+        n1, n2 = self.optimum(1e18)[0], self.optimum(1e20)[0]
+        return float(np.log(n2 / n1) / np.log(100.0))
+
+
 def isoflop_sweep(law: Law, budgets, sizes_per_budget: int = 7, spacing: float = 2.0, noise: float = 0.01,
                   seed: int = 0, jitter: bool = True) -> list[dict]:
     """Runs of an IsoFLOP sweep (C = 6 N D) as rows {n_params, n_tokens, flops, loss, budget_index, status}.

@@ -49,6 +49,10 @@ def test_an_experiment_that_inherits_the_default_is_named_after_its_file(tmp_pat
     assert sc.sweep_name == "bigger" and sc.experiment.name == "bigger" and sc.experiment.flops_budgets == [2.0e12]
     named = load_sweep([*searchpath_override([tmp_path / "conf"]), "experiment=bigger", "sweep_name=default"])
     assert named.sweep_name == "default"  # asked for on the command line: kept
+    (folder / "named.yaml").write_text("# @package _global_\ndefaults:\n  - default\n\n"
+                                       "experiment:\n  name: my_name\n")
+    named_only = load_sweep([*searchpath_override([tmp_path / "conf"]), "experiment=named"])
+    assert named_only.experiment.name == "my_name" and named_only.sweep_name == "my_name"
     assert load_sweep(["experiment=default"]).sweep_name == "default"
     assert load_sweep(["experiment=chinchilla_isoflop"]).sweep_name == "chinchilla_isoflop"
 

@@ -77,17 +77,18 @@ def register_sweep_configs() -> None:
 def load_sweep(overrides: List[str]) -> SweepConfig:
     """A SweepConfig from conf/sweep.yaml and Hydra overrides.
 
-    An experiment file that inherits another (`defaults: [default]`) without naming itself takes the name of
-    its file, for experiment.name and, unless `sweep_name=` is given, for sweep_name: its runs go to their
-    own folder, never into the main job's."""
+    An experiment file that inherits the default (`defaults: [default]`) without naming itself takes the name
+    of its file as experiment.name; without a sweep_name of its own (or `sweep_name=` on the command line) it
+    takes its experiment.name as sweep_name: its runs go to their own folder, never into the main job's."""
     register_sweep_configs()
     composed, choices = compose("sweep", overrides, choices=True)
     chosen = choices.get("experiment")
-    if chosen and composed.experiment.name == DEFAULT_EXPERIMENT and chosen != DEFAULT_EXPERIMENT:
-        composed.experiment.name = chosen
+    if chosen and chosen != DEFAULT_EXPERIMENT:
+        if composed.experiment.name == DEFAULT_EXPERIMENT:
+            composed.experiment.name = chosen
         if composed.sweep_name == DEFAULT_EXPERIMENT and not any(
                 o.lstrip("+~").startswith("sweep_name=") for o in overrides):
-            composed.sweep_name = chosen
+            composed.sweep_name = composed.experiment.name
     return from_omegaconf(composed)
 
 

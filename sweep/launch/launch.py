@@ -110,6 +110,15 @@ def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Op
     return launch, packing, gpus
 
 
+def launch_line(sc: SweepConfig, launch: LaunchConfig, packing: Optional[Packing], gpus: GpuInfo) -> str:
+    """How the runs are placed (describe_launch), or, for a CUDA sweep submitted from a machine without CUDA,
+    that each job is placed on the GPU node it lands on."""
+    if remote_device(sc):
+        return (f"launch: train.device={sc.train.device} on the nodes the jobs run on; this machine has no CUDA, so "
+                f"GPUs, packing and memory are decided there, one run per job")
+    return describe_launch(sc.launch, launch, packing, gpus, mps_status())
+
+
 # ----------------------------------------------------------------------------- plan command
 
 
@@ -155,7 +164,7 @@ def plan_command(argv: List[str]) -> int:
     if sc.experiment.branching:
         print(describe_cost(branch_cost(g.runs)))
     launch, packing, gpus = placement(sc, g.runs)
-    print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
+    print(launch_line(sc, launch, packing, gpus))
     launcher, why = choose_launcher(sc, argv, gpus)
     if why:
         print(why.replace("launcher: ", "launcher: `sweep run` will use ", 1))
@@ -376,7 +385,7 @@ def _launch(sc: SweepConfig, g: Grid, overrides: List[str], wanted: set, retry: 
     """Train the pending runs among `wanted` through the configured Hydra launcher; the multirun's return code."""
     # Decided once here, then given to every job: a job must not touch CUDA before _placed pins its GPU.
     launch, packing, gpus = placement(sc, g.runs)
-    print(describe_launch(sc.launch, launch, packing, gpus, mps_status()))
+    print(launch_line(sc, launch, packing, gpus))
     todo = []
     for r in g.runs:
         if r.index not in wanted:

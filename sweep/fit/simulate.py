@@ -39,16 +39,12 @@ class Law:
 
 
 @dataclass(frozen=True)
-class DataTermLaw:
+class DataTermLaw(Law):
     """A law outside every method's family: L(N, D) = E + A/N^alpha + B/D^beta(N), whose data exponent grows with
     the model, beta(N) = beta (N / n_ref)^drift (Farseer-style, Li et al. 2025: larger models use data better).
-    Fitted with Chinchilla's form, its misfit grows with the extrapolation: the case a lack-of-fit term is for."""
+    Fitted with Chinchilla's form, its misfit grows with the extrapolation: the case a lack-of-fit term is for.
+    E, A, B, alpha and beta are Law's (Hoffmann et al.'s); drift = 0 is Law itself."""
 
-    E: float = 1.69
-    A: float = 406.4
-    B: float = 410.7
-    alpha: float = 0.34
-    beta: float = 0.28
     drift: float = 0.02
     n_ref: float = 1e8
 

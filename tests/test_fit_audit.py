@@ -242,3 +242,12 @@ def test_the_misspecified_simulator_has_its_optimum_where_it_says():
         assert law.loss(n * k, 1e19 / (6 * n * k)) > loss
     assert law.a > Law().a + 0.05
     assert DataTermLaw(drift=0.0).loss(1e8, 1e10) == pytest.approx(float(Law().loss(1e8, 1e10)))
+
+
+def test_the_report_says_how_well_each_parameter_is_determined():
+    from sweep.fit.report import undetermined
+
+    assert undetermined("approach2", "a", 0.534, [0.464, 0.625]) == "yes"  # 30% of the value
+    assert undetermined("approach3", "a", 0.561, [0.337, 0.728]) == "**loosely**: interval 70% of the value"
+    assert undetermined("approach3", "alpha", 0.50, [0.31, 0.95]) == "**no**: interval wider than the value"
+    assert undetermined("kaplan", "e", 0.0, [0.0, 0.0]) == "**no**: at its bound 0"

@@ -29,7 +29,8 @@ def render(result: dict, plots: list[str] | None = None) -> str:
              f"D* = C / ({d['flops_per_nd']:.3g} N*) for every method at every C (the median of C / (N D) over the runs).", "",
              f"Two kinds of {100 * result['config']['interval']:.0f}% interval: **CI** (confidence interval of the law: "
              f"{result['config']['n_bootstrap']} bootstrap refits; where the law's curve is) and **PI** (prediction "
-             "interval for one new run: the law's spread plus run-to-run noise; where a run you train will land). "
+             "interval for one new run: the law's spread, run-to-run noise and, once the within-data backtest has run, "
+             "the law's lack of fit at the run's extrapolation; where a run you train will land). "
              + _noise_line(result.get("noise")), ""]
     reps = d.get("replicates") or []
     if reps:
@@ -113,15 +114,23 @@ AT_BOUND = 1e-6
 """A fitted value this close to 0 sits on the bound of a parameter that must be positive (E, A, B, exponents)."""
 
 
+LOOSE = 0.5
+"""An interval wider than this fraction of its value pins the parameter down only loosely (a = 0.56 in [0.34, 0.73]
+still allows a compute-optimal N* twice or half as large after a decade of compute)."""
+
+
 def undetermined(method: str, name: str, value, interval) -> str:
     """'yes', or why the runs do not determine the parameter: it sits at its bound, or its interval is wider than
-    the value (the data allow anything from about 0 to twice the estimate)."""
+    the value (the data allow anything from about 0 to twice the estimate); 'loosely' when the interval is wider
+    than LOOSE of the value."""
     if value is None or value != value:
         return "**no**: not estimated"
     if name not in ("a", "b") and abs(value) < AT_BOUND:
         return "**no**: at its bound 0"
     if interval and interval[1] - interval[0] > abs(value):
         return "**no**: interval wider than the value"
+    if interval and interval[1] - interval[0] > LOOSE * abs(value):
+        return f"**loosely**: interval {100 * (interval[1] - interval[0]) / abs(value):.0f}% of the value"
     return "yes" if interval else "no interval"
 
 

@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch (default 32; 8 on CPU)")
     parser.add_argument("--sweep-runs", type=int, help="runs in the sweep section (default: one packed wave, --pack)")
     parser.add_argument("--sweep-tokens", type=parse_count, help="tokens per sweep run (default 20M; 4k on CPU)")
-    parser.add_argument("--pack", type=int, help="runs per GPU when packed (default: sweep/packing.py's choice)")
+    parser.add_argument("--pack", type=int, help="runs per GPU when packed (default: sweep/launch/packing.py's choice)")
     parser.add_argument("--mps", action="store_true", help="run the sweep section under a private CUDA MPS daemon")
     parser.add_argument("--compile-mode", help="train.compile_mode, e.g. reduce-overhead (CUDA graphs) for tiny sizes")
     parser.add_argument("--cache-dir", default=None, help="data cache (default results/cache; a temp one on CPU)")

@@ -4,9 +4,9 @@
     python scripts/bench_slots.py --experiment chinchilla_isoflop_h100 --seeds 1 --gpus 1,8
 
 A simulation, not a GPU run: each run of the experiment's grid (its seeds as copies) takes the
-slots of a GPU that sweep/packing.py gives it on an 80 GiB H100, and trains for its exact training
+slots of a GPU that sweep/launch/packing.py gives it on an 80 GiB H100, and trains for its exact training
 FLOPs at a rate proportional to its share of the GPU (a run with u of a GPU's c slots gets u/c of
-it). Jobs are placed by sweep/slots.py's own pick_group: in the queue's order (most FLOPs first, a
+it). Jobs are placed by sweep/launch/slots.py's own pick_group: in the queue's order (most FLOPs first, a
 waiting job owed its GPU), or, as before the queue, first come, first served (waiting jobs poll in
 a random order and take any GPU their share fits; --trials random orders).
 

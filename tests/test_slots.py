@@ -103,7 +103,7 @@ def test_a_waiting_job_ahead_is_served_first_and_one_that_never_starts_is_passed
 
 
 def test_bench_slots_queue_order_beats_first_come_on_the_kaplan_h100_sweep(capsys):
-    """scripts/bench_slots.py simulates the shipped sweep with sweep/slots.py's own pick_group."""
+    """scripts/bench_slots.py simulates the shipped sweep with sweep/launch/slots.py's own pick_group."""
     import sys
     from pathlib import Path
 

@@ -96,14 +96,19 @@ DEFAULT_EXPERIMENT = "default"
 """conf/experiment/default.yaml's experiment.name and sweep_name: the main job's."""
 
 
-def check_sweep_folder(sc: SweepConfig) -> None:
-    """Refuse a sweep folder planned for another experiment (its plan.json says which): the two grids' runs would
-    be mixed in one folder, one status table and one fit."""
+def recorded_plan(sc: SweepConfig) -> dict:
+    """The sweep folder's plan.json as the last `sweep run` wrote it; {} when there is none (or it is unreadable)."""
     try:
         recorded = json.loads((sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json").read_text())
     except (OSError, ValueError):
-        return
-    other = recorded.get("experiment") if isinstance(recorded, dict) else None
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def check_sweep_folder(sc: SweepConfig) -> None:
+    """Refuse a sweep folder planned for another experiment (its plan.json says which): the two grids' runs would
+    be mixed in one folder, one status table and one fit."""
+    other = recorded_plan(sc).get("experiment")
     if other and other != sc.experiment.name:
         raise ConfigError(
             f"sweep_name={sc.sweep_name!r}: {sweep_dir(sc.results_dir, sc.sweep_name)} holds experiment {other!r}, "
@@ -218,12 +223,8 @@ def planned_grid(sc: SweepConfig):
     """(grid, corpus tokens or None) of a sweep as its last `sweep run` planned it, without reading the corpus:
     the corpus size comes from launch.corpus_tokens or the recorded plan.json. Without either, the grid is
     the one before corpus-size drops (nothing has run yet)."""
-    plan_path = sweep_dir(sc.results_dir, sc.sweep_name) / "plan.json"
     n_train = sc.launch.corpus_tokens
-    try:
-        recorded = json.loads(plan_path.read_text())
-    except (OSError, ValueError):
-        recorded = None
-    if n_train is None and recorded and recorded.get("experiment") == sc.experiment.name:
+    recorded = recorded_plan(sc)
+    if n_train is None and recorded.get("experiment") == sc.experiment.name:
         n_train = recorded.get("corpus_tokens")
     return expand_sweep(sc, n_train), n_train

@@ -47,9 +47,6 @@ from sweep.store.runs import RunFolder, Status, clear_done_checkpoint
 log = logging.getLogger("sweep.launch.launch")
 
 
-# ----------------------------------------------------------------------------- config
-
-
 # ----------------------------------------------------------------------------- plan
 
 

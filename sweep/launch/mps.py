@@ -1,6 +1,6 @@
 """CUDA MPS for packed runs: whether a daemon is running, and a private one for one sweep.
 
-Runs packed several to a GPU (sweep/packing.py) are separate processes. Without MPS the GPU
+Runs packed several to a GPU (sweep/launch/packing.py) are separate processes. Without MPS the GPU
 time-slices between their contexts; with an MPS control daemon their kernels run side by side.
 `mps_status` only looks. `private_mps` starts a daemon of the sweep's own: its pipe and log
 folders are fresh temporary ones, handed to the sweep's jobs through CUDA_MPS_PIPE_DIRECTORY and

@@ -411,7 +411,7 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: 
         # every shape after its recompile_limit (8) eagerly, saying so only in a log warning.
         torch._dynamo.reset()
     step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
-    micro_size, accum = micro_batch(cfg)
+    micro_size = micro_batch(cfg)[0]
     if ckpt is not None and ckpt.get("micro_batch_size"):  # the size that fitted (after an out-of-memory retry)
         micro_size = int(ckpt["micro_batch_size"])
     if micro_cap is not None and micro_cap < micro_size:
@@ -524,7 +524,7 @@ def _steps(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress:
 
         if step % check_every == 0 or step == shape.steps:
             last_loss = float(step_loss)
-            if _diverged(last_loss, c, t, check_every if step % check_every == 0 else step % check_every):
+            if _diverged(last_loss, c, t, step % check_every or check_every):
                 status, diverged_at, diverged_value = Status.DIVERGED, step, last_loss
 
         tokens = step * t.tokens_per_step

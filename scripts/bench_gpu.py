@@ -10,8 +10,8 @@ Sizes: one real `train()` per size (non-embedding 1M, 5M, 20M, 100M, 300M by the
 experiments' shape rule; seq_len 1024, vocab 16384, conf/train/gpu.yaml: bf16 autocast, TF32,
 torch.compile, fused AdamW) on the offline stdlib corpus. tokens/s and MFU are the run's steady
 state (result.json: after its warm-up steps, which include compilation, without evaluations); MFU is
-on the FLOPs a step executes, with the exact count's MFU beside it; peak memory is torch.cuda.max_memory_allocated, next to
-packing.py's estimate of it (est_mem: what the allocator holds; packing adds ~1 GiB of CUDA
+on the FLOPs a step executes, with the exact count's MFU beside it; peak memory is
+torch.cuda.max_memory_allocated, next to packing.py's estimate of it (est_mem: what the allocator holds; packing adds ~1 GiB of CUDA
 context per run).
 
 Sweep: --sweep-runs runs of the smallest size (seeds 0, 1, ...; default one packed wave), each its
@@ -164,7 +164,8 @@ def sizes_table(rows: list, s: Setup) -> str:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
         exact = f"{100 * r['mfu_chinchilla_flops']:.1f}%" if r["mfu_chinchilla_flops"] is not None else "-"
         lines.append(f"{r['size']:>5} {r['n_layer']:>3} {r['d_model']:>5} {human(r['n_params_non_embedding']):>7} "
-                     f"{human(r['n_params']):>7} {r['tokens_per_second']:>10,.0f} {mfu:>6} {exact:>6} {r['step_ms']:>8.1f} "
+                     f"{human(r['n_params']):>7} {r['tokens_per_second']:>10,.0f} {mfu:>6} {exact:>6} "
+                     f"{r['step_ms']:>8.1f} "
                      f"{r['peak_memory'] / GiB:>8.2f}G {r['estimated_memory'] / GiB:>7.2f}G")
     note = ("peak_mem: torch.cuda.max_memory_allocated" if s.device == "cuda"
             else "peak_mem: this process's peak RSS (CPU: cumulative over sizes)")

@@ -470,7 +470,8 @@ def _diverged(value: float, c: checkpoint.Counters, t, steps_since_check: int = 
 def _checkpoint_state(loop: Loop, data, train_loss_acc: torch.Tensor, wall: float) -> dict:
     c = loop.counters
     return {
-        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(), "rng": runtime.rng_state(loop.device),
+        "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+        "rng": runtime.rng_state(loop.device),
         "step": c.step, "threads": loop.threads, "dtype": runtime.dtype_name(loop.dtype),
         "micro_batch_size": loop.micro_size,
         "running_min": c.running_min, "above": c.above,

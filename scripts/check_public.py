@@ -92,7 +92,7 @@ def score_split(name: str, fit_rows: list, held: list, n_bootstrap: int) -> list
           file=sys.stderr, flush=True)
     scored = []
     for r in held:
-        p = predict_run(result, r["n_params"], r["n_tokens"], r["flops"], r["loss"])
+        p = predict_run(result, r["n_params"], r["n_tokens"], r["flops"], r["loss"], at_optimum=False)
         for m, v in {**p["methods"], LEAD: p["methods"].get(p["recommended"] or "", {})}.items():
             pi = v.get("interval")
             scored.append({"split": name, "method": m, "error": None if v.get("rel_error") is None else

@@ -165,3 +165,18 @@ def test_report_says_when_e_is_at_its_bound(synthetic_fit, isoflop_runs, small_g
     # a law with its floor (E = 1.8) gets no such line
     assert synthetic_fit["approach3"]["params"]["E"] > 1.0
     assert "lower bound" not in "\n".join(approach3.report(synthetic_fit["approach3"], synthetic_fit))
+
+
+def test_approach3_exponents_stay_non_negative():
+    """Runs where a bigger model is worse at every D (starved small-budget sweeps do this) must not give a negative
+    alpha, which would send the law's extrapolation in N the wrong way."""
+    from sweep.fit.approach3 import run as approach3_run
+
+    rng = np.random.default_rng(0)
+    runs = [{"n_params": n, "n_tokens": d, "status": "done",
+             "loss": (2.0 + 0.3 * (n / 1e6) ** 0.1 + 400 / d ** 0.3) * np.exp(0.002 * rng.standard_normal())}
+            for n in np.logspace(6, 8, 5) for d in np.logspace(8, 10, 5)]
+    cfg = FitConfig(n_bootstrap=20, compare_conventions=False, backtest=False, methods=["approach3"])
+    out = approach3_run(prepare(runs, cfg, []), cfg)
+    assert out["params"]["alpha"] >= 0 and out["params"]["beta"] > 0
+    assert min(out["intervals"]["alpha"]) >= 0

@@ -79,3 +79,19 @@ def test_the_correct_law_keeps_its_pi(small_grid):
 def test_too_few_backtest_predictions_leave_the_term_out_and_say_so():
     lof = lack_of_fit.estimate([{"extrapolation": 2.0, "predicted": 1.0, "measured": 1.1, "interval": [0.9, 1.2]}], 0.95)
     assert lof.kappa == 0 and "needs 3" in lof.source
+
+
+def test_the_backtest_also_holds_out_the_largest_sizes_and_measures_reach_in_n(small_grid):
+    """A user's next run is a bigger model: the backtest fits the smaller sizes and predicts the larger, and each
+    row's reach is its largest ratio of N, D or C to the fitted data's (so a bigger model at fitted compute counts)."""
+    result = fitted(chinchilla, small_grid)
+    rows = result["backtest"]["methods"]["approach3"]["rows"]
+    size_rows = [r for r in rows if r["axis"] == "size"]
+    assert size_rows and all(r["kind"] == "future" for r in size_rows)
+    n = dict(zip(result["data"]["points"]["name"], result["data"]["points"]["n"]))
+    for r in size_rows:
+        assert r["group"] == n[r["run"]]  # the runs of one held-out size share a refit
+        assert r["reach"] >= 1.0 and r["reach"] >= r["extrapolation"] - 1e-9
+    assert max(r["reach"] for r in size_rows) > 1.5 > min(r["extrapolation"] for r in size_rows)
+    # approaches 1 and 2 (L*(C) only) are not scored where the budgets' best runs were cut off
+    assert all(r["axis"] == "compute" for r in result["backtest"]["methods"].get("approach2", {}).get("rows", []))

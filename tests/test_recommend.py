@@ -1,5 +1,5 @@
 """The recommended prediction: methods ranked by the log score of their PIs on the leave-future-out backtest, and
-stacked by pseudo-BMA weights."""
+stacked with the weights that maximise the mixture's log score (Yao et al. 2018)."""
 
 import numpy as np
 import pytest
@@ -10,9 +10,10 @@ from sweep.fit.recommend import DEFAULT, recommend, stack
 def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
     """Backtest rows: one held-out run per (split, budget), predicted `error` off with a PI of +-half_width."""
     out = []
-    for e, b, sp in zip(errors, budgets, split):
+    for i, (e, b, sp) in enumerate(zip(errors, budgets, split)):
         pred = 2.0 * (1 + e)
-        out.append({"kind": "future", "split": sp, "budget": b, "extrapolation": 1.5 + b, "measured": 2.0,
+        out.append({"run": f"r{i}", "kind": "future", "split": sp, "budget": b, "extrapolation": 1.5 + b,
+                    "measured": 2.0,
                     "predicted": pred, "interval": [pred * (1 - half_width), pred * (1 + half_width)],
                     "rel_error": e})
     return out
@@ -21,7 +22,7 @@ def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
 def fit_with(methods: dict, status="ok"):
     result = {"backtest": {"status": status, "reason": "too few budgets", "methods": {}}}
     for m, r in methods.items():
-        result[m] = {"status": "ok"}
+        result[m] = {"status": "ok", "params": {}}
         result["backtest"]["methods"][m] = {"status": "ok", "rows": r}
     return result
 
@@ -53,3 +54,24 @@ def test_stacking_mixes_the_predictive_distributions():
     assert stack(preds, {"a": 1.0}, 0.95) is None  # one method: nothing to stack
     one = stack(preds, {"a": 1.0, "b": 1e-9}, 0.95)
     assert one["interval"] == pytest.approx([0.9, 1.1], rel=0.01)
+
+
+def test_stacking_weights_mix_two_laws_that_miss_in_different_places():
+    # each is right where the other misses (2 of 3 held-out budgets for approach 3): a mixture covers all three,
+    # and the weights that maximise its log score are ~2/3 and 1/3 (2 log w + log(1 - w)), not all-or-nothing
+    result = fit_with({"approach3": rows([0.0, 0.05, 0.0], 0.01), "kaplan": rows([0.05, 0.0, 0.05], 0.01)})
+    rec = recommend(result, ["approach3", "kaplan"], 0.95)
+    assert rec["weights_per_run"]["approach3"] == pytest.approx(2 / 3, abs=0.03)
+    assert rec["weights"]["approach3"] == pytest.approx(2 / 3, abs=0.03)
+    # a confident miss gets (nearly) no weight next to an honest method
+    result = fit_with({"approach3": rows([0.04, 0.05, 0.06], 0.01), "kaplan": rows([0.01, -0.01, 0.015], 0.03)})
+    assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] < 0.01
+
+
+def test_a_run_off_the_optimum_is_predicted_by_laws_of_n_and_d_only():
+    """approach 1's L*(C) only predicts a run at the compute optimum: the per-run weights leave it out."""
+    result = fit_with({"approach1": rows([0.0, 0.0, 0.0], 0.02), "approach3": rows([0.01, 0.01, 0.01], 0.02),
+                       "kaplan": rows([-0.01, -0.01, -0.01], 0.02)})
+    rec = recommend(result, ["approach1", "approach3", "kaplan"], 0.95)
+    assert set(rec["weights_per_run"]) == {"approach3", "kaplan"}
+    assert set(rec["weights"]) == {"approach1", "approach3", "kaplan"} and rec["weights"]["approach1"] > 0.3

@@ -1,9 +1,12 @@
 """Backtests: refit on part of the budgets, predict the held-out runs, score errors and prediction intervals.
 
 Two families of splits, each row labelled with its extrapolation factor (the held-out run's compute over
-the largest compute fitted):
-- leave-future-out: for each budget k from the third on, fit budgets below k and predict every budget
+the largest compute fitted) and its reach (the largest of its N, D and C over the largest fitted: a bigger model
+at the same compute is an extrapolation too):
+- leave-future-out, in compute: for each budget k from the third on, fit budgets below k and predict every budget
   from k up; the largest factor is the furthest a sweep of this size can be checked on itself;
+- leave-future-out, in size: fit the smaller models, predict the larger ones at every budget (a user's next run
+  is a bigger model; a sweep whose budgets overlap in compute is only checked this way);
 - leave-one-budget-out: fit every budget but one and predict it (interpolation, except at the ends).
 Methods with a full L(N, D) predict each held-out run at its (N, D); approaches 1 and 2, which only know
 the frontier, predict each held-out budget's best run from L*(C). Intervals are the prediction intervals
@@ -35,15 +38,27 @@ def _spread(values: list, k: int) -> list:
     return [values[i] for i in np.unique(np.linspace(0, len(values) - 1, min(k, len(values))).round().astype(int))]
 
 
+SIZE_SPLITS = 3
+"""Leave-future-out splits in size: fit the sizes below a cut, predict the rest, cuts in the upper half of the sizes."""
+MIN_SIZES = 6
+"""Distinct sizes a sweep needs before it is split by size (the fit keeps at least 3 below the cut)."""
+
+
 def splits(data: FitData) -> list[dict]:
-    """The (kind, label, train runs, test runs) splits of the budgets, smallest compute first."""
+    """The (kind, axis, label, train runs, test runs) splits, smallest compute (or size) first."""
     ids = np.unique(data.budget)
     out = []
     for k in _spread(list(range(2, ids.size)), MAX_SPLITS):
-        out.append({"kind": "future", "label": f"fit budgets 1-{k}, predict {k + 1}-{ids.size}",
+        out.append({"kind": "future", "axis": "compute", "label": f"fit budgets 1-{k}, predict {k + 1}-{ids.size}",
                     "train": np.flatnonzero(data.budget < ids[k]), "test": np.flatnonzero(data.budget >= ids[k])})
+    sizes = np.unique(data.n)
+    if sizes.size >= MIN_SIZES:
+        for k in _spread(list(range(max(3, sizes.size // 2), sizes.size)), SIZE_SPLITS):
+            out.append({"kind": "future", "axis": "size", "label": f"fit N < {sizes[k]:.3g}, predict the "
+                                                                   f"{sizes.size - k} larger size(s)",
+                        "train": np.flatnonzero(data.n < sizes[k]), "test": np.flatnonzero(data.n >= sizes[k])})
     for j in _spread(list(ids), MAX_SPLITS):
-        out.append({"kind": "leave-one-out", "label": f"leave out budget {int(j) + 1}",
+        out.append({"kind": "leave-one-out", "axis": "compute", "label": f"leave out budget {int(j) + 1}",
                     "train": np.flatnonzero(data.budget != j), "test": np.flatnonzero(data.budget == j)})
     return out
 
@@ -69,14 +84,14 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
                 skipped.setdefault(m, []).append(f"{sp['label']}: {exc}")
             continue
         noise = Noise(**fits["noise"])
-        c_fit = data.c[train].max()
+        fitted = data.subset(train)
         for m in cfg.methods:
             res = fits.get(m, {})
             if res.get("status") != "ok":
                 skipped.setdefault(m, []).append(f"{sp['label']}: {res.get('reason')}")
                 continue
-            rows[m] += [{**r, "split": sp["label"], "kind": sp["kind"]}
-                        for r in _predict(m, res, data, test, c_fit, sub_cfg, noise)]
+            rows[m] += [{**r, "split": sp["label"], "kind": sp["kind"], "axis": sp["axis"]}
+                        for r in _predict(m, res, data, test, fitted, sub_cfg, noise, sp["axis"])]
     out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data)), "methods": {}}
     for m in cfg.methods:
         if not rows[m]:
@@ -89,28 +104,43 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
     return out
 
 
-def _predict(method: str, res: dict, data: FitData, test: np.ndarray, c_fit: float, cfg: FitConfig,
-             noise: Noise) -> list[dict]:
+def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: FitData, cfg: FitConfig,
+             noise: Noise, axis: str) -> list[dict]:
+    """Scored rows of the held-out runs; `group` is what they share a refit's error with: their budget (their size
+    in a size split)."""
     rows = []
+    c_fit = fitted.c.max()
     if allocation.loss_at(method, res["params"], 1.0, 1.0) is not None:
         for i in test:
             p = allocation.predict_at(method, res, data.n[i], data.d[i], cfg.interval, noise)
-            rows.append({**_score(data.names[i], data.c[i] / c_fit, data.loss[i], p), "budget": int(data.budget[i])})
-    else:
+            rows.append({**_score(data.names[i], data.c[i] / c_fit, reach_of(data, i, fitted), data.loss[i], p),
+                         "budget": int(data.budget[i]),
+                         "group": int(data.budget[i]) if axis == "compute" else float(data.n[i])})
+    elif axis == "compute":  # L*(C) predicts a budget's best run; in a size split the best runs are cut off
         for g in np.unique(data.budget[test]):
             idx = test[data.budget[test] == g]
             best = idx[np.argmin(data.loss[idx])]
             row = allocation.allocation_row(method, res, float(data.c[best]), data.flops_per_nd, cfg.interval, noise)
-            rows.append({**_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, data.loss[best], row["loss"]),
-                         "budget": int(g)})
+            rows.append({**_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, reach_of(data, best, fitted),
+                                  data.loss[best], row["loss"]), "budget": int(g),
+                         "group": int(g) if axis == "compute" else float(data.n[best])})
     return rows
 
 
-def _score(name, extrapolation: float, measured: float, pred: dict) -> dict:
+def reach_of(data: FitData, i: int, fitted: FitData) -> float:
+    return reach(data.n[i], data.d[i], data.c[i], fitted.n.max(), fitted.d.max(), fitted.c.max())
+
+
+def reach(n: float, d: float, c: float, n_max: float, d_max: float, c_max: float) -> float:
+    """How far a run lies past the fitted data: the largest of N, D and C over the largest fitted (at least 1)."""
+    return float(max(1.0, n / n_max, d / d_max, c / c_max))
+
+
+def _score(name, extrapolation: float, reach_: float, measured: float, pred: dict) -> dict:
     value = pred["value"]
     interval = pred.get("prediction_interval")
     ok = bool(np.isfinite(value))
-    return {"run": str(name), "extrapolation": float(extrapolation), "measured": float(measured),
+    return {"run": str(name), "extrapolation": float(extrapolation), "reach": reach_, "measured": float(measured),
             "predicted": float(value) if ok else None, "interval": interval if ok else None,
             "rel_error": float(value / measured - 1) if ok else None,
             "covered": bool(interval[0] <= measured <= interval[1]) if ok and interval else None}

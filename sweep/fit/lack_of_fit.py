@@ -71,7 +71,8 @@ def held_out_groups(rows: list[dict]) -> dict:
     groups: dict = {}
     for r in rows:
         if r.get("kind", "future") == "future" and r.get("predicted") and r.get("measured"):
-            groups.setdefault((r.get("split"), r.get("budget", round(float(r["extrapolation"]), 6))), []).append(r)
+            key = r.get("group", r.get("budget", round(float(r["extrapolation"]), 6)))
+            groups.setdefault((r.get("split"), key), []).append(r)
     return groups
 
 
@@ -90,7 +91,7 @@ def estimate(rows: list[dict], level: float) -> LackOfFit:
     z = norm.ppf(0.5 + level / 2)
     e = np.array([np.mean([np.log(r["predicted"] / r["measured"]) for r in g]) for g in groups.values()])
     s = np.array([np.mean([pi_sd(r, z) for r in g]) for g in groups.values()])
-    x = np.array([np.exp(np.mean([np.log(r["extrapolation"]) for r in g])) for g in groups.values()])
+    x = np.array([np.exp(np.mean([np.log(r.get("reach", r["extrapolation"])) for r in g])) for g in groups.values()])
 
     def nll(kappa: float, gamma: float) -> float:
         var = np.maximum(s ** 2 + (kappa * growth(x, gamma)) ** 2, 1e-12)
@@ -102,6 +103,13 @@ def estimate(rows: list[dict], level: float) -> LackOfFit:
                                options={"xatol": 1e-6})
         fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
     value, best, gamma = min(fits)
+    if nll(0.0, gamma) - value < KAPPA_LR / 2:
+        # no misfit detected (kappa = 0 within its ~1 sd interval): nothing says how one would grow, so the
+        # upper end is taken at the slowest growth, not at whichever gamma a rounding error favoured
+        gamma = GAMMA_MIN
+        best = float(minimize_scalar(lambda k: nll(k, gamma), bounds=(0.0, KAPPA_MAX), method="bounded",
+                                     options={"xatol": 1e-6}).x)
+        value = nll(best, gamma)
     if value >= nll(0.0, gamma):
         value, best = nll(0.0, gamma), 0.0
     # the upper end of kappa's likelihood interval at this gamma

@@ -25,6 +25,10 @@ from sweep.fit import solver
 from sweep.fit.laws import huber, huber_grad, lse_to_natural
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+LOWER = np.array([-np.inf, -np.inf, -np.inf, 0.0, 0.0])
+"""Bounds of (a, b, e, alpha, beta): the exponents are >= 0. A negative alpha makes a bigger model worse at every D,
+which no sweep means; unbounded, a sweep whose small budgets mislead (large models starved of tokens) reaches one,
+and its extrapolation in N then runs away (+95% on one of Porian et al.'s configurations)."""
 
 
 def epoch_grid(alphas=None, betas=None, es=None, as_=None, bs=None) -> np.ndarray:
@@ -66,7 +70,7 @@ def objective(theta, log_n, log_d, log_l, delta, weights=None):
 def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, **options):
     """`solver.batched_lm` on approach 3's residuals: every row of theta0 (S, 5) minimised at once."""
     return solver.batched_lm(theta0, lambda th, jac, rows: _residuals(th, log_n, log_d, log_l, jac), delta,
-                             weights=weights, **options)
+                             weights=weights, lower=LOWER, **options)
 
 
 def polish(theta0, log_n, log_d, log_l, delta, weights=None):
@@ -77,7 +81,8 @@ def polish(theta0, log_n, log_d, log_l, delta, weights=None):
         r, jac = _residuals(th[None, :], log_n, log_d, log_l)
         return float((w * huber(r[0], delta)).sum()), (w * huber_grad(r[0], delta)) @ jac[0]
 
-    res = minimize(fun, np.asarray(theta0, float), jac=True, method="L-BFGS-B",
+    bounds = [(None if np.isinf(lo) else lo, None) for lo in LOWER]
+    res = minimize(fun, np.clip(np.asarray(theta0, float), LOWER, None), jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 10000, "ftol": 1e-15, "gtol": 1e-12})
     return res.x, float(res.fun)
 
@@ -202,7 +207,7 @@ def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed
         per_row = np.repeat(sims, k, axis=0)
         th, f, _ = solver.batched_lm(np.tile(starts, (hi - lo, 1)),
                                      lambda th, jac, rows: _residuals(th, log_n, log_d, per_row[rows], jac), delta,
-                                     groups=np.repeat(np.arange(hi - lo), k))
+                                     groups=np.repeat(np.arange(hi - lo), k), lower=LOWER)
         out[lo:hi], _ = solver.best_per_group(th, f, hi - lo)
     return out
 

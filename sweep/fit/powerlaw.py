@@ -35,6 +35,7 @@ def fit_power_law_batched(x: np.ndarray, loss: np.ndarray, mask: np.ndarray, del
     so the optimiser stalls in a narrow valley far from the optimum. log x_c = ref + log_a / alpha.
     """
     x, loss, mask = np.asarray(x, float), np.asarray(loss, float), np.asarray(mask, bool)
+    mask = mask & (np.nan_to_num(loss, nan=-1.0) > 0)  # a resample's parabola can put a vertex below zero loss
     n_rows, n_points = x.shape
     out = np.full((n_rows, 3), np.nan)
     lx = np.log(np.where(mask, x, 1.0))

@@ -6,10 +6,16 @@ a proper scoring rule: the log score of each prediction's PI, read as a normal i
 PI's width). A narrow interval that misses scores badly; a wide one that covers scores only fairly; a method
 with small errors and honest intervals scores best. Each held-out budget of each split counts once (its runs
 share one refit), and the method with the best mean score is recommended (leave-future-out cross-validation,
-Bürkner, Gabry & Vehtari 2020). With a few held-out budgets the ranking is itself noisy, so the recommended
-prediction of a new run (`sweep verify`) is a stacking of the ranked methods: pseudo-BMA weights, each method's
-exp(summed log score) normalised (Yao et al. 2018), over the mixture of their predictive distributions. Every
-method stays in the report beside it.
+Bürkner, Gabry & Vehtari 2020). With a few held-out budgets the ranking is itself noisy, and two laws that miss
+on opposite sides predict better together than either alone, so the recommended prediction of a new run is a
+stacking of the ranked methods' predictive distributions (Yao et al. 2018): the weights that maximise the log
+score of the mixture on the held-out runs every stacked method predicted, each held-out group counted once.
+Two sets of weights, for two targets:
+- `weights_per_run`: a run at a given N and D (a public run, a user's next model): only methods with an L(N, D),
+  stacked on every held-out run they all predicted;
+- `weights`: a run placed at the compute optimum (`sweep verify`): every method, stacked on each held-out budget's
+  best run (what approaches 1 and 2's L*(C) predicts).
+Every method stays in the report beside it.
 
 With fewer than MIN_GROUPS scored budgets for every method, nothing can be ranked: the default (approach 3)
 is recommended and the report says why.
@@ -18,8 +24,10 @@ is recommended and the report says why.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize
 from scipy.stats import norm
 
+from sweep.fit import registry
 from sweep.fit.lack_of_fit import held_out_groups, pi_sd
 
 DEFAULT = "approach3"
@@ -71,16 +79,64 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
         return {"method": fallback, "reason": f"{why}: the methods cannot be ranked, so the default ({fallback}) is "
                                               f"recommended", "scores": scores, "ranked": False}
     best = max(ranked, key=lambda m: ranked[m]["log_score"])
-    elpd = {m: s["log_score"] * s["budgets"] for m, s in ranked.items()}
-    top = max(elpd.values())
-    raw = {m: float(np.exp(v - top)) for m, v in elpd.items()}
-    weights = {m: w / sum(raw.values()) for m, w in raw.items()}
+    z = norm.ppf(0.5 + level / 2)
+    rows_of = {m: bt["methods"][m]["rows"] for m in ranked}
+    per_run = [m for m in ranked if registry.get(m).loss_at is not None]
+    weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked})
+    weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run})
     others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
                        if m != best)
     return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest "
                                       f"({ranked[best]['log_score']:.2f} over {ranked[best]['budgets']} held-out "
                                       f"budgets{'; ' + others if others else ''})", "scores": scores, "ranked": True,
-            "weights": weights}
+            "weights": weights, "weights_per_run": weights_per_run}
+
+
+def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
+    """{(split, group, run): log density of the measured loss under the row's predictive distribution} over the
+    scored leave-future-out rows; best_only keeps each group's lowest measured loss (keyed without the run)."""
+    out = {}
+    for key, g in _groups(rows).items():
+        if best_only:
+            r = min(g, key=lambda r: r["measured"])
+            if (r.get("axis") or "compute") != "compute":
+                continue
+            g, key = [r], key + ("best",)
+        for r in g:
+            sd = max(pi_sd(r, z), MIN_SD)
+            out[key + (r["run"],) if not best_only else key] = float(norm.logpdf(np.log(r["measured"] / r["predicted"]),
+                                                                                scale=sd))
+    return out
+
+
+def stacking_weights(densities: dict) -> dict:
+    """Stacking of predictive distributions (Yao et al. 2018): the simplex weights that maximise
+    sum_groups mean_runs log sum_m w_m p_m(run) over the runs every method scored. {} with fewer than MIN_GROUPS
+    groups in common; one method gets weight 1."""
+    methods = list(densities)
+    if len(methods) == 1:
+        return {methods[0]: 1.0}
+    common = sorted(set.intersection(*(set(d) for d in densities.values())), key=str)
+    groups = {}
+    for k in common:
+        groups.setdefault(k[:2], []).append(k)
+    if len(groups) < MIN_GROUPS:
+        return {}
+    logp = np.array([[densities[m][k] for m in methods] for k in common])  # (runs, methods)
+    per = np.array([1.0 / len(groups[k[:2]]) for k in common])
+
+    def neg(u):
+        w = np.exp(u - u.max())
+        w /= w.sum()
+        mix = np.log(np.maximum(np.exp(logp - logp.max(1, keepdims=True)) @ w, 1e-300)) + logp.max(1)
+        return -float(per @ mix)
+
+    best = min((minimize(neg, u0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 4000})
+                for u0 in [np.zeros(len(methods))] + [np.eye(len(methods))[i] * 3 for i in range(len(methods))]),
+               key=lambda r: r.fun)
+    w = np.exp(best.x - best.x.max())
+    w /= w.sum()
+    return {m: float(v) for m, v in zip(methods, w)}
 
 
 def stack(predictions: dict, weights: dict, level: float) -> dict | None:

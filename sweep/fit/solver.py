@@ -93,7 +93,7 @@ def batched_lm(theta0, resid_fn: ResidualFn, delta: float = np.inf, weights=None
             done = (gain < stall_tol) | (lam[idx] > 1e12) | bad
             if it >= warmup:
                 group_best = np.full(n_groups, np.inf)
-                np.minimum.at(group_best, groups, f)
+                np.minimum.at(group_best, groups, np.where(np.isnan(f), np.inf, f))
                 done |= (f[idx] > inferior * group_best[groups[idx]]) & (gain < inferior_tol)
             active[idx[done]] = False
             history = history[-11:]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sweep.fit import allocation
+from sweep.fit.holdout import predict_run
 from sweep.fit.config import FitConfig, FitInputError
 
 log = logging.getLogger("sweep.fit")
@@ -182,13 +183,19 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
                   f"tokens/param = {fmt(row['tokens_per_param'])}  L* = {fmt(row['loss'])}  "
                   f"new run PI {fmt_pi(row['loss'])}")
     if n_params and n_tokens:
-        print(f"N = {n_params:.4g}, D = {n_tokens:.4g}:")
-        for m in result["config"]["methods"]:
-            r = result.get(m, {})
-            x = float(result["data"]["flops_per_nd"]) * n_params * n_tokens / c_max
-            if r.get("status") == "ok" and (p := allocation.predict_at(m, r, float(n_params), float(n_tokens), level,
-                                                                        noise, extrapolation=x)):
-                print(f"  {m:10s} loss = {fmt(p)} (CI)  new run PI {fmt_pi(p)}")
+        c = float(result["data"]["flops_per_nd"]) * n_params * n_tokens
+        p = predict_run(result, float(n_params), float(n_tokens), c, None, at_optimum=False)
+        print(f"N = {n_params:.4g}, D = {n_tokens:.4g}: {p['extrapolation']:.3g}x the largest fitted compute, "
+              f"{p['reach']:.3g}x past the fitted data in N, D or C ({100 * level:.0f}% PI for a new run):")
+        lead = p["methods"].get(p["recommended"] or "", {})
+        if lead.get("predicted"):
+            print(f"  recommended ({p['recommended']}{': ' + lead['basis'] if p['recommended'] == 'stacked' else ''}): "
+                  f"loss = {lead['predicted']:.4g}  PI {fmt_pi({'prediction_interval': lead['interval']})}")
+        for m, v in p["methods"].items():
+            if m != "stacked" and v.get("predicted") and v["basis"].startswith("L(N, D)"):
+                ci = v.get("law_interval")
+                print(f"  {m:10s} loss = {v['predicted']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
+                      + f" (CI)  new run PI {fmt_pi({'prediction_interval': v['interval']})}")
 
 
 def predict_command(overrides: list[str]) -> int:

@@ -13,12 +13,13 @@ from sweep.fit.backtest import reach
 from sweep.fit.recommend import stack
 
 
-def predict_run(fit: dict, n: float, d: float, c: float, measured: float, at_optimum: bool = True) -> dict:
+def predict_run(fit: dict, n: float, d: float, c: float, measured: float | None, at_optimum: bool = True) -> dict:
     """{"methods": {method: {predicted, interval, law_interval, rel_error, covered, basis, pi_terms}, "stacked": ...},
     "recommended": the method (or "stacked") that leads, "extrapolation": c over the largest fitted compute,
     "reach": the largest of N, D and C over the largest fitted (the PI's lack-of-fit term grows with it)}.
 
-    n, d and c are in the fit's conventions (fit["data"]["param_convention"], ["flop_convention"]).
+    n, d and c are in the fit's conventions (fit["data"]["param_convention"], ["flop_convention"]); with measured
+    None (a run not trained yet) rel_error and covered are None.
     at_optimum: the run was placed at a compute-optimal allocation (a verification run), so the frontier methods'
     L*(C) predicts it too; otherwise only methods with an L(N, D) predict it, and only they are recommended."""
     level = fit["config"]["interval"]
@@ -43,8 +44,8 @@ def predict_run(fit: dict, n: float, d: float, c: float, measured: float, at_opt
         pi = pred.get("prediction_interval") if ok else None
         methods[m] = {"predicted": value if ok else None, "interval": pi,
                       "law_interval": pred.get("interval") if ok else None,
-                      "rel_error": value / measured - 1 if ok else None,
-                      "covered": None if not pi else bool(pi[0] <= measured <= pi[1]), "basis": basis,
+                      "rel_error": value / measured - 1 if ok and measured else None,
+                      "covered": None if not pi or not measured else bool(pi[0] <= measured <= pi[1]), "basis": basis,
                       "pi_terms": pred.get("pi_terms") if ok else None}
     rec = fit.get("recommended") or {}
     lead = rec.get("method")
@@ -59,8 +60,8 @@ def predict_run(fit: dict, n: float, d: float, c: float, measured: float, at_opt
     stacked = stack(methods, weights, level)
     if stacked is not None:
         value, pi = stacked["predicted"], stacked["interval"]
-        methods["stacked"] = {"predicted": value, "interval": pi, "rel_error": value / measured - 1,
-                              "covered": bool(pi[0] <= measured <= pi[1]),
+        methods["stacked"] = {"predicted": value, "interval": pi, "rel_error": value / measured - 1 if measured else None,
+                              "covered": bool(pi[0] <= measured <= pi[1]) if measured else None,
                               "basis": "weighted mixture of " + ", ".join(f"{m} {w:.2f}"
                                                                           for m, w in stacked["weights"].items())}
         lead = "stacked"

@@ -168,10 +168,16 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
         err = "n/a" if sc["mean_abs_error"] is None else f"{100 * sc['mean_abs_error']:.2f}%"
         far = "n/a" if not sc["furthest"] else f"{sc['furthest'][0]:.3g}x: {100 * sc['furthest'][1]:+.2f}%"
         lines.append(f"| {m}{' (recommended)' if m == rec['method'] else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
+    def listed(weights: dict) -> str:
+        return ", ".join(f"{m} {w:.2f}" for m, w in sorted(weights.items(), key=lambda kv: -kv[1]))
+
     if rec.get("weights"):
-        lines += ["", "A new run's recommended prediction (`sweep verify`) stacks the ranked methods' predictive "
-                      "distributions with pseudo-BMA weights: " + ", ".join(
-                          f"{m} {w:.2f}" for m, w in sorted(rec["weights"].items(), key=lambda kv: -kv[1])) + "."]
+        lines += ["", "A new run's recommended prediction stacks the ranked methods' predictive distributions, with "
+                      "the weights that maximise the mixture's log score on the held-out runs (Yao et al. 2018). "
+                      f"A run at the compute optimum (`sweep verify`): {listed(rec['weights'])} (scored on each "
+                      "held-out budget's best run)."
+                  + (f" A run at any N and D (`sweep predict n_params=... n_tokens=...`): "
+                     f"{listed(rec['weights_per_run'])} (laws of N and D only)." if rec.get("weights_per_run") else "")]
     return lines + [""]
 
 

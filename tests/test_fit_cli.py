@@ -21,10 +21,16 @@ def test_fit_predict_report_round_trip(tmp_path, capsys, isoflop_runs, small_gri
     assert result["approach3"]["status"] == "ok" and result["data"]["n_runs"] == 54
     assert (out / "report.md").read_text().startswith("# Scaling-law fit")
     assert (out / "isoflop.png").stat().st_size > 1000
-    capsys.readouterr()
+    fitted = capsys.readouterr().out  # the console shows the table's extrapolations, 10x and 100x
+    assert "C = 1e+21 FLOPs, 10x the largest" in fitted and "C = 1e+22 FLOPs, 100x the largest" in fitted
     assert predict_command([f"input={out}", "flops=1e21"]) == 0
     printed = capsys.readouterr().out
     assert "C = 1e+21" in printed and "approach3" in printed and "tokens/param" in printed
+    # a run at N and D: the laws of N and D, with its reach past the fitted data
+    assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
+    point = capsys.readouterr().out
+    assert "past the fitted data in N, D or C" in point and "approach3  loss = " in point
+    assert "approach2  loss" not in point  # L*(C) is not the loss of a run at any N and D
     (out / "report.md").unlink()
     assert report_command([f"input={out}"]) == 0
     assert (out / "report.md").exists()

@@ -137,7 +137,9 @@ def fit_command(overrides: list[str]) -> int:
     log_to_wandb(result, folder, plots, raw["wandb"], group)
     report = write(result, folder, plots)
     print(f"wrote {folder / 'fit.json'} and {report}")
-    _print_predictions(result, [1e21] if not cfg.budgets else cfg.budgets, None, None)
+    # the console shows the table's extrapolations (10x, 100x), not a fixed 1e21 a CPU sweep is 1e9x short of
+    c_max = result["data"]["flops_range"][1]
+    _print_predictions(result, cfg.budgets or [c_max * k for k in cfg.extrapolate_to], None, None)
     return 0
 
 

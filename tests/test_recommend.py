@@ -75,3 +75,14 @@ def test_a_run_off_the_optimum_is_predicted_by_laws_of_n_and_d_only():
     rec = recommend(result, ["approach1", "approach3", "kaplan"], 0.95)
     assert set(rec["weights_per_run"]) == {"approach3", "kaplan"}
     assert set(rec["weights"]) == {"approach1", "approach3", "kaplan"} and rec["weights"]["approach1"] > 0.3
+
+
+def test_methods_that_predicted_different_splits_are_ranked_on_the_groups_they_share():
+    """kaplan also predicted a split approach 3 skipped (and missed it badly): on the groups both predicted kaplan
+    was better, so it is ranked first there, as the stacking weights say."""
+    a3 = rows([0.03, 0.03, 0.03], 0.01)
+    kaplan = rows([0.0, 0.0, 0.0], 0.02) + rows([0.2, 0.2, 0.2], 0.01, budgets=(5, 6, 7), split=("s3",) * 3)
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
+    assert rec["method"] == "kaplan" and "3 held-out groups every ranked method predicted" in rec["reason"]
+    assert rec["weights_per_run"]["kaplan"] > 0.99
+    assert rec["scores"]["kaplan"]["budgets"] == 6  # the table still shows everything each method predicted

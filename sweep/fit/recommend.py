@@ -44,11 +44,14 @@ def _groups(rows: list[dict]) -> dict:
     return {k: g for k, g in groups.items() if g}
 
 
-def log_score(rows: list[dict], level: float) -> float:
-    """Mean log predictive density of the measured losses (log space), each held-out budget weighted once."""
+def log_score(rows: list[dict], level: float, keys=None) -> float:
+    """Mean log predictive density of the measured losses (log space), each held-out budget weighted once; only
+    the held-out groups in `keys` when given."""
     z = norm.ppf(0.5 + level / 2)
     scores = []
-    for g in _groups(rows).values():
+    for key, g in _groups(rows).items():
+        if keys is not None and key not in keys:
+            continue
         per = []
         for r in g:
             sd = max(pi_sd(r, z), MIN_SD)
@@ -78,9 +81,14 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
         fallback = DEFAULT if DEFAULT in scores else next(iter(scores), None)
         return {"method": fallback, "reason": f"{why}: the methods cannot be ranked, so the default ({fallback}) is "
                                               f"recommended", "scores": scores, "ranked": False}
+    rows_of = {m: bt["methods"][m]["rows"] for m in ranked}
+    # methods that predicted different splits (a refit can skip one) are compared on the groups they all predicted
+    common = set.intersection(*(set(_groups(rows_of[m])) for m in ranked))
+    if len(ranked) > 1 and len(common) >= MIN_GROUPS:
+        for m in ranked:
+            ranked[m] = {**ranked[m], "log_score": log_score(rows_of[m], level, common), "budgets": len(common)}
     best = max(ranked, key=lambda m: ranked[m]["log_score"])
     z = norm.ppf(0.5 + level / 2)
-    rows_of = {m: bt["methods"][m]["rows"] for m in ranked}
     per_run = [m for m in ranked if registry.get(m).loss_at is not None]
     weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked})
     weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run})
@@ -88,7 +96,8 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
                        if m != best)
     return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest "
                                       f"({ranked[best]['log_score']:.2f} over {ranked[best]['budgets']} held-out "
-                                      f"budgets{'; ' + others if others else ''})", "scores": scores, "ranked": True,
+                                      f"{'groups every ranked method predicted' if len(ranked) > 1 else 'groups'}"
+                                      f"{'; ' + others if others else ''})", "scores": scores, "ranked": True,
             "weights": weights, "weights_per_run": weights_per_run}
 
 

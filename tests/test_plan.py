@@ -197,3 +197,27 @@ def test_plan_says_what_building_the_corpus_does_before_it_does_it(tmp_path, cap
                      cache_dir=str(tmp_path / "h"))
     assert describe_build(hub, TokenizerConfig(kind="bpe", vocab_size=16384)).startswith(
         "downloads up to 2 GB of hub data set 'org/set' (sample), trains a 16384-entry BPE")
+
+
+def test_the_main_job_s_verification_run_is_probed_with_its_own_batch(monkeypatch):
+    """`sweep plan` estimates the run `sweep main` verifies at 5x: its D is 5x the top budget's middle run's, so
+    the batch rule gives it larger steps than that run, and the probe must time those, not the ladder's."""
+    from sweep.launch import launch
+    from sweep.ladder.sweep_config import expand_sweep, load_sweep
+
+    sc = load_sweep(["experiment=default"])
+    from sweep.ladder.plan import _shape_key
+
+    g = expand_sweep(sc, n_train_tokens=13_800_000)
+    probed = []
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
+    monkeypatch.setattr(launch, "probe_throughput",  # no timing here: only which runs are probed
+                        lambda runs, **kw: probed.append(runs) or {_shape_key(r): 1e10 for r in runs})
+    line = launch.parallel_estimate(sc, g)
+    assert "adds its verification run at 5x" in line
+    verify = probed[-1][0]
+    top = max(sc.experiment.flops_budgets)
+    ladder = sorted((r for r in g.runs if r.cfg.meta.get("budget_flops") == top), key=lambda r: r.n_params)
+    middle = ladder[len(ladder) // 2]
+    assert verify.flops == pytest.approx(5 * top, rel=0.01) and verify.cfg.model == middle.cfg.model
+    assert verify.cfg.train.tokens_per_step > middle.cfg.train.tokens_per_step

@@ -36,7 +36,8 @@ def run(data, cfg: FitConfig) -> dict:
         samples = np.column_stack([nat[k] for k in lse.PARAM_NAMES])
     out = summarize(point, samples, list(lse.PARAM_NAMES), cfg.interval)
     out["bootstrap"] = "runs resampled with replacement"
-    residuals = log_l - np.log(loss_at(point, data.n, data.d))
+    # in log-sum-exp form: a degenerate optimum (B ~ e^800, beta ~ 50) overflows the natural form, not this one
+    residuals = -lse.log_residuals(best.theta, log_n, log_d, log_l)
     sensitivity = {}
     for factor in (0.1, 10.0):
         th, f = lse.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor)

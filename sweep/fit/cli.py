@@ -172,13 +172,15 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
     rec = result.get("recommended") or {}
     if rec.get("method"):
         print(f"recommended: {rec['method']} ({rec['reason']}); every method below")
+    for m in result["config"]["methods"]:  # said once, not once per budget
+        if result.get(m, {}).get("status") != "ok":
+            print(f"  {m:10s} skipped: {result.get(m, {}).get('reason')}")
     for c in budgets:
         print(f"C = {c:.3g} FLOPs, {c / c_max:.3g}x the largest fitted compute ({100 * level:.0f}% intervals: CI of the "
               "law for N*, D*, L*; PI for a new run's loss):")
         for m in result["config"]["methods"]:
             r = result.get(m, {})
             if r.get("status") != "ok":
-                print(f"  {m:10s} skipped: {r.get('reason')}")
                 continue
             row = allocation.allocation_row(m, r, float(c), k, level, noise, extrapolation=c / c_max)
             print(f"  {m:10s} N* = {fmt(row['n_star'])}  D* = {fmt(row['d_star'])}  "

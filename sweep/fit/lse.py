@@ -60,6 +60,11 @@ def _residuals(theta, log_n, log_d, log_l, with_jacobian=True):
     return r, jac
 
 
+def log_residuals(theta, log_n, log_d, log_l) -> np.ndarray:
+    """log L(theta) - log loss at every point, for one theta (5,)."""
+    return _residuals(np.atleast_2d(np.asarray(theta, float)), log_n, log_d, log_l, with_jacobian=False)[0][0]
+
+
 def objective(theta, log_n, log_d, log_l, delta, weights=None):
     """Summed Huber loss of log-loss residuals for each start: theta (S, 5) -> (S,)."""
     r, _ = _residuals(np.atleast_2d(np.asarray(theta, float)), log_n, log_d, log_l, with_jacobian=False)

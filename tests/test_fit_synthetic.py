@@ -67,7 +67,6 @@ def test_approach2_skipped_without_repeated_budgets(caplog, small_grid):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ([{"n_params": 1e6, "n_tokens": 1e8, "loss": 3.0 + 0.01 * i} for i in range(6)], "one model size"),
     ([{"n_params": 1e6, "n_tokens": 1e8, "loss": 3.0}] * 6, "duplicate row"),
     ([{"n_params": 1e6 * (i + 1), "n_tokens": 1e8, "loss": 3.0 + i, "run_id": "r" + str(min(i, 4))} for i in range(6)],
      r"duplicate row\(s\) \(same run_id\): r4 = r4"),

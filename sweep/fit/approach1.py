@@ -107,6 +107,14 @@ def frontier(data, cfg: FitConfig, grid: CurveGrid | None = None, rows: np.ndarr
                                 "smaller and larger models to bracket the optimum")
     else:
         run = rows[envelope(data.c[rows], data.loss[rows], data.budget[rows])]
+        sizes_per_budget = [np.unique(data.n[rows][data.budget[rows] == b]).size for b in np.unique(data.budget[rows])]
+        if max(sizes_per_budget) < 2:
+            raise MethodSkipped("every compute budget has one model size: each budget's best run is its only run, "
+                                "so the frontier says nothing about the optimum (fit a results folder for its "
+                                "training curves, or train several sizes per budget)")
+        if np.unique(data.n[run]).size < 2:
+            raise MethodSkipped(f"one model size (N = {data.n[run[0]]:.4g}) has the lowest loss at every budget: add "
+                                "smaller and larger models to bracket the optimum")
         if np.unique(data.c[run]).size < 3:
             raise MethodSkipped(f"the frontier of final losses (each budget's best run) has {len(run)} point(s); "
                                 "approach 1 needs 3 budgets (or training curves: fit a results folder with "

@@ -351,8 +351,6 @@ def prepare(runs, cfg: FitConfig, notes: Optional[list] = None) -> FitData:
         notes.append("no flops column: compute is C = 6 N D (map one with columns.flops=<name> for exact FLOPs)")
     c = flops if exact else 6.0 * n * n_tokens
     _refuse_bad_values(labels, {"parameter count": n, "token count": n_tokens, "compute": c})
-    if np.unique(n).size < 2:
-        raise FitInputError(f"only one model size ({n[0]:.3g} parameters): a scaling law needs runs at several sizes")
     branch = df["branch"].fillna(False).astype(bool).to_numpy() if "branch" in df.columns else np.zeros(len(df), bool)
     conventions = [(p, f) for p in ("total", "non_embedding") for f in ("6nd", "exact")
                    if (p == "total" or n_nonemb is not None) and (f == "6nd" or flops is not None)]

@@ -1,18 +1,15 @@
-"""Kaplan et al. 2020 laws: L(N) on a data-rich slice, L(D), L(C) on the compute frontier, and the joint L(N, D) + E."""
+"""Kaplan et al. 2020's joint law L(N, D) + E (its single-variable laws L(N), L(D), L(C) are in sweep/fit/slices.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from sweep.fit import solver
-from sweep.fit.approach1 import envelope
 from sweep.fit.bootstrap import resample_indices, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.inputs import group_budgets
 from sweep.fit.laws import kaplan_joint_loss, kaplan_optimum
 from sweep.fit.method import Method
 from sweep.fit.noise import from_residuals
-from sweep.fit.powerlaw import fit_power_law
 
 NAMES = ["log_nc", "log_dc", "alpha_n", "alpha_d", "e"]
 
@@ -30,8 +27,8 @@ def fit_joint(data, irreducible: bool, delta: float, start=None) -> dict:
     n_free = 5 if irreducible else 4
     if data.loss.size <= n_free:
         raise MethodSkipped(f"joint L(N, D) has {n_free} parameters but only {data.loss.size} runs")
-    if np.unique(data.d).size < 2:
-        raise MethodSkipped("joint L(N, D) needs runs at several token counts")
+    if np.unique(data.d).size < 2 or np.unique(data.n).size < 2:
+        raise MethodSkipped("joint L(N, D) needs runs at several sizes and several token counts")
     log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
     e_max = 0.999 * data.loss.min() if irreducible else 1e-12
     lo, hi = [-np.inf, -np.inf, 1e-3, 1e-3, 0.0], [np.inf, np.inf, 5.0, 5.0, e_max]
@@ -97,66 +94,14 @@ def bootstrap(data, cfg: FitConfig, point: dict, n_boot: int, seed: int) -> np.n
     return theta
 
 
-def data_rich_slice(data, min_tokens_per_param: float):
-    """Per model size its longest run, kept when that run saw at least min_tokens_per_param tokens per parameter."""
-    idx = []
-    for n in np.unique(data.n):
-        m = np.flatnonzero(data.n == n)
-        i = m[np.argmax(data.d[m])]
-        if data.d[i] / data.n[i] >= min_tokens_per_param:
-            idx.append(i)
-    return np.array(idx, dtype=int)
-
-
-def model_rich_slice(data, tolerance: float):
-    """Per token count (within tolerance) the lowest loss over sizes, kept when at least 2 sizes saw it."""
-    ids = group_budgets(data.d, tolerance)
-    idx = []
-    for g in np.unique(ids):
-        m = np.flatnonzero(ids == g)
-        if np.unique(data.n[m]).size >= 2:
-            idx.append(m[np.argmin(data.loss[m])])
-    return np.array(idx, dtype=int)
-
-
-def fit_point(data, cfg: FitConfig, start=None) -> dict:
-    """The joint law (which drives allocation) plus the single-variable laws (skipped with reasons when inapplicable)."""
-    out = fit_joint(data, cfg.kaplan_irreducible, cfg.huber_delta, start)
-    return out
-
-
-def single_variable_laws(data, cfg: FitConfig) -> dict:
-    """L(N), L(D), L(C) fits: {name: {status, params or reason, n_points}}."""
-    slices = {
-        "L(N)": (data_rich_slice(data, cfg.data_rich_tokens_per_param), data.n,
-                 f"no data-rich slice: fewer than {3 + cfg.kaplan_irreducible} sizes whose longest run saw "
-                 f">= {cfg.data_rich_tokens_per_param:g} tokens/param (data_rich_tokens_per_param)"),
-        "L(D)": (model_rich_slice(data, cfg.budget_tolerance), data.d,
-                 f"fewer than {3 + cfg.kaplan_irreducible} token counts seen by 2+ sizes"),
-        "L(C)": (envelope(data.c, data.loss, data.budget), data.c, "compute frontier too short"),
-    }
-    laws = {}
-    for name, (idx, x, why) in slices.items():
-        try:
-            if idx.size < 3 + cfg.kaplan_irreducible:
-                raise MethodSkipped(why)
-            p = fit_power_law(x[idx], data.loss[idx], cfg.kaplan_irreducible, cfg.huber_delta)
-            laws[name] = {"status": "ok", "x_c": float(np.exp(p["log_xc"])), "alpha": p["alpha"], "E": p["e"],
-                          "n_points": int(idx.size)}
-        except MethodSkipped as exc:
-            laws[name] = {"status": "skipped", "reason": str(exc), "n_points": int(idx.size)}
-    return laws
-
-
 def run(data, cfg: FitConfig) -> dict:
-    """Kaplan's section of fit.json: the joint law with its bootstrap, and the single-variable laws."""
-    point = fit_point(data, cfg)
+    """Kaplan's section of fit.json: the joint law with its bootstrap."""
+    point = fit_joint(data, cfg.kaplan_irreducible, cfg.huber_delta)
     samples = bootstrap(data, cfg, point, cfg.n_bootstrap, cfg.seed)
     out = summarize(point, samples, NAMES, cfg.interval)
     out["bootstrap"] = "runs resampled with replacement"
     out["natural"] = {"N_c": float(np.exp(point["log_nc"])), "D_c": float(np.exp(point["log_dc"])),
                       "alpha_N": point["alpha_n"], "alpha_D": point["alpha_d"], "E": point["e"]}
-    out["single_variable"] = single_variable_laws(data, cfg)
     residuals = np.log(data.loss) - np.log(loss_at(point, data.n, data.d))
     out["residuals"] = residuals.tolist()
     out["noise"] = from_residuals(residuals, 4 + cfg.kaplan_irreducible, "kaplan").as_dict()
@@ -187,12 +132,7 @@ def report(r: dict, fit: dict) -> list:
     if fit["config"].get("kaplan_irreducible", True):
         lines += ["Fitted with an irreducible term E (Kaplan et al. 2020 have none): `fit.kaplan_irreducible=false` "
                   "fits their form.", ""]
-    for name, law in r.get("single_variable", {}).items():
-        if law["status"] == "ok":
-            lines.append(f"- {name}: x_c = {law['x_c']:.4g}, α = {law['alpha']:.4g}, E = {law['E']:.4g} "
-                         f"({law['n_points']} points)")
-        else:
-            lines.append(f"- {name}: skipped ({law['reason']})")
+    lines.append("Kaplan's single-variable laws L(N), L(D), L(C) have their own section below.")
     return lines + [""]
 
 

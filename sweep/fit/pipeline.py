@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from sweep.fit import allocation, lack_of_fit, registry
+from sweep.fit import allocation, lack_of_fit, registry, slices
 from sweep.fit.backtest import SUB_GRID, backtest
 from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
@@ -209,9 +209,27 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     result.update(fit_methods(data, cfg, notes))
     for note in notes[before:]:  # said here, not in fit_methods: backtest and convention sub-fits stay quiet
         log.warning(note)
+    if "kaplan" in cfg.methods:  # Kaplan's single-variable laws go with his method
+        result["single_variable"] = slices.single_variable_laws(data, cfg)
     if all(result[m].get("status") != "ok" for m in cfg.methods):
-        reasons = "; ".join(f"{m}: {result[m]['reason']}" for m in cfg.methods)
-        raise FitInputError(f"no method applies to these {data.loss.size} runs ({reasons})")
+        if not any(law["status"] == "ok" for law in result.get("single_variable", {}).values()):
+            if np.unique(data.n).size < 2:
+                raise FitInputError(f"only one model size ({data.n[0]:.3g} parameters): a scaling law needs runs at "
+                                    f"several sizes (or, for L(D) alone, at {3 + cfg.kaplan_irreducible} or more token "
+                                    f"counts)")
+            reasons = "; ".join(f"{m}: {result[m]['reason']}" for m in cfg.methods)
+            raise FitInputError(f"no method applies to these {data.loss.size} runs ({reasons})")
+        # a Kaplan-style sweep (sizes at one D, or one size at several D): its single-variable laws are the fit
+        note = ("no compute-optimal method applies to these runs (each method's section says why); the fit is the "
+                "single-variable laws: " + ", ".join(k for k, law in result["single_variable"].items()
+                                                     if law["status"] == "ok"))
+        log.warning(note)
+        notes.append(note)
+        result.update(comparison={"rows": [], "disagreements": []},
+                      backtest={"status": "skipped", "reason": "no compute-optimal method applies"},
+                      recommended={"method": None, "reason": "no compute-optimal method applies", "scores": {}})
+        result["warnings"] = notes
+        return result
     result["comparison"] = compare(result, cfg.methods, report_budgets(data, cfg))
     if cfg.backtest:
         result["backtest"] = backtest(data, cfg, fit_methods)

@@ -55,10 +55,34 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     x = _Fit(result, folder)
     _isoflop(x)
     cs = _loss_vs_compute(x)
-    _allocation(x, cs)
+    if x.unpack()[8]:  # the compute-optimal allocation of the methods that apply
+        _allocation(x, cs)
     _loss_vs_params(x)
     _residuals(x)
+    _slices(x)
     return x.written
+
+
+def _slices(x: _Fit) -> None:
+    """Kaplan's single-variable laws, each over its slice of runs: L(N), L(D) and L(C) on log-log axes."""
+    plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
+    laws = {name: law for name, law in (result.get("single_variable") or {}).items() if law["status"] == "ok"}
+    if not laws:
+        return
+    fig, axes = plt.subplots(1, len(laws), figsize=(4.8 * len(laws), 4), squeeze=False)
+    values = {"L(N)": (n, "parameters N"), "L(D)": (d, "tokens D"), "L(C)": (c, "compute C (FLOPs)")}
+    for ax, (name, law) in zip(axes[0], laws.items()):
+        xs, label = values[name]
+        idx = np.asarray(law.get("idx", []), int)
+        ax.scatter(xs, loss, s=8, color="0.8", label="all runs")
+        if idx.size:
+            ax.scatter(xs[idx], loss[idx], s=16, color="tab:red", label="the slice fitted")
+        grid = np.logspace(np.log10(xs.min()), np.log10(xs.max()), 50)
+        ax.plot(grid, law["E"] + (law["x_c"] / grid) ** law["alpha"], color="k", lw=1,
+                label=f"α = {law['alpha']:.3f}" + (f", E = {law['E']:.3g}" if law["E"] > 0 else ""))
+        ax.set(xscale="log", yscale="log", xlabel=label, ylabel="loss", title=name)
+        ax.legend(fontsize=8)
+    save(fig, "kaplan_slices.png")
 
 
 def _isoflop(x: _Fit) -> None:

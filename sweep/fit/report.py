@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sweep.fit import registry
+from sweep.fit import registry, slices
 from sweep.fit.method import fmt
 from sweep.store.results import write_bytes_atomic
 
@@ -66,6 +66,40 @@ def render(result: dict, plots: list[str] | None = None) -> str:
                          + (f" (fewest finite: {min(fin, key=fin.get)}, {min(fin.values())})" if fin else "") + ".")
             lines.append("")
         lines += registry.get(m).report(r, result)
+    if any(result.get(m, {}).get("status") == "ok" for m in methods):
+        lines += _compute_optimal_lines(result, methods)
+    if result.get("conventions"):
+        lines += ["", "## Conventions side by side (point estimates)", "",
+                  "| params | FLOPs | method | a | b | tokens/param at C_ref |", "| --- | --- | --- | --- | --- | --- |"]
+        for row in result["conventions"]:
+            for m in methods:
+                v = row.get(m)
+                if v:
+                    lines.append(f"| {row['param_convention']} | {row['flop_convention']} | {m} | {v['a']:.4g} | "
+                                 f"{v['b']:.4g} | {v['tokens_per_param']:.4g} (C={row['reference_flops']:.3g}) |")
+    if result.get("single_variable"):
+        lines += [""] + slices.report(result["single_variable"])
+    lines += _backtest_lines(result.get("backtest"), frozenset(
+        m for m in result["config"]["methods"] if result.get(m, {}).get("status") == "skipped"))
+    if result.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in result["warnings"]]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+AT_BOUND = 1e-6
+"""A fitted value this close to 0 sits on the bound of a parameter that must be positive (E, A, B, exponents)."""
+
+
+LOOSE = 0.5
+"""An interval wider than this fraction of its value pins the parameter down only loosely (a = 0.56 in [0.34, 0.73]
+still allows a compute-optimal N* twice or half as large after a decade of compute)."""
+
+
+def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
+    """The methods side by side, the compute-optimal allocation table and the lack-of-fit terms."""
+    lines: list[str] = []
     lines += ["## Side by side", "", "| method | a | interval | b | interval |", "| --- | --- | --- | --- | --- |"]
     for row in result["comparison"]["rows"]:
         lines.append(f"| {row['method']} | {fmt(row['a'])} | {_iv(row['a_interval'])} | {fmt(row['b'])} | {_iv(row['b_interval'])} |")
@@ -92,31 +126,7 @@ def render(result: dict, plots: list[str] | None = None) -> str:
     if lof_lines:
         lines += ["", "Lack of fit in the PIs: sd = κ (1 + ln x)^γ at x times the largest fitted compute, κ by maximum "
                       "likelihood from the leave-future-out backtest's errors beyond their own PIs.", ""] + lof_lines
-    if result.get("conventions"):
-        lines += ["", "## Conventions side by side (point estimates)", "",
-                  "| params | FLOPs | method | a | b | tokens/param at C_ref |", "| --- | --- | --- | --- | --- | --- |"]
-        for row in result["conventions"]:
-            for m in methods:
-                v = row.get(m)
-                if v:
-                    lines.append(f"| {row['param_convention']} | {row['flop_convention']} | {m} | {v['a']:.4g} | "
-                                 f"{v['b']:.4g} | {v['tokens_per_param']:.4g} (C={row['reference_flops']:.3g}) |")
-    lines += _backtest_lines(result.get("backtest"), frozenset(
-        m for m in result["config"]["methods"] if result.get(m, {}).get("status") == "skipped"))
-    if result.get("warnings"):
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in result["warnings"]]
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-AT_BOUND = 1e-6
-"""A fitted value this close to 0 sits on the bound of a parameter that must be positive (E, A, B, exponents)."""
-
-
-LOOSE = 0.5
-"""An interval wider than this fraction of its value pins the parameter down only loosely (a = 0.56 in [0.34, 0.73]
-still allows a compute-optimal N* twice or half as large after a decade of compute)."""
+    return lines
 
 
 def undetermined(method: str, name: str, value, interval) -> str:

@@ -175,6 +175,12 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
     for m in result["config"]["methods"]:  # said once, not once per budget
         if result.get(m, {}).get("status") != "ok":
             print(f"  {m:10s} skipped: {result.get(m, {}).get('reason')}")
+    if not any(result.get(m, {}).get("status") == "ok" for m in result["config"]["methods"]):
+        for name, law in (result.get("single_variable") or {}).items():
+            if law["status"] == "ok":
+                print(f"  {name}: α = {law['alpha']:.4g}, x_c = {law['x_c']:.4g}, E = {law['E']:.4g} "
+                      f"({law['n_points']} points)")
+        budgets = []  # no compute-optimal law to predict budgets with
     for c in budgets:
         print(f"C = {c:.3g} FLOPs, {c / c_max:.3g}x the largest fitted compute ({100 * level:.0f}% intervals: CI of the "
               "law for N*, D*, L*; PI for a new run's loss):")

@@ -81,6 +81,11 @@ def _slices(x: _Fit) -> None:
         ax.plot(grid, law["E"] + (law["x_c"] / grid) ** law["alpha"], color="k", lw=1,
                 label=f"α = {law['alpha']:.3f}" + (f", E = {law['E']:.3g}" if law["E"] > 0 else ""))
         ax.set(xscale="log", yscale="log", xlabel=label, ylabel="loss", title=name)
+        from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))  # losses span < 2x: plain numbers read better
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8)
     save(fig, "kaplan_slices.png")
 

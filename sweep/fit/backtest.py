@@ -1,6 +1,6 @@
 """Backtests: refit on part of the budgets, predict the held-out runs, score errors and prediction intervals.
 
-Two families of splits, each row labelled with its extrapolation factor (the held-out run's compute over
+Three kinds of split, each row labelled with its extrapolation factor (the held-out run's compute over
 the largest compute fitted) and its reach (the largest of its N, D and C over the largest fitted: a bigger model
 at the same compute is an extrapolation too):
 - leave-future-out, in compute: for each budget k from the third on, fit budgets below k and predict every budget
@@ -122,8 +122,7 @@ def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: Fi
             best = idx[np.argmin(data.loss[idx])]
             row = allocation.allocation_row(method, res, float(data.c[best]), data.flops_per_nd, cfg.interval, noise)
             rows.append({**_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, reach_of(data, best, fitted),
-                                  data.loss[best], row["loss"]), "budget": int(g),
-                         "group": int(g) if axis == "compute" else float(data.n[best])})
+                                  data.loss[best], row["loss"]), "budget": int(g), "group": int(g)})
     return rows
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.fit import allocation
+from sweep.fit import allocation, slices
 from sweep.fit.holdout import predict_run
 from sweep.fit.config import FitConfig, FitInputError
 
@@ -178,8 +178,7 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
     if not any(result.get(m, {}).get("status") == "ok" for m in result["config"]["methods"]):
         for name, law in (result.get("single_variable") or {}).items():
             if law["status"] == "ok":
-                print(f"  {name}: α = {law['alpha']:.4g}, x_c = {law['x_c']:.4g}, E = {law['E']:.4g} "
-                      f"({law['n_points']} points)")
+                print(f"  {name}: {slices.describe(law)}")
         budgets = []  # no compute-optimal law to predict budgets with
     for c in budgets:
         print(f"C = {c:.3g} FLOPs, {c / c_max:.3g}x the largest fitted compute ({100 * level:.0f}% intervals: CI of the "

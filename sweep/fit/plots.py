@@ -55,8 +55,8 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     x = _Fit(result, folder)
     _isoflop(x)
     cs = _loss_vs_compute(x)
-    if x.unpack()[8]:  # the compute-optimal allocation of the methods that apply
-        _allocation(x, cs)
+    if any(x.result.get(m, {}).get("status") == "ok" for m in x.result["config"]["methods"]):
+        _allocation(x, cs)  # the compute-optimal allocation of the methods that apply
     _loss_vs_params(x)
     _residuals(x)
     _slices(x)
@@ -65,6 +65,8 @@ def write_plots(result: dict, folder: Path) -> list[str]:
 
 def _slices(x: _Fit) -> None:
     """Kaplan's single-variable laws, each over its slice of runs: L(N), L(D) and L(C) on log-log axes."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
     plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     laws = {name: law for name, law in (result.get("single_variable") or {}).items() if law["status"] == "ok"}
     if not laws:
@@ -81,8 +83,6 @@ def _slices(x: _Fit) -> None:
         ax.plot(grid, law["E"] + (law["x_c"] / grid) ** law["alpha"], color="k", lw=1,
                 label=f"α = {law['alpha']:.3f}" + (f", E = {law['E']:.3g}" if law["E"] > 0 else ""))
         ax.set(xscale="log", yscale="log", xlabel=label, ylabel="loss", title=name)
-        from matplotlib.ticker import FormatStrFormatter, NullFormatter
-
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))  # losses span < 2x: plain numbers read better
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         ax.xaxis.set_minor_formatter(NullFormatter())

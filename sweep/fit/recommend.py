@@ -104,17 +104,15 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
 def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
     """{(split, group, run): log density of the measured loss under the row's predictive distribution} over the
     scored leave-future-out rows; best_only keeps each group's lowest measured loss (keyed without the run)."""
+    def density(r: dict) -> float:
+        return float(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=max(pi_sd(r, z), MIN_SD)))
+
     out = {}
     for key, g in _groups(rows).items():
-        if best_only:
-            r = min(g, key=lambda r: r["measured"])
-            if (r.get("axis") or "compute") != "compute":
-                continue
-            g, key = [r], key + ("best",)
-        for r in g:
-            sd = max(pi_sd(r, z), MIN_SD)
-            out[key + (r["run"],) if not best_only else key] = float(norm.logpdf(np.log(r["measured"] / r["predicted"]),
-                                                                                scale=sd))
+        if not best_only:
+            out.update({key + (r["run"],): density(r) for r in g})
+        elif (g[0].get("axis") or "compute") == "compute":  # a size split cut each budget's best run off
+            out[key + ("best",)] = density(min(g, key=lambda r: r["measured"]))
     return out
 
 

@@ -256,7 +256,8 @@ def _backtest_lines(bt: dict | None, skipped_in_fit: frozenset = frozenset()) ->
     if bt["status"] != "ok":
         return lines + [f"Skipped: {bt['reason']}"]
     lines += [f"Refit on part of the {bt['n_budgets']} budgets, predict the held-out runs; scored against the PI. "
-              "Leave-future-out fits the budgets below a threshold and predicts every budget from it up; "
+              "Leave-future-out fits the budgets below a threshold and predicts every budget from it up (with 6 or "
+              "more sizes also the sizes below a cut, predicting the larger ones); "
               "leave-one-out fits all budgets but one. × fitted C: the held-out compute over the largest fitted one. "
               "n/a predictions are counted apart, never as covered.", "",
               "| method | splits | runs scored (n/a) | mean abs rel. error | max abs rel. error | PI coverage | "

@@ -68,6 +68,12 @@ def single_variable_laws(data, cfg: FitConfig) -> dict:
     return laws
 
 
+def describe(law: dict) -> str:
+    """One fitted law in words: its exponent, scale and floor (flagged when the floor sits at its bound 0)."""
+    floor = " (at its bound 0: no floor)" if law["E"] <= 1e-6 else ""
+    return f"α = {law['alpha']:.4g}, x_c = {law['x_c']:.4g}, E = {law['E']:.4g}{floor} ({law['n_points']} points)"
+
+
 def report(laws: dict) -> list[str]:
     """report.md's section."""
     lines = ["## Single-variable laws (Kaplan et al. 2020)", "",
@@ -75,8 +81,7 @@ def report(laws: dict) -> list[str]:
              "token counts at ample size, L(C) on the compute frontier. kaplan_slices.png draws them.", ""]
     for name, law in laws.items():
         if law["status"] == "ok":
-            lines.append(f"- {name}: α = {law['alpha']:.4g}, x_c = {law['x_c']:.4g}, E = {law['E']:.4g} "
-                         f"({law['n_points']} points)" + (f"; {law['note']}" if law.get("note") else ""))
+            lines.append(f"- {name}: {describe(law)}" + (f"; {law['note']}" if law.get("note") else ""))
         else:
             lines.append(f"- {name}: skipped ({law['reason']})")
     return lines + [""]

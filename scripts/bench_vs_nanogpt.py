@@ -149,7 +149,7 @@ def main() -> int:
         print(f"missing {SHAKESPEARE}", file=sys.stderr)
         return 2
 
-    from sweep.run.train import evaluate
+    from sweep.run.evaluate import evaluate
 
     tokens = np.frombuffer(SHAKESPEARE.read_bytes(), dtype=np.uint8).astype(np.uint16)
     val = tokens[int(0.9 * len(tokens)):]

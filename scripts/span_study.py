@@ -20,7 +20,6 @@ interval shrinks with its lever arm at a fixed number of points and noise):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path

@@ -15,7 +15,7 @@ import pytest
 
 from sweep.cli import load_run_config, main
 from sweep.store.results import run_dir, write_json_atomic
-from sweep.run.train import run_shape
+from sweep.run.shape import run_shape
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 

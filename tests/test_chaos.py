@@ -13,7 +13,8 @@ import torch
 
 from sweep.cli import load_run_config
 from sweep.store.results import load_result, read_index, read_jsonl, run_dir
-from sweep.run.train import run_shape, train
+from sweep.run.shape import run_shape
+from sweep.run.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sweep.cli import load_run_config, main
 from sweep.compose import conf_dir
 from sweep.config import ConfigError, RunConfig
-from sweep.run.train import run_shape
+from sweep.run.shape import run_shape
 
 GROUPS = ["model", "data", "tokenizer", "train", "budget", "logger"]
 

@@ -29,7 +29,8 @@ def test_a_cuda_run_on_a_node_without_cuda_is_refused_before_anything_is_written
     """A SLURM job given no GPU (pretended: SLURM_JOB_ID set on this CPU machine): the run is refused with the
     fix, before its folder, the data cache or W&B files exist, through `sweep train` and the launcher's job."""
     from sweep.launch.launch import train_once
-    from sweep.run.train import run_shape, train
+    from sweep.run.shape import run_shape
+    from sweep.run.train import train
 
     assert not torch.cuda.is_available()
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
@@ -86,10 +87,11 @@ def test_the_speed_meter_leaves_out_warm_up_and_pauses():
 def test_a_runs_speed_fields_exclude_warm_up_and_evaluation_time(tmp_path, tiny, monkeypatch):
     """A real run whose first step and evaluations are made slow (pretending to be torch.compile's first step and
     a long evaluation): the steady tokens/s is well above the whole-wall figure, and the pauses are reported."""
+    import sweep.run.loop as loop_module
     import sweep.run.train as train_module
 
     calls = {"steps": 0}
-    real_step, real_eval = train_module._optimizer_step, train_module.evaluate
+    real_step, real_eval = loop_module._optimizer_step, loop_module.evaluate
 
     def slow_first_step(*args, **kwargs):
         calls["steps"] += 1
@@ -101,8 +103,8 @@ def test_a_runs_speed_fields_exclude_warm_up_and_evaluation_time(tmp_path, tiny,
         time.sleep(0.3)
         return real_eval(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_optimizer_step", slow_first_step)
-    monkeypatch.setattr(train_module, "evaluate", slow_eval)
+    monkeypatch.setattr(loop_module, "_optimizer_step", slow_first_step)
+    monkeypatch.setattr(loop_module, "evaluate", slow_eval)
     cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=40960", "train.eval_interval=10"))
     result = train_module.train(cfg, progress=False)
     assert result["warmup_seconds"] >= 1.5
@@ -168,7 +170,8 @@ def test_out_of_memory_retries_at_half_the_micro_batch_with_the_same_run_id_and_
                                                                                                  monkeypatch):
     """Pretend a GPU that holds 4 sequences: the model raises torch's OutOfMemoryError on larger micro-batches."""
     from sweep.run import model as model_module
-    from sweep.run.train import run_shape, train
+    from sweep.run.shape import run_shape
+    from sweep.run.train import train
 
     real_forward = model_module.GPT.forward
 
@@ -256,7 +259,7 @@ def test_divergence_patience_counts_steps_on_every_device():
     """A GPU reads the loss every log_interval (10) steps: 2 checks above the line are 20 steps, not 2 x 20."""
     from sweep.config import TrainConfig
     from sweep.run.checkpoint import Counters
-    from sweep.run.train import _diverged
+    from sweep.run.loop import _diverged
 
     t = TrainConfig(diverge_factor=2.0, diverge_patience=20)
     gpu, cpu = Counters(), Counters()
@@ -305,7 +308,8 @@ def test_a_cuda_run_resumes_from_its_checkpoint(tmp_path, tiny):
     """Killed after its third checkpoint (step 15 of 40) and trained again: it resumes there, on its own GPU's RNG
     state, and ends where an uninterrupted run ends (within bf16 and atomic-add nondeterminism)."""
     from conftest import Interrupt, dies_after_checkpoints
-    from sweep.run.train import run_shape, train
+    from sweep.run.shape import run_shape
+    from sweep.run.train import train
 
     gpu = ("train.device=cuda", "train.dtype=bf16", "budget.n_tokens=40960")
     clean = train(load_run_config(tiny(tmp_path / "a", *gpu)), progress=False)

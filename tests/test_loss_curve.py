@@ -15,7 +15,8 @@ import torch
 
 from sweep.cli import load_run_config
 from sweep.store.results import read_jsonl, run_dir
-from sweep.run.train import run_shape, train
+from sweep.run.shape import run_shape
+from sweep.run.train import train
 
 DATA = Path(__file__).resolve().parent / "data"
 TEXT = DATA / "shakespeare_20k.txt"  # the first 20,000 bytes of tinyshakespeare (public domain)

@@ -227,7 +227,7 @@ def test_taking_a_run_clears_temporary_files_a_killed_writer_left_in_it(tmp_path
     from sweep.cli import load_run_config
     from sweep.run.train import train
 
-    from sweep.run.train import run_shape
+    from sweep.run.shape import run_shape
 
     cfg = load_run_config(tiny(tmp_path, "budget.n_tokens=20480", "logger.mode=disabled"))
     rdir = store.run_dir(cfg, run_shape(cfg).n_tokens)

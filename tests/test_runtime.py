@@ -9,7 +9,8 @@ from sweep.run import runtime
 from sweep.cli import load_run_config
 from sweep.config import TrainConfig
 from sweep.store.results import run_dir
-from sweep.run.train import run_shape, train
+from sweep.run.shape import run_shape
+from sweep.run.train import train
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
 

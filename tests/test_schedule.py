@@ -7,7 +7,7 @@ import pytest
 
 from sweep.config import TrainConfig
 from sweep.run.schedule import lr_factor
-from sweep.run.train import Batches
+from sweep.run.batches import Batches
 
 
 def test_cosine_warms_up_then_ends_at_min_lr_exactly_at_the_budget():

@@ -10,7 +10,8 @@ from conftest import Interrupt, dies_after_checkpoints
 from sweep.cli import load_run_config, main
 from sweep.store.results import read_jsonl, run_dir
 from sweep.store.tracking import wandb_id
-from sweep.run.train import run_shape, train
+from sweep.run.shape import run_shape
+from sweep.run.train import train
 from sweep.store.wandb_offline import find_offline_runs, read_offline_run
 
 

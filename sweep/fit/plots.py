@@ -136,7 +136,10 @@ def _loss_vs_compute(x: _Fit) -> np.ndarray:
     cs = np.logspace(np.log10(c.min()), np.log10(reach), 60)
     for m in ok:
         rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
-        ax.plot(cs, [r["loss"]["value"] for r in rows], color=COLORS[m], label=m)
+        values = np.array([r["loss"]["value"] for r in rows], float)
+        if not np.isfinite(values).any():  # no loss law (L*(C) not fitted): no curve, so no legend entry
+            continue
+        ax.plot(cs, values, color=COLORS[m], label=m)
         if all("interval" in r["loss"] for r in rows):
             ax.fill_between(cs, [r["loss"]["interval"][0] for r in rows], [r["loss"]["interval"][1] for r in rows],
                             color=COLORS[m], alpha=0.15, label=f"{m}: {100 * level:.0f}% interval of the law")

@@ -76,7 +76,7 @@ def base_config(args):
 
 
 def parse_shapes(text: str):
-    from sweep.ladder.grid import ShapeConfig
+    from sweep.ladder.experiment import ShapeConfig
 
     shapes = []
     for item in text.split(","):
@@ -196,7 +196,8 @@ def main() -> int:
     if not 0.0 <= args.min_lr_ratio <= 1.0:
         parser.error(f"--min-lr-ratio {args.min_lr_ratio}: give a fraction of the peak LR in [0, 1]")
     from sweep.ladder.branching import branch, branch_cost
-    from sweep.ladder.grid import ExperimentConfig, expand
+    from sweep.ladder.experiment import ExperimentConfig
+    from sweep.ladder.grid import expand
     from sweep.store.results import human
 
     base = base_config(args)

@@ -26,7 +26,7 @@ from importlib import import_module
 _API = {
     "RunConfig": "sweep.config",
     "load_run_config": "sweep.compose",
-    "ExperimentConfig": "sweep.ladder.grid",
+    "ExperimentConfig": "sweep.ladder.experiment",
     "load_sweep": "sweep.ladder.sweep_config",
     "expand_sweep": "sweep.ladder.sweep_config",
     "plan": "sweep.ladder.sweep_config",

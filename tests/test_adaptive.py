@@ -9,7 +9,8 @@ import pytest
 
 from sweep.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from sweep.ladder.adaptive import BudgetPlan, locate_minimum, next_centre
-from sweep.ladder.grid import ExperimentConfig, grid
+from sweep.ladder.experiment import ExperimentConfig
+from sweep.ladder.grid import grid
 from sweep.ladder.shapes import depth_shape
 from sweep.ladder.waves import run_waves
 from sweep.run.model import count_params, flops_per_token

@@ -11,7 +11,8 @@ from sweep.ladder.branching import (BranchingWarning, branch, branch_cost, clear
                                    resolve_init)
 from sweep.run.schedule import cooldown_start
 from sweep.config import ConfigError, DataConfig, LoggerConfig, ModelConfig, RunConfig, TokenizerConfig, TrainConfig
-from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand
+from sweep.ladder.experiment import ExperimentConfig, ShapeConfig
+from sweep.ladder.grid import expand
 from sweep.store.results import run_dir, run_id
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare

@@ -7,7 +7,8 @@ import warnings
 import pytest
 
 from sweep.config import ConfigError, ModelConfig, RunConfig, TrainConfig, validate
-from sweep.ladder.grid import (DroppedRunsWarning, ExperimentConfig, ShapeConfig, expand, grid, shape_for_params)
+from sweep.ladder.experiment import ExperimentConfig, ShapeConfig
+from sweep.ladder.grid import DroppedRunsWarning, expand, grid, shape_for_params
 from sweep.run.model import count_params, flops_per_token
 
 VOCAB = 512

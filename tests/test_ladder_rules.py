@@ -7,7 +7,8 @@ import math
 import pytest
 
 from sweep.config import ConfigError, ModelConfig, RunConfig, TrainConfig
-from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand, family_line, shape_for_n
+from sweep.ladder.experiment import ExperimentConfig, ShapeConfig
+from sweep.ladder.grid import expand, family_line, shape_for_n
 from sweep.ladder.hparams import rule_lr, rule_tokens_per_step
 from sweep.run.model import count_params
 from sweep.ladder.shapes import depth_shape, mixed_shapes

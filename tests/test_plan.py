@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from sweep.config import ModelConfig, RunConfig, TrainConfig
-from sweep.ladder.grid import ExperimentConfig, ShapeConfig, expand
+from sweep.ladder.experiment import ExperimentConfig, ShapeConfig
+from sweep.ladder.grid import expand
 from sweep.ladder.plan import (RUN_OVERHEAD_S, check_plan, schedule_seconds, estimate_memory, estimate_seconds, plan_table, plan_totals,
                         probe_throughput)
 

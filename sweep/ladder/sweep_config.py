@@ -13,7 +13,8 @@ from typing import List, Optional
 from sweep.compose import compose
 from sweep.config import ConfigError, RunConfig, validate
 from sweep.ladder.adaptive import Plans, plans_from_json, plans_to_json
-from sweep.ladder.grid import ExperimentConfig, Grid, grid
+from sweep.ladder.experiment import ExperimentConfig
+from sweep.ladder.grid import Grid, grid
 from sweep.store.results import human as human_count, sweep_dir, write_json_atomic
 
 

@@ -8,7 +8,8 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from sweep.config import RunConfig
 from sweep.ladder.adaptive import Plans, budget_minima, centre_for, extension_for
-from sweep.ladder.grid import ExperimentConfig, Grid, can_extend, grid
+from sweep.ladder.experiment import ExperimentConfig
+from sweep.ladder.grid import Grid, can_extend, grid
 from sweep.store.results import human
 
 TrainWave = Callable[[Grid, Set[int]], List[Tuple[float, float]]]

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_a_cuda_run_on_a_node_without_cuda_is_refused_before_anything_is_written(tmp_path, tiny, monkeypatch):
     """A SLURM job given no GPU (pretended: SLURM_JOB_ID set on this CPU machine): the run is refused with the
     fix, before its folder, the data cache or W&B files exist, through `sweep train` and the launcher's job."""
-    from sweep.launch.launch import train_once
+    from sweep.launch.job import train_once
     from sweep.run.shape import run_shape
     from sweep.run.train import train
 
@@ -271,7 +271,7 @@ def test_divergence_patience_counts_steps_on_every_device():
 def test_a_job_waiting_for_its_slot_has_not_imported_torch(tmp_path):
     """100 runs on 8 GPUs start 100 jobs at once under the parallel launcher; those waiting for a slot hold a
     light Python process, not torch (about 200 MB each)."""
-    code = ("import sys; from sweep.launch.launch import _job, run_job; "
+    code = ("import sys; from sweep.launch.job import hydra_task, run_job; "
             "from sweep.launch.placement import acquire_run_share; "
             "from sweep.ladder.sweep_config import from_omegaconf; assert 'torch' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -83,7 +83,7 @@ def fake_train(monkeypatch):
     ("done", False, False), ("done", True, False), ("diverged", True, False),
     ("failed", False, False), ("failed", True, True)])
 def test_finished_runs_are_skipped(tmp_path, fake_train, status, retry, trains):
-    from sweep.launch.launch import train_once
+    from sweep.launch.job import train_once
 
     cfg = tiny_run(tmp_path)
     write_result(tmp_path, cfg, status)
@@ -93,7 +93,7 @@ def test_finished_runs_are_skipped(tmp_path, fake_train, status, retry, trains):
 
 
 def test_a_run_held_by_another_process_is_skipped(tmp_path, fake_train):
-    from sweep.launch.launch import train_once
+    from sweep.launch.job import train_once
     from sweep.store.results import run_dir
 
     cfg = tiny_run(tmp_path)
@@ -111,7 +111,7 @@ def test_a_run_held_by_another_process_is_skipped(tmp_path, fake_train):
 
 
 def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
-    from sweep.launch.launch import train_once
+    from sweep.launch.job import train_once
 
     def boom(cfg, progress=True):
         raise RuntimeError("out of cheese")
@@ -122,7 +122,7 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
 
 
 def test_a_job_reads_its_run_from_the_written_plan_and_refuses_one_not_in_it(tmp_path):
-    from sweep.launch.launch import read_job_plan, run_job, write_job_plan
+    from sweep.launch.job import read_job_plan, run_job, write_job_plan
     from sweep.ladder.sweep_config import expand_sweep, load_sweep
 
     sc = load_sweep(["experiment=kaplan_data_size", "launch.corpus_tokens=100000000", f"results_dir={tmp_path}"])

@@ -114,7 +114,7 @@ def test_sweep_run_starts_the_daemon_only_for_shared_gpus_when_asked(tmp_path, m
         events.append("quit")
 
     monkeypatch.setattr(launch, "private_mps", recording_mps)
-    monkeypatch.setattr(launch, "_hydra_multirun", lambda overrides: events.append("multirun") or 0)
+    monkeypatch.setattr(launch, "hydra_multirun", lambda overrides: events.append("multirun") or 0)
     rc = launch.run_command(["experiment=kaplan_model_size_h100", f"results_dir={tmp_path}",
                              "launch.corpus_tokens=10000000000", "experiment.target_params_non_embedding=[1000000]",
                              "launch.gpus=1", f"launch.runs_per_gpu={runs_per_gpu}", f"launch.mps={mps}"])

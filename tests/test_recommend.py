@@ -86,3 +86,19 @@ def test_methods_that_predicted_different_splits_are_ranked_on_the_groups_they_s
     assert rec["method"] == "kaplan" and "3 held-out groups every ranked method predicted" in rec["reason"]
     assert rec["weights_per_run"]["kaplan"] > 0.99
     assert rec["scores"]["kaplan"]["budgets"] == 6  # the table still shows everything each method predicted
+
+
+def test_the_report_leads_with_the_weights_the_predictions_use_not_the_best_single_method():
+    """The best single method by log score can differ from what the stacking puts its weight on (a run at the
+    optimum is scored on each budget's best run only): the section names the weights first, per target."""
+    from sweep.fit.report import _recommended_lines
+
+    result = fit_with({"approach3": rows([0.02, -0.02, 0.01], 0.03) + rows([0.03, -0.03, 0.02], 0.03, split=("s3",) * 3),
+                       "kaplan": rows([-0.02, 0.02, -0.01], 0.03) + rows([-0.03, 0.03, -0.02], 0.03, split=("s3",) * 3)})
+    rec = recommend(result, ["approach3", "kaplan"], 0.95)
+    text = "\n".join(_recommended_lines(rec, result))
+    lead = text.split("Best single method")[0]
+    assert "a run at the compute optimum" in lead and "a run at any N and D" in lead
+    for m, w in rec["weights"].items():
+        assert f"{m} {w:.2f}" in lead
+    assert f"| {rec['method']} (best single) |" in text and "(recommended)" not in text

@@ -12,6 +12,7 @@ import numpy as np
 from sweep.fit import allocation, slices
 from sweep.fit.holdout import predict_run
 from sweep.fit.config import FitConfig, FitInputError
+from sweep.fit.report import listed
 
 log = logging.getLogger("sweep.fit")
 
@@ -170,7 +171,11 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         return "n/a" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]"
 
     rec = result.get("recommended") or {}
-    if rec.get("method"):
+    if rec.get("weights"):
+        print(f"recommended: a stacking of the methods (at the compute optimum {listed(rec['weights'])}"
+              + (f"; at any N and D {listed(rec['weights_per_run'])}" if rec.get("weights_per_run") else "")
+              + f"); best single method {rec['method']} ({rec['reason']}); every method below")
+    elif rec.get("method"):
         print(f"recommended: {rec['method']} ({rec['reason']}); every method below")
     for m in result["config"]["methods"]:  # said once, not once per budget
         if result.get(m, {}).get("status") != "ok":

@@ -165,30 +165,39 @@ def lack_of_fit_line(lof: dict | None) -> str:
 
 
 def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
-    """Which method the report leads with, why, and every method's backtest score beside it."""
+    """What the report's predictions lead with (the stacking when there is one, else one method), why, and every
+    method's backtest score beside it."""
     if not rec or not rec.get("method"):
         return []
-    lines = ["## Recommended prediction", "", f"**{rec['method']}**: {rec['reason']}. Every method stays below; "
-             "the log score is the mean log density of each held-out run's measured loss under the method's PI "
-             "(higher is better: small errors with honest intervals).", "",
-             "| method | log score | held-out budgets | mean abs error | furthest × fitted C: error |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["## Recommended prediction", ""]
+    if rec.get("weights"):
+        lines += ["**A stacking of the methods' predictive distributions** (Yao et al. 2018), with the weights that "
+                  "maximise the mixture's log score on the leave-future-out backtest's held-out runs:",
+                  f"- a run at the compute optimum (`sweep verify`): **{listed(rec['weights'])}** (scored on each "
+                  "held-out budget's best run);"]
+        if rec.get("weights_per_run"):
+            lines.append(f"- a run at any N and D (`sweep predict n_params=... n_tokens=...`): "
+                         f"**{listed(rec['weights_per_run'])}** (laws of N and D only, scored on every held-out run).")
+        lines += ["", f"Best single method: {rec['method']}, {rec['reason']}; it is used alone where fewer "
+                      "than two weighted methods give a prediction with an interval.", ""]
+    else:
+        lines += [f"**{rec['method']}**: {rec['reason']}."]
+    lines += ["Every method stays below; the log score is the mean log density of each held-out run's measured loss "
+              "under the method's PI (higher is better: small errors with honest intervals).", "",
+              "| method | log score | held-out budgets | mean abs error | furthest × fitted C: error |",
+              "| --- | --- | --- | --- | --- |"]
+    mark = " (best single)" if rec.get("weights") else " (recommended)"
     for m, sc in rec["scores"].items():
         ls = "n/a" if sc["log_score"] != sc["log_score"] else f"{sc['log_score']:.2f}"
         err = "n/a" if sc["mean_abs_error"] is None else f"{100 * sc['mean_abs_error']:.2f}%"
         far = "n/a" if not sc["furthest"] else f"{sc['furthest'][0]:.3g}x: {100 * sc['furthest'][1]:+.2f}%"
-        lines.append(f"| {m}{' (recommended)' if m == rec['method'] else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
-    def listed(weights: dict) -> str:
-        return ", ".join(f"{m} {w:.2f}" for m, w in sorted(weights.items(), key=lambda kv: -kv[1]))
-
-    if rec.get("weights"):
-        lines += ["", "A new run's recommended prediction stacks the ranked methods' predictive distributions, with "
-                      "the weights that maximise the mixture's log score on the held-out runs (Yao et al. 2018). "
-                      f"A run at the compute optimum (`sweep verify`): {listed(rec['weights'])} (scored on each "
-                      "held-out budget's best run)."
-                  + (f" A run at any N and D (`sweep predict n_params=... n_tokens=...`): "
-                     f"{listed(rec['weights_per_run'])} (laws of N and D only)." if rec.get("weights_per_run") else "")]
+        lines.append(f"| {m}{mark if m == rec['method'] else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
     return lines + [""]
+
+
+def listed(weights: dict) -> str:
+    """Stacking weights, largest first: 'kaplan 0.51, approach3 0.49'."""
+    return ", ".join(f"{m} {w:.2f}" for m, w in sorted(weights.items(), key=lambda kv: -kv[1]))
 
 
 def summary_line(v: dict) -> str:

@@ -95,3 +95,32 @@ def test_the_backtest_also_holds_out_the_largest_sizes_and_measures_reach_in_n(s
     assert max(r["reach"] for r in size_rows) > 1.5 > min(r["extrapolation"] for r in size_rows)
     # approaches 1 and 2 (L*(C) only) are not scored where the budgets' best runs were cut off
     assert all(r["axis"] == "compute" for r in result["backtest"]["methods"].get("approach2", {}).get("rows", []))
+
+
+def held_out(mean_error: float, runs: int = 8, groups: int = 10, noise: float = 0.01, law: float = 0.001) -> list:
+    """Backtest rows: `groups` held-out budgets of `runs` runs each, every budget missed by `mean_error` in log loss
+    on average (its runs scattered by +-noise around that), each row with its PI's terms."""
+    z = 1.959964
+    rows = []
+    for g in range(groups):
+        for i in range(runs):
+            e = mean_error + noise * (1 if i % 2 else -1)
+            sd = np.hypot(law, noise)
+            rows.append({"split": "s", "group": g, "extrapolation": 2.0, "reach": 2.0, "predicted": np.exp(e),
+                         "measured": 1.0, "interval": [np.exp(e - z * sd), np.exp(e + z * sd)],
+                         "pi_terms": {"law": law, "noise": noise, "lack_of_fit": 0.0}})
+    return rows
+
+
+def test_a_budget_missed_by_as_much_as_the_noise_is_a_misfit_not_noise():
+    """A held-out budget's mean error over its m runs carries noise / sqrt(m), not a single run's noise: 30 budgets
+    of 8 runs each missed by 1% with 1% run noise is a misfit (counted as noise, the term stayed near 0)."""
+    missed = lack_of_fit.estimate(held_out(0.01, groups=30), 0.95)
+    assert 0.009 < missed.sd(2.0) < 0.013
+    assert "best κ 0%" not in missed.source
+    on_target = lack_of_fit.estimate(held_out(0.0, groups=30), 0.95)
+    assert on_target.sd(2.0) < 0.002
+    # rows without their PI's terms fall back to the PI's sd: the same misfit then hides in the noise
+    bare = lack_of_fit.estimate([{k: v for k, v in r.items() if k != "pi_terms"} for r in held_out(0.01, groups=30)],
+                                0.95)
+    assert "best κ 0%" in bare.source and bare.sd(2.0) < 0.6 * missed.sd(2.0)

@@ -142,7 +142,8 @@ def _score(name, extrapolation: float, reach_: float, measured: float, pred: dic
     return {"run": str(name), "extrapolation": float(extrapolation), "reach": reach_, "measured": float(measured),
             "predicted": float(value) if ok else None, "interval": interval if ok else None,
             "rel_error": float(value / measured - 1) if ok else None,
-            "covered": bool(interval[0] <= measured <= interval[1]) if ok and interval else None}
+            "covered": bool(interval[0] <= measured <= interval[1]) if ok and interval else None,
+            "pi_terms": pred.get("pi_terms") if ok else None}
 
 
 def _summary(rows: list[dict]) -> dict:

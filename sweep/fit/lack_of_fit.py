@@ -6,7 +6,8 @@ within-data leave-future-out backtest shows how large those errors are for this 
 each held-out run was predicted `x` times past the compute its refit saw, with a PI of its own.
 
 Model: a held-out run's log error e = log(predicted / measured) is normal with variance s^2 + lof(x)^2, where s is
-the sd its own PI implies (law spread + noise of the refit) and lof(x) = kappa * (1 + ln x)^gamma is the lack of
+the sd its own PI implies (law spread + noise of the refit; for a budget's mean error, the law spread + noise / sqrt
+of its runs) and lof(x) = kappa * (1 + ln x)^gamma is the lack of
 fit: some misfit at the edge of the data (x = 1), growing with the log of the extrapolation, linearly (gamma = 1)
 or faster (a law whose curvature is wrong misses by ~ (ln x)^2). kappa >= 0 and gamma in [GAMMA_MIN, GAMMA_MAX]
 are estimated by maximum likelihood over the backtest's held-out budgets: the runs of one budget predicted by one
@@ -81,6 +82,19 @@ def pi_sd(row: dict, z: float) -> float:
     return (np.log(row["interval"][1]) - np.log(row["interval"][0])) / (2 * z) if row.get("interval") else 0.0
 
 
+def mean_error_sd(group: list[dict], z: float) -> float:
+    """The sd of a held-out group's mean log error if the law were right: its refit's law spread, shared by the
+    group's runs, plus run-to-run noise averaged over its m runs (noise^2 / m). Comparing the mean error with a
+    single run's PI sd instead would credit the noise m times over and hide a misfit as large as the noise.
+    Rows without their PI's terms fall back to that PI's sd."""
+    terms = [r.get("pi_terms") for r in group]
+    if not all(terms):
+        return float(np.mean([pi_sd(r, z) for r in group]))
+    law = np.mean([t["law"] for t in terms])
+    noise2 = np.mean([t["noise"] ** 2 for t in terms])
+    return float(np.sqrt(law ** 2 + noise2 / len(group)))
+
+
 def estimate(rows: list[dict], level: float) -> LackOfFit:
     """kappa from backtest rows ({extrapolation, predicted, measured, interval}); leave-future-out rows only."""
     groups = held_out_groups(rows)
@@ -90,7 +104,7 @@ def estimate(rows: list[dict], level: float) -> LackOfFit:
                                                f"lack-of-fit term")
     z = norm.ppf(0.5 + level / 2)
     e = np.array([np.mean([np.log(r["predicted"] / r["measured"]) for r in g]) for g in groups.values()])
-    s = np.array([np.mean([pi_sd(r, z) for r in g]) for g in groups.values()])
+    s = np.array([mean_error_sd(g, z) for g in groups.values()])
     x = np.array([np.exp(np.mean([np.log(r.get("reach", r["extrapolation"])) for r in g])) for g in groups.values()])
 
     def nll(kappa: float, gamma: float) -> float:

@@ -35,7 +35,7 @@ from sweep.fit import allocation
 from sweep.fit.holdout import predict_run
 from sweep.fit.simulate import DataTermLaw, Law, isoflop_sweep, new_run_loss
 
-METHODS = ["approach1", "approach2", "approach3", "kaplan"]
+METHODS = ["approach1", "approach2", "approach3", "kaplan", "shared_exponent"]
 MULTIPLES = (10, 100)
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "data" / "published"
-METHODS = ["approach1", "approach2", "approach3", "kaplan"]
+METHODS = ["approach1", "approach2", "approach3", "kaplan", "shared_exponent"]
 LEAD = "recommended"
 
 

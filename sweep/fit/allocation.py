@@ -84,8 +84,10 @@ def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float,
             ts = ds / ns
     else:
         ns = ds = ls = ts = None
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # an optimum at 0 or inf reads n/a below
+        tokens = d / n
     row = {"flops": float(flops), "n_star": _with_interval(n, ns, level), "d_star": _with_interval(d, ds, level),
-           "tokens_per_param": _with_interval(d / n, ts, level), "loss": _with_interval(loss, ls, level)}
+           "tokens_per_param": _with_interval(tokens, ts, level), "loss": _with_interval(loss, ls, level)}
     if extrapolation is not None:
         row["extrapolation"] = float(extrapolation)
     _with_prediction(row["loss"], loss, ls if run_samples is None else run_samples, level, noise,

@@ -8,7 +8,7 @@ registry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 
@@ -35,6 +35,9 @@ class Method:
     """report(its section, the whole fit) -> extra markdown lines for its report section."""
     noise_priority: Optional[int] = None
     """Where its residual scale ranks as the sweep's run-to-run noise (lower first; None: it has none)."""
+    fixed: dict = field(default_factory=dict)
+    """{parameter or exponent: why} for what the law's form fixes rather than the runs (no interval is reported:
+    a zero-width one would read as precision)."""
 
 
 def fmt(x, digits: int = 4) -> str:

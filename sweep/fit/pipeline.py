@@ -25,7 +25,7 @@ def run_method(name: str, data: FitData, cfg: FitConfig) -> dict:
     a, b = allocation.exponents(name, out["params"])
     out["exponents"] = {"a": float(a), "b": float(b)}
     samples = allocation.sample_params(out)
-    if samples is not None:
+    if samples is not None and "a" not in registry.get(name).fixed:
         with np.errstate(all="ignore"):
             sa, sb = allocation.exponents(name, samples)
         out["exponent_intervals"] = {"a": percentile_interval(sa, cfg.interval), "b": percentile_interval(sb, cfg.interval)}

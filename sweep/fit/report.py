@@ -47,14 +47,19 @@ def render(result: dict, plots: list[str] | None = None) -> str:
             lines += [f"Skipped: {r.get('reason')}", ""]
             continue
         lines += ["| parameter | value | interval | bootstrap SE | determined? |", "| --- | --- | --- | --- | --- |"]
+        fixed = registry.get(m).fixed
         for k, v in r["params"].items():
             iv = r["intervals"].get(k)
+            if k in fixed:
+                lines.append(f"| {k} | {fmt(v, 6)} | - | - | {fixed[k]} |")
+                continue
             lines.append(f"| {k} | {fmt(v, 6)} | {_iv(iv)} | {fmt(r['se'].get(k))} | {undetermined(m, k, v, iv)} |")
         ei = r.get("exponent_intervals", {})
         es = r.get("exponent_se", {})
         for k, label in (("a", "a (N* ∝ C^a)"), ("b", "b (D* ∝ C^b)")):
             v = r["exponents"][k]
-            lines.append(f"| {label} | {fmt(v)} | {_iv(ei.get(k))} | {fmt(es.get(k))} | "
+            lines.append(f"| {label} | {fmt(v)} | - | - | {fixed[k]} |" if k in fixed else
+                         f"| {label} | {fmt(v)} | {_iv(ei.get(k))} | {fmt(es.get(k))} | "
                          f"{undetermined(m, k, v, ei.get(k))} |")
         lines.append("")
         if not r.get("n_resamples") and r.get("bootstrap"):

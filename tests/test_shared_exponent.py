@@ -67,3 +67,10 @@ def test_it_refuses_too_few_runs_with_the_reason():
     rows = runs_from(LAW)[:4]
     with pytest.raises(MethodSkipped, match="4 parameters but only 4 runs"):
         run(prepare(rows, FitConfig(), []), FitConfig())
+
+
+def test_sweep_compare_leaves_its_fixed_exponents_out(one_exponent_fit):
+    from sweep.fit.compare import compare_fits
+
+    rows = compare_fits(one_exponent_fit, one_exponent_fit)["exponents"]
+    assert [r["method"] for r in rows] == ["approach3"]  # 0.5 against 0.5 would read as two sweeps agreeing

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.fit import allocation
+from sweep.fit import allocation, registry
 from sweep.fit.bootstrap import percentile_interval
 
 SEARCH_DECADES = 8.0
@@ -43,6 +43,8 @@ def compare_fits(fit_a: dict, fit_b: dict, method: str = "approach3", level: flo
     rows = []
     for m in fit_a["config"]["methods"]:
         ra, rb = fit_a.get(m, {}), fit_b.get(m, {})
+        if "a" in registry.get(m).fixed:  # the law's form sets its exponents: the same in every fit, not measured
+            continue
         if ra.get("status") == "ok" and rb.get("status") == "ok":
             rows.append({"method": m, **{f"{k}_{side}": r["exponents"][k] for k in ("a", "b") for side, r in
                                           (("A", ra), ("B", rb))},

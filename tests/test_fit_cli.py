@@ -100,3 +100,14 @@ def test_a_skipped_method_is_explained_once_and_expected_nans_stay_quiet(tmp_pat
     reason = "minimum at the edge of the sampled sizes"
     assert report.count("approach 2 needs 2") == 1 and reason in report
     assert capsys.readouterr().out.count("approach 2 needs 2") == 1
+
+
+def test_a_fit_of_frontier_methods_only_fits_and_says_why_it_predicts_no_run(tmp_path, capsys, isoflop_runs):
+    table = tmp_path / "runs.csv"
+    pd.DataFrame(isoflop_runs()).to_csv(table, index=False)
+    out = tmp_path / "fit"
+    assert fit_command([f"input={table}", f"output={out}", "fit.n_bootstrap=10", "fit.compare_conventions=false",
+                        "wandb.mode=disabled", "fit.methods=[approach2]"]) == 0  # the backtest ran: no crash
+    capsys.readouterr()
+    assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
+    assert "no fitted method has a law of N and D" in capsys.readouterr().out

@@ -102,3 +102,14 @@ def test_the_report_leads_with_the_weights_the_predictions_use_not_the_best_sing
     for m, w in rec["weights"].items():
         assert f"{m} {w:.2f}" in lead
     assert f"| {rec['method']} (best single) |" in text and "(recommended)" not in text
+
+
+def test_a_fit_of_frontier_methods_only_recommends_without_per_run_weights(isoflop_runs, small_grid):
+    """approach2 alone (no law of N and D): the per-run stacking has no method; it is empty, not a crash."""
+    from sweep.fit import FitConfig, fit
+
+    out = fit(isoflop_runs(), FitConfig(methods=["approach2"], n_bootstrap=20, compare_conventions=False, budgets=[],
+                                        **small_grid))
+    rec = out["recommended"]
+    assert rec["method"] == "approach2" and rec["weights_per_run"] == {}
+    assert rec["weights"] == {"approach2": 1.0}

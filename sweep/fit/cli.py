@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.fit import allocation, slices
+from sweep.fit import allocation, registry, slices
 from sweep.fit.holdout import predict_run
 from sweep.fit.config import FitConfig, FitInputError
 from sweep.fit.report import listed
@@ -205,6 +205,10 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         if lead.get("predicted"):
             print(f"  recommended ({p['recommended']}{': ' + lead['basis'] if p['recommended'] == 'stacked' else ''}): "
                   f"loss = {lead['predicted']:.4g}  PI {fmt_pi({'prediction_interval': lead['interval']})}")
+        if not any(v.get("predicted") and v["basis"].startswith("L(N, D)") for v in p["methods"].values()):
+            print("  no fitted method has a law of N and D (approaches 1 and 2 only know the compute-optimal frontier "
+                  "L*(C), not the loss of a run off it): fit one that has, e.g. fit.methods="
+                  f"[{','.join(m for m, meth in registry.METHODS.items() if meth.loss_at is not None)}]")
         for m, v in p["methods"].items():
             if m != "stacked" and v.get("predicted") and v["basis"].startswith("L(N, D)"):
                 ci = v.get("law_interval")

@@ -119,8 +119,10 @@ def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
 def stacking_weights(densities: dict) -> dict:
     """Stacking of predictive distributions (Yao et al. 2018): the simplex weights that maximise
     sum_groups mean_runs log sum_m w_m p_m(run) over the runs every method scored. {} with fewer than MIN_GROUPS
-    groups in common; one method gets weight 1."""
+    groups in common or no method; one method gets weight 1."""
     methods = list(densities)
+    if not methods:  # e.g. only frontier methods were fitted: none predicts a run at a given N and D
+        return {}
     if len(methods) == 1:
         return {methods[0]: 1.0}
     common = sorted(set.intersection(*(set(d) for d in densities.values())), key=str)

@@ -61,6 +61,7 @@ def test_the_report_says_its_allocation_is_fixed_by_the_form_not_measured(one_ex
     text = render(one_exponent_fit)
     assert "| a (N* ∝ C^a) | 0.5 | - | - | fixed by the form (α = β) |" in text
     assert "| beta |" in text and "= α (one exponent)" in text
+    assert "| shared_exponent | 0.5 | fixed by the form (α = β) | 0.5 | fixed by the form (α = β) |" in text
 
 
 def test_it_refuses_too_few_runs_with_the_reason():

@@ -107,7 +107,9 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
     lines: list[str] = []
     lines += ["## Side by side", "", "| method | a | interval | b | interval |", "| --- | --- | --- | --- | --- |"]
     for row in result["comparison"]["rows"]:
-        lines.append(f"| {row['method']} | {fmt(row['a'])} | {_iv(row['a_interval'])} | {fmt(row['b'])} | {_iv(row['b_interval'])} |")
+        fixed = registry.get(row["method"]).fixed
+        a_iv, b_iv = (fixed[k] if k in fixed else _iv(row[f"{k}_interval"]) for k in ("a", "b"))
+        lines.append(f"| {row['method']} | {fmt(row['a'])} | {a_iv} | {fmt(row['b'])} | {b_iv} |")
     lines.append("")
     for flag in result["comparison"]["disagreements"] or ["No disagreement beyond the intervals."]:
         lines.append(f"- {flag}")

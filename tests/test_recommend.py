@@ -44,6 +44,10 @@ def test_too_few_held_out_budgets_fall_back_to_the_default_and_say_so():
     assert rec["method"] == DEFAULT and not rec["ranked"] and "cannot be ranked" in rec["reason"]
     skipped = recommend(fit_with({"approach3": []}, status="skipped"), ["approach3"], 0.95)
     assert skipped["method"] == DEFAULT and "backtest was skipped" in skipped["reason"]
+    # without approach 3 (2 sizes), the same family with one exponent comes before a law of another family
+    two = recommend(fit_with({"kaplan": [], "shared_exponent": []}, status="skipped"), ["kaplan", "shared_exponent"],
+                    0.95)
+    assert two["method"] == "shared_exponent" and "default (shared_exponent)" in two["reason"]
 
 
 def test_stacking_mixes_the_predictive_distributions():

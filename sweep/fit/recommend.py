@@ -17,8 +17,8 @@ Two sets of weights, for two targets:
   best run (what approaches 1 and 2's L*(C) predicts).
 Every method stays in the report beside it.
 
-With fewer than MIN_GROUPS scored budgets for every method, nothing can be ranked: the default (approach 3)
-is recommended and the report says why.
+With fewer than MIN_GROUPS scored budgets for every method, nothing can be ranked: the default (approach 3, else
+the one-exponent law) is recommended and the report says why.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from sweep.fit.lack_of_fit import held_out_groups, pi_sd
 
 DEFAULT = "approach3"
 """Recommended when the backtest cannot rank the methods: the law with a full L(N, D) and a floor."""
+FALLBACKS = (DEFAULT, "shared_exponent")
+"""In this order when the default was not fitted (approach 3 needs 3 sizes and 3 token counts): the same family
+with one exponent, 4 parameters, before a law of another family."""
 MIN_GROUPS = 3
 """Held-out budgets (over the leave-future-out splits) a method needs to be scored."""
 MIN_SD = 1e-3
@@ -78,7 +81,7 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     if not ranked:
         why = (f"the backtest was skipped ({bt.get('reason')})" if bt.get("status") != "ok"
                else f"no method has {MIN_GROUPS} held-out budgets in the leave-future-out backtest")
-        fallback = DEFAULT if DEFAULT in scores else next(iter(scores), None)
+        fallback = next((m for m in FALLBACKS if m in scores), next(iter(scores), None))
         return {"method": fallback, "reason": f"{why}: the methods cannot be ranked, so the default ({fallback}) is "
                                               f"recommended", "scores": scores, "ranked": False}
     rows_of = {m: bt["methods"][m]["rows"] for m in ranked}

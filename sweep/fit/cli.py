@@ -171,7 +171,7 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         return "n/a" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]"
 
     rec = result.get("recommended") or {}
-    if rec.get("weights"):
+    if len(rec.get("weights") or {}) > 1:  # one method at weight 1 is that method, not a stacking
         print(f"recommended: a stacking of the methods (at the compute optimum {listed(rec['weights'])}"
               + (f"; at any N and D {listed(rec['weights_per_run'])}" if rec.get("weights_per_run") else "")
               + f"); best single method {rec['method']} ({rec['reason']}); every method below")

@@ -177,7 +177,8 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
     if not rec or not rec.get("method"):
         return []
     lines = ["## Recommended prediction", ""]
-    if rec.get("weights"):
+    stacked = len(rec.get("weights") or {}) > 1  # one method at weight 1 is that method, not a stacking
+    if stacked:
         lines += ["**A stacking of the methods' predictive distributions** (Yao et al. 2018), with the weights that "
                   "maximise the mixture's log score on the leave-future-out backtest's held-out runs:",
                   f"- a run at the compute optimum (`sweep verify`): **{listed(rec['weights'])}** (scored on each "
@@ -193,7 +194,7 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
               "under the method's PI (higher is better: small errors with honest intervals).", "",
               "| method | log score | held-out budgets | mean abs error | furthest × fitted C: error |",
               "| --- | --- | --- | --- | --- |"]
-    mark = " (best single)" if rec.get("weights") else " (recommended)"
+    mark = " (best single)" if stacked else " (recommended)"
     for m, sc in rec["scores"].items():
         ls = "n/a" if sc["log_score"] != sc["log_score"] else f"{sc['log_score']:.2f}"
         err = "n/a" if sc["mean_abs_error"] is None else f"{100 * sc['mean_abs_error']:.2f}%"

@@ -77,12 +77,17 @@ def _applies(data) -> None:
     if n_sizes < 3 or n_tokens < 3:
         raise MethodSkipped(f"approach 3 needs at least 3 distinct N and 3 distinct D (got {n_sizes} and {n_tokens}): "
                             "with fewer, alpha and beta are not identified; add sizes or token counts")
+    thin = collinear(data)
+    if thin:
+        raise MethodSkipped(f"approach 3's (log N, log D) design is nearly collinear ({thin}), as in a single IsoFLOP "
+                            "budget: N and D effects cannot be separated; add budgets (or token counts per size)")
+
+
+def collinear(data) -> str | None:
+    """'singular values x, y' when the centred (log N, log D) cloud is thinner than COLLINEAR, else None."""
     design = np.column_stack([np.log(data.n), np.log(data.d)])
     sv = np.linalg.svd(design - design.mean(0), compute_uv=False)
-    if sv[1] < COLLINEAR * sv[0]:
-        raise MethodSkipped(f"approach 3's (log N, log D) design is nearly collinear (singular values {sv[0]:.3g}, "
-                            f"{sv[1]:.3g}), as in a single IsoFLOP budget: N and D effects cannot be separated; add "
-                            "budgets (or token counts per size)")
+    return f"singular values {sv[0]:.3g}, {sv[1]:.3g}" if sv[1] < COLLINEAR * sv[0] else None
 
 
 def exponents(params: dict):

@@ -72,10 +72,11 @@ def objective(theta, log_n, log_d, log_l, delta, weights=None):
     return (h if weights is None else h * weights).sum(axis=1)
 
 
-def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, **options):
-    """`solver.batched_lm` on approach 3's residuals: every row of theta0 (S, 5) minimised at once."""
-    return solver.batched_lm(theta0, lambda th, jac, rows: _residuals(th, log_n, log_d, log_l, jac), delta,
-                             weights=weights, lower=LOWER, **options)
+def batched_lm(theta0, log_n, log_d, log_l, delta, weights=None, residuals=_residuals, lower=LOWER, **options):
+    """`solver.batched_lm` on approach 3's residuals (or another form's `residuals`, with its `lower` bounds):
+    every row of theta0 (S, k) minimised at once."""
+    return solver.batched_lm(theta0, lambda th, jac, rows: residuals(th, log_n, log_d, log_l, jac), delta,
+                             weights=weights, lower=lower, **options)
 
 
 def polish(theta0, log_n, log_d, log_l, delta, weights=None):
@@ -171,30 +172,34 @@ def fit_grid(log_n, log_d, log_l, delta, grid, n_polish=3, weights=None) -> Appr
     return Approach3Fit(theta=np.asarray(best_theta, float), objective=float(best_f), n_starts=len(grid), optima=optima)
 
 
-def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250):
+def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250, residuals=_residuals, lower=LOWER,
+              **options):
     """Refit on n_boot resamples of the points (counts drawn with replacement), warm-started from `starts` (K, 5).
 
     Returns the best (a, b, e, alpha, beta) per resample, (n_boot, 5); the same seed gives the same draws.
+    Another form of the law passes its `residuals` and `lower` bounds (rows of its own width).
     """
     rng = np.random.default_rng(seed)
     n_points = log_n.size
     starts = np.atleast_2d(starts)
-    k = starts.shape[0]
-    out = np.empty((n_boot, 5))
+    k, width = starts.shape
+    out = np.empty((n_boot, width))
     for lo in range(0, n_boot, chunk):
         hi = min(n_boot, lo + chunk)
         counts = np.stack([np.bincount(rng.integers(0, n_points, n_points), minlength=n_points)
                            for _ in range(hi - lo)]).astype(float)
         w = np.repeat(counts, k, axis=0)
         th0 = np.tile(starts, (hi - lo, 1))
-        th, f, _ = batched_lm(th0, log_n, log_d, log_l, delta, weights=w, groups=np.repeat(np.arange(hi - lo), k))
+        th, f, _ = batched_lm(th0, log_n, log_d, log_l, delta, weights=w, groups=np.repeat(np.arange(hi - lo), k),
+                              residuals=residuals, lower=lower, **options)
         f = f.reshape(hi - lo, k)
         best = np.argmin(f, axis=1)
-        out[lo:hi] = th.reshape(hi - lo, k, 5)[np.arange(hi - lo), best]
+        out[lo:hi] = th.reshape(hi - lo, k, width)[np.arange(hi - lo), best]
     return out
 
 
-def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed, chunk=250):
+def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed, chunk=250, residuals=_residuals,
+                         lower=LOWER, **options):
     """Refit on n_boot sweeps simulated from the fitted law: log L = LSE(theta) + sigma z at the same (N, D).
 
     The spread of these refits is the law's uncertainty if the law's form is right and runs differ by
@@ -202,17 +207,17 @@ def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed
     Returns (n_boot, 5) rows of (a, b, e, alpha, beta).
     """
     rng = np.random.default_rng(seed)
-    fitted = _residuals(np.atleast_2d(theta), log_n, log_d, np.zeros_like(log_n), with_jacobian=False)[0][0]
+    fitted = residuals(np.atleast_2d(theta), log_n, log_d, np.zeros_like(log_n), False)[0][0]
     starts = np.atleast_2d(starts)
-    k = starts.shape[0]
-    out = np.empty((n_boot, 5))
+    k, width = starts.shape
+    out = np.empty((n_boot, width))
     for lo in range(0, n_boot, chunk):
         hi = min(n_boot, lo + chunk)
         sims = fitted + sigma * rng.standard_normal((hi - lo, log_n.size))
         per_row = np.repeat(sims, k, axis=0)
         th, f, _ = solver.batched_lm(np.tile(starts, (hi - lo, 1)),
-                                     lambda th, jac, rows: _residuals(th, log_n, log_d, per_row[rows], jac), delta,
-                                     groups=np.repeat(np.arange(hi - lo), k), lower=LOWER)
+                                     lambda th, jac, rows: residuals(th, log_n, log_d, per_row[rows], jac), delta,
+                                     groups=np.repeat(np.arange(hi - lo), k), lower=lower, **options)
         out[lo:hi], _ = solver.best_per_group(th, f, hi - lo)
     return out
 

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from sweep.fit import approach3, lse, solver
+from sweep.fit import approach3, lse
 from sweep.fit.bootstrap import summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
@@ -42,9 +42,8 @@ def _grid(cfg: FitConfig) -> np.ndarray:
     return np.array([(a, b, e, al) for al, e, a, b in itertools.product(alphas, es, as_, bs)], float)
 
 
-def _solve(theta0, log_n, log_d, log_l, delta, weights=None, groups=None):
-    return solver.batched_lm(theta0, lambda th, jac, rows: _residuals(th, log_n, log_d, log_l, jac), delta,
-                             weights=weights, groups=groups, lower=LOWER, stall_tol=1e-12)
+FORM = dict(residuals=_residuals, lower=LOWER, stall_tol=1e-12)
+"""What lse's solver and bootstraps need to fit this form instead of approach 3's."""
 
 
 def _natural(theta: np.ndarray) -> np.ndarray:
@@ -58,18 +57,17 @@ def _applies(data) -> None:
         raise MethodSkipped(f"the one-exponent law has 4 parameters but only {data.loss.size} runs: add runs")
     if np.unique(data.n).size < 2 or np.unique(data.d).size < 2:
         raise MethodSkipped("the one-exponent law needs runs at several sizes and several token counts")
-    design = np.column_stack([np.log(data.n), np.log(data.d)])
-    sv = np.linalg.svd(design - design.mean(0), compute_uv=False)
-    if sv[1] < approach3.COLLINEAR * sv[0]:
-        raise MethodSkipped(f"the (log N, log D) design is nearly collinear (singular values {sv[0]:.3g}, "
-                            f"{sv[1]:.3g}), as in a single IsoFLOP budget: N and D effects cannot be separated")
+    thin = approach3.collinear(data)
+    if thin:
+        raise MethodSkipped(f"the (log N, log D) design is nearly collinear ({thin}), as in a single IsoFLOP budget: "
+                            "N and D effects cannot be separated")
 
 
 def run(data, cfg: FitConfig) -> dict:
     """The one-exponent law's section of fit.json."""
     _applies(data)
     log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
-    theta, f, _ = _solve(_grid(cfg), log_n, log_d, log_l, cfg.huber_delta)
+    theta, f, _ = lse.batched_lm(_grid(cfg), log_n, log_d, log_l, cfg.huber_delta, **FORM)
     if not np.isfinite(f).any():
         raise MethodSkipped("the one-exponent law's fit failed from every start")
     best = theta[np.nanargmin(f)]
@@ -79,24 +77,12 @@ def run(data, cfg: FitConfig) -> dict:
     nz = from_replicates(data) or from_residuals(residuals, 4, "one-exponent law")
     samples = pis = None
     if cfg.n_bootstrap > 0 and cfg.law_intervals:
-        rng = np.random.default_rng(cfg.seed)
-        counts = np.stack([np.bincount(rng.integers(0, log_n.size, log_n.size), minlength=log_n.size)
-                           for _ in range(cfg.n_bootstrap)]).astype(float)
-        th, fb, _ = _solve(np.tile(best, (cfg.n_bootstrap, 1)), log_n, log_d, log_l, cfg.huber_delta, weights=counts,
-                           groups=np.arange(cfg.n_bootstrap))
-        th[~np.isfinite(fb)] = np.nan
-        samples = _natural(th)
+        samples = _natural(lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, best, cfg.n_bootstrap, cfg.seed, **FORM))
     if cfg.n_bootstrap > 0 and nz.ok:
         # refits on sweeps simulated from the fitted law: the law's spread if its form is right (approach 3 does
         # the same; resampling runs overstates it)
-        k = min(cfg.n_bootstrap, approach3.PI_REFITS)
-        fitted = -residuals + log_l
-        sims = fitted + nz.sigma * np.random.default_rng(cfg.seed + 1).standard_normal((k, log_n.size))
-        th, fb, _ = solver.batched_lm(np.tile(best, (k, 1)),
-                                      lambda t, jac, rows: _residuals(t, log_n, log_d, sims[rows], jac),
-                                      cfg.huber_delta, groups=np.arange(k), lower=LOWER, stall_tol=1e-12)
-        th[~np.isfinite(fb)] = np.nan
-        pis = _natural(th)
+        pis = _natural(lse.parametric_bootstrap(log_n, log_d, best, nz.sigma, cfg.huber_delta, best,
+                                                min(cfg.n_bootstrap, approach3.PI_REFITS), cfg.seed + 1, **FORM))
     out = summarize(point, samples, names, cfg.interval)
     out["bootstrap"] = "runs resampled with replacement"
     if pis is not None:

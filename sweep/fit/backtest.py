@@ -23,6 +23,7 @@ from sweep.fit import allocation
 from sweep.fit.config import FitConfig
 from sweep.fit.inputs import FitData
 from sweep.fit.noise import Noise
+from sweep.fit.valley import valley_runs
 
 SUB_BOOTSTRAP = 100
 """Resamples of each backtest refit (fewer than the main fit's: there is one refit per split)."""
@@ -75,8 +76,11 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
                                   backtest=False, law_intervals=False, **SUB_GRID)
     rows: dict = {m: [] for m in cfg.methods}
     skipped: dict = {}
+    scored = scored_runs(data, cfg)
     for sp in splits(data):
-        train, test = sp["train"], sp["test"]
+        train, test = sp["train"], sp["test"][scored[sp["test"]]]
+        if not test.size:
+            continue
         try:
             fits = fit_methods(data.subset(train), sub_cfg, [])
         except Exception as exc:  # a failed refit must not sink the fit itself
@@ -102,6 +106,26 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
                                          for kind in ("future", "leave-one-out")},
                              "skipped_splits": skipped.get(m, [])}
     return out
+
+
+def scored_runs(data: FitData, cfg: FitConfig) -> np.ndarray:
+    """Mask of the runs the backtest scores: each IsoFLOP budget's valley (its best size and parabola_window sizes
+    each side), and every run of a budget too small to have one. The laws are models of the loss near the
+    compute-optimal frontier, and the runs a user acts on are there; a grid's far ends (models starved of tokens,
+    D < N) follow other limits and would rank the laws by how they fit those."""
+    mask = np.ones(data.loss.size, dtype=bool)
+    if not VALLEY_ONLY:
+        return mask
+    has_valley = np.zeros(data.loss.size, dtype=bool)
+    for bid in np.unique(data.budget):
+        m = data.budget == bid
+        has_valley[m] = np.unique(data.n[m]).size >= cfg.min_sizes_per_budget
+    mask[has_valley] = False
+    mask[valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)] = True
+    return mask
+
+
+VALLEY_ONLY = True
 
 
 def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: FitData, cfg: FitConfig,

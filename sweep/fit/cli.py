@@ -179,7 +179,7 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         print(f"recommended: {rec['method']} ({rec['reason']}); every method below")
     for m in result["config"]["methods"]:  # said once, not once per budget
         if result.get(m, {}).get("status") != "ok":
-            print(f"  {m:15s} skipped: {result.get(m, {}).get('reason')}")
+            print(f"  {m:16s} skipped: {result.get(m, {}).get('reason')}")
     if not any(result.get(m, {}).get("status") == "ok" for m in result["config"]["methods"]):
         for name, law in (result.get("single_variable") or {}).items():
             if law["status"] == "ok":
@@ -193,7 +193,7 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
             if r.get("status") != "ok":
                 continue
             row = allocation.allocation_row(m, r, float(c), k, level, noise, extrapolation=c / c_max)
-            print(f"  {m:15s} N* = {fmt(row['n_star'])}  D* = {fmt(row['d_star'])}  "
+            print(f"  {m:16s} N* = {fmt(row['n_star'])}  D* = {fmt(row['d_star'])}  "
                   f"tokens/param = {fmt(row['tokens_per_param'])}  L* = {fmt(row['loss'])}  "
                   f"new run PI {fmt_pi(row['loss'])}")
     if n_params and n_tokens:
@@ -212,7 +212,7 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
         for m, v in p["methods"].items():
             if m != "stacked" and v.get("predicted") and v["basis"].startswith("L(N, D)"):
                 ci = v.get("law_interval")
-                print(f"  {m:15s} loss = {v['predicted']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
+                print(f"  {m:16s} loss = {v['predicted']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
                       + f" (CI)  new run PI {fmt_pi({'prediction_interval': v['interval']})}")
 
 

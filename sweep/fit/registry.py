@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.fit import approach1, approach2, approach3, kaplan, shared_exponent
+from sweep.fit import approach1, approach2, approach3, kaplan, shared_exponent, valley
 from sweep.fit.config import FitInputError
 from sweep.fit.method import Method
 
@@ -12,6 +12,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     approach3.METHOD,
     kaplan.METHOD,
     shared_exponent.METHOD,
+    valley.METHOD,
 )}
 
 

@@ -29,7 +29,7 @@ def test_fit_predict_report_round_trip(tmp_path, capsys, isoflop_runs, small_gri
     # a run at N and D: the laws of N and D, with its reach past the fitted data
     assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
     point = capsys.readouterr().out
-    assert "past the fitted data in N, D or C" in point and "  approach3       loss = " in point
+    assert "past the fitted data in N, D or C" in point and "  approach3        loss = " in point
     assert not [line for line in point.splitlines() if line.split()[:1] == ["approach2"]]  # L*(C) is not the loss of a run at any N and D
     (out / "report.md").unlink()
     assert report_command([f"input={out}"]) == 0

@@ -64,6 +64,10 @@ def test_the_valley_fit_recovers_the_law_that_starved_runs_hide_from_approach_3(
     assert abs(err_3) > 2 * abs(err_v), (err_3, err_v)  # the test has teeth: every run misleads approach 3 here
     assert v["exponents"]["a"] == pytest.approx(LAW.a, abs=0.05)
     assert len(v["residuals"]) == 55  # one per run of the sweep, for the plots
+    # the sweep's noise scale comes from the runs the law fits: the 0.5% noise, not the starved runs' misfit
+    assert starved_fit["noise"]["source"] == "approach 3 on the valley runs' residuals"
+    assert starved_fit["noise"]["sigma"] == pytest.approx(0.005, rel=0.4)
+    assert a3["noise"]["sigma"] > 2 * starved_fit["noise"]["sigma"]
 
 
 def test_the_backtest_ranks_the_laws_on_the_valleys_of_the_held_out_budgets(starved_fit):
@@ -73,6 +77,8 @@ def test_the_backtest_ranks_the_laws_on_the_valleys_of_the_held_out_budgets(star
     names = {r["run"] for r in bt}
     starved = {r["run_id"] for r in starved_sweep() if r["n_tokens"] / r["n_params"] < STARVED}
     assert not names & starved
+    assert starved_fit["backtest"]["scored_runs"] == 25
+    assert "Scored: the 25 of 55 runs in their budget's valley" in render(starved_fit)
     rec = starved_fit["recommended"]
     assert rec["weights_per_run"].get("approach3_valley", 0) > 0.5, rec
 

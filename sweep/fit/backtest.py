@@ -96,7 +96,8 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
                 continue
             rows[m] += [{**r, "split": sp["label"], "kind": sp["kind"], "axis": sp["axis"]}
                         for r in _predict(m, res, data, test, fitted, sub_cfg, noise, sp["axis"])]
-    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data)), "methods": {}}
+    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data)), "methods": {},
+           "scored_runs": int(scored.sum()), "n_runs": int(data.loss.size), "window": cfg.parabola_window}
     for m in cfg.methods:
         if not rows[m]:
             out["methods"][m] = {"status": "skipped", "reason": "; ".join(skipped.get(m, ["no split could be fitted"])[:3])}
@@ -114,8 +115,6 @@ def scored_runs(data: FitData, cfg: FitConfig) -> np.ndarray:
     compute-optimal frontier, and the runs a user acts on are there; a grid's far ends (models starved of tokens,
     D < N) follow other limits and would rank the laws by how they fit those."""
     mask = np.ones(data.loss.size, dtype=bool)
-    if not VALLEY_ONLY:
-        return mask
     has_valley = np.zeros(data.loss.size, dtype=bool)
     for bid in np.unique(data.budget):
         m = data.budget == bid
@@ -124,8 +123,6 @@ def scored_runs(data: FitData, cfg: FitConfig) -> np.ndarray:
     mask[valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)] = True
     return mask
 
-
-VALLEY_ONLY = True
 
 
 def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: FitData, cfg: FitConfig,

@@ -266,6 +266,14 @@ def _noise_line(nz: dict | None) -> str:
     return f"No prediction intervals: {nz['source']}."
 
 
+def _scored_note(bt: dict) -> str:
+    if bt.get("scored_runs", bt.get("n_runs")) == bt.get("n_runs"):
+        return ""
+    return (f" Scored: the {bt['scored_runs']} of {bt['n_runs']} runs in their budget's valley (its best size and "
+            f"{bt['window']} sizes each side, fit.parabola_window), where the laws are meant to hold and a next run "
+            "would be; the grid's far ends are predicted but not scored.")
+
+
 def _backtest_lines(bt: dict | None, skipped_in_fit: frozenset = frozenset()) -> list[str]:
     if not bt:
         return []
@@ -276,7 +284,7 @@ def _backtest_lines(bt: dict | None, skipped_in_fit: frozenset = frozenset()) ->
               "Leave-future-out fits the budgets below a threshold and predicts every budget from it up (with 6 or "
               "more sizes also the sizes below a cut, predicting the larger ones); "
               "leave-one-out fits all budgets but one. × fitted C: the held-out compute over the largest fitted one. "
-              "n/a predictions are counted apart, never as covered.", "",
+              "n/a predictions are counted apart, never as covered." + _scored_note(bt), "",
               "| method | splits | runs scored (n/a) | mean abs rel. error | max abs rel. error | PI coverage | "
               "furthest × fitted C: error |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, r in bt["methods"].items():

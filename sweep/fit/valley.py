@@ -53,6 +53,8 @@ def run(data, cfg: FitConfig) -> dict:
         out = approach3.run(data.subset(idx), cfg)
     except MethodSkipped as e:
         raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
+    if out["noise"]["source"].startswith("approach 3"):
+        out["noise"]["source"] = out["noise"]["source"].replace("approach 3", "approach 3 on the valley runs'", 1)
     # every run's residual, so that plots line them up with the sweep; off-valley ones show what the fit left out
     out["residuals"] = (np.log(data.loss) - np.log(approach3.loss_at(out["params"], data.n, data.d))).tolist()
     out["valley"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": budgets,

@@ -185,7 +185,8 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
                   "held-out budget's best run);"]
         if rec.get("weights_per_run"):
             lines.append(f"- a run at any N and D (`sweep predict n_params=... n_tokens=...`): "
-                         f"**{listed(rec['weights_per_run'])}** (laws of N and D only, scored on every held-out run).")
+                         f"**{listed(rec['weights_per_run'])}** (laws of N and D only, scored on every held-out run "
+                         "the backtest scores).")
         lines += ["", f"Best single method: {rec['method']}, {rec['reason']}; it is used alone where fewer "
                       "than two weighted methods give a prediction with an interval.", ""]
     else:

@@ -224,7 +224,9 @@ def _residuals(x: _Fit) -> None:
                         label=f"C = {np.median(c[budget == bid]):.2g}")
             ax.axhline(0, color="k", lw=0.8)
             ax.set(xscale="log", xlabel="parameters N", ylabel="log loss residual (data - fit)",
-                   title=f"{m} residuals per budget")
+                   title=f"{m} residuals per budget" + (
+                       f"\n(fitted on the {result[m]['valley']['runs']} of {result[m]['valley']['of']} runs in the valleys)"
+                       if "valley" in result[m] else ""))
             if budget_ids.size <= 12:
                 ax.legend(fontsize=7)
         save(fig, "residuals.png")

@@ -117,3 +117,25 @@ def test_a_fit_of_frontier_methods_only_recommends_without_per_run_weights(isofl
     rec = out["recommended"]
     assert rec["method"] == "approach2" and rec["weights_per_run"] == {}
     assert rec["weights"] == {"approach2": 1.0}
+
+
+def test_the_verification_run_goes_where_the_leading_prediction_puts_its_weight(isoflop_runs, small_grid):
+    """A main job here ranked approach 1 best by log score, while its final fit had no loss law (L*(C) n/a) and an a
+    of 1.05 [0.03, 1.50]; the run went to its N* (2.5x Kaplan's, which carried all the at-optimum weight) and
+    measured 7% above the stacking that led. The run goes to the heaviest stacked method that predicts there."""
+    from sweep.fit import FitConfig, fit
+    from sweep.fit.recommend import verification_method
+
+    out = fit(isoflop_runs(), FitConfig(methods=["approach1", "approach3", "kaplan"], n_bootstrap=20, backtest=False,
+                                        compare_conventions=False, budgets=[], **small_grid))
+    c = 1e21
+    out["recommended"] = {"method": "approach1", "weights": {"approach1": 0.0, "approach3": 0.3, "kaplan": 0.7}}
+    assert verification_method(out, c) == ("kaplan", "the heaviest method of the at-optimum stacking, weight 0.70")
+    out["recommended"]["weights"] = {"approach1": 0.8, "approach3": 0.2}
+    assert verification_method(out, c)[0] == "approach1"
+    out["approach1"]["params"] = {**out["approach1"]["params"], "loss_e": float("nan")}  # its L*(C) n/a
+    assert verification_method(out, c)[0] == "approach3"
+    out["recommended"] = {"method": "kaplan"}  # the backtest could not rank: no weights
+    assert verification_method(out, c) == ("kaplan", "the recommended method")
+    out["recommended"] = {}
+    assert verification_method(out, c) == (DEFAULT, "the default: no recommended method")

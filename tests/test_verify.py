@@ -67,6 +67,11 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
         assert (folder / "fit" / png).stat().st_mtime >= (folder / "fit" / "verification.json").stat().st_mtime - 1
         assert f"]({png})" in report
     assert "PI terms" in report
+    # the run sits at the optimum of the method the leading prediction weighs most, and the report says which and why
+    from sweep.fit.recommend import verification_method
+
+    assert [v["method"], v["method_reason"]] == list(verification_method(fitted, 8e9))
+    assert f"at {v['method']}'s compute-optimal N* and D* ({v['method_reason']})" in report
     # Like any run: launched again it is done, and nothing is retrained.
     assert f"run {v['run_id']}" in again.stderr and "is already done" in again.stderr
     assert len(results(tmp)) == len(runs)

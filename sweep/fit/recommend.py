@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-from sweep.fit import registry
+from sweep.fit import allocation, registry
 from sweep.fit.lack_of_fit import held_out_groups, pi_sd
 
 DEFAULT = "approach3"
@@ -178,3 +178,31 @@ def stack(predictions: dict, weights: dict, level: float) -> dict | None:
             "interval": [quantile(tail), quantile(1 - tail)],
             "weights": {m: round(weights[m] / total, 4) for m, p in predictions.items()
                         if weights.get(m, 0) > 0 and p.get("predicted") and p.get("interval")}}
+
+
+def verification_method(result: dict, flops: float) -> tuple[str, str]:
+    """The method whose compute-optimal (N*, D*) at `flops` a verification run takes, and why.
+
+    The run tests the prediction that leads, so it goes where that prediction's weight lies: the heaviest method of
+    the at-optimum stacking (`weights`) whose own fit gives a finite N* and loss at `flops`. The best single method by
+    log score is not used for this: it can be a frontier method whose final fit has no loss law (its L*(C) n/a) and
+    whose allocation exponent is undetermined, and the run would then land where nothing that leads predicts it.
+    Without weights (the backtest could not rank the methods): the recommended method, else approach 3."""
+    rec = result.get("recommended") or {}
+
+    def placeable(m: str) -> bool:
+        r = result.get(m, {})
+        if r.get("status") != "ok":
+            return False
+        with np.errstate(all="ignore"):
+            n, _, loss = allocation.optimum(m, r["params"], float(flops), result["data"]["flops_per_nd"])
+        return bool(np.isfinite(n) and n > 0 and np.isfinite(loss))
+
+    weighted = sorted(((w, m) for m, w in (rec.get("weights") or {}).items() if w > 0 and placeable(m)), reverse=True)
+    if weighted:
+        w, m = weighted[0]
+        return m, f"the heaviest method of the at-optimum stacking, weight {w:.2f}"
+    m = rec.get("method")
+    if m and result.get(m, {}).get("status") == "ok":
+        return m, "the recommended method"
+    return DEFAULT, "the default: no recommended method"

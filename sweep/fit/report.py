@@ -236,7 +236,8 @@ def _verification_lines(v: dict | None) -> list[str]:
              f"Run {v['run_name']} ({v['run_id']}): trained by `sweep verify` at {v['flops']:.3g} FLOPs, "
              f"{v['extrapolation']:.3g}x the largest fitted compute"
              + (f", {v['epochs']:.3f} epochs of the corpus" if v.get("epochs", 0) > 1 else "")
-             + f". Intervals: {v['interval_kind']}."
+             + f", at {v['method']}'s compute-optimal N* and D*"
+             + (f" ({v['method_reason']})" if v.get("method_reason") else "") + f". Intervals: {v['interval_kind']}."
              + (f" {v['method']}'s optimum N* = {fmt(v['target_n_params'], 3)} would have needed more passes over the "
                 f"corpus than allowed, so the smallest larger shape of the family whose D fits was trained: it tests "
                 f"the law's L(N, D), off the predicted optimum." if v.get("corpus_limited") else ""), "",

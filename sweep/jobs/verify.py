@@ -19,6 +19,7 @@ from sweep.config import ConfigError
 from sweep.fit import allocation, registry
 from sweep.fit.cli import log_verification
 from sweep.fit.holdout import predict_run
+from sweep.fit.recommend import verification_method
 from sweep.fit.report import summary_line, write
 from sweep.ladder.grid import planned_run, run_hparams, shape_for_n
 from sweep.ladder.sweep_config import corpus_tokens, load_sweep, to_run_config
@@ -141,14 +142,15 @@ def verify_command(argv: List[str]) -> int:
     sc = load_sweep(_sweep_overrides(overrides, folder))
     folder = sweep_dir(sc.results_dir, sc.sweep_name)
     fit = load_fit(folder)
-    if method is None:  # the method the fit recommends (its backtest's best), else approach 3
-        method = (fit.get("recommended") or {}).get("method") or "approach3"
+    flops = flops or DEFAULT_MULTIPLE * fit["data"]["flops_range"][1]
+    why = "method= on the command line"
+    if method is None:  # where the prediction that leads puts its weight (recommend.verification_method says why)
+        method, why = verification_method(fit, flops)
     registry.get(method)
     if fit.get(method, {}).get("status") != "ok":
         usable = [m for m in fit["config"]["methods"] if fit.get(m, {}).get("status") == "ok"]
         raise ConfigError(f"method={method}: the fit has no {method} ({fit.get(method, {}).get('reason', 'not run')}); "
                           f"use one of {usable}")
-    flops = flops or DEFAULT_MULTIPLE * fit["data"]["flops_range"][1]
     # Every check before any compute: the corpus must hold D, the memory the model.
     n_train = corpus_tokens(sc)
     run = verification_run(sc, fit, method, flops, None if max_epochs is None else max_epochs * n_train)
@@ -160,7 +162,8 @@ def verify_command(argv: List[str]) -> int:
     if problems:
         raise ConfigError("the verification run cannot be trained here: " + "; ".join(problems)
                           + f" (target {flops:.3g} FLOPs; give a smaller flops= or data.allow_repeat=true)")
-    print(f"verify: {method} at {flops:.3g} FLOPs ({flops / fit['data']['flops_range'][1]:.3g}x the fit): "
+    print(f"verify: {method}'s optimum ({why}) at {flops:.3g} FLOPs ({flops / fit['data']['flops_range'][1]:.3g}x "
+          f"the fit): "
           f"{run.run_name}, N = {human(run.n_params)}, D = {human(run.n_tokens)}, {run.steps} steps, "
           f"lr {run.cfg.train.lr:.3g}, {run.cfg.train.tokens_per_step} tokens/step")
     if run.cfg.meta["corpus_limited"]:
@@ -172,6 +175,7 @@ def verify_command(argv: List[str]) -> int:
         return 1
     verification = score(fit, run, result)
     verification["epochs"] = result["n_tokens"] / n_train
+    verification["method_reason"] = why
     if verification["epochs"] > 1:
         print(f"verify: the run saw {verification['epochs']:.3f} epochs of the corpus (data.allow_repeat=true)")
     write_json_atomic(folder / "fit" / "verification.json", verification)

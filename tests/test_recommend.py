@@ -139,3 +139,20 @@ def test_the_verification_run_goes_where_the_leading_prediction_puts_its_weight(
     assert verification_method(out, c) == ("kaplan", "the recommended method")
     out["recommended"] = {}
     assert verification_method(out, c) == (DEFAULT, "the default: no recommended method")
+
+
+def test_the_best_single_method_predicts_with_its_final_fit(isoflop_runs, small_grid):
+    """A frontier method that scored best in the backtest's refits but has no loss law on all the data (L*(C) n/a)
+    is not the best single method; the reason names it."""
+    from sweep.fit import FitConfig, fit
+
+    out = fit(isoflop_runs(), FitConfig(methods=["approach1", "approach3"], n_bootstrap=20, backtest=False,
+                                        compare_conventions=False, budgets=[], **small_grid))
+    out["backtest"] = {"status": "ok", "methods": {"approach1": {"status": "ok", "rows": rows([0.001] * 3, 0.02)},
+                                                   "approach3": {"status": "ok", "rows": rows([0.01] * 3, 0.03)}}}
+    assert recommend(out, ["approach1", "approach3"], 0.95)["method"] == "approach1"
+    out["approach1"]["params"] = {**out["approach1"]["params"], "loss_e": float("nan")}
+    rec = recommend(out, ["approach1", "approach3"], 0.95)
+    assert rec["method"] == "approach3"
+    assert rec["reason"].endswith("; approach1: no loss law in the final fit")
+    assert "among the methods whose final fit predicts a loss" in rec["reason"]

@@ -90,17 +90,25 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     if len(ranked) > 1 and len(common) >= MIN_GROUPS:
         for m in ranked:
             ranked[m] = {**ranked[m], "log_score": log_score(rows_of[m], level, common), "budgets": len(common)}
-    best = max(ranked, key=lambda m: ranked[m]["log_score"])
+    # The best single method must predict with its final fit: a frontier method can score well in the backtest's
+    # refits and still have no loss law on all the data (L*(C) n/a without a fitted floor).
+    c_max = (result.get("data") or {}).get("flops_range", [None, None])[1]
+    usable = [m for m in ranked if c_max is None or predicts_at(result, m, c_max)] or list(ranked)
+    best = max(usable, key=lambda m: ranked[m]["log_score"])
+    unused = [m for m in ranked if m not in usable]
     z = norm.ppf(0.5 + level / 2)
     per_run = [m for m in ranked if registry.get(m).loss_at is not None]
     weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked})
     weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run})
     others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
                        if m != best)
-    return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest "
+    return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest"
+                                      f"{' among the methods whose final fit predicts a loss' if unused else ''} "
                                       f"({ranked[best]['log_score']:.2f} over {ranked[best]['budgets']} held-out "
                                       f"{'groups every ranked method predicted' if len(ranked) > 1 else 'groups'}"
-                                      f"{'; ' + others if others else ''})", "scores": scores, "ranked": True,
+                                      f"{'; ' + others if others else ''})"
+                                      + (f"; {', '.join(unused)}: no loss law in the final fit" if unused else ""),
+            "scores": scores, "ranked": True,
             "weights": weights, "weights_per_run": weights_per_run}
 
 
@@ -189,16 +197,8 @@ def verification_method(result: dict, flops: float) -> tuple[str, str]:
     whose allocation exponent is undetermined, and the run would then land where nothing that leads predicts it.
     Without weights (the backtest could not rank the methods): the recommended method, else approach 3."""
     rec = result.get("recommended") or {}
-
-    def placeable(m: str) -> bool:
-        r = result.get(m, {})
-        if r.get("status") != "ok":
-            return False
-        with np.errstate(all="ignore"):
-            n, _, loss = allocation.optimum(m, r["params"], float(flops), result["data"]["flops_per_nd"])
-        return bool(np.isfinite(n) and n > 0 and np.isfinite(loss))
-
-    weighted = sorted(((w, m) for m, w in (rec.get("weights") or {}).items() if w > 0 and placeable(m)), reverse=True)
+    weighted = sorted(((w, m) for m, w in (rec.get("weights") or {}).items()
+                       if w > 0 and predicts_at(result, m, flops)), reverse=True)
     if weighted:
         w, m = weighted[0]
         return m, f"the heaviest method of the at-optimum stacking, weight {w:.2f}"
@@ -206,3 +206,13 @@ def verification_method(result: dict, flops: float) -> tuple[str, str]:
     if m and result.get(m, {}).get("status") == "ok":
         return m, "the recommended method"
     return DEFAULT, "the default: no recommended method"
+
+
+def predicts_at(result: dict, method: str, flops: float) -> bool:
+    """Whether the method's fit gives a finite compute-optimal N* and loss at `flops`."""
+    r = result.get(method, {})
+    if r.get("status") != "ok":
+        return False
+    with np.errstate(all="ignore"):
+        n, _, loss = allocation.optimum(method, r["params"], float(flops), result["data"]["flops_per_nd"])
+    return bool(np.isfinite(n) and n > 0 and np.isfinite(loss))

@@ -14,8 +14,8 @@ and scores every method:
 With --law data_term the data come from L = E + A/N^alpha + B/D^beta(N), beta(N) = 0.28 (N/1e8)^0.02 (a data
 exponent that grows with the model, Farseer-style), which no method can express; the fits run their within-data
 backtest, so each PI carries its lack-of-fit term, and the recommended prediction (the best method or the stacking
-of methods) is scored too: at its own method's optimum for 10x and 100x, its PI's coverage and median
-half-width, beside approach 3's.
+of methods) is scored too: at 10x and 100x, on the run `sweep verify` would train (the optimum of the method the
+at-optimum stacking weighs most), its PI's coverage and median half-width, beside approach 3's.
 
 Ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f> approach1_a_bias=<f>
 approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
@@ -33,6 +33,7 @@ import numpy as np
 from sweep.fit import FitConfig, fit
 from sweep.fit import allocation
 from sweep.fit.holdout import predict_run
+from sweep.fit.recommend import verification_method
 from sweep.fit.simulate import DataTermLaw, Law, isoflop_sweep, new_run_loss
 
 METHODS = ["approach1", "approach2", "approach3", "kaplan", "shared_exponent", "approach3_valley"]
@@ -75,7 +76,10 @@ def score_seed(law: Law, seed: int, args) -> dict:
         row = {}
         for mult in MULTIPLES:
             c = float(budgets[-1] * mult)
-            alloc = allocation.allocation_row(rec, result[rec], c, result["data"]["flops_per_nd"], cfg.interval, noise)
+            # placed as `sweep verify` places its run: at the optimum of the method the leading prediction weighs most
+            placed, _ = verification_method(result, c)
+            alloc = allocation.allocation_row(placed, result[placed], c, result["data"]["flops_per_nd"], cfg.interval,
+                                              noise)
             n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
             measured = new_run_loss(law, n, d, args.noise, rng)
             p = predict_run(result, n, d, 6.0 * n * d, measured)

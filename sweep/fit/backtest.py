@@ -114,15 +114,12 @@ def scored_runs(data: FitData, cfg: FitConfig) -> np.ndarray:
     each side), and every run of a budget too small to have one. The laws are models of the loss near the
     compute-optimal frontier, and the runs a user acts on are there; a grid's far ends (models starved of tokens,
     D < N) follow other limits and would rank the laws by how they fit those."""
-    mask = np.ones(data.loss.size, dtype=bool)
-    has_valley = np.zeros(data.loss.size, dtype=bool)
+    mask = np.zeros(data.loss.size, dtype=bool)
     for bid in np.unique(data.budget):
         m = data.budget == bid
-        has_valley[m] = np.unique(data.n[m]).size >= cfg.min_sizes_per_budget
-    mask[has_valley] = False
+        mask[m] = np.unique(data.n[m]).size < cfg.min_sizes_per_budget
     mask[valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)] = True
     return mask
-
 
 
 def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: FitData, cfg: FitConfig,

@@ -163,8 +163,7 @@ def verify_command(argv: List[str]) -> int:
         raise ConfigError("the verification run cannot be trained here: " + "; ".join(problems)
                           + f" (target {flops:.3g} FLOPs; give a smaller flops= or data.allow_repeat=true)")
     print(f"verify: {method}'s optimum ({why}) at {flops:.3g} FLOPs ({flops / fit['data']['flops_range'][1]:.3g}x "
-          f"the fit): "
-          f"{run.run_name}, N = {human(run.n_params)}, D = {human(run.n_tokens)}, {run.steps} steps, "
+          f"the fit): {run.run_name}, N = {human(run.n_params)}, D = {human(run.n_tokens)}, {run.steps} steps, "
           f"lr {run.cfg.train.lr:.3g}, {run.cfg.train.tokens_per_step} tokens/step")
     if run.cfg.meta["corpus_limited"]:
         print(f"verify: {method}'s N* = {human(run.cfg.meta['target_params'])} would need more than "

@@ -51,13 +51,16 @@ def pi_width(result, extrapolation):
 def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(small_grid):
     good, bad = fitted(chinchilla, small_grid), fitted(bending, small_grid)
     k_good, k_bad = good["approach3"]["lack_of_fit"]["kappa"], bad["approach3"]["lack_of_fit"]["kappa"]
-    assert k_bad > 0.002 and k_bad > 3 * k_good
+    sd_good, sd_bad = (lack_of_fit.from_dict(r["approach3"]["lack_of_fit"]).sd(10.0) for r in (good, bad))
+    assert k_bad > 0.002 and sd_bad > 5 * sd_good
     w1, _ = pi_width(bad, 1.0)
     w10, row = pi_width(bad, 10.0)
     assert w10 > 1.5 * w1
     terms = row["loss"]["pi_terms"]
     g = bad["approach3"]["lack_of_fit"]["gamma"]
-    assert terms["lack_of_fit"] == pytest.approx(k_bad * (1 + np.log(10)) ** g)
+    span = bad["approach3"]["lack_of_fit"]["span"]
+    assert span == pytest.approx(10 ** 1.5)  # the sweep's compute span
+    assert terms["lack_of_fit"] == pytest.approx(k_bad * lack_of_fit.growth(10.0, g, span))
     assert terms["lack_of_fit"] == max(terms.values())  # the misfit dominates at 10x
     # without the term the same fit's PI at 10x would miss the truth it now covers
     c = bad["data"]["flops_range"][1] * 10
@@ -71,9 +74,12 @@ def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(sm
 
 
 def test_the_correct_law_keeps_its_pi(small_grid):
+    """No misfit is detected (the best kappa is 0); what is left is the upper end of kappa's interval from 3 refits:
+    at 10x about twice the 0.3% noise, where the misspecified law's is 6% (above)."""
     good = fitted(chinchilla, small_grid)
     lof = lack_of_fit.from_dict(good["approach3"]["lack_of_fit"])
-    assert lof.sd(10.0) < 0.004  # under the 0.3% noise: the term barely moves the interval
+    assert "best κ 0%" in lof.source and "of 3 refit(s)" in lof.source
+    assert lof.sd(10.0) < 0.008
 
 
 def test_too_few_backtest_predictions_leave_the_term_out_and_say_so():
@@ -98,15 +104,16 @@ def test_the_backtest_also_holds_out_the_largest_sizes_and_measures_reach_in_n(s
 
 
 def held_out(mean_error: float, runs: int = 8, groups: int = 10, noise: float = 0.01, law: float = 0.001) -> list:
-    """Backtest rows: `groups` held-out budgets of `runs` runs each, every budget missed by `mean_error` in log loss
-    on average (its runs scattered by +-noise around that), each row with its PI's terms."""
+    """Backtest rows: `groups` held-out budgets of `runs` runs each, each from a refit of its own, every budget missed
+    by `mean_error` in log loss on average (its runs scattered by +-noise around that), each row with its PI's
+    terms."""
     z = 1.959964
     rows = []
     for g in range(groups):
         for i in range(runs):
             e = mean_error + noise * (1 if i % 2 else -1)
             sd = np.hypot(law, noise)
-            rows.append({"split": "s", "group": g, "extrapolation": 2.0, "reach": 2.0, "predicted": np.exp(e),
+            rows.append({"split": f"fit {g}", "group": g, "extrapolation": 2.0, "reach": 2.0, "predicted": np.exp(e),
                          "measured": 1.0, "interval": [np.exp(e - z * sd), np.exp(e + z * sd)],
                          "pi_terms": {"law": law, "noise": noise, "lack_of_fit": 0.0}})
     return rows
@@ -124,3 +131,51 @@ def test_a_budget_missed_by_as_much_as_the_noise_is_a_misfit_not_noise():
     bare = lack_of_fit.estimate([{k: v for k, v in r.items() if k != "pi_terms"} for r in held_out(0.01, groups=30)],
                                 0.95)
     assert "best κ 0%" in bare.source and bare.sd(2.0) < 0.6 * missed.sd(2.0)
+
+
+def curvature_rows(c: float, spans=(1.15, 2.3, 3.45), total=4.6, with_span=True) -> list:
+    """Leave-future-out rows of a sweep over `total` in ln compute whose law misses by a curvature c in log compute:
+    a refit over a span S (ln) extrapolated t beyond it misses by c (t^2 + S t + S^2 / 6), 5 runs per budget."""
+    rows = []
+    for k, s in enumerate(spans):
+        for t in np.arange(1.15, total - s + 0.01, 1.15):
+            e = c * (t * t + s * t + s * s / 6)
+            for i in range(5):
+                rows.append({"split": f"fit {k}", "group": round(float(t), 2), "kind": "future", "axis": "compute",
+                             "extrapolation": float(np.exp(t)), "reach": float(np.exp(t)),
+                             "predicted": float(np.exp(e + 0.005 * (1 if i % 2 else -1))), "measured": 1.0,
+                             "interval": [0.9, 1.1], "pi_terms": {"law": 0.002, "noise": 0.005, "lack_of_fit": 0.0},
+                             **({"span": float(np.exp(s))} if with_span else {})})
+    return rows
+
+
+def test_the_term_grows_with_the_span_the_final_fit_extrapolates_from():
+    """The backtest's refits see less of the sweep than the final fit; a curvature the law cannot absorb makes the
+    final fit miss a 10x extrapolation by more than a refit missed one. The term reads the refits' spans and
+    extrapolates from the final fit's: it reaches that error, and one blind to the spans stays under it, more so
+    the further it reaches."""
+    assert lack_of_fit.growth(10.0, 2.0, 1.0) == pytest.approx((1 + np.log(10)) ** 2)
+    assert lack_of_fit.growth(10.0, 2.0, 100.0) == pytest.approx((1 + np.log(10)) * (1 + np.log(10) + np.log(100)))
+    c = 0.003
+    truth = c * (np.log(10) ** 2 + 4.6 * np.log(10) + 4.6 ** 2 / 6)  # the final fit (4.6 ln) at 10x: 5.8%
+    aware = lack_of_fit.estimate(curvature_rows(c), 0.95, span=np.exp(4.6))
+    blind = lack_of_fit.estimate(curvature_rows(c, with_span=False), 0.95)
+    assert aware.gamma == 2.0 and aware.span == pytest.approx(np.exp(4.6))
+    assert aware.sd(10.0) > truth  # its upper end: ~1.2x
+    assert blind.sd(10.0) < 0.9 * truth
+    far = c * (np.log(100) ** 2 + 4.6 * np.log(100) + 4.6 ** 2 / 6)
+    assert aware.sd(100.0) > far > 1.25 * blind.sd(100.0)
+
+
+def test_the_term_is_estimated_from_compute_extrapolations_when_there_are_enough():
+    """A size split predicts bigger models at compute the refit saw: many held-out sizes from three refits, each
+    missed less than a run beyond the largest budget. They would outnumber the compute groups and pull the term
+    down, so with 3 or more compute groups only those count."""
+    rows = curvature_rows(0.003)
+    sizes = [{**r, "split": f"size {k % 3}", "group": 1e8 * (1 + k), "axis": "size", "extrapolation": 1.0,
+              "reach": 2.0, "predicted": 1.0} for k, r in enumerate(rows[:20])]
+    only = lack_of_fit.estimate(rows, 0.95, span=100.0)
+    both = lack_of_fit.estimate(rows + sizes, 0.95, span=100.0)
+    assert both.kappa == pytest.approx(only.kappa) and both.n_rows == only.n_rows == 6
+    sizes_only = lack_of_fit.estimate(sizes + rows[:5], 0.95, span=100.0)  # one compute group: every group counts
+    assert sizes_only.n_rows == 21

@@ -128,11 +128,12 @@ def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: Fi
     in a size split)."""
     rows = []
     c_fit = fitted.c.max()
+    span = float(c_fit / fitted.c.min())  # the lack-of-fit term's growth depends on the span the refit saw
     if allocation.loss_at(method, res["params"], 1.0, 1.0) is not None:
         for i in test:
             p = allocation.predict_at(method, res, data.n[i], data.d[i], cfg.interval, noise)
             rows.append({**_score(data.names[i], data.c[i] / c_fit, reach_of(data, i, fitted), data.loss[i], p),
-                         "budget": int(data.budget[i]),
+                         "budget": int(data.budget[i]), "span": span,
                          "group": int(data.budget[i]) if axis == "compute" else float(data.n[i])})
     elif axis == "compute":  # L*(C) predicts a budget's best run; in a size split the best runs are cut off
         for g in np.unique(data.budget[test]):
@@ -140,7 +141,8 @@ def _predict(method: str, res: dict, data: FitData, test: np.ndarray, fitted: Fi
             best = idx[np.argmin(data.loss[idx])]
             row = allocation.allocation_row(method, res, float(data.c[best]), data.flops_per_nd, cfg.interval, noise)
             rows.append({**_score(f"best run at {data.c[best]:.3g}", data.c[best] / c_fit, reach_of(data, best, fitted),
-                                  data.loss[best], row["loss"]), "budget": int(g), "group": int(g)})
+                                  data.loss[best], row["loss"]), "budget": int(g), "group": int(g),
+                         "span": span})
     return rows
 
 

@@ -5,13 +5,19 @@ its errors grow with the extrapolation, with one sign, and no amount of noise mo
 within-data leave-future-out backtest shows how large those errors are for this family of laws on this data:
 each held-out run was predicted `x` times past the compute its refit saw, with a PI of its own.
 
-Model: a held-out run's log error e = log(predicted / measured) is normal with variance s^2 + lof(x)^2, where s is
-the sd its own PI implies (law spread + noise of the refit; for a budget's mean error, the law spread + noise / sqrt
-of its runs) and lof(x) = kappa * (1 + ln x)^gamma is the lack of
-fit: some misfit at the edge of the data (x = 1), growing with the log of the extrapolation, linearly (gamma = 1)
-or faster (a law whose curvature is wrong misses by ~ (ln x)^2). kappa >= 0 and gamma in [GAMMA_MIN, GAMMA_MAX]
-are estimated by maximum likelihood over the backtest's held-out budgets: the runs of one budget predicted by one
-refit share that refit's error, so each (split, budget) counts once, with its runs' mean log error. So few
+Model: a held-out run's log error e = log(predicted / measured) is normal with variance s^2 + lof(x, S)^2, where
+s is the sd its own PI implies (law spread + noise of the refit; for a budget's mean error, the law spread + noise
+/ sqrt of its runs) and lof(x, S) = kappa * ((1 + t)(1 + t + ln S))^(gamma / 2), t = ln x, is the lack of fit of a
+law fitted over a compute span S (largest over smallest compute) and extrapolated x beyond it (see `growth`): some
+misfit at the edge of the data, growing with the log of the extrapolation, about linearly (gamma = 1) or as a
+curvature the law cannot absorb (gamma = 2), and growing with the span too. The span matters because the backtest's
+refits see less of the sweep than the final fit: a law with the wrong curvature, fitted over two decades, misses a
+10x extrapolation by ~1.6x what it missed fitted over one (measured on scripts/check_coverage.py's misspecified
+law), so a term read off the refits at their x alone under-covers the final fit's prediction. kappa >= 0 and gamma
+in [GAMMA_MIN, GAMMA_MAX] are estimated by maximum likelihood over the backtest's held-out budgets past the largest
+fitted compute (a size split's held-out sizes only when there are fewer than MIN_ROWS of those): the runs of one
+budget predicted by one refit share that refit's error, so each (split, budget) is one point, with its runs' mean
+log error, and the budgets one refit predicted share its error too, so each split weighs one point in all. So few
 independent points determine kappa poorly, and a backtest that reaches 2x says little about 5x: the term uses the
 upper end of kappa's likelihood interval (a drop of KAPPA_LR / 2 in log likelihood, ~1 sd), not its best value.
 A good backtest gives kappa ~ 0 and leaves the PI nearly as it was; a misspecified law widens it, more the further
@@ -49,11 +55,13 @@ class LackOfFit:
     """Backtest predictions it was estimated from."""
     source: str
     """How it was estimated, or why it is 0."""
+    span: float = 1.0
+    """The fitted data's compute span (largest over smallest compute) that `sd` extrapolates from."""
 
     def sd(self, extrapolation: float | None) -> float:
         """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1)."""
         x = 1.0 if extrapolation is None or not np.isfinite(extrapolation) else max(float(extrapolation), 1.0)
-        return float(self.kappa * (1.0 + np.log(x)) ** self.gamma)
+        return float(self.kappa * growth(x, self.gamma, self.span))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +70,15 @@ class LackOfFit:
 NONE = LackOfFit(kappa=0.0, gamma=1.0, n_rows=0, source="not estimated")
 
 
-def growth(x, gamma: float) -> np.ndarray:
-    return (1.0 + np.log(np.maximum(np.asarray(x, float), 1.0))) ** gamma
+def growth(x, gamma: float, span=1.0) -> np.ndarray:
+    """((1 + t)(1 + t + S))^(gamma / 2), t = ln x, S = ln span: a misfit the law cannot absorb, fitted over a span
+    S of log compute and extrapolated t beyond it. Its leading part is a curvature c in log compute: the law
+    absorbs its level and slope over the span, and what is left extrapolates to c (t^2 + S t + S^2 / 6), growing
+    with the span as well as with t (the same law fitted over two decades misses a 10x extrapolation by more than
+    fitted over one). gamma = 2 is that; gamma = 1 grows about linearly; S = 0 gives (1 + t)^gamma."""
+    t = np.log(np.maximum(np.asarray(x, float), 1.0))
+    s = np.log(np.maximum(np.asarray(span, float), 1.0))
+    return ((1.0 + t) * (1.0 + t + s)) ** (gamma / 2)
 
 
 def held_out_groups(rows: list[dict]) -> dict:
@@ -95,21 +110,31 @@ def mean_error_sd(group: list[dict], z: float) -> float:
     return float(np.sqrt(law ** 2 + noise2 / len(group)))
 
 
-def estimate(rows: list[dict], level: float) -> LackOfFit:
-    """kappa from backtest rows ({extrapolation, predicted, measured, interval}); leave-future-out rows only."""
+def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
+    """kappa from backtest rows ({extrapolation, span, predicted, measured, interval}); leave-future-out rows only.
+    span: the compute span of the fit the term is for (its growth extrapolates from that span)."""
     groups = held_out_groups(rows)
+    # A size split's held-out sizes sit at compute its refit saw, and a sweep has many sizes: they would outnumber
+    # the budgets past the largest fitted compute, where a user's next run is, and speak for them.
+    beyond = {k: g for k, g in groups.items() if (g[0].get("axis") or "compute") == "compute"}
+    if len(beyond) >= MIN_ROWS:
+        groups = beyond
     if len(groups) < MIN_ROWS:
-        return LackOfFit(0.0, 1.0, len(groups), f"not estimated: {len(groups)} held-out budget(s) in the "
+        return LackOfFit(0.0, 1.0, len(groups), span=span, source=f"not estimated: {len(groups)} held-out budget(s) in the "
                                                f"leave-future-out backtest, needs {MIN_ROWS}; the interval has no "
                                                f"lack-of-fit term")
     z = norm.ppf(0.5 + level / 2)
     e = np.array([np.mean([np.log(r["predicted"] / r["measured"]) for r in g]) for g in groups.values()])
     s = np.array([mean_error_sd(g, z) for g in groups.values()])
     x = np.array([np.exp(np.mean([np.log(r.get("reach", r["extrapolation"])) for r in g])) for g in groups.values()])
+    fitted_span = np.array([g[0].get("span", 1.0) for g in groups.values()])
+    # the groups of one split share its refit, and so its error: each split weighs one point in the likelihood
+    refits = [k[0] for k in groups]
+    w = np.array([1.0 / refits.count(k[0]) for k in groups])
 
     def nll(kappa: float, gamma: float) -> float:
-        var = np.maximum(s ** 2 + (kappa * growth(x, gamma)) ** 2, 1e-12)
-        return float(0.5 * np.sum(np.log(var) + e ** 2 / var))
+        var = np.maximum(s ** 2 + (kappa * growth(x, gamma, fitted_span)) ** 2, 1e-12)
+        return float(0.5 * np.sum(w * (np.log(var) + e ** 2 / var)))
 
     fits = []
     for gamma in np.linspace(GAMMA_MIN, GAMMA_MAX, 11):
@@ -135,7 +160,9 @@ def estimate(rows: list[dict], level: float) -> LackOfFit:
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if nll(mid, gamma) - value < KAPPA_LR / 2 else (lo, mid)
         kappa = (lo + hi) / 2
-    return LackOfFit(kappa, gamma, len(groups), f"leave-future-out backtest: {len(groups)} held-out budget(s), "
+    return LackOfFit(kappa, gamma, len(groups), span=span, source=f"leave-future-out backtest: {len(groups)} held-out "
+                                                                  f"{'budget' if groups is beyond else 'group'}(s) "
+                                                                  f"of {len(set(refits))} refit(s), "
                                                f"{min(x):.2g}-{max(x):.2g}x past their fits, rms error "
                                                f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ "
                                                f"{100 * best:.2g}%, its 68% upper end used")

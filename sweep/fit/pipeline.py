@@ -143,7 +143,7 @@ def add_lack_of_fit(result: dict, data: FitData, cfg: FitConfig) -> None:
         if result[m].get("status") != "ok":
             continue
         rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
-        lof = lack_of_fit.estimate(rows, cfg.interval)
+        lof = lack_of_fit.estimate(rows, cfg.interval, span=float(data.c.max() / data.c.min()))
         if bt.get("status") != "ok":
             lof = dataclasses.replace(lof, source=f"not estimated: the backtest was skipped ({bt.get('reason')}); the "
                                                   f"interval has no lack-of-fit term")

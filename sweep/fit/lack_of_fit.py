@@ -45,7 +45,8 @@ the 68% interval's upper end)."""
 
 @dataclass(frozen=True)
 class LackOfFit:
-    """kappa and gamma of lof(x) = kappa * (1 + ln x)^gamma, in log loss, and where they came from."""
+    """kappa, gamma and the fitted span of lof(x) = kappa * growth(x, gamma, span), in log loss, and where they came
+    from."""
 
     kappa: float
     """0 when not estimated (see `source`)."""

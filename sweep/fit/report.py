@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sweep.fit import registry, slices
+from sweep.fit import lack_of_fit, registry, slices
 from sweep.fit.method import fmt
 from sweep.store.results import write_bytes_atomic
 
@@ -131,8 +131,13 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
     lof_lines = [f"- {m}: " + lack_of_fit_line(result[m].get("lack_of_fit")) for m in methods
                  if result.get(m, {}).get("status") == "ok" and result[m].get("lack_of_fit")]
     if lof_lines:
-        lines += ["", "Lack of fit in the PIs: sd = κ (1 + ln x)^γ at x times the largest fitted compute, κ by maximum "
-                      "likelihood from the leave-future-out backtest's errors beyond their own PIs.", ""] + lof_lines
+        span = next((result[m]["lack_of_fit"].get("span") for m in methods
+                     if (result.get(m, {}).get("lack_of_fit") or {}).get("span")), None)
+        lines += ["", "Lack of fit in the PIs: sd = κ ((1 + t)(1 + t + ln S))^(γ/2), t = ln x, at x times the largest "
+                      "fitted compute, S the compute span fitted"
+                      + (f" ({span:.3g}x here)" if span else "") + ", κ by maximum likelihood from the "
+                      "leave-future-out backtest's errors beyond their own PIs (the upper end of its ~68% interval).",
+                  ""] + lof_lines
     return lines
 
 
@@ -166,9 +171,8 @@ def lack_of_fit_line(lof: dict | None) -> str:
         return "not estimated"
     if lof["kappa"] <= 0:
         return f"κ = 0 ({lof['source']})"
-    g = lof.get("gamma", 1.0)
-    return (f"κ = {100 * lof['kappa']:.2g}%, γ = {g:.2g} ({lof['source']}); sd at 10x: "
-            f"{100 * lof['kappa'] * (1 + 2.302585) ** g:.2g}%")
+    return (f"κ = {100 * lof['kappa']:.2g}%, γ = {lof.get('gamma', 1.0):.2g} ({lof['source']}); sd at 10x: "
+            f"{100 * lack_of_fit.from_dict(lof).sd(10.0):.2g}%")
 
 
 def _recommended_lines(rec: dict | None, result: dict) -> list[str]:

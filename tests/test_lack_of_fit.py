@@ -4,7 +4,7 @@ misspecified and stays near 0 when the law is right."""
 import numpy as np
 import pytest
 
-from sweep.fit import allocation, lack_of_fit
+from sweep.fit import allocation, lack_of_fit, report
 from sweep.fit.config import FitConfig
 from sweep.fit.laws import chinchilla_loss
 from sweep.fit.pipeline import fit
@@ -179,3 +179,18 @@ def test_the_term_is_estimated_from_compute_extrapolations_when_there_are_enough
     assert both.kappa == pytest.approx(only.kappa) and both.n_rows == only.n_rows == 6
     sizes_only = lack_of_fit.estimate(sizes + rows[:5], 0.95, span=100.0)  # one compute group: every group counts
     assert sizes_only.n_rows == 21
+
+
+def test_a_term_the_backtest_could_not_measure_reads_not_measured_not_zero(small_grid):
+    """Approach 2's loss law needs 4 budgets, so on 5 budgets one backtest refit predicts one budget: its misfit is
+    unknown, which the PI terms say instead of printing 0%; approach 3's is measured and printed."""
+    cfg = FitConfig(methods=["approach2", "approach3"], n_bootstrap=40, compare_conventions=False, **small_grid)
+    result = fit(sweep_rows(chinchilla), cfg)
+    assert not lack_of_fit.from_dict(result["approach2"]["lack_of_fit"]).measured
+    assert lack_of_fit.from_dict(result["approach3"]["lack_of_fit"]).measured
+    far = {m: result[m]["allocation"][-1]["loss"] for m in ("approach2", "approach3")}
+    assert far["approach2"]["pi_terms"]["lack_of_fit"] is None and "lack of fit" not in far["approach2"]["prediction_basis"]
+    assert far["approach3"]["pi_terms"]["lack_of_fit"] > 0
+    assert report.pi_terms(far["approach2"]["pi_terms"]).endswith("misfit not measured")
+    assert "misfit" in report.pi_terms(far["approach3"]["pi_terms"]) and "not measured" not in report.pi_terms(
+        far["approach3"]["pi_terms"])

@@ -49,23 +49,27 @@ def _with_interval(point, samples, level):
     return out
 
 
-def _with_prediction(row: dict, point, run_samples, level: float, noise: Noise | None, lof_sd: float = 0.0,
+def _with_prediction(row: dict, point, run_samples, level: float, noise: Noise | None, lof_sd: float | None = None,
                      seed: int = 0) -> dict:
     """row plus `prediction_interval` for a new run (law spread + run-to-run noise + the law's lack of fit at this
-    extrapolation) when noise is known, and each term's sd of log loss (`pi_terms`)."""
-    pi = prediction_interval(float(point), run_samples, noise, level, seed, lack_of_fit_sd=lof_sd) \
+    extrapolation) when noise is known, and each term's sd of log loss (`pi_terms`; the lack of fit None when it
+    was not measured, which is not a measured 0)."""
+    pi = prediction_interval(float(point), run_samples, noise, level, seed, lack_of_fit_sd=lof_sd or 0.0) \
         if noise is not None else None
     if pi is not None:
         row["prediction_interval"] = pi["interval"]
         row["prediction_basis"] = ("law bootstrap + run noise" if pi["law_spread"] else "run noise only (no bootstrap)") \
-            + (" + lack of fit" if lof_sd > 0 else "")
-        row["pi_terms"] = {"law": pi["law_sd"], "noise": float(noise.sigma), "lack_of_fit": pi["lack_of_fit_sd"]}
+            + (" + lack of fit" if lof_sd else "")
+        row["pi_terms"] = {"law": pi["law_sd"], "noise": float(noise.sigma),
+                           "lack_of_fit": None if lof_sd is None else pi["lack_of_fit_sd"]}
     return row
 
 
-def lack_of_fit_sd(result: dict, extrapolation: float | None) -> float:
-    """The method's lack-of-fit sd at this multiple of the largest fitted compute (0 before it is estimated)."""
-    return lack_of_fit.from_dict(result.get("lack_of_fit")).sd(extrapolation)
+def lack_of_fit_sd(result: dict, extrapolation: float | None) -> float | None:
+    """The method's lack-of-fit sd at this multiple of the largest fitted compute; None when it was not measured
+    (before the backtest, or too few held-out budgets for this method)."""
+    lof = lack_of_fit.from_dict(result.get("lack_of_fit"))
+    return lof.sd(extrapolation) if lof.measured else None
 
 
 def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float, level: float,

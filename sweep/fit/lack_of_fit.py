@@ -64,6 +64,11 @@ class LackOfFit:
         x = 1.0 if extrapolation is None or not np.isfinite(extrapolation) else max(float(extrapolation), 1.0)
         return float(self.kappa * growth(x, self.gamma, self.span))
 
+    @property
+    def measured(self) -> bool:
+        """Whether the backtest estimated it (False: 0 because nothing could say what it is)."""
+        return not self.source.startswith("not estimated")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

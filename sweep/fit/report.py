@@ -157,12 +157,14 @@ def undetermined(method: str, name: str, value, interval) -> str:
 
 
 def pi_terms(terms: dict | None) -> str:
-    """'law 0.4%, noise 0.3%, **misfit 1.2%**': each term's sd, the dominant one in bold."""
+    """'law 0.4%, noise 0.3%, **misfit 1.2%**': each term's sd, the dominant one in bold ('misfit not measured'
+    where the backtest could not estimate it)."""
     if not terms:
         return "n/a"
     names = {"law": "law", "noise": "noise", "lack_of_fit": "misfit"}
     top = max(terms, key=lambda k: terms[k] or 0.0)
-    return ", ".join((f"**{names[k]} {100 * v:.2g}%**" if k == top else f"{names[k]} {100 * v:.2g}%")
+    return ", ".join(f"{names[k]} not measured" if v is None else
+                     (f"**{names[k]} {100 * v:.2g}%**" if k == top else f"{names[k]} {100 * v:.2g}%")
                      for k, v in terms.items())
 
 

@@ -67,7 +67,7 @@ class LackOfFit:
     @property
     def measured(self) -> bool:
         """Whether the backtest estimated it (False: 0 because nothing could say what it is)."""
-        return not self.source.startswith("not estimated")
+        return self.n_rows >= MIN_ROWS
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -126,9 +126,9 @@ def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
     if len(beyond) >= MIN_ROWS:
         groups = beyond
     if len(groups) < MIN_ROWS:
-        return LackOfFit(0.0, 1.0, len(groups), span=span, source=f"not estimated: {len(groups)} held-out budget(s) in the "
-                                               f"leave-future-out backtest, needs {MIN_ROWS}; the interval has no "
-                                               f"lack-of-fit term")
+        return LackOfFit(0.0, 1.0, len(groups), span=span,
+                         source=f"not estimated: {len(groups)} held-out budget(s) in the leave-future-out backtest, "
+                                f"needs {MIN_ROWS}; the interval has no lack-of-fit term")
     z = norm.ppf(0.5 + level / 2)
     e = np.array([np.mean([np.log(r["predicted"] / r["measured"]) for r in g]) for g in groups.values()])
     s = np.array([mean_error_sd(g, z) for g in groups.values()])
@@ -166,12 +166,12 @@ def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if nll(mid, gamma) - value < KAPPA_LR / 2 else (lo, mid)
         kappa = (lo + hi) / 2
-    return LackOfFit(kappa, gamma, len(groups), span=span, source=f"leave-future-out backtest: {len(groups)} held-out "
-                                                                  f"{'budget' if groups is beyond else 'group'}(s) "
-                                                                  f"of {len(set(refits))} refit(s), "
-                                               f"{min(x):.2g}-{max(x):.2g}x past their fits, rms error "
-                                               f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ "
-                                               f"{100 * best:.2g}%, its 68% upper end used")
+    kind = "budget" if groups is beyond else "group"
+    return LackOfFit(kappa, gamma, len(groups), span=span,
+                     source=f"leave-future-out backtest: {len(groups)} held-out {kind}(s) of {len(set(refits))} "
+                            f"refit(s), {min(x):.2g}-{max(x):.2g}x past their fits, rms error "
+                            f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ {100 * best:.2g}%, its 68% upper "
+                            f"end used")
 
 
 def from_dict(d: dict | None) -> LackOfFit:

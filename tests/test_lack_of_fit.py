@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 from sweep.fit import allocation, lack_of_fit, report
-from sweep.fit.config import FitConfig
+from sweep.fit.config import FitConfig, FitInputError
 from sweep.fit.laws import chinchilla_loss
 from sweep.fit.pipeline import fit
 
 
-def sweep_rows(law, seed=0, noise=0.003):
-    """5 IsoFLOP budgets over 1.5 decades x 7 sizes, from `law(n, d)` with multiplicative noise."""
+def sweep_rows(law, seed=0, noise=0.003, budgets=5):
+    """IsoFLOP budgets (5) over 1.5 decades x 7 sizes, from `law(n, d)` with multiplicative noise."""
     rng = np.random.default_rng(seed)
     rows = []
-    for c in np.logspace(17, 18.5, 5):
+    for c in np.logspace(17, 18.5, budgets):
         n_opt = 0.09 * c ** 0.5
         for n in n_opt * np.logspace(-0.6, 0.6, 7):
             d = c / (6 * n)
@@ -182,10 +182,11 @@ def test_the_term_is_estimated_from_compute_extrapolations_when_there_are_enough
 
 
 def test_a_term_the_backtest_could_not_measure_reads_not_measured_not_zero(small_grid):
-    """Approach 2's loss law needs 4 budgets, so on 5 budgets one backtest refit predicts one budget: its misfit is
-    unknown, which the PI terms say instead of printing 0%; approach 3's is measured and printed."""
+    """Approach 2's loss law needs 3 budgets in a backtest refit, so on 4 budgets one refit (fit 3, predict 1)
+    predicts one budget: its misfit is unknown, which the PI terms say instead of printing 0%; approach 3's is
+    measured (3 held-out budgets of 2 refits) and printed."""
     cfg = FitConfig(methods=["approach2", "approach3"], n_bootstrap=40, compare_conventions=False, **small_grid)
-    result = fit(sweep_rows(chinchilla), cfg)
+    result = fit(sweep_rows(chinchilla, budgets=4), cfg)
     assert not lack_of_fit.from_dict(result["approach2"]["lack_of_fit"]).measured
     assert lack_of_fit.from_dict(result["approach3"]["lack_of_fit"]).measured
     far = {m: result[m]["allocation"][-1]["loss"] for m in ("approach2", "approach3")}
@@ -194,3 +195,19 @@ def test_a_term_the_backtest_could_not_measure_reads_not_measured_not_zero(small
     assert report.pi_terms(far["approach2"]["pi_terms"]).endswith("misfit not measured")
     assert "misfit" in report.pi_terms(far["approach3"]["pi_terms"]) and "not measured" not in report.pi_terms(
         far["approach3"]["pi_terms"])
+
+
+def test_a_frontier_loss_law_is_scored_on_three_held_out_budgets_of_a_five_budget_sweep(small_grid):
+    """The final fit's L*(C) waits for 4 budgets; the backtest's refits fit it from 3, so a sweep of 5 budgets scores
+    approach 2 on 3 held-out budgets (fit 3, predict 4-5; fit 4, predict 5), not 1: it is ranked, stacked and its
+    misfit measured, beside approach 3."""
+    cfg = FitConfig(methods=["approach2", "approach3"], n_bootstrap=40, compare_conventions=False, **small_grid)
+    result = fit(sweep_rows(chinchilla), cfg)
+    rows = [r for r in result["backtest"]["methods"]["approach2"]["rows"] if r["kind"] == "future" and r["predicted"]]
+    assert sorted({r["split"] for r in rows}) == ["fit budgets 1-3, predict 4-5", "fit budgets 1-4, predict 5-5"]
+    assert result["recommended"]["scores"]["approach2"]["budgets"] == 3 and result["recommended"]["ranked"]
+    assert set(result["recommended"]["weights"]) == {"approach2", "approach3"}
+    assert lack_of_fit.from_dict(result["approach2"]["lack_of_fit"]).measured
+    assert np.isfinite(result["approach2"]["params"]["loss_e"])  # the final fit's law, from 5 budgets
+    with pytest.raises(FitInputError, match="loss_law_min_points=2: .* at least 3"):
+        FitConfig(loss_law_min_points=2).validate()

@@ -113,7 +113,7 @@ def _regress(v: dict, cfg: FitConfig) -> np.ndarray:
     out[few] = np.nan
     xs = [v["flops"][k] for k in kept]
     ys = [v["loss_star"][i, k] for i, k in enumerate(kept)]
-    out[:, 4:] = loss_laws(xs, ys, cfg)  # n/a from fewer than 4 budgets
+    out[:, 4:] = loss_laws(xs, ys, cfg)  # n/a from fewer than cfg.loss_law_min_points budgets
     return out
 
 

@@ -73,7 +73,7 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
     if n_budgets < 3:
         return {"status": "skipped", "reason": f"{n_budgets} compute budget(s): a backtest needs 3 (fit 2, predict 1)"}
     sub_cfg = dataclasses.replace(cfg, n_bootstrap=min(cfg.n_bootstrap, SUB_BOOTSTRAP), compare_conventions=False,
-                                  backtest=False, law_intervals=False, **SUB_GRID)
+                                  backtest=False, law_intervals=False, loss_law_min_points=3, **SUB_GRID)
     rows: dict = {m: [] for m in cfg.methods}
     skipped: dict = {}
     scored = scored_runs(data, cfg)

@@ -51,6 +51,11 @@ class FitConfig:
     """Approach 1 on the envelope of every run's val-loss curve (Hoffmann et al.); False: final losses only."""
     kaplan_irreducible: bool = True
     """Add an irreducible term E to the Kaplan laws."""
+    loss_law_min_points: int = 4
+    """Approaches 1 and 2: fewest frontier points (budgets) their loss law L*(C) = E + (C_c / C)^alpha is fitted to.
+    From 3 its three parameters pass through them exactly, with no residual to check it by, so the final fit waits
+    for 4; the backtest's refits take 3, so that a sweep of 5 budgets scores the law on 3 held-out budgets (fit 3,
+    predict 2; fit 4, predict 1) instead of 1, and the law can be ranked and stacked."""
     budgets: List[float] = field(default_factory=list)
     """Further budgets (FLOPs) for the compute-optimal table and plots, e.g. [1e18, 1e21], besides the sampled
     range and `extrapolate_to`: far past the data a law says little, so none by default."""
@@ -76,6 +81,9 @@ class FitConfig:
             raise FitInputError(f"flop_convention={self.flop_convention!r}: use '6nd' or 'exact'")
         if not 0 < self.interval < 1:
             raise FitInputError(f"interval={self.interval}: a coverage strictly between 0 and 1, e.g. 0.95")
+        if self.loss_law_min_points < 3:
+            raise FitInputError(f"loss_law_min_points={self.loss_law_min_points}: E + (C_c / C)^alpha has 3 "
+                                f"parameters, so at least 3")
         if self.huber_delta <= 0 or self.budget_tolerance < 0 or self.n_bootstrap < 0:
             raise FitInputError("huber_delta must be > 0, budget_tolerance and n_bootstrap >= 0")
         return self

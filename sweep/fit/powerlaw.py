@@ -8,17 +8,17 @@ from sweep.fit import solver
 from sweep.fit.config import MethodSkipped
 
 
-def fit_power_law(x: np.ndarray, loss: np.ndarray, irreducible: bool, delta: float) -> dict:
-    """Huber fit on log-loss residuals; returns {log_xc, alpha, e}. Needs 3 points (4 with E)."""
+def fit_power_law(x: np.ndarray, loss: np.ndarray, irreducible: bool, delta: float, min_points: int = 4) -> dict:
+    """Huber fit on log-loss residuals; returns {log_xc, alpha, e}. Needs 3 points (min_points with E)."""
     x, loss = np.asarray(x, float), np.asarray(loss, float)
-    need = 4 if irreducible else 3
+    need = min_points if irreducible else 3
     if np.unique(x).size < need:
         raise MethodSkipped(f"power law needs {need} distinct x values, got {np.unique(x).size}")
     if not irreducible:
         slope, icpt = np.polyfit(np.log(x), np.log(loss), 1)
         alpha = -slope
         return {"log_xc": float(icpt / alpha) if alpha != 0 else float("nan"), "alpha": float(alpha), "e": 0.0}
-    p = fit_power_law_batched(x[None, :], loss[None, :], np.ones((1, x.size), bool), delta)[0]
+    p = fit_power_law_batched(x[None, :], loss[None, :], np.ones((1, x.size), bool), delta, min_points)[0]
     return {"log_xc": float(p[0]), "alpha": float(p[1]), "e": float(p[2])}
 
 
@@ -26,10 +26,11 @@ E_STARTS = (0.0, 0.5, 0.9, 0.99)
 """Starting floors, as fractions of the smallest loss: E trades off against the amplitude, so one start is not enough."""
 
 
-def fit_power_law_batched(x: np.ndarray, loss: np.ndarray, mask: np.ndarray, delta: float) -> np.ndarray:
+def fit_power_law_batched(x: np.ndarray, loss: np.ndarray, mask: np.ndarray, delta: float,
+                          min_points: int = 4) -> np.ndarray:
     """L = E + (x_c/x)^alpha fitted to each row of (S, P) arrays at once (points where mask is False ignored).
 
-    Returns (S, 3) rows of (log x_c, alpha, E); NaN rows where fewer than 4 distinct x are present.
+    Returns (S, 3) rows of (log x_c, alpha, E); NaN rows where fewer than min_points distinct x are present.
     Fitted as E + exp(log_a - alpha * (log x - ref)) with ref the middle of each row's data: in the
     (log x_c, alpha) form a small change of alpha moves the curve by x^alpha across the whole range,
     so the optimiser stalls in a narrow valley far from the optimum. log x_c = ref + log_a / alpha.
@@ -40,7 +41,7 @@ def fit_power_law_batched(x: np.ndarray, loss: np.ndarray, mask: np.ndarray, del
     out = np.full((n_rows, 3), np.nan)
     lx = np.log(np.where(mask, x, 1.0))
     distinct = np.array([np.unique(lx[i, mask[i]]).size for i in range(n_rows)])
-    rows = np.flatnonzero(distinct >= 4)
+    rows = np.flatnonzero(distinct >= min_points)
     if rows.size == 0:
         return out
     lx, m = lx[rows], mask[rows]
@@ -106,10 +107,10 @@ def loss_law(x: np.ndarray, loss: np.ndarray, cfg) -> dict:
     """L(x) for approaches 1 and 2's loss predictions, or NaNs (printed n/a) where it cannot extrapolate.
 
     Without a floor a power law falls toward zero loss far beyond the data, so there is no law when
-    E cannot be fitted (fewer than 4 points) or comes out at its bound 0.
+    E cannot be fitted (fewer than cfg.loss_law_min_points points) or comes out at its bound 0.
     """
     try:
-        law = fit_power_law(x, loss, cfg.kaplan_irreducible, cfg.huber_delta)
+        law = fit_power_law(x, loss, cfg.kaplan_irreducible, cfg.huber_delta, cfg.loss_law_min_points)
     except MethodSkipped:
         return dict(NO_LAW)
     if cfg.kaplan_irreducible and law["e"] <= 1e-6 * float(np.min(loss)):
@@ -136,7 +137,7 @@ def loss_laws(xs: list, ys: list, cfg) -> np.ndarray:
             except (MethodSkipped, ValueError, np.linalg.LinAlgError):
                 pass
         return out
-    out = fit_power_law_batched(x, y, mask, cfg.huber_delta)
+    out = fit_power_law_batched(x, y, mask, cfg.huber_delta, cfg.loss_law_min_points)
     min_loss = np.where(mask, y, np.inf).min(axis=1)
     out[out[:, 2] <= 1e-6 * min_loss] = np.nan  # E at its bound 0: no floor, no extrapolation
     return out

@@ -136,7 +136,9 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
         lines += ["", "Lack of fit in the PIs: sd = κ ((1 + t)(1 + t + ln S))^(γ/2), t = ln x, at x times the largest "
                       "fitted compute, S the compute span fitted"
                       + (f" ({span:.3g}x here)" if span else "") + ", κ by maximum likelihood from the "
-                      "leave-future-out backtest's errors beyond their own PIs (the upper end of its ~68% interval).",
+                      "leave-future-out backtest's errors beyond their own PIs (the upper end of its ~68% interval; where a misfit "
+                      "was detected, of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
+                      "rule out).",
                   ""] + lof_lines
     return lines
 
@@ -173,8 +175,9 @@ def lack_of_fit_line(lof: dict | None) -> str:
         return "not estimated"
     if lof["kappa"] <= 0:
         return f"κ = 0 ({lof['source']})"
+    term = lack_of_fit.from_dict(lof)
     return (f"κ = {100 * lof['kappa']:.2g}%, γ = {lof.get('gamma', 1.0):.2g} ({lof['source']}); sd at 10x: "
-            f"{100 * lack_of_fit.from_dict(lof).sd(10.0):.2g}%")
+            f"{100 * term.sd(10.0):.2g}%, at 100x: {100 * term.sd(100.0):.2g}%")
 
 
 def _recommended_lines(rec: dict | None, result: dict) -> list[str]:

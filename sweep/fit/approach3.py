@@ -13,7 +13,7 @@ from sweep.fit.laws import chinchilla_loss, chinchilla_optimum
 from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, fit_shared_exponent,  # noqa: F401
                            lse_to_natural, natural, objective, polish)
 from sweep.fit.method import Method
-from sweep.fit.noise import from_replicates, from_residuals
+from sweep.fit.noise import from_fit, from_replicates
 
 
 def run(data, cfg: FitConfig) -> dict:
@@ -50,7 +50,7 @@ def run(data, cfg: FitConfig) -> dict:
         "residual_rms": float(np.sqrt(np.mean(residuals ** 2))), "residual_max": float(np.max(np.abs(residuals))),
     }
     out["residuals"] = residuals.tolist()
-    nz = from_replicates(data) or from_residuals(residuals, 5, "approach 3")
+    nz = from_replicates(data) or from_fit(residuals, data, 5, "approach 3")
     out["noise"] = nz.as_dict()
     if cfg.n_bootstrap > 0 and nz.ok:
         boot = lse.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,

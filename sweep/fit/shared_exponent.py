@@ -20,7 +20,7 @@ from sweep.fit import approach3, lse
 from sweep.fit.bootstrap import summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
-from sweep.fit.noise import from_replicates, from_residuals
+from sweep.fit.noise import from_fit, from_replicates
 
 LOWER = np.array([-np.inf, -np.inf, -np.inf, 0.0])
 """Bounds of (a, b, e, alpha): the exponent is >= 0, as approach 3's are."""
@@ -74,7 +74,7 @@ def run(data, cfg: FitConfig) -> dict:
     names = list(lse.PARAM_NAMES)
     point = dict(zip(names, _natural(best)[0].tolist()))
     residuals = -_residuals(best[None, :], log_n, log_d, log_l, False)[0][0]
-    nz = from_replicates(data) or from_residuals(residuals, 4, "one-exponent law")
+    nz = from_replicates(data) or from_fit(residuals, data, 4, "one-exponent law")
     samples = pis = None
     if cfg.n_bootstrap > 0 and cfg.law_intervals:
         samples = _natural(lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, best, cfg.n_bootstrap, cfg.seed, **FORM))

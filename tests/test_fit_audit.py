@@ -10,7 +10,8 @@ from sweep.fit import FitConfig, fit
 from sweep.fit import allocation
 from sweep.fit.inputs import Curve, prepare
 from sweep.fit.pipeline import compare
-from sweep.fit.report import render
+from sweep.fit.noise import from_fit
+from sweep.fit.report import _noise_line, render
 from sweep.fit.simulate import Law, isoflop_sweep, new_run_loss
 
 LAW = Law()
@@ -142,7 +143,6 @@ def test_noise_comes_from_seed_replicates_when_the_sweep_has_them():
 def _residual_noise(misfit: float, seed: int = 3):
     """from_fit on a real IsoFLOP sweep's design, with residuals = 0.5% noise + a smooth misfit of the law (a tilt in
     log N that grows with the budget, as a law with the wrong exponents leaves, and a level per budget)."""
-    from sweep.fit.noise import from_fit
     data = prepare(isoflop_sweep(LAW, BUDGETS, seed=seed), FitConfig())
     rng = np.random.default_rng(seed)
     u = np.log(data.n) - np.array([np.log(data.n[data.budget == b]).mean() for b in data.budget])
@@ -154,13 +154,12 @@ def test_noise_is_the_residual_scale_where_the_law_fits_and_the_differenced_one_
     fits = _residual_noise(0.0)
     assert fits.source == "approach 3 residuals" and fits.dof == 30
     assert fits.sigma == pytest.approx(0.005, rel=0.3)
-    misfit = _residual_noise(0.02)  # residual rms ~4x the noise: a misfit, not noise
+    misfit = _residual_noise(0.02)  # a residual scale several times the noise: a misfit, not noise
     assert misfit.source.startswith("approach 3 residuals differenced along the sweep (25 pseudo-residuals")
     assert misfit.sigma == pytest.approx(0.005, rel=0.3)
     assert misfit.dof == 12  # neighbouring pseudo-residuals share runs: about half their count
     scale = float(misfit.source.split("the residual scale ")[1].split()[0])
     assert scale > 3 * misfit.sigma  # what the residual scale alone would have called noise
-    from sweep.fit.report import _noise_line
     assert "the excess is the law's misfit, left to the lack-of-fit term" in _noise_line(misfit.as_dict())
     assert "run-to-run noise plus whatever the law does not fit" in _noise_line(fits.as_dict())
 

@@ -10,6 +10,7 @@ from sweep.fit import FitConfig, fit
 from sweep.fit import allocation
 from sweep.fit.inputs import Curve, prepare
 from sweep.fit.pipeline import compare
+from sweep.fit.approach3 import pi_noise
 from sweep.fit.noise import from_fit
 from sweep.fit.report import _noise_line, render
 from sweep.fit.simulate import Law, isoflop_sweep, new_run_loss
@@ -155,13 +156,15 @@ def test_noise_is_the_residual_scale_where_the_law_fits_and_the_differenced_one_
     assert fits.source == "approach 3 residuals" and fits.dof == 30
     assert fits.sigma == pytest.approx(0.005, rel=0.3)
     misfit = _residual_noise(0.02)  # a residual scale several times the noise: a misfit, not noise
-    assert misfit.source.startswith("approach 3 residuals differenced along the sweep (25 pseudo-residuals")
+    assert misfit.source.startswith("approach 3 residuals differenced along the sweep, 25 pseudo-residuals")
     assert misfit.sigma == pytest.approx(0.005, rel=0.3)
     assert misfit.dof == 12  # neighbouring pseudo-residuals share runs: about half their count
-    scale = float(misfit.source.split("the residual scale ")[1].split()[0])
+    scale = float(misfit.source.split("residual scale ")[1].rstrip(")"))
     assert scale > 3 * misfit.sigma  # what the residual scale alone would have called noise
     assert "the excess is the law's misfit, left to the lack-of-fit term" in _noise_line(misfit.as_dict())
     assert "run-to-run noise plus whatever the law does not fit" in _noise_line(fits.as_dict())
+    assert pi_noise(misfit.as_dict()).startswith(" The PI's refits on simulated sweeps draw noise sd 0.00")
+    assert pi_noise(fits.as_dict()) == ""  # the residual scale needs no word
 
 
 def test_every_interval_says_how_many_resamples_were_finite():

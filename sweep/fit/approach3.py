@@ -122,7 +122,16 @@ def report(r: dict, fit: dict) -> list:
             + ", ".join(f"{o['objective']:.5g} ({o['starts']})" for o in diag["optima"][:4]) + ".",
             "Sensitivity to the Huber δ: " + "; ".join(
                 f"{k}: α={v['alpha']:.4g}, β={v['beta']:.4g}, E={v['E']:.4g}" for k, v in diag["delta_sensitivity"].items()),
-            f"Residuals (log loss): rms {diag['residual_rms']:.4g}, max {diag['residual_max']:.4g}.", ""]
+            f"Residuals (log loss): rms {diag['residual_rms']:.4g}, max {diag['residual_max']:.4g}."
+            + pi_noise(r.get("noise")), ""]
+
+
+def pi_noise(nz: dict | None) -> str:
+    """What the PI's refits on simulated sweeps draw their noise from, where it is not the residual scale."""
+    if not nz or "differenced" not in nz.get("source", ""):
+        return ""
+    return (f" The PI's refits on simulated sweeps draw noise sd {nz['sigma']:.3g}, from the {nz['source']}: the rest "
+            f"of the residuals is the law's misfit, which the lack-of-fit term carries.")
 
 
 METHOD = Method(name="approach3", title="Chinchilla approach 3 (L = E + A/N^α + B/D^β)", color="tab:green", fit=run,

@@ -86,8 +86,8 @@ def from_fit(residuals: np.ndarray, data, n_params: int, method: str) -> Noise:
     if sigma <= 0 or (res.sigma / sigma) ** 2 <= f_dist.ppf(MISFIT_TEST, res.dof, dof):
         return res
     return Noise(sigma=float(sigma), dof=int(dof),
-                 source=f"{method} residuals differenced along the sweep ({count} pseudo-residuals; the residual "
-                        f"scale {res.sigma:.3g} includes the law's misfit)")
+                 source=f"{method} residuals differenced along the sweep, {count} pseudo-residuals (residual scale "
+                        f"{res.sigma:.3g})")
 
 
 def _differenced(r: np.ndarray, data) -> tuple[float, int] | None:

@@ -271,8 +271,8 @@ def _noise_line(nz: dict | None) -> str:
             return (f"Run-to-run noise: sd {100 * nz['sigma']:.2f}% of the loss, from {nz['source']} "
                     f"({nz['dof']} degrees of freedom).")
         if "differenced" in nz["source"]:
-            return (f"Noise in the prediction intervals: sd {100 * nz['sigma']:.2f}% of the loss, from {nz['source']} "
-                    f"({nz['dof']} degrees of freedom): the residuals are larger than their run-to-run part, so the "
+            return (f"Noise in the prediction intervals: sd {100 * nz['sigma']:.2f}% of the loss, from {nz['source']}, "
+                    f"{nz['dof']} degrees of freedom: the residuals are larger than their run-to-run part, so the "
                     f"excess is the law's misfit, left to the lack-of-fit term. Seed replicates (experiment.seeds) "
                     f"would measure the noise directly.")
         # residuals hold what the law does not fit as well as the seed-to-seed spread: say so

@@ -7,7 +7,7 @@ and the data do not tell alpha from beta; the within-data backtest decides (swee
 parameters are stored under approach 3's names with beta = alpha, so approach 3's loss, optimum and exponents
 apply unchanged. Fitted like approach 3: log-sum-exp form, Huber loss on log-loss residuals summed over runs,
 batched Levenberg-Marquardt from a grid of starts; its law interval from runs resampled with replacement, its
-prediction interval from refits on sweeps simulated from the fitted law with the residual noise.
+prediction interval from refits on sweeps simulated from the fitted law with the run-to-run noise (`noise.from_fit`).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def run(data, cfg: FitConfig) -> dict:
 def report(r: dict, fit: dict) -> list:
     return [f"One exponent for N and D (α = β = {r['params']['alpha']:.4g}): the form fixes a = b = 0.5, so its "
             f"exponents say nothing about the data; its loss predictions are what it adds. Residuals (log loss): rms "
-            f"{r['diagnostics']['residual_rms']:.4g}.", ""]
+            f"{r['diagnostics']['residual_rms']:.4g}." + approach3.pi_noise(r.get("noise")), ""]
 
 
 METHOD = Method(name="shared_exponent", title="Gadre et al. 2024's one-exponent law (L = E + A/N^α + B/D^α)",

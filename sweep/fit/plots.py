@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from sweep.fit import allocation, registry
 
+log = logging.getLogger("sweep.fit")
 COLORS = {name: m.color for name, m in registry.METHODS.items()}
 
 
@@ -53,14 +55,26 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     x = _Fit(result, folder)
-    _isoflop(x)
-    cs = _loss_vs_compute(x)
+    _guarded(_isoflop, x)
+    cs = _guarded(_loss_vs_compute, x)
+    if cs is None:
+        cs = np.logspace(np.log10(x.c.min()), np.log10(x.c.max()), 60)
     if any(x.result.get(m, {}).get("status") == "ok" for m in x.result["config"]["methods"]):
-        _allocation(x, cs)  # the compute-optimal allocation of the methods that apply
-    _loss_vs_params(x)
-    _residuals(x)
-    _slices(x)
+        _guarded(_allocation, x, cs)  # the compute-optimal allocation of the methods that apply
+    _guarded(_loss_vs_params, x)
+    _guarded(_residuals, x)
+    _guarded(_slices, x)
     return x.written
+
+
+def _guarded(plot, x: _Fit, *args):
+    """A figure that cannot be drawn is left out with a warning: the fit, its report and the other figures stand."""
+    try:
+        return plot(x, *args)
+    except Exception as exc:  # matplotlib raises many kinds on degenerate data; none may lose the fit
+        log.warning("plot %s left out: %s: %s", plot.__name__.lstrip("_"), type(exc).__name__, exc)
+        x.plt.close("all")
+        return None
 
 
 def _slices(x: _Fit) -> None:
@@ -159,14 +173,22 @@ def _allocation(x: _Fit, cs: np.ndarray) -> None:
     plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     a1, a2 = result.get("approach1", {}), result.get("approach2", {})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for m in ok:
-        rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
-        for ax, key in zip(axes, ("n_star", "d_star")):
+    rows_of = {m: [allocation.allocation_row(m, result[m], x, k, level) for x in cs] for m in ok}
+    envelope = a1.get("envelope") if "approach1" in ok else None
+    for ax, key, runs in zip(axes, ("n_star", "d_star"), (n, d)):
+        runs = list(runs) + (list(envelope["n" if key == "n_star" else "d"]) if envelope else [])
+        # An undetermined exponent's interval can span hundreds of decades (1e-257 to 1e265 tokens): the axes keep
+        # to the point estimates and the runs, and a band is cut at their edges.
+        values = np.array([r[key]["value"] for rows in rows_of.values() for r in rows] + list(runs), float)
+        values = values[np.isfinite(values) & (values > 0)]
+        lo, hi = values.min() / 10, values.max() * 10
+        for m, rows in rows_of.items():
             ax.plot(cs, [r[key]["value"] for r in rows], color=COLORS[m],
                     label=f"{m} (exponent {result[m]['exponents']['a' if key == 'n_star' else 'b']:.3f})")
             if all("interval" in r[key] for r in rows):
-                ax.fill_between(cs, [r[key]["interval"][0] for r in rows], [r[key]["interval"][1] for r in rows],
-                                color=COLORS[m], alpha=0.12)
+                band = np.clip(np.array([r[key]["interval"] for r in rows], float), lo, hi)
+                ax.fill_between(cs, band[:, 0], band[:, 1], color=COLORS[m], alpha=0.12)
+        ax.set_ylim(lo, hi)
     if "approach1" in ok and a1.get("envelope"):
         # What approach 1 regressed on: N and D of the lowest-loss run at each compute (a staircase with curves).
         for ax, key in zip(axes, ("n", "d")):

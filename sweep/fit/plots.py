@@ -55,10 +55,9 @@ def write_plots(result: dict, folder: Path) -> list[str]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     x = _Fit(result, folder)
+    cs = _compute_grid(x)
     _guarded(_isoflop, x)
-    cs = _guarded(_loss_vs_compute, x)
-    if cs is None:
-        cs = np.logspace(np.log10(x.c.min()), np.log10(x.c.max()), 60)
+    _guarded(_loss_vs_compute, x, cs)
     if any(x.result.get(m, {}).get("status") == "ok" for m in x.result["config"]["methods"]):
         _guarded(_allocation, x, cs)  # the compute-optimal allocation of the methods that apply
     _guarded(_loss_vs_params, x)
@@ -132,8 +131,15 @@ def _isoflop(x: _Fit) -> None:
 
 
 
-def _loss_vs_compute(x: _Fit) -> np.ndarray:
-    """Runs, curves, approach 1's envelope and every method's L*(C) with its interval; the compute grid."""
+def _compute_grid(x: _Fit) -> np.ndarray:
+    """The compute axis of the L*(C) and allocation plots: the fitted runs up to the furthest budget asked for."""
+    cfg = x.result["config"]
+    reach = max(x.c.max() * max(cfg.get("extrapolate_to") or [1.0]), *cfg["budgets"], x.c.max())
+    return np.logspace(np.log10(x.c.min()), np.log10(reach), 60)
+
+
+def _loss_vs_compute(x: _Fit, cs: np.ndarray) -> None:
+    """Runs, curves, approach 1's envelope and every method's L*(C) with its interval."""
     plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, curve in enumerate(result["data"].get("curves") or []):
@@ -146,8 +152,6 @@ def _loss_vs_compute(x: _Fit) -> np.ndarray:
                 label="envelope of the curves (approach 1)" if from_curves else "frontier of final losses (approach 1)")
     elif a1.get("frontier"):  # a fit.json written before the envelope was stored
         ax.plot(c[a1["frontier"]], loss[a1["frontier"]], "k.-", lw=1, label="frontier")
-    reach = max(c.max() * max(result["config"].get("extrapolate_to") or [1.0]), *result["config"]["budgets"], c.max())
-    cs = np.logspace(np.log10(c.min()), np.log10(reach), 60)
     for m in ok:
         rows = [allocation.allocation_row(m, result[m], x, k, level) for x in cs]
         values = np.array([r["loss"]["value"] for r in rows], float)
@@ -164,8 +168,6 @@ def _loss_vs_compute(x: _Fit) -> np.ndarray:
     ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss vs compute: compute-optimal predictions")
     ax.legend(fontsize=8)
     save(fig, "loss_vs_compute.png")
-
-    return cs
 
 
 def _allocation(x: _Fit, cs: np.ndarray) -> None:

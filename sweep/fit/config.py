@@ -62,7 +62,8 @@ class FitConfig:
     extrapolate_to: List[float] = field(default_factory=lambda: [10.0, 100.0])
     """Rows of the compute-optimal table (and the plots' reach) at these multiples of the largest fitted compute."""
     methods: Optional[List[str]] = None
-    """Methods to run, by name in sweep.fit.registry (approach1, approach2, approach3, kaplan); None: all of them."""
+    """Methods to run, by name in sweep.fit.registry (approach1, approach2, approach3, kaplan, ...); None: every
+    default one (all but approach3_upper, whose intervals are not yet calibrated)."""
     compare_conventions: bool = True
     """Also fit under every other available parameter/FLOP convention (point estimates) for the side-by-side table."""
     backtest: bool = True

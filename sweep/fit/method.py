@@ -35,6 +35,9 @@ class Method:
     """report(its section, the whole fit) -> extra markdown lines for its report section."""
     noise_priority: Optional[int] = None
     """Where its residual scale ranks as the sweep's run-to-run noise (lower first; None: it has none)."""
+    default: bool = True
+    """Run when `fit.methods` is null (every default method); False: only when named there, for a method whose
+    intervals are not yet calibrated (its module says why)."""
     fixed: dict = field(default_factory=dict)
     """{parameter or exponent: why} for what the law's form fixes rather than the runs (no interval is reported:
     a zero-width one would read as precision)."""

@@ -186,7 +186,7 @@ def compare_conventions(runs, cfg: FitConfig, main: FitData, main_result: dict) 
 def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     """Fit every configured method to runs (DataFrame or list of dicts); returns fit.json's content."""
     cfg = (cfg or FitConfig()).validate()
-    cfg = dataclasses.replace(cfg, methods=list(cfg.methods or registry.METHODS))
+    cfg = dataclasses.replace(cfg, methods=list(cfg.methods or registry.defaults()))
     for m in cfg.methods:
         registry.get(m)  # an unknown name fails here, before any fitting
     notes: list = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.fit import approach1, approach2, approach3, kaplan, shared_exponent, valley
+from sweep.fit import approach1, approach2, approach3, kaplan, shared_exponent, upper, valley
 from sweep.fit.config import FitInputError
 from sweep.fit.method import Method
 
@@ -13,7 +13,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     kaplan.METHOD,
     shared_exponent.METHOD,
     valley.METHOD,
+    upper.METHOD,
 )}
+
+
+def defaults() -> list[str]:
+    """The methods a fit runs when `fit.methods` is null."""
+    return [name for name, m in METHODS.items() if m.default]
 
 
 def get(name: str) -> Method:

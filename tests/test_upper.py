@@ -1,5 +1,6 @@
-"""Approach 3 on the upper half of the compute range: which budgets it keeps, what it recovers on data from its own
-law, what it gains when a sweep's small budgets bend more than its large ones, and when it stands aside."""
+"""Approach 3 on the valleys weighted toward the largest compute: how it weighs the runs, what it recovers on data
+from its own law, what it gains when a sweep's small budgets bend more than its large ones, and when it stands
+aside."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from sweep.fit.config import MethodSkipped
 from sweep.fit.inputs import prepare
 from sweep.fit.report import render
 from sweep.fit.simulate import Law, isoflop_sweep
-from sweep.fit.upper import run, upper_runs
+from sweep.fit.upper import compute_weights, run
 
 LAW = Law()
 BUDGETS = np.logspace(18, 20, 5)
@@ -30,25 +31,29 @@ def drifting_sweep(seed=0) -> list:
     return rows
 
 
-def test_it_keeps_the_valleys_of_the_budgets_in_the_upper_half_of_log_compute():
-    data = prepare(isoflop_sweep(LAW, BUDGETS, sizes_per_budget=9, noise=0.0, seed=1), FitConfig())
-    idx, kept = upper_runs(data, min_sizes=3, window=2)
-    assert sorted(np.unique(data.c[idx]).round(-15).tolist()) == sorted(BUDGETS[2:].round(-15).tolist())
-    assert idx.size == 3 * 5  # each kept budget's best size and 2 each side
-    assert kept.size == 3
+def test_each_valley_run_weighs_its_share_of_the_largest_compute():
+    assert compute_weights(np.array([1e18, 1e19, 1e20, 1e20])).tolist() == pytest.approx([0.01, 0.1, 1.0, 1.0])
+    result = fit(isoflop_sweep(LAW, BUDGETS, sizes_per_budget=9, noise=0.003, seed=1),
+                 FitConfig(methods=["approach3_upper"], **CFG))
+    u = result["approach3_upper"]["upper"]
+    assert u["runs"] == 5 * 5 and u["of"] == 45 and u["budgets"] == 5  # each budget's best size and 2 each side
+    # 5 runs each at weights 1, 0.32, 0.1, 0.03, 0.01: about two budgets' worth
+    w = np.repeat(BUDGETS / BUDGETS[-1], 5)
+    assert u["effective_runs"] == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-6)
+    assert 8 < u["effective_runs"] < 10
 
 
 def test_on_data_from_its_own_law_it_recovers_the_law():
     result = fit(isoflop_sweep(LAW, BUDGETS, noise=0.003, seed=2), FitConfig(methods=["approach3_upper"], **CFG))
     u = result["approach3_upper"]
     assert u["status"] == "ok"
-    assert u["upper"]["budgets"] == 3 and u["upper"]["flops_from"] == pytest.approx(1e19, rel=0.01)
+    assert u["upper"]["budgets"] == 5
     assert u["exponents"]["a"] == pytest.approx(LAW.a, abs=0.05)
     n, d, truth = LAW.optimum(10 * BUDGETS[-1])
     assert float(loss_at("approach3_upper", u["params"], n, d)) == pytest.approx(truth, rel=0.01)
     assert len(u["residuals"]) == 35  # one per run of the sweep, for the plots
     text = render(result)
-    assert "the 3 IsoFLOP budgets from 1e+19 FLOPs, the upper half" in text
+    assert "in 5 budgets, each run weighted by (C / C_max)^1" in text
 
 
 def test_where_small_budgets_bend_more_it_extrapolates_the_large_ones():
@@ -59,10 +64,12 @@ def test_where_small_budgets_bend_more_it_extrapolates_the_large_ones():
     assert abs(err["approach3_valley"]) > 3 * abs(err["approach3_upper"]), err  # the whole range inherits the bend
 
 
-def test_it_stands_aside_without_three_upper_budgets():
-    data = prepare(isoflop_sweep(LAW, BUDGETS[:4], noise=0.003, seed=3), FitConfig())
-    with pytest.raises(MethodSkipped, match="upper half of the compute range"):
-        run(data, FitConfig(**CFG))
+def test_it_stands_aside_without_two_budgets_with_a_valley():
+    rows = isoflop_sweep(LAW, BUDGETS[:1], noise=0.003, seed=3)
+    # a second budget with 2 sizes: no valley
+    rows += [{**r, "budget_index": 1, "run_id": f"x{i}"} for i, r in enumerate(isoflop_sweep(LAW, [1e19], seed=3)[:2])]
+    with pytest.raises(MethodSkipped, match="1 IsoFLOP budget"):
+        run(prepare(rows, FitConfig()), FitConfig(**CFG))
 
 
 def test_a_fit_runs_it_only_when_named():

@@ -16,13 +16,14 @@ from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 3's section of fit.json: the grid fit, both bootstraps, residuals and diagnostics."""
+def run(data, cfg: FitConfig, weights=None) -> dict:
+    """Approach 3's section of fit.json: the grid fit, both bootstraps, residuals and diagnostics; `weights` (per run,
+    None: 1) weigh each run's Huber loss in the fit and in both bootstraps."""
     _applies(data)
     log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
     grid = lse.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
     t0 = time.perf_counter()
-    best = lse.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid)
+    best = lse.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid, weights=weights)
     seconds = time.perf_counter() - t0
     point = lse.natural(best.theta)
     samples = None
@@ -31,7 +32,7 @@ def run(data, cfg: FitConfig) -> dict:
         # Warm starts: the best optimum and, for sweeps small enough to afford it, the next two (a resample
         # can move the best basin); on large sweeps every resample stays near the original optimum.
         starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3 if data.loss.size <= 250 else 1]])
-        boot = lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, starts, cfg.n_bootstrap, cfg.seed)
+        boot = lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, starts, cfg.n_bootstrap, cfg.seed, weights=weights)
         nat = lse.lse_to_natural(boot)
         samples = np.column_stack([nat[k] for k in lse.PARAM_NAMES])
     out = summarize(point, samples, list(lse.PARAM_NAMES), cfg.interval)
@@ -40,7 +41,7 @@ def run(data, cfg: FitConfig) -> dict:
     residuals = -lse.log_residuals(best.theta, log_n, log_d, log_l)
     sensitivity = {}
     for factor in (0.1, 10.0):
-        th, f = lse.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor)
+        th, f = lse.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor, weights)
         sensitivity[f"delta={cfg.huber_delta * factor:g}"] = lse.natural(th)
     out["diagnostics"] = {
         "objective": best.objective, "n_starts": best.n_starts, "grid_seconds": round(seconds, 3),
@@ -54,7 +55,7 @@ def run(data, cfg: FitConfig) -> dict:
     out["noise"] = nz.as_dict()
     if cfg.n_bootstrap > 0 and nz.ok:
         boot = lse.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,
-                                              min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1)
+                                              min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1, weights=weights)
         nat = lse.lse_to_natural(boot)
         out["pi_samples"] = {"names": list(lse.PARAM_NAMES),
                              "values": np.round(np.column_stack([nat[k] for k in lse.PARAM_NAMES]), 10).tolist()}

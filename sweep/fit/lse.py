@@ -173,11 +173,12 @@ def fit_grid(log_n, log_d, log_l, delta, grid, n_polish=3, weights=None) -> Appr
 
 
 def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250, residuals=_residuals, lower=LOWER,
-              **options):
+              weights=None, **options):
     """Refit on n_boot resamples of the points (counts drawn with replacement), warm-started from `starts` (K, 5).
 
     Returns the best (a, b, e, alpha, beta) per resample, (n_boot, 5); the same seed gives the same draws.
-    Another form of the law passes its `residuals` and `lower` bounds (rows of its own width).
+    Another form of the law passes its `residuals` and `lower` bounds (rows of its own width); `weights` (per
+    point) weigh each resample's points beside their counts, as in the fit they resample.
     """
     rng = np.random.default_rng(seed)
     n_points = log_n.size
@@ -188,7 +189,7 @@ def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250, resid
         hi = min(n_boot, lo + chunk)
         counts = np.stack([np.bincount(rng.integers(0, n_points, n_points), minlength=n_points)
                            for _ in range(hi - lo)]).astype(float)
-        w = np.repeat(counts, k, axis=0)
+        w = np.repeat(counts if weights is None else counts * np.asarray(weights, float)[None, :], k, axis=0)
         th0 = np.tile(starts, (hi - lo, 1))
         th, f, _ = batched_lm(th0, log_n, log_d, log_l, delta, weights=w, groups=np.repeat(np.arange(hi - lo), k),
                               residuals=residuals, lower=lower, **options)
@@ -199,12 +200,12 @@ def bootstrap(log_n, log_d, log_l, delta, starts, n_boot, seed, chunk=250, resid
 
 
 def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed, chunk=250, residuals=_residuals,
-                         lower=LOWER, **options):
+                         lower=LOWER, weights=None, **options):
     """Refit on n_boot sweeps simulated from the fitted law: log L = LSE(theta) + sigma z at the same (N, D).
 
     The spread of these refits is the law's uncertainty if the law's form is right and runs differ by
     noise sigma; prediction intervals use it (resampling runs overstates it by ~30% on simulated sweeps).
-    Returns (n_boot, 5) rows of (a, b, e, alpha, beta).
+    Returns (n_boot, 5) rows of (a, b, e, alpha, beta); `weights` (per point) as in the fit it repeats.
     """
     rng = np.random.default_rng(seed)
     fitted = residuals(np.atleast_2d(theta), log_n, log_d, np.zeros_like(log_n), False)[0][0]
@@ -217,7 +218,8 @@ def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed
         per_row = np.repeat(sims, k, axis=0)
         th, f, _ = solver.batched_lm(np.tile(starts, (hi - lo, 1)),
                                      lambda th, jac, rows: residuals(th, log_n, log_d, per_row[rows], jac), delta,
-                                     groups=np.repeat(np.arange(hi - lo), k), lower=lower, **options)
+                                     groups=np.repeat(np.arange(hi - lo), k), lower=lower, weights=weights,
+                                     **options)
         out[lo:hi], _ = solver.best_per_group(th, f, hi - lo)
     return out
 

@@ -1,5 +1,4 @@
-"""Approach 3 on the IsoFLOP valleys of the upper half of the compute range: the law read where the extrapolation
-starts.
+"""Approach 3 on the IsoFLOP valleys, each run weighted by its compute: the law read where the extrapolation starts.
 
 A law of fixed exponents fitted over a wide compute range takes their average over it. Real sweeps drift: their
 small budgets bend more than their large ones (warm-up and embeddings weigh more in small models, a learning rate
@@ -7,21 +6,19 @@ tuned at one size suits its neighbours less), so a fit over the whole range lean
 extrapolation inherits their curvature. On Porian et al.'s configurations, approach 3 on the valleys fitted to the
 budgets up to 1e18 FLOPs puts E at 2.9 ("Optimizer tuning (no decay)", OpenWebText2) where the same fit over every
 budget up to 2.6e19 puts it at 1.8, and misses the largest budget by up to 10%. This method fits approach 3 to the
-valley runs (sweep/fit/valley.py) of the budgets in the upper half of the sweep's log-compute range only, so that
-its exponents and floor are those of the largest runs. It pays with fewer runs: its law and its prediction
-intervals are wider, and on a sweep whose every budget follows one law it is a noisier copy of approach 3. Whether
-it extrapolates better on a given sweep is the within-data backtest's question: named in `fit.methods`, it is
-scored and stacked like every other method (sweep/fit/recommend.py).
+valley runs (sweep/fit/valley.py) with each run's Huber loss weighted by (C / C_max): the largest budgets set its
+exponents and floor, the small ones only steady them. It pays with fewer effective runs: on a sweep whose every
+budget follows one law it is a noisier copy of approach 3, with wider intervals. Which of them extrapolates better
+on a given sweep is the within-data backtest's question (sweep/fit/recommend.py); a soft weight rather than a cut
+keeps every budget, so its backtest refits as many splits as the valley fit's (a cut to the upper half of the
+budgets left 0-2 refits on sweeps of 5-7 budgets, too few to measure its lack of fit: its PI covered 83% on
+Porian's tables).
 
-It needs MIN_BUDGETS budgets with a valley in the upper half (a sweep of 5 or more budgets), and is skipped
-otherwise. It is not run by default (`Method.default`): where small budgets bend more its point predictions beat
-approach 3's, on every run and on the valleys, but its intervals are not yet honest. Its within-data backtest
-refits the upper half of each split's budgets, so a sweep of 5-7 budgets gives it 0-2 refits, too few to measure
-its own lack of fit, and its PI then covers less than it says. Measured 2026-12-03 (docs/fitting.md): stacked with
-every other method it took the recommended prediction on Porian et al.'s tables from a median error of 2.26% to
-1.66% and a PI half-width of 12.8% to 4.5%, but the PI's coverage from 97% to 84%; on the misspecified simulation
-at 100x, from 0.90 to 0.875. Name it to use it: `fit.methods=[approach1,approach2,approach3,kaplan,
-shared_exponent,approach3_valley,approach3_upper]`.
+Not run by default (`Method.default`; name it in `fit.methods`). Measured 2026-12-03 (docs/fitting.md): on its own
+it is the best law of N and D on Porian's tables (median error 1.66% against 2.40% for the valley fit, PI covering
+92%) and on the misspecified simulation (3.9% at 10x against 6.2%, covering 1.00), but stacked with the default
+methods it moved the recommended prediction little (Porian median 2.26% to 2.16%) and took the misspecified
+check's coverage at 100x from 0.90 to 0.875, below the 90% the recommended PI must keep.
 """
 
 from __future__ import annotations
@@ -33,57 +30,48 @@ from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
 from sweep.fit.valley import valley_runs
 
-UPPER = 0.5
-"""Which budgets it keeps: those at or above this fraction of the valley budgets' log-compute range (0.5: the upper
-half). One fixed choice, not tuned to a table: half keeps enough budgets for approach 3's five parameters on a sweep
-of 5 or more, and leaves out the budgets whose curvature the extrapolation should not inherit."""
+POWER = 1.0
+"""Each valley run weighs (C / C_max)^POWER: a budget 10x below the largest counts a tenth, 100x below a hundredth.
+A soft cut rather than a hard one keeps every budget, so the within-data backtest refits it on as many splits as
+the valley fit; 1 (weight in proportion to compute) is the one choice made, not tuned to a table."""
 
 
-MIN_BUDGETS = 3
-"""Upper budgets with a valley it needs: with 2 (10 runs for five parameters) its refits were noise."""
-
-
-def upper_runs(data, min_sizes: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the valley runs of the upper budgets, those budgets' ids)."""
-    idx = valley_runs(data, min_sizes, window)
-    if not idx.size:
-        return idx, np.array([], dtype=int)
-    budgets = np.unique(data.budget[idx])
-    log_c = np.array([np.log(np.median(data.c[data.budget == b])) for b in budgets])
-    cut = log_c.min() + UPPER * (log_c.max() - log_c.min())
-    kept = budgets[log_c >= cut - 1e-9]
-    return idx[np.isin(data.budget[idx], kept)], kept
+def compute_weights(c: np.ndarray) -> np.ndarray:
+    """Per run: (C / C_max)^POWER."""
+    return (np.asarray(c, float) / np.max(c)) ** POWER
 
 
 def run(data, cfg: FitConfig) -> dict:
-    """Approach 3's section of fit.json, fitted on the upper budgets' valley runs, with what was selected."""
-    idx, kept = upper_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
-    if kept.size < MIN_BUDGETS:
-        raise MethodSkipped(f"{kept.size} IsoFLOP budget(s) with a valley in the upper half of the compute range: "
-                            f"this fit needs at least {MIN_BUDGETS} (a sweep of 5 or more budgets with "
-                            f"{cfg.min_sizes_per_budget} sizes each)")
+    """Approach 3's section of fit.json, fitted on the valley runs weighted by compute, with what was selected."""
+    idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
+    budgets = np.unique(data.budget[idx]).size if idx.size else 0
+    if budgets < 2:
+        raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: a fit "
+                            "weighted toward the largest compute needs at least 2")
+    sub = data.subset(idx)
+    w = compute_weights(sub.c)
     try:
-        out = approach3.run(data.subset(idx), cfg)
+        out = approach3.run(sub, cfg, weights=w)
     except MethodSkipped as e:
-        raise MethodSkipped(f"on the {idx.size} valley runs of the upper budgets: {e}") from None
+        raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
     if out["noise"]["source"].startswith("approach 3"):
-        out["noise"]["source"] = out["noise"]["source"].replace("approach 3", "approach 3 on the upper valleys'", 1)
+        out["noise"]["source"] = out["noise"]["source"].replace("approach 3", "approach 3 on the valley runs'", 1)
     # every run's residual, so that plots line them up with the sweep; the smaller budgets show the drift left out
     out["residuals"] = (np.log(data.loss) - np.log(approach3.loss_at(out["params"], data.n, data.d))).tolist()
-    c = [float(np.median(data.c[data.budget == b])) for b in kept]
-    out["upper"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": int(kept.size),
-                    "flops_from": min(c), "window": cfg.parabola_window, "run_ids": [data.names[i] for i in idx]}
+    out["upper"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": int(budgets), "power": POWER,
+                    "effective_runs": float(w.sum() ** 2 / (w ** 2).sum()), "window": cfg.parabola_window,
+                    "run_ids": [data.names[i] for i in idx]}
     return out
 
 
 def report(r: dict, fit: dict) -> list:
     u = r["upper"]
-    return [f"Fitted on {u['runs']} of {u['of']} runs: the valleys (best size and {u['window']} sizes each side) of "
-            f"the {u['budgets']} IsoFLOP budgets from {u['flops_from']:.3g} FLOPs, the upper half of the sweep's "
-            f"log-compute range. Residuals (log loss) of those runs: rms {r['diagnostics']['residual_rms']:.4g}."
-            + approach3.pi_noise(r.get("noise")), ""]
+    return [f"Fitted on {u['runs']} of {u['of']} runs, each IsoFLOP budget's valley (best size and {u['window']} "
+            f"sizes each side) in {u['budgets']} budgets, each run weighted by (C / C_max)^{u['power']:g}: "
+            f"{u['effective_runs']:.3g} runs' worth of data, most of it from the largest budgets. Residuals (log loss) "
+            f"of the valley runs: rms {r['diagnostics']['residual_rms']:.4g}." + approach3.pi_noise(r.get("noise")), ""]
 
 
-METHOD = Method(name="approach3_upper", title="Approach 3 on the upper half of the compute range (IsoFLOP valleys)",
+METHOD = Method(name="approach3_upper", title="Approach 3 on the IsoFLOP valleys, weighted toward the largest compute",
                 color="tab:cyan", fit=run, exponents=approach3.exponents, optimum=approach3.optimum,
                 loss_at=approach3.loss_at, report=report, default=False)

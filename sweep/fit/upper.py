@@ -28,7 +28,7 @@ import numpy as np
 from sweep.fit import approach3
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
-from sweep.fit.valley import valley_runs
+from sweep.fit.valley import fit_on_valleys
 
 POWER = 1.0
 """Each valley run weighs (C / C_max)^POWER: a budget 10x below the largest counts a tenth, 100x below a hundredth.
@@ -43,21 +43,9 @@ def compute_weights(c: np.ndarray) -> np.ndarray:
 
 def run(data, cfg: FitConfig) -> dict:
     """Approach 3's section of fit.json, fitted on the valley runs weighted by compute, with what was selected."""
-    idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
-    budgets = np.unique(data.budget[idx]).size if idx.size else 0
-    if budgets < 2:
-        raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: a fit "
-                            "weighted toward the largest compute needs at least 2")
-    sub = data.subset(idx)
-    w = compute_weights(sub.c)
-    try:
-        out = approach3.run(sub, cfg, weights=w)
-    except MethodSkipped as e:
-        raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
-    if out["noise"]["source"].startswith("approach 3"):
-        out["noise"]["source"] = out["noise"]["source"].replace("approach 3", "approach 3 on the valley runs'", 1)
-    # every run's residual, so that plots line them up with the sweep; the smaller budgets show the drift left out
-    out["residuals"] = (np.log(data.loss) - np.log(approach3.loss_at(out["params"], data.n, data.d))).tolist()
+    out, idx, budgets = fit_on_valleys(data, cfg, "a fit weighted toward the largest compute",
+                                       weigh=lambda valleys: compute_weights(valleys.c))
+    w = compute_weights(data.c[idx])
     out["upper"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": int(budgets), "power": POWER,
                     "effective_runs": float(w.sum() ** 2 / (w ** 2).sum()), "window": cfg.parabola_window,
                     "run_ids": [data.names[i] for i in idx]}

@@ -40,23 +40,32 @@ def valley_runs(data, min_sizes: int, window: int) -> np.ndarray:
     return np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 3's section of fit.json, fitted on the valley runs, with what was selected."""
+def fit_on_valleys(data, cfg: FitConfig, fit_name: str, weigh=None) -> tuple[dict, np.ndarray, int]:
+    """(approach 3's section fitted on the valley runs, with every run's residual; their indices; their budgets).
+    weigh(the valley runs' FitData) -> per-run weights of the fit, or None; fit_name names the fit in its errors."""
     idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
     budgets = np.unique(data.budget[idx]).size if idx.size else 0
     if budgets < 2:
-        raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: a valley fit "
+        raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: {fit_name} "
                             "needs at least 2 (approach 3 on every run stands)")
-    if idx.size == data.loss.size:
-        raise MethodSkipped("every run is in its budget's valley: this fit would be approach 3's")
+    sub = data.subset(idx)
     try:
-        out = approach3.run(data.subset(idx), cfg)
+        out = approach3.run(sub, cfg, weights=None if weigh is None else weigh(sub))
     except MethodSkipped as e:
         raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
     if out["noise"]["source"].startswith("approach 3"):
         out["noise"]["source"] = out["noise"]["source"].replace("approach 3", "approach 3 on the valley runs'", 1)
     # every run's residual, so that plots line them up with the sweep; off-valley ones show what the fit left out
     out["residuals"] = (np.log(data.loss) - np.log(approach3.loss_at(out["params"], data.n, data.d))).tolist()
+    return out, idx, budgets
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """Approach 3's section of fit.json, fitted on the valley runs, with what was selected."""
+    idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
+    if idx.size == data.loss.size and np.unique(data.budget[idx]).size >= 2:  # else fit_on_valleys says why not
+        raise MethodSkipped("every run is in its budget's valley: this fit would be approach 3's")
+    out, idx, budgets = fit_on_valleys(data, cfg, "a valley fit")
     out["valley"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": budgets,
                      "window": cfg.parabola_window, "run_ids": [data.names[i] for i in idx]}
     return out

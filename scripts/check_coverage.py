@@ -104,7 +104,10 @@ def main() -> None:
     ap.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=None,
                     help="run the within-data backtest (lack-of-fit term, recommended prediction); default: with "
                          "--law data_term")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated methods to fit (default: the default ones), e.g. adding approach3_upper")
     args = ap.parse_args()
+    METHODS[:] = args.methods.split(",")
     if args.backtest is None:
         args.backtest = args.law == "data_term"
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)

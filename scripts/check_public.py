@@ -1,6 +1,7 @@
 """Fit small, predict large, on sweeps others trained: the published tables in ../shared/data/published.
 
     python scripts/check_public.py [--n-bootstrap 200] [--tables epoch,porian,gadre] [--porian-configs 15]
+        [--methods approach1,...,approach3_valley,approach3_upper]
 
 Each table is cut at a size or a compute, the fitter (every method, its within-data backtest and its recommended
 prediction) sees only what is below the cut, and every run above it is predicted at its own N and D:
@@ -118,7 +119,10 @@ def main(argv=None) -> int:
     parser.add_argument("--n-bootstrap", type=int, default=200)
     parser.add_argument("--tables", default="epoch,porian,gadre")
     parser.add_argument("--porian-configs", type=int, default=15, help="how many of Porian's configurations")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated methods to fit (default: the default ones), e.g. adding approach3_upper")
     args = parser.parse_args(argv)
+    METHODS[:] = args.methods.split(",")
     logging.getLogger("sweep").setLevel(logging.ERROR)
     if not PUBLISHED.is_dir():
         print(f"missing {PUBLISHED}: the published tables ship with ../shared/data", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.fit import approach1, approach2, approach3, kaplan, shared_exponent, upper, valley
+from sweep.fit import anchored, approach1, approach2, approach3, kaplan, shared_exponent, upper, valley
 from sweep.fit.config import FitInputError
 from sweep.fit.method import Method
 
@@ -14,6 +14,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     shared_exponent.METHOD,
     valley.METHOD,
     upper.METHOD,
+    anchored.METHOD,
 )}
 
 

@@ -8,7 +8,7 @@ Ends with one line: grid_seconds=<x> bootstrap_seconds=<y>.
 With --methods it instead times `sweep fit` itself, one method at a time with 1000 resamples, as a user runs
 it (a fresh process: backtest, conventions, report and plots included, W&B off), on Porian et al.'s
 RefinedWeb "Reproducing Kaplan et al." table (107 runs) and on a simulated 1000-run IsoFLOP sweep. Ends
-with one line per table: `runs=<n> approach1=<s> approach2=<s> approach3=<s> kaplan=<s> shared_exponent=<s> approach3_valley=<s>` (seconds).
+with one line per table: `runs=<n> approach1=<s> ... approach3_anchored=<s>` (seconds), one per default method.
 
     python scripts/bench_fit.py [--n-boot 1000] [--scipy-loop]
     python scripts/bench_fit.py --methods
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from sweep.fit import approach3
+from sweep.fit import approach3, registry
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "published" / "epoch-chinchilla" / "svg_extracted_data.csv"
 EPOCH_GRID_FIT = {"E": 1.817236, "A": 477.8417, "B": 2143.8638, "alpha": 0.347313, "beta": 0.367183}
@@ -54,7 +54,7 @@ def scipy_loop(log_n, log_d, log_l, grid):
 
 
 PORIAN = DATA.parents[1] / "porian" / "porian_isoflop_points.csv"
-METHODS = ("approach1", "approach2", "approach3", "kaplan", "shared_exponent", "approach3_valley")
+METHODS = tuple(registry.defaults())
 
 
 def time_methods(n_boot: int) -> None:

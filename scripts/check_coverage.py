@@ -31,12 +31,12 @@ import time
 import numpy as np
 
 from sweep.fit import FitConfig, fit
-from sweep.fit import allocation
+from sweep.fit import allocation, registry
 from sweep.fit.holdout import predict_run
 from sweep.fit.recommend import verification_method
 from sweep.fit.simulate import DataTermLaw, Law, isoflop_sweep, new_run_loss
 
-METHODS = ["approach1", "approach2", "approach3", "kaplan", "shared_exponent", "approach3_valley"]
+METHODS = registry.defaults()
 MULTIPLES = (10, 100)
 
 

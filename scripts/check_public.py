@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sweep.fit import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "data" / "published"
-METHODS = ["approach1", "approach2", "approach3", "kaplan", "shared_exponent", "approach3_valley"]
+METHODS = registry.defaults()
 LEAD = "recommended"
 
 

@@ -84,3 +84,10 @@ def test_it_stands_aside_without_a_frontier_to_fit():
     data = prepare(isoflop_sweep(LAW, BUDGETS[:3], noise=0.003, seed=3), FitConfig())
     with pytest.raises(MethodSkipped, match="3 IsoFLOP budget.s. with 3 or more sizes: L.*C. needs the levels of 4"):
         run(data, FitConfig(**CFG))
+
+
+def test_a_default_fit_runs_it_beside_the_valley_fit():
+    rows = isoflop_sweep(LAW, BUDGETS, noise=0.003, seed=4)
+    default = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0}))
+    assert "approach3_anchored" in default["config"]["methods"]
+    assert default["approach3_anchored"]["status"] == "ok" and default["approach3_valley"]["status"] == "ok"

@@ -99,8 +99,11 @@ def fit_shape(n, d, loss, budget, k: float, starts) -> tuple[np.ndarray, np.ndar
 
     def resid(theta):
         p = penalty({**_shape(theta), "flops_per_nd": k}, n, d)
-        level = np.bincount(inv, loss - p) / counts
-        return np.log(np.maximum(level[inv] + p, 1e-12)) - ll
+        with np.errstate(all="ignore"):
+            level = np.bincount(inv, loss - p) / counts
+            r = np.log(np.maximum(level[inv] + p, 1e-12)) - ll
+        # a trial step whose optimum overflows (an exponent at its bound) is a bad step, not an error
+        return np.nan_to_num(r, nan=10.0, posinf=10.0, neginf=-10.0)
 
     best = None
     for s in starts:
@@ -203,4 +206,4 @@ METHOD = Method(name="approach3_anchored", title="Approach 3's valley shape on a
                 color="tab:pink", fit=run, exponents=approach3.exponents, optimum=optimum, loss_at=loss_at,
                 report=report,
                 fixed={"flops_per_nd": "the sweep's FLOPs per N·D (C = k N D): converts a run's N and D to the compute "
-                                       "of its L*(C)"}, default=False)
+                                       "of its L*(C)"})

@@ -79,3 +79,16 @@ def test_a_fit_runs_it_only_when_named():
     default = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0}))
     assert "approach3_upper" not in default["config"]["methods"] and "approach3_upper" not in default
     assert default["approach3_valley"]["status"] == "ok"
+
+
+def test_a_degenerate_law_reads_n_a_not_zero():
+    """A law whose exponent sits at its bound 0 (approach 3's and the valley fit's on the drifting sweep, 100x out)
+    puts N* at 0: the allocation row says n/a (NaN) for N*, tokens per parameter and L*, not "N* = 0 [0, 0]"."""
+    from sweep.fit.allocation import allocation_row
+
+    degenerate = {"params": {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.0, "beta": 0.3}}
+    row = allocation_row("approach3", degenerate, 1e21, 6.0, 0.95)
+    assert np.isnan(row["n_star"]["value"]) and np.isnan(row["tokens_per_param"]["value"])
+    assert np.isnan(row["loss"]["value"]) and "prediction_interval" not in row["loss"]
+    good = allocation_row("approach3", {"params": {**degenerate["params"], "alpha": 0.34}}, 1e21, 6.0, 0.95)
+    assert good["n_star"]["value"] > 0 and np.isfinite(good["tokens_per_param"]["value"]) and good["loss"]["value"] > 1.7

@@ -38,13 +38,18 @@ def sample_params(result: dict, key: str = "samples") -> dict | None:
 
 
 def _with_interval(point, samples, level):
-    """{value, interval, finite, resamples}: the percentile interval over the finite samples, and how many there were."""
-    out = {"value": float(point)}
+    """{value, interval, finite, resamples}: the percentile interval over the finite samples, and how many there were.
+
+    Every quantity here (N*, D*, tokens per parameter, a loss) is positive: a value of 0 or below comes from a
+    degenerate law (an exponent at its bound 0 puts N* at 0 and tokens per parameter at infinity) and is not an
+    estimate, so it reads n/a (NaN), and such samples are not counted as finite."""
+    point = float(point)
+    out = {"value": point if np.isfinite(point) and point > 0 else float("nan")}
     if samples is not None:
         samples = np.asarray(samples, float)
-        ok = np.isfinite(samples)
+        ok = np.isfinite(samples) & (samples > 0)
         out["finite"], out["resamples"] = int(ok.sum()), int(samples.size)
-        if ok.sum() >= 2 and np.isfinite(point):  # no interval around a value the fit itself could not give
+        if ok.sum() >= 2 and np.isfinite(out["value"]):  # no interval around a value the fit itself could not give
             out["interval"] = percentile_interval(samples[ok], level)
     return out
 
@@ -77,6 +82,8 @@ def allocation_row(method: str, result: dict, flops: float, flops_per_nd: float,
     """N*, D*, tokens/param and L* at one budget, each with its percentile interval (the law's uncertainty);
     the loss also with a prediction interval for a new run trained at this (N*, D*), when noise is known."""
     n, d, loss = optimum(method, result["params"], flops, flops_per_nd)
+    if not (np.isfinite(n) and n > 0 and np.isfinite(d) and d > 0):
+        loss = float("nan")  # no optimum (a degenerate law): its infimum is not the loss of any run
     samples = sample_params(result)
     run_samples = None
     if samples is not None:

@@ -119,7 +119,7 @@ def main() -> None:
         print(f"\rseed {s + 1}/{args.seeds} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
     print()
     print(f"true a = {law.a:.4f}; {args.seeds} seeds, noise {args.noise:.1%}, {args.n_bootstrap} resamples")
-    head = (f"{'method':16s} {'fits':>5s} {'a mean':>8s} {'a bias':>8s} {'a sd':>7s} {'a cov95':>8s} "
+    head = (f"{'method':18s} {'fits':>5s} {'a mean':>8s} {'a bias':>8s} {'a sd':>7s} {'a cov95':>8s} "
             + " ".join(f"{'pi95 ' + str(m) + 'x':>10s} {'|err| ' + str(m) + 'x':>10s} {'hw ' + str(m) + 'x':>8s}"
                        for m in MULTIPLES))
     print(head)
@@ -127,7 +127,7 @@ def main() -> None:
     for m in METHODS + ["recommended"]:
         rows = [p[m] for p in per_seed if p.get(m) is not None]
         if not rows:
-            print(f"{m:16s} {0:5d}  (skipped on every seed)")
+            print(f"{m:18s} {0:5d}  (skipped on every seed)")
             continue
         a = np.array([r.get("a", np.nan) for r in rows])
         cov = [r["a_covered"] for r in rows if r.get("a_covered") is not None]
@@ -141,10 +141,10 @@ def main() -> None:
             cells.append(f"{summary[f'{m}_pi95_{mult}x']:10.3f} {np.mean(errs) if errs else float('nan'):10.4f} "
                          f"{summary[f'{m}_hw_{mult}x']:8.4f}")
         if m == "recommended":  # no exponent of its own
-            print(f"{m:16s} {len(rows):5d} {'':8s} {'':8s} {'':7s} {'':8s} " + " ".join(cells))
+            print(f"{m:18s} {len(rows):5d} {'':8s} {'':8s} {'':7s} {'':8s} " + " ".join(cells))
             continue
         summary[f"{m}_a_bias"] = float(a.mean() - law.a)
-        print(f"{m:16s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {a.std(ddof=1):7.4f} "
+        print(f"{m:18s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {a.std(ddof=1):7.4f} "
               f"{np.mean(cov) if cov else float('nan'):8.3f} " + " ".join(cells))
     print(f"({time.perf_counter() - t0:.0f} s)")
     keys = ["approach3_pi95_10x", "approach3_pi95_100x", "approach2_pi95_10x", "approach1_a_bias", "approach3_a_bias"]

@@ -136,14 +136,14 @@ def main(argv=None) -> int:
         for name, fit_rows, held in makers[table]():
             scored += score_split(name, fit_rows, held, args.n_bootstrap)
         tables[table] = scored
-    print(f"{'table':8} {'method':16} {'runs':>5} {'median':>7} {'p90':>7} {'max':>7} {'PI95 cov':>9} {'PI halfw':>9}")
+    print(f"{'table':8} {'method':18} {'runs':>5} {'median':>7} {'p90':>7} {'max':>7} {'PI95 cov':>9} {'PI halfw':>9}")
     overall = []
     for table, scored in tables.items():
         for m in [*METHODS, "stacked", LEAD]:
             s = summary([r for r in scored if r["method"] == m])
             if not s["n"]:
                 continue
-            print(f"{table:8} {m:16} {s['n']:>5} {100 * s['median']:>6.2f}% {100 * s['p90']:>6.2f}% "
+            print(f"{table:8} {m:18} {s['n']:>5} {100 * s['median']:>6.2f}% {100 * s['p90']:>6.2f}% "
                   f"{100 * s['max']:>6.2f}% {100 * s['coverage']:>8.0f}% {100 * s['halfwidth']:>8.2f}%")
             if m == LEAD:
                 overall.append(s)

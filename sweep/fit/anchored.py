@@ -4,8 +4,9 @@ at a given compute, a free L*(C) = E_C + (C_c / C)^α_C for the optimum's loss i
 Approach 3 ties the two together: its frontier L*(C) = E + G C^(-αβ/(α+β)) takes its exponent and floor from the
 same α, β and E that shape each IsoFLOP valley. Real sweeps do not keep that tie over a wide range: a valley's shape
 (how much a model twice too small loses) is set within each budget, the frontier's descent by how the budgets'
-optima fall, and a law that fits both at once trades one against the other (on Porian et al.'s sweeps the valley
-fit's floor moves by 0.9 between budgets up to 1e18 and every budget up to 2.6e19). This method fits them apart:
+optima fall, and a law that fits both at once trades one against the other (on one of Porian et al.'s sweeps the
+valley fit puts E at 2.87 on the budgets up to 1e18 FLOPs and at 1.82 on every budget up to 2.6e19). This method
+fits them apart:
 1. the shape: A/N^α + B/D^β shared by every budget, each budget's level free, by least squares on log loss over
    the valley runs (each budget's best size and `fit.parabola_window` sizes each side; sweep/fit/valley.py). Only
    the variation within budgets informs it. A run's penalty is the shape at its (N, D) less its minimum along the
@@ -83,8 +84,7 @@ def levels(shape: dict, k: float, n, d, loss, budget) -> tuple[np.ndarray, np.nd
     """(C, level) per budget: its runs' mean of loss minus the shape's penalty, at the geometric mean of their
     compute k N D."""
     corrected = loss - penalty({**shape, "flops_per_nd": k}, n, d)
-    ids, inv = np.unique(budget, return_inverse=True)
-    inv = inv.ravel()
+    inv = np.unique(budget, return_inverse=True)[1].ravel()
     counts = np.bincount(inv)
     c = np.exp(np.bincount(inv, np.log(k * n * d)) / counts)
     return c, np.bincount(inv, corrected) / counts
@@ -93,8 +93,8 @@ def levels(shape: dict, k: float, n, d, loss, budget) -> tuple[np.ndarray, np.nd
 def fit_shape(n, d, loss, budget, k: float, starts) -> tuple[np.ndarray, np.ndarray]:
     """(log A, log B, alpha, beta) of the valleys' shape shared by every budget, each budget's level free (profiled:
     its runs' mean of loss minus the penalty), by least squares on log loss from each start; and its residuals."""
-    ids, inv = np.unique(budget, return_inverse=True)
-    inv, counts = inv.ravel(), np.bincount(inv.ravel())
+    inv = np.unique(budget, return_inverse=True)[1].ravel()
+    counts = np.bincount(inv)
     ll = np.log(loss)
 
     def resid(theta):
@@ -109,7 +109,7 @@ def fit_shape(n, d, loss, budget, k: float, starts) -> tuple[np.ndarray, np.ndar
     for s in starts:
         try:
             r = least_squares(resid, np.clip(s, np.add(BOUNDS[0], 1e-6), np.subtract(BOUNDS[1], 1e-6)), bounds=BOUNDS)
-        except ValueError:  # a start whose residuals are not finite
+        except ValueError:  # a start least_squares refuses (e.g. overflow in its first Jacobian)
             continue
         if np.all(np.isfinite(r.fun)) and (best is None or r.cost < best.cost):
             best = r

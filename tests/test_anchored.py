@@ -7,7 +7,7 @@ import pytest
 
 from sweep.fit import FitConfig, fit
 from sweep.fit.allocation import loss_at, optimum
-from sweep.fit.anchored import frontier_loss, levels, penalty, run
+from sweep.fit.anchored import frontier_loss, levels, penalty, report, run
 from sweep.fit.config import MethodSkipped
 from sweep.fit.inputs import prepare
 from sweep.fit.report import render
@@ -64,6 +64,9 @@ def test_on_data_from_approach_3s_law_it_recovers_the_law():
     text = render(result)
     assert "each budget's level (its valley runs' mean loss less that penalty) fitted by L*(C)" in text
     assert "| flops_per_nd | 6 | - | - | the sweep's FLOPs per N·D" in text
+    assert "at the lower bound" not in text
+    flat = {**r, "params": {**r["params"], "alpha": 0.01, "beta": 0.0100001}}
+    assert report(flat, result)[0].startswith("alpha and beta at the lower bound 0.01: the valleys do not determine")
 
 
 def test_where_the_frontier_falls_unlike_the_valleys_shape_it_follows_the_frontier():

@@ -194,12 +194,18 @@ def run(data, cfg: FitConfig) -> dict:
 
 def report(r: dict, fit: dict) -> list:
     a = r["anchor"]
-    return [f"Stage 1: the valleys' shape A/N^α + B/D^β, shared by {a['budgets']} IsoFLOP budgets, each with a level of "
-            f"its own, fitted to {a['runs']} of {a['of']} runs (each budget's best size and {a['window']} sizes each "
-            f"side): the loss a run gives up away from its budget's optimum. Residuals (log loss): rms "
-            f"{r['diagnostics']['residual_rms']:.4g}. Stage 2: each budget's level (its valley runs' mean loss less "
-            f"that penalty) fitted by L*(C) = E_C + (C_c / C)^α_C, rms {a['level_rms']:.3g} in log loss over the "
-            f"{len(a['levels'])} levels; log_C_c is ln C_c (FLOPs)." + approach3.pi_noise(r.get("noise")), ""]
+    low = [k for k in ("alpha", "beta") if r["params"][k] <= BOUNDS[0][SHAPE.index(k)] * 1.01]
+    bound = [f"{' and '.join(low)} at the lower bound {BOUNDS[0][2]:g}: the valleys do not determine the shape's "
+             "exponents (near the bound the two terms bend like a parabola in log N, and their amplitudes trade off "
+             "against the exponents), so the allocation a is loose and the penalty far outside the fitted valleys is "
+             "not to be trusted; the levels, and L*(C), only use the penalty where the runs are.", ""] if low else []
+    return bound + [
+        f"Stage 1: the valleys' shape A/N^α + B/D^β, shared by {a['budgets']} IsoFLOP budgets, each with a level of "
+        f"its own, fitted to {a['runs']} of {a['of']} runs (each budget's best size and {a['window']} sizes each "
+        f"side): the loss a run gives up away from its budget's optimum. Residuals (log loss): rms "
+        f"{r['diagnostics']['residual_rms']:.4g}. Stage 2: each budget's level (its valley runs' mean loss less "
+        f"that penalty) fitted by L*(C) = E_C + (C_c / C)^α_C, rms {a['level_rms']:.3g} in log loss over the "
+        f"{len(a['levels'])} levels; log_C_c is ln C_c (FLOPs)." + approach3.pi_noise(r.get("noise")), ""]
 
 
 METHOD = Method(name="approach3_anchored", title="Approach 3's valley shape on a fitted frontier L*(C)",

@@ -91,6 +91,8 @@ def test_the_backtest_also_holds_out_the_largest_sizes_and_measures_reach_in_n(s
     """A user's next run is a bigger model: the backtest fits the smaller sizes and predicts the larger, and each
     row's reach is its largest ratio of N, D or C to the fitted data's (so a bigger model at fitted compute counts)."""
     result = fitted(chinchilla, small_grid)
+    assert result["backtest"]["unit"] == "budget"  # an IsoFLOP sweep: each held-out budget is a point
+    assert "each held-out budget counted once" in report.render(result)
     rows = result["backtest"]["methods"]["approach3"]["rows"]
     size_rows = [r for r in rows if r["axis"] == "size"]
     assert size_rows and all(r["kind"] == "future" for r in size_rows)
@@ -101,6 +103,25 @@ def test_the_backtest_also_holds_out_the_largest_sizes_and_measures_reach_in_n(s
     assert max(r["reach"] for r in size_rows) > 1.5 > min(r["extrapolation"] for r in size_rows)
     # approaches 1 and 2 (L*(C) only) are not scored where the budgets' best runs were cut off
     assert all(r["axis"] == "compute" for r in result["backtest"]["methods"].get("approach2", {}).get("rows", []))
+
+
+def test_a_grid_of_four_sizes_is_checked_on_its_largest_size(small_grid):
+    """Gadre et al.'s design: 4 sizes, each trained at many token counts (no IsoFLOP budgets). Its compute splits
+    hold out the small models trained longest; the size split fits the 3 smaller sizes and predicts the largest at
+    every token count, the extrapolation a user of such a grid asks for."""
+    sizes = [1e7, 8e7, 1.5e8, 4e8]
+    runs = [{"n_params": n, "n_tokens": 20 * n * m, "loss": chinchilla(n, 20 * n * m), "status": "done"}
+            for n in sizes for m in (0.25, 0.5, 1, 2, 4, 8, 16)]
+    cfg = FitConfig(methods=["approach3", "shared_exponent"], n_bootstrap=20, compare_conventions=False, **small_grid)
+    result = fit(runs, cfg)
+    backtest = result["backtest"]
+    assert backtest["unit"] == "split"  # no IsoFLOP budgets: each split weighs one point (recommend.group_weights)
+    assert "each split of the backtest counted once" in report.render(result)
+    rows = backtest["methods"]["shared_exponent"]["rows"]
+    size_rows = [r for r in rows if r["axis"] == "size"]
+    assert {r["split"] for r in size_rows} == {"fit N < 4e+08, predict the 1 larger size(s)"}
+    assert len(size_rows) == 7 and {r["group"] for r in size_rows} == {4e8}
+    assert min(r["reach"] for r in size_rows) == pytest.approx(4e8 / 1.5e8)
 
 
 def held_out(mean_error: float, runs: int = 8, groups: int = 10, noise: float = 0.01, law: float = 0.001) -> list:

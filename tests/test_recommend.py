@@ -4,7 +4,7 @@ stacked with the weights that maximise the mixture's log score (Yao et al. 2018)
 import numpy as np
 import pytest
 
-from sweep.fit.recommend import DEFAULT, recommend, stack
+from sweep.fit.recommend import DEFAULT, log_score, recommend, stack
 
 
 def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
@@ -67,9 +67,33 @@ def test_stacking_weights_mix_two_laws_that_miss_in_different_places():
     rec = recommend(result, ["approach3", "kaplan"], 0.95)
     assert rec["weights_per_run"]["approach3"] == pytest.approx(2 / 3, abs=0.03)
     assert rec["weights"]["approach3"] == pytest.approx(2 / 3, abs=0.03)
+    # in a grid without IsoFLOP budgets each split weighs one: approach 3 is right on half of s1 (1/2) and on s2 (1),
+    # so ~3/4 (1.5 log w + 0.5 log(1 - w))
+    result["backtest"]["unit"] = "split"
+    assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] == pytest.approx(3 / 4,
+                                                                                                            abs=0.03)
     # a confident miss gets (nearly) no weight next to an honest method
     result = fit_with({"approach3": rows([0.04, 0.05, 0.06], 0.01), "kaplan": rows([0.01, -0.01, 0.015], 0.03)})
     assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] < 0.01
+
+
+def test_in_a_grid_each_split_weighs_one_point_however_many_runs_it_holds_out():
+    """In a grid without IsoFLOP budgets each held-out "budget" is one run: a compute split that holds out 4 of them
+    and a size split that holds out the largest size weigh the same. Approach 3 predicts the 4 runs well and misses
+    the larger size by 5 sd; kaplan misses the 4 runs by 3 sd and gets the size right. Counted per budget (an IsoFLOP
+    sweep's unit) approach 3 leads, 4 points to 1; counted per split kaplan does, with most of the stacking weight."""
+    budgets, split = (2, 3, 4, 5, 9), ("compute",) * 4 + ("size",)
+    result = fit_with({"approach3": rows([0.0, 0.0, 0.0, 0.0, 0.05], 0.02, budgets, split),
+                       "kaplan": rows([0.03, 0.03, 0.03, 0.03, 0.0], 0.02, budgets, split)})
+    assert recommend(result, ["approach3", "kaplan"], 0.95)["method"] == "approach3"
+    result["backtest"]["unit"] = "split"
+    rec = recommend(result, ["approach3", "kaplan"], 0.95)
+    assert rec["method"] == "kaplan"
+    kaplan = result["backtest"]["methods"]["kaplan"]["rows"]
+    per_split = [log_score([r for r in kaplan if r["split"] == sp], 0.95) for sp in ("compute", "size")]
+    assert rec["scores"]["kaplan"]["log_score"] == pytest.approx(np.mean(per_split), rel=1e-9)
+    assert per_split[1] - per_split[0] > 4  # the 3 sd misses cost ~4.5 each
+    assert rec["weights_per_run"]["kaplan"] > 0.5
 
 
 def test_a_run_off_the_optimum_is_predicted_by_laws_of_n_and_d_only():

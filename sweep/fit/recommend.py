@@ -1,15 +1,16 @@
 """The recommended prediction: the method whose predictions held up best when it extrapolated inside the data.
 
-Which law extrapolates best depends on the sweep (approach 3 on one, Kaplan's form on another), so the fit
-does not assume one. It scores every method that predicted held-out runs in the leave-future-out backtest with
-a proper scoring rule: the log score of each prediction's PI, read as a normal in log loss (its sd from the
-PI's width). A narrow interval that misses scores badly; a wide one that covers scores only fairly; a method
-with small errors and honest intervals scores best. Each held-out budget of each split counts once (its runs
-share one refit), and the method with the best mean score is recommended (leave-future-out cross-validation,
-Bürkner, Gabry & Vehtari 2020). With a few held-out budgets the ranking is itself noisy, and two laws that miss
-on opposite sides predict better together than either alone, so the recommended prediction of a new run is a
-stacking of the ranked methods' predictive distributions (Yao et al. 2018): the weights that maximise the log
-score of the mixture on the held-out runs every stacked method predicted, each held-out group counted once.
+Which law extrapolates best depends on the sweep (approach 3 on one, Kaplan's form on another), so the fit does not
+assume one. It scores every method that predicted held-out runs in the leave-future-out backtest with a proper
+scoring rule: the log score of each prediction's PI, read as a normal in log loss (its sd from the PI's width). A
+narrow interval that misses scores badly; a wide one that covers scores only fairly; a method with small errors and
+honest intervals scores best. Each held-out budget of each split counts once (its runs share one refit; in a grid
+without IsoFLOP budgets each split counts once, see backtest.unit), and the method with the best mean score is
+recommended (leave-future-out cross-validation, Bürkner, Gabry & Vehtari 2020). With a few held-out budgets the
+ranking is itself noisy, and two laws that miss on opposite sides predict better together than either alone, so the
+recommended prediction of a new run is a stacking of the ranked methods' predictive distributions (Yao et al. 2018):
+the weights that maximise the log score of the mixture on the held-out runs every stacked method predicted, each
+held-out group (or split) counted once.
 Two sets of weights, for two targets:
 - `weights_per_run`: a run at a given N and D (a public run, a user's next model): only methods with an L(N, D),
   stacked on every held-out run they all predicted;
@@ -47,25 +48,31 @@ def _groups(rows: list[dict]) -> dict:
     return {k: g for k, g in groups.items() if g}
 
 
-def log_score(rows: list[dict], level: float, keys=None) -> float:
-    """Mean log predictive density of the measured losses (log space), each held-out budget weighted once; only
-    the held-out groups in `keys` when given."""
+def log_score(rows: list[dict], level: float, keys=None, unit: str = "budget") -> float:
+    """Mean log predictive density of the measured losses (log space), each held-out budget weighted once (each split,
+    with unit "split"); only the held-out groups in `keys` when given."""
     z = norm.ppf(0.5 + level / 2)
-    scores = []
-    for key, g in _groups(rows).items():
-        if keys is not None and key not in keys:
-            continue
-        per = []
-        for r in g:
-            sd = max(pi_sd(r, z), MIN_SD)
-            per.append(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=sd))
-        scores.append(float(np.mean(per)))
-    return float(np.mean(scores)) if scores else float("nan")
+    groups = {k: g for k, g in _groups(rows).items() if keys is None or k in keys}
+    scores = [float(np.mean([norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=max(pi_sd(r, z), MIN_SD))
+                             for r in g])) for g in groups.values()]
+    return float(np.average(scores, weights=group_weights(list(groups), unit))) if scores else float("nan")
+
+
+def group_weights(keys: list, unit: str = "budget") -> np.ndarray:
+    """Each held-out (split, group)'s weight in the scores: 1 with unit "budget" (an IsoFLOP sweep's held-out budgets,
+    each a new point of the frontier; the splits that hold out many reach furthest, and counting their budgets
+    weighs the long extrapolations a user's next run needs), 1 / (the split's groups) with unit "split" (a grid
+    without IsoFLOP budgets, where each held-out "budget" is one run: see backtest.unit)."""
+    if unit == "budget":
+        return np.ones(len(keys))
+    splits = [k[0] for k in keys]
+    return np.array([1.0 / splits.count(k[0]) for k in keys])
 
 
 def recommend(result: dict, methods: list[str], level: float) -> dict:
     """{method, reason, scores: {method: {log_score, budgets, mean_abs_error, furthest: [x, error]}}}."""
     bt = result.get("backtest") or {}
+    unit = bt.get("unit", "budget")
     scores = {}
     for m in methods:
         if result.get(m, {}).get("status") != "ok":
@@ -74,7 +81,7 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
         groups = _groups(rows)
         scored = [r for g in groups.values() for r in g]
         far = max(scored, key=lambda r: r["extrapolation"], default=None)
-        scores[m] = {"log_score": log_score(rows, level), "budgets": len(groups),
+        scores[m] = {"log_score": log_score(rows, level, unit=unit), "budgets": len(groups),
                      "mean_abs_error": float(np.mean([abs(r["rel_error"]) for r in scored])) if scored else None,
                      "furthest": [far["extrapolation"], far["rel_error"]] if far else None}
     ranked = {m: s for m, s in scores.items() if s["budgets"] >= MIN_GROUPS and np.isfinite(s["log_score"])}
@@ -89,7 +96,7 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     common = set.intersection(*(set(_groups(rows_of[m])) for m in ranked))
     if len(ranked) > 1 and len(common) >= MIN_GROUPS:
         for m in ranked:
-            ranked[m] = {**ranked[m], "log_score": log_score(rows_of[m], level, common), "budgets": len(common)}
+            ranked[m] = {**ranked[m], "log_score": log_score(rows_of[m], level, common, unit), "budgets": len(common)}
     # The best single method must predict with its final fit: a frontier method can score well in the backtest's
     # refits and still have no loss law on all the data (L*(C) n/a without a fitted floor).
     c_max = (result.get("data") or {}).get("flops_range", [None, None])[1]
@@ -98,8 +105,8 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     unused = [m for m in ranked if m not in usable]
     z = norm.ppf(0.5 + level / 2)
     per_run = [m for m in ranked if registry.get(m).loss_at is not None]
-    weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked})
-    weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run})
+    weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked}, unit)
+    weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run}, unit)
     others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
                        if m != best)
     return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest"
@@ -127,10 +134,10 @@ def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
     return out
 
 
-def stacking_weights(densities: dict) -> dict:
+def stacking_weights(densities: dict, unit: str = "budget") -> dict:
     """Stacking of predictive distributions (Yao et al. 2018): the simplex weights that maximise
-    sum_groups mean_runs log sum_m w_m p_m(run) over the runs every method scored. {} with fewer than MIN_GROUPS
-    groups in common or no method; one method gets weight 1."""
+    sum_groups weight_g mean_runs log sum_m w_m p_m(run) over the runs every method scored (weight_g from
+    group_weights). {} with fewer than MIN_GROUPS groups in common or no method; one method gets weight 1."""
     methods = list(densities)
     if not methods:  # e.g. only frontier methods were fitted: none predicts a run at a given N and D
         return {}
@@ -143,7 +150,8 @@ def stacking_weights(densities: dict) -> dict:
     if len(groups) < MIN_GROUPS:
         return {}
     logp = np.array([[densities[m][k] for m in methods] for k in common])  # (runs, methods)
-    per = np.array([1.0 / len(groups[k[:2]]) for k in common])
+    per_group = dict(zip(groups, group_weights(list(groups), unit)))
+    per = np.array([per_group[k[:2]] / len(groups[k[:2]]) for k in common])
 
     def neg(u):
         w = np.exp(u - u.max())

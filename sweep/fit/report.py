@@ -200,8 +200,12 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
                       "than two weighted methods give a prediction with an interval.", ""]
     else:
         lines += [f"**{rec['method']}**: {rec['reason']}."]
+    per_split = (result.get("backtest") or {}).get("unit") == "split"
     lines += ["Every method stays below; the log score is the mean log density of each held-out run's measured loss "
-              "under the method's PI (higher is better: small errors with honest intervals).", "",
+              "under the method's PI (higher is better: small errors with honest intervals), "
+              + ("each split of the backtest counted once (a grid without IsoFLOP budgets: its held-out \"budgets\" "
+                 "are single runs that share their refit's error)." if per_split else
+                 "each held-out budget counted once."), "",
               "| method | log score | held-out budgets | mean abs error | furthest × fitted C: error |",
               "| --- | --- | --- | --- | --- |"]
     mark = " (best single)" if stacked else " (recommended)"

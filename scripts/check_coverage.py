@@ -10,6 +10,12 @@ and scores every method:
 
     python scripts/check_coverage.py [--seeds 50] [--n-bootstrap 200] [--noise 0.01]
     python scripts/check_coverage.py --law data_term [--seeds 50]   # a law outside every method's family
+    python scripts/check_coverage.py --design grid [--law data_term] --seeds 20 --n-bootstrap 100
+
+With --design grid the data are Gadre et al.'s design instead (4 sizes from 1e7 to 4e8 parameters x 8 token counts,
+no IsoFLOP budgets), each fit runs its backtest, and every method and the recommended prediction are scored on new
+runs of the larger models a grid is used to predict (1.4B at 20 and 320 tokens per parameter, 6.9B at 20): median
+and 90th-percentile |error|, PI coverage and median half-width, then one line for the recommended prediction.
 
 With --law data_term the data come from L = E + A/N^alpha + B/D^beta(N), beta(N) = 0.28 (N/1e8)^0.02 (a data
 exponent that grows with the model, Farseer-style), which no method can express; the fits run their within-data
@@ -92,6 +98,48 @@ def score_seed(law: Law, seed: int, args) -> dict:
     return out
 
 
+GRID_SIZES = (1.06e7, 7.9e7, 1.54e8, 4.1e8)
+GRID_TOKENS_PER_PARAM = tuple(20.0 * m for m in (0.25, 0.5, 1, 2, 4, 8, 16, 32))
+GRID_TARGETS = ((1.44e9, 20.0), (1.44e9, 320.0), (6.9e9, 20.0))
+"""--design grid: Gadre et al.'s design (4 sizes x 8 token counts, no IsoFLOP budgets), predicting larger models."""
+
+
+def score_grid_seed(law: Law, seed: int, args) -> dict:
+    """A grid from the law with multiplicative noise, fitted with the within-data backtest; {method: [row per
+    target]}, each row the method's prediction of a new run at the target (N, D): error, coverage, half-width."""
+    rng = np.random.default_rng(seed)
+    runs = [{"n_params": n, "n_tokens": t * n, "status": "done",
+             "loss": float(law.loss(n, t * n) * np.exp(args.noise * rng.standard_normal()))}
+            for n in GRID_SIZES for t in GRID_TOKENS_PER_PARAM]
+    result = fit(runs, FitConfig(n_bootstrap=args.n_bootstrap, seed=seed, methods=METHODS, compare_conventions=False,
+                                 budgets=[]))
+    out: dict = {}
+    for n, t in GRID_TARGETS:
+        measured = new_run_loss(law, n, t * n, args.noise, rng)
+        p = predict_run(result, n, t * n, 6.0 * n * t * n, measured, at_optimum=False)
+        for m, v in {**p["methods"], "recommended": p["methods"].get(p["recommended"] or "", {})}.items():
+            iv = v.get("interval")
+            out.setdefault(m, []).append({"error": v.get("rel_error"), "covered": v.get("covered"),
+                                          "halfwidth": None if not iv else (iv[1] - iv[0]) / 2 / v["predicted"]})
+    return out
+
+
+def grid_summary(per_seed: list[dict]) -> None:
+    print(f"{'method':18s} {'runs':>5s} {'median':>7s} {'p90':>7s} {'PI95 cov':>9s} {'PI halfw':>9s}")
+    for m in METHODS + ["stacked", "recommended"]:
+        rows = [r for p in per_seed for r in p.get(m, []) if r["error"] is not None]
+        if not rows:
+            continue
+        err = np.abs([r["error"] for r in rows])
+        cov = np.mean([r["covered"] for r in rows if r["covered"] is not None])
+        hw = np.median([r["halfwidth"] for r in rows if r["halfwidth"] is not None])
+        print(f"{m:18s} {len(rows):5d} {100 * np.median(err):6.2f}% {100 * np.percentile(err, 90):6.2f}% "
+              f"{100 * cov:8.1f}% {100 * hw:8.2f}%")
+        if m == "recommended":
+            print(f"grid_recommended_median_err={np.median(err):.4f} grid_recommended_pi95={cov:.3f} "
+                  f"grid_recommended_hw={hw:.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=50)
@@ -106,6 +154,10 @@ def main() -> None:
                          "--law data_term")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma-separated methods to fit (default: the default ones), e.g. adding approach3_upper")
+    ap.add_argument("--design", default="isoflop", choices=["isoflop", "grid"],
+                    help="IsoFLOP sweeps (default) or Gadre et al.'s grid of 4 sizes x 8 token counts, scored on the "
+                         "runs of larger models it is used to predict (with the backtest, every method and the "
+                         "recommended prediction)")
     args = ap.parse_args()
     METHODS[:] = args.methods.split(",")
     if args.backtest is None:
@@ -115,10 +167,14 @@ def main() -> None:
     t0 = time.perf_counter()
     per_seed = []
     for s in range(args.seeds):
-        per_seed.append(score_seed(law, s, args))
+        per_seed.append((score_grid_seed if args.design == "grid" else score_seed)(law, s, args))
         print(f"\rseed {s + 1}/{args.seeds} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
     print()
     print(f"true a = {law.a:.4f}; {args.seeds} seeds, noise {args.noise:.1%}, {args.n_bootstrap} resamples")
+    if args.design == "grid":
+        grid_summary(per_seed)
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        return
     head = (f"{'method':18s} {'fits':>5s} {'a mean':>8s} {'a bias':>8s} {'a sd':>7s} {'a cov95':>8s} "
             + " ".join(f"{'pi95 ' + str(m) + 'x':>10s} {'|err| ' + str(m) + 'x':>10s} {'hw ' + str(m) + 'x':>8s}"
                        for m in MULTIPLES))

@@ -279,3 +279,23 @@ def test_the_report_says_how_well_each_parameter_is_determined():
     assert undetermined("approach3", "a", 0.561, [0.337, 0.728]) == "**loosely**: interval 70% of the value"
     assert undetermined("approach3", "alpha", 0.50, [0.31, 0.95]) == "**no**: interval wider than the value"
     assert undetermined("kaplan", "e", 0.0, [0.0, 0.0]) == "**no**: at its bound 0"
+
+
+def test_the_grid_check_scores_every_method_on_the_larger_models_a_grid_predicts():
+    """check_coverage.py --design grid: Gadre et al.'s design (no IsoFLOP budgets), each target a larger model than
+    the grid's; every method and the recommended prediction get a scored row per target."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("check_coverage",
+                                                  Path(__file__).resolve().parents[1] / "scripts" / "check_coverage.py")
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    cc.METHODS[:] = ["approach3", "shared_exponent"]
+    out = cc.score_grid_seed(Law(), 0, argparse.Namespace(noise=0.01, n_bootstrap=20))
+    assert set(out) >= {"approach3", "shared_exponent", "recommended"}
+    for rows in (out["approach3"], out["recommended"]):
+        assert len(rows) == len(cc.GRID_TARGETS)
+        assert all(abs(r["error"]) < 0.1 and 0 < r["halfwidth"] < 0.5 and r["covered"] is not None for r in rows)
+    assert min(n for n, _ in cc.GRID_TARGETS) > 3 * max(cc.GRID_SIZES)  # the targets are larger models

@@ -116,6 +116,17 @@ def test_methods_that_predicted_different_splits_are_ranked_on_the_groups_they_s
     assert rec["scores"]["kaplan"]["budgets"] == 6  # the table still shows everything each method predicted
 
 
+def test_methods_that_share_too_few_groups_are_each_scored_on_their_own_and_the_reason_says_so():
+    """approach 3 predicted split s1's budgets 2-3 and s2's 3; kaplan only s2's 3 and a split s3 of its own: they
+    share one group, too few to compare them on, so the reason does not claim a common footing."""
+    a3 = rows([0.0, 0.0, 0.0], 0.02)
+    kaplan = rows([0.01], 0.02, budgets=(3,), split=("s2",)) + rows([0.0, 0.0], 0.02, budgets=(5, 6), split=("s3",) * 2)
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
+    assert "groups of its own (the ranked methods share fewer than 3" in rec["reason"]
+    assert "every ranked method predicted" not in rec["reason"]
+    assert rec["weights_per_run"] == {}  # nothing to stack on
+
+
 def test_the_report_leads_with_the_weights_the_predictions_use_not_the_best_single_method():
     """The best single method by log score can differ from what the stacking puts its weight on (a run at the
     optimum is scored on each budget's best run only): the section names the weights first, per target."""

@@ -41,21 +41,26 @@ def _spread(values: list, k: int) -> list:
 
 SIZE_SPLITS = 3
 """Leave-future-out splits in size: fit the sizes below a cut, predict the rest, cuts in the upper half of the sizes."""
-MIN_SIZES = 4
-"""Distinct sizes a sweep needs before it is split by size (the fit keeps at least 3 below the cut). A grid of 4
-sizes x many token counts (Gadre et al.'s) is then checked by predicting its largest size from the 3 below, the
-extrapolation its user asks for; its compute splits hold out the small models trained longest."""
+MIN_SIZES = 6
+"""Distinct sizes an IsoFLOP sweep needs before it is split by size (the fit keeps at least 3 below the cut). With
+fewer, a cut leaves each budget 2-3 sizes, no valley to refit the valley methods on, and a ranking of the methods
+on the splits each could be refitted on (on the main job's 5 sizes it recommended a method that had skipped them)."""
+MIN_SIZES_GRID = 4
+"""The same in a grid without IsoFLOP budgets (`unit` "split"), whose every size has all its token counts: 4 sizes
+x many token counts (Gadre et al.'s) are checked by predicting the largest size from the 3 below, the extrapolation
+the grid's user asks for, where its compute splits hold out the small models trained longest."""
 
 
-def splits(data: FitData) -> list[dict]:
-    """The (kind, axis, label, train runs, test runs) splits, smallest compute (or size) first."""
+def splits(data: FitData, grid: bool = False) -> list[dict]:
+    """The (kind, axis, label, train runs, test runs) splits, smallest compute (or size) first; grid: a sweep without
+    IsoFLOP budgets (see `unit`)."""
     ids = np.unique(data.budget)
     out = []
     for k in _spread(list(range(2, ids.size)), MAX_SPLITS):
         out.append({"kind": "future", "axis": "compute", "label": f"fit budgets 1-{k}, predict {k + 1}-{ids.size}",
                     "train": np.flatnonzero(data.budget < ids[k]), "test": np.flatnonzero(data.budget >= ids[k])})
     sizes = np.unique(data.n)
-    if sizes.size >= MIN_SIZES:
+    if sizes.size >= (MIN_SIZES_GRID if grid else MIN_SIZES):
         for k in _spread(list(range(max(3, sizes.size // 2), sizes.size)), SIZE_SPLITS):
             out.append({"kind": "future", "axis": "size", "label": f"fit N < {sizes[k]:.3g}, predict the "
                                                                    f"{sizes.size - k} larger size(s)",
@@ -79,7 +84,8 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
     rows: dict = {m: [] for m in cfg.methods}
     skipped: dict = {}
     scored = scored_runs(data, cfg)
-    for sp in splits(data):
+    grid = unit(data, cfg) == "split"
+    for sp in splits(data, grid):
         train, test = sp["train"], sp["test"][scored[sp["test"]]]
         if not test.size:
             continue
@@ -98,8 +104,8 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
                 continue
             rows[m] += [{**r, "split": sp["label"], "kind": sp["kind"], "axis": sp["axis"]}
                         for r in _predict(m, res, data, test, fitted, sub_cfg, noise, sp["axis"])]
-    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data)), "methods": {},
-           "unit": unit(data, cfg),
+    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data, grid)), "methods": {},
+           "unit": "split" if grid else "budget",
            "scored_runs": int(scored.sum()), "n_runs": int(data.loss.size), "window": cfg.parabola_window}
     for m in cfg.methods:
         if not rows[m]:

@@ -94,7 +94,8 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     rows_of = {m: bt["methods"][m]["rows"] for m in ranked}
     # methods that predicted different splits (a refit can skip one) are compared on the groups they all predicted
     common = set.intersection(*(set(_groups(rows_of[m])) for m in ranked))
-    if len(ranked) > 1 and len(common) >= MIN_GROUPS:
+    shared = len(ranked) > 1 and len(common) >= MIN_GROUPS
+    if shared:
         for m in ranked:
             ranked[m] = {**ranked[m], "log_score": log_score(rows_of[m], level, common, unit), "budgets": len(common)}
     # The best single method must predict with its final fit: a frontier method can score well in the backtest's
@@ -109,11 +110,12 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run}, unit)
     others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
                        if m != best)
+    over = ("groups every ranked method predicted" if shared else "groups" if len(ranked) < 2 else
+            f"groups of its own (the ranked methods share fewer than {MIN_GROUPS}: each is scored on those it predicted)")
     return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest"
                                       f"{' among the methods whose final fit predicts a loss' if unused else ''} "
                                       f"({ranked[best]['log_score']:.2f} over {ranked[best]['budgets']} held-out "
-                                      f"{'groups every ranked method predicted' if len(ranked) > 1 else 'groups'}"
-                                      f"{'; ' + others if others else ''})"
+                                      f"{over}{'; ' + others if others else ''})"
                                       + (f"; {', '.join(unused)}: no loss law in the final fit" if unused else ""),
             "scores": scores, "ranked": True,
             "weights": weights, "weights_per_run": weights_per_run}

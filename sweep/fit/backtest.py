@@ -84,8 +84,9 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
     rows: dict = {m: [] for m in cfg.methods}
     skipped: dict = {}
     scored = scored_runs(data, cfg)
-    grid = unit(data, cfg) == "split"
-    for sp in splits(data, grid):
+    unit_ = unit(data, cfg)
+    all_splits = splits(data, grid=unit_ == "split")
+    for sp in all_splits:
         train, test = sp["train"], sp["test"][scored[sp["test"]]]
         if not test.size:
             continue
@@ -104,8 +105,8 @@ def backtest(data: FitData, cfg: FitConfig, fit_methods) -> dict:
                 continue
             rows[m] += [{**r, "split": sp["label"], "kind": sp["kind"], "axis": sp["axis"]}
                         for r in _predict(m, res, data, test, fitted, sub_cfg, noise, sp["axis"])]
-    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(splits(data, grid)), "methods": {},
-           "unit": "split" if grid else "budget",
+    out = {"status": "ok", "n_budgets": int(n_budgets), "splits": len(all_splits), "methods": {},
+           "unit": unit_,
            "scored_runs": int(scored.sum()), "n_runs": int(data.loss.size), "window": cfg.parabola_window}
     for m in cfg.methods:
         if not rows[m]:
@@ -132,8 +133,13 @@ def unit(data: FitData, cfg: FitConfig) -> str:
     lack-of-fit term. Measured: on Gadre et al.'s grids (scripts/check_public.py) counting splits moved the
     recommended error from 1.59% to 0.73%; on IsoFLOP sweeps it cost Epoch's table 0.57% -> 0.61% and the
     misspecified check's 100x coverage 0.925 -> 0.875, so budgets stay the unit there."""
-    sizes = [np.unique(data.n[data.budget == b]).size for b in np.unique(data.budget)]
-    return "budget" if sum(k >= cfg.min_sizes_per_budget for k in sizes) >= MIN_ISOFLOP_BUDGETS else "split"
+    isoflop = sum(k >= cfg.min_sizes_per_budget for k in sizes_per_budget(data).values())
+    return "budget" if isoflop >= MIN_ISOFLOP_BUDGETS else "split"
+
+
+def sizes_per_budget(data: FitData) -> dict:
+    """{budget id: its number of distinct model sizes}."""
+    return {b: np.unique(data.n[data.budget == b]).size for b in np.unique(data.budget)}
 
 
 def scored_runs(data: FitData, cfg: FitConfig) -> np.ndarray:
@@ -142,9 +148,8 @@ def scored_runs(data: FitData, cfg: FitConfig) -> np.ndarray:
     compute-optimal frontier, and the runs a user acts on are there; a grid's far ends (models starved of tokens,
     D < N) follow other limits and would rank the laws by how they fit those."""
     mask = np.zeros(data.loss.size, dtype=bool)
-    for bid in np.unique(data.budget):
-        m = data.budget == bid
-        mask[m] = np.unique(data.n[m]).size < cfg.min_sizes_per_budget
+    for bid, k in sizes_per_budget(data).items():
+        mask[data.budget == bid] = k < cfg.min_sizes_per_budget
     mask[valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)] = True
     return mask
 

@@ -109,6 +109,13 @@ def held_out_groups(rows: list[dict]) -> dict:
     return groups
 
 
+def per_split(keys: list) -> np.ndarray:
+    """Weights of held-out (split, group) keys such that each split weighs one point in all: the groups one refit
+    predicted share its error (here and in recommend.py)."""
+    splits = [k[0] for k in keys]
+    return np.array([1.0 / splits.count(k[0]) for k in keys])
+
+
 def pi_sd(row: dict, z: float) -> float:
     """The sd of log loss a row's PI implies (its half-width in log space over z); 0 without an interval."""
     return (np.log(row["interval"][1]) - np.log(row["interval"][0])) / (2 * z) if row.get("interval") else 0.0
@@ -147,7 +154,7 @@ def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
     fitted_span = np.array([g[0].get("span", 1.0) for g in groups.values()])
     # the groups of one split share its refit, and so its error: each split weighs one point in the likelihood
     refits = [k[0] for k in groups]
-    w = np.array([1.0 / refits.count(k[0]) for k in groups])
+    w = per_split(list(groups))
 
     def nll(kappa: float, gamma: float) -> float:
         var = np.maximum(s ** 2 + (kappa * growth(x, gamma, fitted_span)) ** 2, 1e-12)

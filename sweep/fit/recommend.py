@@ -29,7 +29,7 @@ from scipy.optimize import minimize
 from scipy.stats import norm
 
 from sweep.fit import allocation, registry
-from sweep.fit.lack_of_fit import held_out_groups, pi_sd
+from sweep.fit.lack_of_fit import held_out_groups, per_split, pi_sd
 
 DEFAULT = "approach3"
 """Recommended when the backtest cannot rank the methods: the law with a full L(N, D) and a floor."""
@@ -63,10 +63,7 @@ def group_weights(keys: list, unit: str = "budget") -> np.ndarray:
     each a new point of the frontier; the splits that hold out many reach furthest, and counting their budgets
     weighs the long extrapolations a user's next run needs), 1 / (the split's groups) with unit "split" (a grid
     without IsoFLOP budgets, where each held-out "budget" is one run: see backtest.unit)."""
-    if unit == "budget":
-        return np.ones(len(keys))
-    splits = [k[0] for k in keys]
-    return np.array([1.0 / splits.count(k[0]) for k in keys])
+    return np.ones(len(keys)) if unit == "budget" else per_split(keys)
 
 
 def recommend(result: dict, methods: list[str], level: float) -> dict:

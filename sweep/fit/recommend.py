@@ -15,7 +15,10 @@ Two sets of weights, for two targets:
 - `weights_per_run`: a run at a given N and D (a public run, a user's next model): only methods with an L(N, D),
   stacked on every held-out run they all predicted;
 - `weights`: a run placed at the compute optimum (`sweep verify`): every method, stacked on each held-out budget's
-  best run (what approaches 1 and 2's L*(C) predicts).
+  best run (what approaches 1 and 2's L*(C) predicts) that two or more methods predicted, each run's mixture over
+  the methods that predicted it: the frontier methods and the anchored fit cannot be refitted on the early splits,
+  and the budgets all of them predicted are often too few to stack on (on scripts/check_coverage.py's misspecified
+  law the weights were then empty, and the run went where a ranking of each method on groups of its own put it).
 Every method stays in the report beside it.
 
 With fewer than MIN_GROUPS scored budgets for every method, nothing can be ranked: the default (approach 3, else
@@ -103,7 +106,11 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     unused = [m for m in ranked if m not in usable]
     z = norm.ppf(0.5 + level / 2)
     per_run = [m for m in ranked if registry.get(m).loss_at is not None]
-    weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked}, unit)
+    # The frontier methods and the anchored fit need several IsoFLOP budgets, so the early splits cannot refit them:
+    # the budgets every method predicted are then too few to stack on (the weights were empty, and the run was placed
+    # by a ranking of each method on groups of its own), so each held-out budget is scored by the methods it has.
+    weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked}, unit,
+                               partial=True)
     weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run}, unit)
     others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
                        if m != best)
@@ -133,29 +140,44 @@ def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
     return out
 
 
-def stacking_weights(densities: dict, unit: str = "budget") -> dict:
+def stacking_weights(densities: dict, unit: str = "budget", partial: bool = False) -> dict:
     """Stacking of predictive distributions (Yao et al. 2018): the simplex weights that maximise
     sum_groups weight_g mean_runs log sum_m w_m p_m(run) over the runs every method scored (weight_g from
-    group_weights). {} with fewer than MIN_GROUPS groups in common or no method; one method gets weight 1."""
+    group_weights). {} with fewer than MIN_GROUPS groups in common or no method; one method gets weight 1.
+
+    partial: over the runs two or more methods scored instead, each run's mixture over the methods that scored it
+    (sum_m w_m p_m / sum_m w_m): a method is then weighed where it predicted, not dropped nor the runs it missed;
+    a method that shares no run with another gets weight 0."""
     methods = list(densities)
     if not methods:  # e.g. only frontier methods were fitted: none predicts a run at a given N and D
         return {}
     if len(methods) == 1:
         return {methods[0]: 1.0}
-    common = sorted(set.intersection(*(set(d) for d in densities.values())), key=str)
+    if partial:
+        keys = set.union(*(set(d) for d in densities.values()))
+        common = sorted((k for k in keys if sum(k in d for d in densities.values()) >= 2), key=str)
+        kept = [m for m in methods if any(k in densities[m] for k in common)]
+        if len(kept) < len(methods):
+            out = stacking_weights({m: densities[m] for m in kept}, unit, partial=True) if kept else {}
+            return {m: out.get(m, 0.0) for m in methods} if out else {}
+    else:
+        common = sorted(set.intersection(*(set(d) for d in densities.values())), key=str)
     groups = {}
     for k in common:
         groups.setdefault(k[:2], []).append(k)
     if len(groups) < MIN_GROUPS:
         return {}
-    logp = np.array([[densities[m][k] for m in methods] for k in common])  # (runs, methods)
+    logp = np.array([[densities[m].get(k, np.nan) for m in methods] for k in common])  # (runs, methods)
+    scored = np.isfinite(logp)
+    top = np.nanmax(logp, 1)
+    density = np.where(scored, np.exp(np.where(scored, logp, 0.0) - top[:, None]), 0.0)
     per_group = dict(zip(groups, group_weights(list(groups), unit)))
     per = np.array([per_group[k[:2]] / len(groups[k[:2]]) for k in common])
 
     def neg(u):
         w = np.exp(u - u.max())
         w /= w.sum()
-        mix = np.log(np.maximum(np.exp(logp - logp.max(1, keepdims=True)) @ w, 1e-300)) + logp.max(1)
+        mix = np.log(np.maximum(density @ w, 1e-300) / np.maximum(scored @ w, 1e-300)) + top
         return -float(per @ mix)
 
     best = min((minimize(neg, u0, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 4000})

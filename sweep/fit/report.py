@@ -191,7 +191,7 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
         lines += ["**A stacking of the methods' predictive distributions** (Yao et al. 2018), with the weights that "
                   "maximise the mixture's log score on the leave-future-out backtest's held-out runs:",
                   f"- a run at the compute optimum (`sweep verify`): **{listed(rec['weights'])}** (scored on each "
-                  "held-out budget's best run);"]
+                  "held-out budget's best run, by the methods that predicted it);"]
         if rec.get("weights_per_run"):
             lines.append(f"- a run at any N and D (`sweep predict n_params=... n_tokens=...`): "
                          f"**{listed(rec['weights_per_run'])}** (laws of N and D only, scored on every held-out run "

@@ -156,10 +156,7 @@ def stacking_weights(densities: dict, unit: str = "budget", partial: bool = Fals
     if partial:
         keys = set.union(*(set(d) for d in densities.values()))
         common = sorted((k for k in keys if sum(k in d for d in densities.values()) >= 2), key=str)
-        kept = [m for m in methods if any(k in densities[m] for k in common)]
-        if len(kept) < len(methods):
-            out = stacking_weights({m: densities[m] for m in kept}, unit, partial=True) if kept else {}
-            return {m: out.get(m, 0.0) for m in methods} if out else {}
+        methods = [m for m in methods if any(k in densities[m] for k in common)]  # the rest: weight 0
     else:
         common = sorted(set.intersection(*(set(d) for d in densities.values())), key=str)
     groups = {}
@@ -185,7 +182,8 @@ def stacking_weights(densities: dict, unit: str = "budget", partial: bool = Fals
                key=lambda r: r.fun)
     w = np.exp(best.x - best.x.max())
     w /= w.sum()
-    return {m: float(v) for m, v in zip(methods, w)}
+    stacked = dict(zip(methods, w))
+    return {m: float(stacked.get(m, 0.0)) for m in densities}
 
 
 def stack(predictions: dict, weights: dict, level: float) -> dict | None:

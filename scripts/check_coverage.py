@@ -9,16 +9,16 @@ and scores every method:
   its loss drawn from the true law with the same noise.
 
     python scripts/check_coverage.py [--seeds 50] [--n-bootstrap 200] [--noise 0.01]
-    python scripts/check_coverage.py --law data_term [--seeds 50]   # a law outside every method's family
-    python scripts/check_coverage.py --design grid [--law data_term] --seeds 20 --n-bootstrap 100
+    python scripts/check_coverage.py --law model_term [--seeds 50]   # a law outside every method's family
+    python scripts/check_coverage.py --design grid [--law model_term] --seeds 20 --n-bootstrap 100
 
 With --design grid the data are Gadre et al.'s design instead (4 sizes from 1e7 to 4e8 parameters x 8 token counts,
 no IsoFLOP budgets), each fit runs its backtest, and every method and the recommended prediction are scored on new
 runs of the larger models a grid is used to predict (1.4B at 20 and 320 tokens per parameter, 6.9B at 20): median
 and 90th-percentile |error|, PI coverage and median half-width, then one line for the recommended prediction.
 
-With --law data_term the data come from L = E + A/N^alpha + B/D^beta(N), beta(N) = 0.28 (N/1e8)^0.02 (a data
-exponent that grows with the model, Farseer-style), which no method can express; the fits run their within-data
+With --law model_term the data come from L = E + A/N^alpha(D) + B/D^beta, alpha(D) = 0.34 (D/2e9)^0.02 (a model
+exponent that grows with the data), which no method can express; the fits run their within-data
 backtest, so each PI carries its lack-of-fit term, and the recommended prediction (the best method or the stacking
 of methods) is scored too: at 10x and 100x, on the run `sweep verify` would train (the optimum of the method the
 at-optimum stacking weighs most), its PI's coverage and median half-width, beside approach 3's.
@@ -40,10 +40,12 @@ from sweep.fit import FitConfig, fit
 from sweep.fit import allocation, registry
 from sweep.fit.holdout import predict_run
 from sweep.fit.recommend import verification_method
-from sweep.fit.simulate import DataTermLaw, Law, isoflop_sweep, new_run_loss
+from sweep.fit.simulate import DataTermLaw, Law, ModelTermLaw, isoflop_sweep, new_run_loss
 
 METHODS = registry.defaults()
 MULTIPLES = (10, 100)
+LAWS = {"chinchilla": Law, "model_term": ModelTermLaw, "data_term": DataTermLaw}
+"""--law: the true law of the simulated sweeps."""
 
 
 def score_seed(law: Law, seed: int, args) -> dict:
@@ -143,15 +145,18 @@ def grid_summary(per_seed: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=50)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--interval-key", default="prediction_interval", choices=["prediction_interval", "interval"],
                     help="score the prediction interval (default) or the law's confidence interval against new runs")
-    ap.add_argument("--law", default="chinchilla", choices=["chinchilla", "data_term"],
-                    help="the true law: Hoffmann et al.'s (every method's family holds it) or one outside them all")
+    ap.add_argument("--law", default="chinchilla", choices=list(LAWS),
+                    help="the true law: Hoffmann et al.'s (every method's family holds it), one whose model exponent "
+                         "drifts with D (outside every family), or one whose data exponent drifts with N (the "
+                         "`drift` method's family)")
     ap.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=None,
                     help="run the within-data backtest (lack-of-fit term, recommended prediction); default: with "
-                         "--law data_term")
+                         "--law model_term or data_term")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma-separated methods to fit (default: the default ones), e.g. adding approach3_upper")
     ap.add_argument("--design", default="isoflop", choices=["isoflop", "grid"],
@@ -161,14 +166,14 @@ def main() -> None:
     args = ap.parse_args()
     METHODS[:] = args.methods.split(",")
     if args.backtest is None:
-        args.backtest = args.law == "data_term"
+        args.backtest = args.law != "chinchilla"
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
-    law = Law() if args.law == "chinchilla" else DataTermLaw()
+    law = LAWS[args.law]()
     t0 = time.perf_counter()
     per_seed = []
-    for s in range(args.seeds):
+    for s in range(args.first_seed, args.first_seed + args.seeds):
         per_seed.append((score_grid_seed if args.design == "grid" else score_seed)(law, s, args))
-        print(f"\rseed {s + 1}/{args.seeds} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
+        print(f"\rseed {s + 1 - args.first_seed}/{args.seeds} ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
     print()
     print(f"true a = {law.a:.4f}; {args.seeds} seeds, noise {args.noise:.1%}, {args.n_bootstrap} resamples")
     if args.design == "grid":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.fit import anchored, approach1, approach2, approach3, kaplan, shared_exponent, upper, valley
+from sweep.fit import anchored, approach1, approach2, approach3, drift, kaplan, shared_exponent, upper, valley
 from sweep.fit.config import FitInputError
 from sweep.fit.method import Method
 
@@ -15,6 +15,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     valley.METHOD,
     upper.METHOD,
     anchored.METHOD,
+    drift.METHOD,
 )}
 
 

@@ -71,6 +71,20 @@ class DataTermLaw(Law):
         return float(np.log(n2 / n1) / np.log(100.0))
 
 
+@dataclass(frozen=True)
+class ModelTermLaw(DataTermLaw):
+    """Another law outside every method's family: L(N, D) = E + A/N^alpha(D) + B/D^beta, whose model exponent grows
+    with the data, alpha(D) = alpha (D / d_ref)^drift (a model trained on more tokens puts its parameters to better
+    use). `drift` (the data term's drift in DataTermLaw) is this law's model-term drift; drift = 0 is Law itself."""
+
+    drift: float = 0.02
+    d_ref: float = 2e9
+
+    def loss(self, n, d):
+        n, d = np.asarray(n, float), np.asarray(d, float)
+        return self.E + self.A / n ** (self.alpha * (d / self.d_ref) ** self.drift) + self.B / d ** self.beta
+
+
 def isoflop_sweep(law: Law, budgets, sizes_per_budget: int = 7, spacing: float = 2.0, noise: float = 0.01,
                   seed: int = 0, jitter: bool = True) -> list[dict]:
     """Runs of an IsoFLOP sweep (C = 6 N D) as rows {n_params, n_tokens, flops, loss, budget_index, status}.

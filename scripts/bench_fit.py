@@ -8,7 +8,7 @@ Ends with one line: grid_seconds=<x> bootstrap_seconds=<y>.
 With --methods it instead times `sweep fit` itself, one method at a time with 1000 resamples, as a user runs
 it (a fresh process: backtest, conventions, report and plots included, W&B off), on Porian et al.'s
 RefinedWeb "Reproducing Kaplan et al." table (107 runs) and on a simulated 1000-run IsoFLOP sweep. Ends
-with one line per table: `runs=<n> approach1=<s> ... approach3_anchored=<s>` (seconds), one per default method.
+with one line per table: `runs=<n> approach1=<s> ... drift=<s>` (seconds), one per default method.
 
     python scripts/bench_fit.py [--n-boot 1000] [--scipy-loop]
     python scripts/bench_fit.py --methods

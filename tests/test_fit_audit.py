@@ -258,18 +258,22 @@ def test_prepare_keeps_the_planner_budget_from_result_json(tmp_path):
     assert data.budget_source == "planner" and np.unique(data.budget).size == 3
 
 
-def test_the_misspecified_simulator_has_its_optimum_where_it_says():
-    """check_coverage.py --law data_term draws sweeps from a law no method can express: its optimum is the argmin
-    of its own loss at fixed compute, and its data exponent grows with N (so N* grows faster than Chinchilla's)."""
-    from sweep.fit.simulate import DataTermLaw
+@pytest.mark.parametrize("name", ["model_term", "data_term"])
+def test_the_misspecified_simulators_have_their_optimum_where_they_say(name):
+    """check_coverage.py --law model_term draws sweeps from a law no method can express (the model exponent grows
+    with D, so N* grows slower than Chinchilla's), --law data_term from the `drift` method's family (the data
+    exponent grows with N, so N* grows faster): each optimum is the argmin of the law's own loss at fixed compute,
+    and drift 0 is Hoffmann et al.'s law."""
+    from sweep.fit.simulate import DataTermLaw, ModelTermLaw
 
-    law = DataTermLaw()
+    kind = {"model_term": ModelTermLaw, "data_term": DataTermLaw}[name]
+    law = kind()
     n, d, loss = law.optimum(1e19)
     assert 6 * n * d == pytest.approx(1e19) and loss == pytest.approx(float(law.loss(n, d)))
     for k in (0.8, 1.25):
         assert law.loss(n * k, 1e19 / (6 * n * k)) > loss
-    assert law.a > Law().a + 0.05
-    assert DataTermLaw(drift=0.0).loss(1e8, 1e10) == pytest.approx(float(Law().loss(1e8, 1e10)))
+    assert (law.a - Law().a) * (1 if name == "data_term" else -1) > 0.05
+    assert kind(drift=0.0).loss(1e8, 1e10) == pytest.approx(float(Law().loss(1e8, 1e10)))
 
 
 def test_the_report_says_how_well_each_parameter_is_determined():

@@ -74,7 +74,10 @@ def run(data, cfg: FitConfig) -> dict:
         raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: the drifting "
                             "data exponent is fitted on the valleys and needs at least 2")
     v = data.subset(idx)
-    approach3._applies(v)
+    try:
+        approach3._applies(v)
+    except MethodSkipped as e:
+        raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
     if v.loss.size <= len(LAW):
         raise MethodSkipped(f"{len(LAW)} parameters but only {v.loss.size} valley runs: add runs")
     log_n, log_d, log_l = np.log(v.n), np.log(v.d), np.log(v.loss)

@@ -25,7 +25,7 @@ from sweep.fit.bootstrap import summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
-from sweep.fit.valley import valley_runs
+from sweep.fit.valley import valleys
 
 DELTA_MAX = 0.25
 """Bound on |delta|: over the two decades of N a sweep spans, beta changes by up to e^(0.25 ln 100) ~ 3x."""
@@ -42,18 +42,14 @@ def form(log_ref: float) -> dict:
     """What lse's solver and bootstraps need to fit this law with N0 = exp(log_ref): its residuals (rows (a, b, e,
     alpha, beta, delta)) and bounds."""
     def residuals(theta, log_n, log_d, log_l, with_jacobian=True):
-        a, b, e, alpha, beta, delta = (theta[:, i, None] for i in range(6))
+        # approach 3's residuals with log D scaled by beta(N) / beta = (N / N0)^delta, per start: (S, P)
         u = log_n - log_ref
-        g = np.exp(delta * u)  # beta(N) / beta
-        z0, z1 = a - alpha * log_n, b - beta * g * log_d
-        m = np.maximum(np.maximum(z0, z1), e)
-        p0, p1, p2 = np.exp(z0 - m), np.exp(z1 - m), np.exp(e - m)
-        s = p0 + p1 + p2
-        r = m + np.log(s) - log_l
-        if not with_jacobian:
+        g = np.exp(theta[:, 5, None] * u)
+        r, j = lse._residuals(theta[:, :5], log_n, g * log_d, log_l, with_jacobian)
+        if j is None:
             return r, None
-        p0, p1, p2 = p0 / s, p1 / s, p2 / s
-        return r, np.stack([p0, p1, p2, -p0 * log_n, -p1 * g * log_d, -p1 * beta * g * u * log_d], axis=-1)
+        # d r / d delta = d r / d beta * beta * u (beta(N) = beta e^(delta u))
+        return r, np.concatenate([j, j[..., 4:5] * theta[:, 4, None, None] * u[..., None]], axis=-1)
 
     return dict(residuals=residuals, lower=LOWER, upper=UPPER, stall_tol=1e-12)
 
@@ -68,12 +64,7 @@ def _natural(theta: np.ndarray, fixed: tuple) -> np.ndarray:
 
 def run(data, cfg: FitConfig) -> dict:
     """This method's section of fit.json: the fit on the valley runs, both bootstraps, every run's residual."""
-    idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
-    budgets = np.unique(data.budget[idx]).size if idx.size else 0
-    if budgets < 2:
-        raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: the drifting "
-                            "data exponent is fitted on the valleys and needs at least 2")
-    v = data.subset(idx)
+    v, idx, budgets = valleys(data, cfg, "the drifting data exponent, fitted on the valleys,")
     try:
         approach3._applies(v)
     except MethodSkipped as e:

@@ -40,15 +40,21 @@ def valley_runs(data, min_sizes: int, window: int) -> np.ndarray:
     return np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)
 
 
-def fit_on_valleys(data, cfg: FitConfig, fit_name: str, weigh=None) -> tuple[dict, np.ndarray, int]:
-    """(approach 3's section fitted on the valley runs, with every run's residual; their indices; their budgets).
-    weigh(the valley runs' FitData) -> per-run weights of the fit, or None; fit_name names the fit in its errors."""
+def valleys(data, cfg: FitConfig, fit_name: str) -> tuple:
+    """(the valley runs' FitData, their indices, their budgets), or MethodSkipped with fewer than 2 budgets that have
+    a valley; fit_name names the fit in the reason."""
     idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
     budgets = np.unique(data.budget[idx]).size if idx.size else 0
     if budgets < 2:
         raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: {fit_name} "
                             "needs at least 2 (approach 3 on every run stands)")
-    sub = data.subset(idx)
+    return data.subset(idx), idx, budgets
+
+
+def fit_on_valleys(data, cfg: FitConfig, fit_name: str, weigh=None) -> tuple[dict, np.ndarray, int]:
+    """(approach 3's section fitted on the valley runs, with every run's residual; their indices; their budgets).
+    weigh(the valley runs' FitData) -> per-run weights of the fit, or None; fit_name names the fit in its errors."""
+    sub, idx, budgets = valleys(data, cfg, fit_name)
     try:
         out = approach3.run(sub, cfg, weights=None if weigh is None else weigh(sub))
     except MethodSkipped as e:

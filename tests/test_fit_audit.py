@@ -283,6 +283,10 @@ def test_the_report_says_how_well_each_parameter_is_determined():
     assert undetermined("approach3", "a", 0.561, [0.337, 0.728]) == "**loosely**: interval 70% of the value"
     assert undetermined("approach3", "alpha", 0.50, [0.31, 0.95]) == "**no**: interval wider than the value"
     assert undetermined("kaplan", "e", 0.0, [0.0, 0.0]) == "**no**: at its bound 0"
+    # a drift may take either sign: its 0 is no bound, and an interval that excludes 0 says which way it goes
+    assert undetermined("drift", "delta", -0.031, [-0.065, -0.019]) == ("its sign: the interval excludes 0 (width "
+                                                                        "148% of the value)")
+    assert undetermined("drift", "delta", 0.004, [-0.01, 0.02]) == "**no**: the interval includes 0 (no drift: approach 3)"
 
 
 def test_the_grid_check_scores_every_method_on_the_larger_models_a_grid_predicts():

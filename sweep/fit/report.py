@@ -143,12 +143,22 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
     return lines
 
 
+SIGNED = {"delta": "no drift: approach 3"}
+"""Parameters that may take either sign, with what their 0 means: judged by whether their interval excludes 0."""
+
+
 def undetermined(method: str, name: str, value, interval) -> str:
     """'yes', or why the runs do not determine the parameter: it sits at its bound, or its interval is wider than
     the value (the data allow anything from about 0 to twice the estimate); 'loosely' when the interval is wider
     than LOOSE of the value."""
     if value is None or value != value:
         return "**no**: not estimated"
+    if name in SIGNED:  # 0 is inside its range, not a bound: what the runs say is its sign
+        if not interval:
+            return "no interval"
+        return ("**no**: the interval includes 0 (" + SIGNED[name] + ")" if interval[0] <= 0 <= interval[1] else
+                f"its sign: the interval excludes 0 (width {100 * (interval[1] - interval[0]) / abs(value):.0f}% of "
+                f"the value)")
     if name not in ("a", "b") and abs(value) < AT_BOUND:
         return "**no**: at its bound 0"
     if interval and interval[1] - interval[0] > abs(value):

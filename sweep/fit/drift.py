@@ -133,17 +133,17 @@ def optimum(params: dict, flops, flops_per_nd: float):
     centre, step = 0.5 * np.log(x), GRID[1] - GRID[0]
     offsets = GRID
     with np.errstate(all="ignore"):
-        for _ in range(3):  # the grid, then twice a finer one around its best point
+        for level in range(3):  # the grid, then twice a finer one around its best point
             log_n = centre[:, None] + offsets[None, :]
             loss = loss_at(flat, np.exp(log_n), x[:, None] / np.exp(log_n))
             loss = np.where(np.isfinite(loss), loss, np.inf)
             j = np.argmin(loss, axis=1)
-            inside = (j > 0) & (j < offsets.size - 1) & np.isfinite(loss[np.arange(j.size), j])
             centre = log_n[np.arange(j.size), j]
+            if level == 0:  # a minimum at the search range's edge, or none, is no optimum (a degenerate draw)
+                inside = (j > 0) & (j < offsets.size - 1) & np.isfinite(loss[np.arange(j.size), j])
+                centre = np.where(inside, centre, np.nan)
             offsets = np.linspace(-step, step, 41)
             step = offsets[1] - offsets[0]
-            if not inside.all():
-                centre = np.where(inside, centre, np.nan)
         n = np.exp(centre)
         d = x / n
         loss = loss_at({k: v[:, 0] for k, v in flat.items()}, n, d)

@@ -4,7 +4,7 @@ stacked with the weights that maximise the mixture's log score (Yao et al. 2018)
 import numpy as np
 import pytest
 
-from sweep.fit.recommend import DEFAULT, log_score, recommend, stack
+from sweep.fit.recommend import DEFAULT, PRIOR, log_score, recommend, stack
 
 
 def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
@@ -72,9 +72,22 @@ def test_stacking_weights_mix_two_laws_that_miss_in_different_places():
     result["backtest"]["unit"] = "split"
     assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] == pytest.approx(3 / 4,
                                                                                                             abs=0.03)
-    # a confident miss gets (nearly) no weight next to an honest method
+    # a confident miss gets little weight next to an honest method, but not none (the prior keeps every weight off 0)
     result = fit_with({"approach3": rows([0.04, 0.05, 0.06], 0.01), "kaplan": rows([0.01, -0.01, 0.015], 0.03)})
-    assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] < 0.01
+    assert 0 < recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] < 0.01
+
+
+def test_the_weights_are_the_posterior_mode_under_a_dirichlet_prior():
+    """Each law covers where the other misses by 5 sd (densities ~e^-12 apart): the objective is then
+    2 log w + log(1 - w) + PRIOR (log w + log(1 - w)), whose maximum is (2 + PRIOR) / (3 + 2 PRIOR); and a law that
+    misses every held-out budget by 5 sd keeps a weight of about PRIOR / 3 (its gradient PRIOR / w against the 3
+    budgets' ~1 each), where without the prior it would be 0."""
+    result = fit_with({"approach3": rows([0.0, 0.05, 0.0], 0.01), "kaplan": rows([0.05, 0.0, 0.05], 0.01)})
+    w = recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"]
+    assert w == pytest.approx((2 + PRIOR) / (3 + 2 * PRIOR), abs=1e-3)
+    result = fit_with({"approach3": rows([0.0, 0.0, 0.0], 0.01), "kaplan": rows([0.05, 0.05, 0.05], 0.01)})
+    assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["kaplan"] == pytest.approx(
+        PRIOR / (3 + 2 * PRIOR), rel=0.05)
 
 
 def test_in_a_grid_each_split_weighs_one_point_however_many_runs_it_holds_out():
@@ -211,3 +224,11 @@ def test_at_optimum_stacking_weighs_methods_the_early_splits_could_not_refit():
     # a run at a given N and D keeps the stacking on the runs every method predicted (measured: scored on the runs
     # some methods missed, Epoch's table's recommended PI covered 84% instead of 89%)
     assert rec["weights_per_run"] == {}
+
+
+def test_the_report_lists_the_weights_above_the_priors_floor_and_counts_the_rest():
+    from sweep.fit.report import listed
+
+    assert listed({"kaplan": 0.02, "approach3": 0.97, "drift": 0.004, "approach1": 1e-9}) == \
+        "approach3 0.97, kaplan 0.02, 2 more under 0.005"
+    assert listed({"approach3": 1.0}) == "approach3 1.00"

@@ -228,8 +228,11 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
 
 
 def listed(weights: dict) -> str:
-    """Stacking weights, largest first: 'kaplan 0.51, approach3 0.49'."""
-    return ", ".join(f"{m} {w:.2f}" for m, w in sorted(weights.items(), key=lambda kv: -kv[1]))
+    """Stacking weights, largest first: 'kaplan 0.51, approach3 0.49'; those under 0.005 (the prior's floor, see
+    recommend.PRIOR) counted, not listed: 'approach3 0.97, kaplan 0.02, 3 more under 0.005'."""
+    shown = [f"{m} {w:.2f}" for m, w in sorted(weights.items(), key=lambda kv: -kv[1]) if w >= 0.005]
+    rest = sum(w < 0.005 for w in weights.values())
+    return ", ".join(shown + ([f"{rest} more under 0.005"] if rest else []))
 
 
 def summary_line(v: dict) -> str:

@@ -132,7 +132,8 @@ def unit(data: FitData, cfg: FitConfig) -> str:
     size split, whose larger model is what the grid's user asks about. Each split then weighs one point, as in the
     lack-of-fit term. Measured: on Gadre et al.'s grids (scripts/check_public.py) counting splits moved the
     recommended error from 1.59% to 0.73%; on IsoFLOP sweeps it cost Epoch's table 0.57% -> 0.61% and the
-    misspecified check's 100x coverage 0.925 -> 0.875 (the data_term law, before drift joined the defaults), so budgets stay the unit there."""
+    misspecified check's 100x coverage 0.925 -> 0.875 (the data_term law, before drift joined the defaults), so
+    budgets stay the unit there."""
     isoflop = sum(k >= cfg.min_sizes_per_budget for k in sizes_per_budget(data).values())
     return "budget" if isoflop >= MIN_ISOFLOP_BUDGETS else "split"
 

@@ -23,8 +23,8 @@ upper end of kappa's likelihood interval (a drop of KAPPA_LR / 2 in log likeliho
 Nor do refits that reach a few x say how fast a misfit they saw grows: when one is detected, the term at an
 extrapolation x is the upper end over kappa and gamma jointly (the largest lof(x) inside that likelihood region),
 so far out it grows as fast as the backtest cannot rule out, not as its best gamma (on scripts/check_coverage.py's
-data_term law, then outside every family, the recommended PI at 100x covered 0.875 with the best gamma and 0.90 with this). With no
-misfit detected gamma is not identified (kappa ~ 0 fits every gamma alike) and the growth stays linear: taking
+data_term law, then outside every family, the recommended PI at 100x covered 0.875 with the best gamma and 0.90
+with this). With no misfit detected gamma is not identified (kappa ~ 0 fits every gamma alike) and the growth stays linear: taking
 the fastest there too widened the correct law's PI by 1.3x at 10x and 1.8x at 100x, where it already covered all.
 A good backtest gives kappa ~ 0 and leaves the PI nearly as it was; a misspecified law widens it, more the further
 it reaches.

@@ -16,10 +16,10 @@ Porian's tables).
 
 Not run by default (`Method.default`; name it in `fit.methods`). Measured 2026-12-03 (docs/fitting.md): on its own
 it is the best law of N and D on Porian's tables (median error 1.66% against 2.40% for the valley fit, PI covering
-92%) and on the data_term simulation (then outside every family; 3.9% at 10x against 6.2%, covering 1.00), but stacked with the default
-methods it moved the recommended prediction little (Porian median 2.26% to 2.16%) and took that
-check's coverage at 100x from 0.90 to 0.875, below the 90% the recommended PI must keep (beside the six methods that
-were the defaults before approach3_anchored).
+92%) and on the data_term simulation (then outside every family; 3.9% at 10x against 6.2%, covering 1.00), but
+stacked with the default methods it moved the recommended prediction little (Porian median 2.26% to 2.16%) and
+took that check's coverage at 100x from 0.90 to 0.875, below the 90% the recommended PI must keep (beside the six
+methods that were the defaults before approach3_anchored).
 """
 
 from __future__ import annotations

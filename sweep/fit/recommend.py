@@ -48,8 +48,9 @@ PRIOR = 0.02
 under a symmetric Dirichlet(1 + PRIOR) prior, so that no weight reaches exactly 0 on a few held-out budgets. A few
 budgets of short extrapolations can favour one law at every budget and still not say how it extrapolates 10x
 further; without the prior the weights then sat at a corner, and the stacked PI was that one law's. Measured
-(scripts/check_coverage.py, 2026-12-04): on the model_term law (outside every family, 100 seeds) the recommended
-PI's coverage at 10x / 100x went from 0.84 / 0.83 to 0.88 / 0.83 (0.01), 0.91 / 0.87 (0.015), 0.93 / 0.92 (0.02),
+(2026-12-04, scripts/check_coverage.py's fits with the recommended prediction recomputed per prior, see
+docs/fitting.md): on the model_term law (outside every family, 100 seeds) the recommended PI's coverage at 10x /
+100x went from 0.84 / 0.83 to 0.88 / 0.83 (0.01), 0.91 / 0.87 (0.015), 0.93 / 0.92 (0.02),
 its half-width from 7.7% / 12.0% to 9.8% / 18.1% at 0.02; on the correct law from 1.14x / 1.17x approach 3's
 half-width to 1.23x / 1.31x. 0.02 is the least that keeps 90% at both reaches on the law outside every family."""
 MIN_SD = 1e-3

@@ -53,6 +53,14 @@ def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(sm
     k_good, k_bad = good["approach3"]["lack_of_fit"]["kappa"], bad["approach3"]["lack_of_fit"]["kappa"]
     sd_good, sd_bad = (lack_of_fit.from_dict(r["approach3"]["lack_of_fit"]).sd(10.0) for r in (good, bad))
     assert k_bad > 0.002 and sd_bad > 5 * sd_good
+    # the report says when a wide misfit term is only what few refits cannot rule out: for the correct law, not
+    # for the misspecified one, whose misfit the backtest saw
+    lof_of = lambda r: [r["approach3"]["lack_of_fit"]]  # noqa: E731
+    assert good["approach3"]["lack_of_fit"]["best"] == 0 and bad["approach3"]["lack_of_fit"]["best"] > 0.001
+    said = report.undetected_line(lof_of(good))
+    assert len(said) == 2 and "No method's backtest detected a misfit" in said[1] and "from 3 refit(s)" in said[1]
+    assert report.undetected_line(lof_of(bad)) == [] == report.undetected_line(lof_of(bad) + lof_of(good))
+    assert report.undetected_line([{**lof_of(good)[0], "best": None}]) == []  # a fit.json written before
     w1, _ = pi_width(bad, 1.0)
     w10, row = pi_width(bad, 10.0)
     assert w10 > 1.5 * w1

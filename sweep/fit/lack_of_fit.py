@@ -68,6 +68,12 @@ class LackOfFit:
     """(gamma, kappa) pairs: for each growth the data do not rule out, the largest kappa inside the joint likelihood
     region; `sd` takes the largest of them at the extrapolation asked for. Empty (a fit.json written before): kappa
     at gamma."""
+    best: float | None = None
+    """kappa's maximum-likelihood value (0: the backtest saw no misfit, and `kappa` is only what it cannot rule
+    out); None when not estimated or written before."""
+    refits: int = 0
+    """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
+    independent points)."""
 
     def sd(self, extrapolation: float | None) -> float:
         """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1)."""
@@ -175,7 +181,7 @@ def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
                   if v - value < KAPPA_LR / 2 and (detected or g == GAMMA_MIN))
     kappa = dict(upper)[gamma]
     kind = "budget" if groups is beyond else "group"
-    return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper,
+    return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper, best=float(best), refits=len(set(refits)),
                      source=f"leave-future-out backtest: {len(groups)} held-out {kind}(s) of {len(set(refits))} "
                             f"refit(s), {min(x):.2g}-{max(x):.2g}x past their fits, rms error "
                             f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ {100 * best:.2g}%, its 68% upper "

@@ -139,8 +139,23 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
                       "leave-future-out backtest's errors beyond their own PIs (the upper end of its ~68% interval; where a misfit "
                       "was detected, of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
                       "rule out).",
-                  ""] + lof_lines
+                  ""] + lof_lines + undetected_line([result[m]["lack_of_fit"] for m in methods
+                                                      if result.get(m, {}).get("status") == "ok"
+                                                      and result[m].get("lack_of_fit")])
     return lines
+
+
+def undetected_line(terms: list[dict]) -> list[str]:
+    """Where no measured term saw a misfit (best κ 0 for each) the PIs' misfit term is an upper end from a few
+    refits, not a misfit seen: a researcher reading a wide PI needs to know that, and that more refits tighten it."""
+    measured = [t for t in terms if t.get("n_rows", 0) >= lack_of_fit.MIN_ROWS and t.get("best") is not None]
+    if not measured or any(t["best"] > 0 for t in measured):
+        return []
+    refits = max(t.get("refits", 0) for t in measured)
+    return ["", f"No method's backtest detected a misfit (best κ 0 for each), from {refits} refit(s): the κ each PI "
+                f"uses is the largest their errors cannot rule out, so far out the misfit term is the backtest's "
+                f"uncertainty, not a misfit seen. Budgets beyond the largest fitted compute (each one more refit) "
+                f"tighten it."]
 
 
 SIGNED = {"delta": "no drift: approach 3"}

@@ -107,8 +107,38 @@ def test_check_public_prints_its_line_on_the_published_tables():
     singles = [float(v[4].rstrip("%")) for k, v in rows.items() if k[0] == "epoch" and k[1] not in ("stacked",
                                                                                                  "recommended")]
     assert float(bound[4].rstrip("%")) == min(singles)
+    # the narrowest half-width the recommended points allow at 90% coverage: under the 95% PIs' own on Epoch's table
+    # where they cover more than 90%, over it where they cover less
+    narrow = next(line for line in proc.stdout.splitlines() if line.startswith("narrowest:"))
+    at90 = float(narrow.split("epoch ")[1].split("%")[0])
+    covered, halfwidth = (float(v.rstrip("%")) for v in rows[("epoch", "recommended")][6:8])
+    assert at90 > 0
+    if covered >= 91:  # printed to the percent: 90 says neither
+        assert at90 <= halfwidth
+    if covered <= 89:
+        assert at90 >= halfwidth
+    assert 0 < float(narrow.split("narrowest_halfwidth_at_90=")[1]) < 0.2
     last = dict(kv.split("=") for kv in proc.stdout.splitlines()[-1].split())
     assert set(last) == {"public_median_err", "public_p90_err", "public_max_err", "public_pi95_coverage",
                          "public_pi95_halfwidth"}
     assert 0 < float(last["public_median_err"]) <= float(last["public_p90_err"]) <= float(last["public_max_err"])
     assert "RuntimeWarning" not in proc.stderr
+
+
+def test_the_narrowest_interval_at_a_coverage_rescales_every_pi_by_one_factor():
+    """Ten runs with PIs of +-10% about their predictions, measured 1%, 2%, ..., 10% off (alternating sides): 90%
+    coverage needs the PIs scaled by the factor that just covers the 9th (9% off), so the median half-width is
+    ~9%; 50% needs the 5th. A run without an interval does not count."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from check_public import narrowest_halfwidth
+
+    rows = [{"ratios": (0.9, 1.1, 1 + (0.01 * i if i % 2 else -0.01 * i))} for i in range(1, 11)] + [{"ratios": None}]
+    at90 = narrowest_halfwidth(rows, 0.9)
+    k = max(np.log(1.09) / np.log(1.1), np.log(0.92) / np.log(0.9))  # the 9th-smallest factor: 9% high or 8% low
+    assert at90 == pytest.approx((1.1 ** k - 0.9 ** k) / 2)
+    assert 0.085 < at90 < 0.095
+    assert narrowest_halfwidth(rows, 0.5) < at90 < narrowest_halfwidth(rows, 1.0)
+    assert np.isnan(narrowest_halfwidth([{"ratios": None}]))
+

@@ -69,8 +69,8 @@ class LackOfFit:
     region; `sd` takes the largest of them at the extrapolation asked for. Empty (a fit.json written before): kappa
     at gamma."""
     best: float | None = None
-    """kappa's maximum-likelihood value (0: the backtest saw no misfit, and `kappa` is only what it cannot rule
-    out); None when not estimated or written before."""
+    """kappa's maximum-likelihood value, set to 0 when no misfit was detected (0 inside its ~1 sd interval): then
+    `kappa` is only what the backtest cannot rule out. None when not estimated or written before."""
     refits: int = 0
     """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
     independent points)."""

@@ -141,4 +141,3 @@ def test_the_narrowest_interval_at_a_coverage_rescales_every_pi_by_one_factor():
     assert 0.085 < at90 < 0.095
     assert narrowest_halfwidth(rows, 0.5) < at90 < narrowest_halfwidth(rows, 1.0)
     assert np.isnan(narrowest_halfwidth([{"ratios": None}]))
-

@@ -181,8 +181,9 @@ def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
                   if v - value < KAPPA_LR / 2 and (detected or g == GAMMA_MIN))
     kappa = dict(upper)[gamma]
     kind = "budget" if groups is beyond else "group"
-    return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper, best=float(best), refits=len(set(refits)),
-                     source=f"leave-future-out backtest: {len(groups)} held-out {kind}(s) of {len(set(refits))} "
+    n_refits = len(set(refits))
+    return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper, best=float(best), refits=n_refits,
+                     source=f"leave-future-out backtest: {len(groups)} held-out {kind}(s) of {n_refits} "
                             f"refit(s), {min(x):.2g}-{max(x):.2g}x past their fits, rms error "
                             f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ {100 * best:.2g}%, its 68% upper "
                             f"end used" + (f", over γ {min(g for g, _ in upper):.2g}-{max(g for g, _ in upper):.2g} "

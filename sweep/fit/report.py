@@ -128,8 +128,9 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
             pi = _iv(row["loss"].get("prediction_interval"), 3) or "n/a"
             lines.append(f"| {m} | {row['flops']:.3g} | {mark} | " + " | ".join(cells) + f" | {pi} | "
                          f"{pi_terms(row['loss'].get('pi_terms'))} |")
-    lof_lines = [f"- {m}: " + lack_of_fit_line(result[m].get("lack_of_fit")) for m in methods
-                 if result.get(m, {}).get("status") == "ok" and result[m].get("lack_of_fit")]
+    terms = {m: result[m]["lack_of_fit"] for m in methods
+             if result.get(m, {}).get("status") == "ok" and result[m].get("lack_of_fit")}
+    lof_lines = [f"- {m}: " + lack_of_fit_line(lof) for m, lof in terms.items()]
     if lof_lines:
         span = next((result[m]["lack_of_fit"].get("span") for m in methods
                      if (result.get(m, {}).get("lack_of_fit") or {}).get("span")), None)
@@ -139,9 +140,7 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
                       "leave-future-out backtest's errors beyond their own PIs (the upper end of its ~68% interval; where a misfit "
                       "was detected, of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
                       "rule out).",
-                  ""] + lof_lines + undetected_line([result[m]["lack_of_fit"] for m in methods
-                                                      if result.get(m, {}).get("status") == "ok"
-                                                      and result[m].get("lack_of_fit")])
+                  ""] + lof_lines + undetected_line(list(terms.values()))
     return lines
 
 

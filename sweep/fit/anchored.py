@@ -210,6 +210,6 @@ def report(r: dict, fit: dict) -> list:
 
 METHOD = Method(name="approach3_anchored", title="Approach 3's valley shape on a fitted frontier L*(C)",
                 color="tab:pink", fit=run, exponents=approach3.exponents, optimum=optimum, loss_at=loss_at,
-                report=report,
+                report=report, default=False,
                 fixed={"flops_per_nd": "the sweep's FLOPs per N·D (C = k N D): converts a run's N and D to the compute "
                                        "of its L*(C)"})

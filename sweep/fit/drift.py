@@ -171,6 +171,6 @@ def report(r: dict, fit: dict) -> list:
 
 METHOD = Method(name="drift", title="Approach 3 with a data exponent that drifts with N, on the valleys "
                                     "(L = E + A/N^α + B/D^(β (N/N0)^δ))",
-                color="tab:purple", fit=run, exponents=exponents, optimum=optimum, loss_at=loss_at, report=report,
+                color="tab:purple", fit=run, exponents=exponents, optimum=optimum, loss_at=loss_at, report=report, default=False,
                 fixed={"n_ref": "N0: the geometric mean of the fitted sizes", "c_ref": "the largest fitted compute",
                        "flops_per_nd": "the sweep's FLOPs per N·D (C = k N D)"})

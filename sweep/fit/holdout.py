@@ -2,8 +2,9 @@
 
 One function for `sweep verify` (the run it trains beyond the sweep) and for scripts/check_public.py (published
 runs held out of a fit): each method predicts L(N, D) at the run's own N and D where it has such a law, else
-L*(C) at the run's compute, with its prediction interval for a new run at that extrapolation; the recommended
-methods' stacking is added beside them, and leads when there is one.
+L*(C) at the run's compute, with its prediction interval for a new run at that extrapolation. The recommended
+prediction leads: the default law, or the stacking of the laws where the backtest showed that it predicts better
+(sweep/fit/recommend.py).
 """
 
 from __future__ import annotations
@@ -48,16 +49,16 @@ def predict_run(fit: dict, n: float, d: float, c: float, measured: float | None,
                       "covered": None if not pi or not measured else bool(pi[0] <= measured <= pi[1]), "basis": basis,
                       "pi_terms": pred.get("pi_terms") if ok else None}
     rec = fit.get("recommended") or {}
-    lead = rec.get("method")
-    weights = rec.get("weights") or {}
+    lead = rec.get("default") or rec.get("method")
+    use = rec.get("stacked") if at_optimum else rec.get("stacked_per_run")
+    weights = (rec.get("weights") if at_optimum else rec.get("weights_per_run")) or {}
     if not at_optimum:
         per_run = [m for m, v in methods.items() if v.get("basis", "").startswith("L(N, D)")]
-        weights = rec.get("weights_per_run") or {}
         if lead not in per_run:
             scored = {m: s["log_score"] for m, s in (rec.get("scores") or {}).items()
                       if m in per_run and s["log_score"] == s["log_score"]}
             lead = max(scored, key=scored.get) if scored else next(iter(per_run), None)
-    stacked = stack(methods, weights, level)
+    stacked = stack(methods, weights, level) if use else None
     if stacked is not None:
         value, pi = stacked["predicted"], stacked["interval"]
         methods["stacked"] = {"predicted": value, "interval": pi, "rel_error": value / measured - 1 if measured else None,

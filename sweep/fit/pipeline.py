@@ -14,6 +14,7 @@ from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
 from sweep.fit.inputs import FitData, prepare
 from sweep.fit.noise import Noise, from_replicates
+from sweep.fit.answer import answer
 from sweep.fit.recommend import recommend
 
 log = logging.getLogger("sweep.fit")
@@ -136,17 +137,28 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
 
 
 def add_lack_of_fit(result: dict, data: FitData, cfg: FitConfig) -> None:
-    """Each method's lack-of-fit term from its leave-future-out backtest, and its allocation rows again with it."""
+    """Each method's lack-of-fit term from its leave-future-out backtest, and its allocation rows again with it. A
+    method whose misfit its backtest could not measure takes the largest term measured by the methods that could
+    (pooled): its PI then claims no more than the other laws' misses allow."""
     bt = result["backtest"]
     nz = Noise(**result["noise"])
+    span = float(data.c.max() / data.c.min())
+    far = max([1.0, *cfg.extrapolate_to])
+    terms = {}
     for m in cfg.methods:
         if result[m].get("status") != "ok":
             continue
         rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
-        lof = lack_of_fit.estimate(rows, cfg.interval, span=float(data.c.max() / data.c.min()))
+        terms[m] = lack_of_fit.estimate(rows, cfg.interval, span=span)
+    measured = {m: t for m, t in terms.items() if t.measured}
+    pooled = max(measured.items(), key=lambda kv: kv[1].sd(far), default=None)
+    for m, lof in terms.items():
         if bt.get("status") != "ok":
             lof = dataclasses.replace(lof, source=f"not estimated: the backtest was skipped ({bt.get('reason')}); the "
                                                   f"interval has no lack-of-fit term")
+        elif not lof.measured and pooled is not None:
+            lof = dataclasses.replace(pooled[1], source=f"pooled: {m}'s backtest could not measure it ({lof.source}); "
+                                                        f"the largest term measured, {pooled[0]}'s, is used")
         result[m]["lack_of_fit"] = lof.as_dict()
         result[m]["allocation"] = [allocation.allocation_row(m, result[m], c, data.flops_per_nd, cfg.interval, nz,
                                                              extrapolation=c / data.c.max())
@@ -237,6 +249,7 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     else:
         result["backtest"] = {"status": "skipped", "reason": "fit.backtest=false"}
     result["recommended"] = recommend(result, cfg.methods, cfg.interval)
+    result["answer"] = answer(result).as_dict()
     if cfg.compare_conventions and len(data.available_conventions) > 1:
         result["conventions"] = compare_conventions(runs, cfg, data, result)
     result["warnings"] = notes

@@ -1,147 +1,108 @@
-"""The recommended prediction: the method whose predictions held up best when it extrapolated inside the data.
+"""The recommended prediction: approach 3 (the default law) unless a stacking of the laws has shown, on the
+within-data backtest and with an interval, that it predicts held-out budgets better.
 
-Which law extrapolates best depends on the sweep (approach 3 on one, Kaplan's form on another), so the fit does not
-assume one. It scores every method that predicted held-out runs in the leave-future-out backtest with a proper
-scoring rule: the log score of each prediction's PI, read as a normal in log loss (its sd from the PI's width). A
-narrow interval that misses scores badly; a wide one that covers scores only fairly; a method with small errors and
-honest intervals scores best. Each held-out budget of each split counts once (its runs share one refit; in a grid
-without IsoFLOP budgets each split counts once, see backtest.unit), and the method with the best mean score is
-recommended (leave-future-out cross-validation, Bürkner, Gabry & Vehtari 2020). With a few held-out budgets the
-ranking is itself noisy, and two laws that miss on opposite sides predict better together than either alone, so the
-recommended prediction of a new run is a stacking of the ranked methods' predictive distributions (Yao et al. 2018):
-the weights that maximise the log score of the mixture on the held-out runs every stacked method predicted, each
-held-out group (or split) counted once, under a weak Dirichlet prior (PRIOR) that keeps a few held-out budgets from
-putting all the weight on one law: a law the backtest cannot tell apart from the best keeps a few percent, and the
-stacked PI widens where the laws disagree.
-Two sets of weights, for two targets:
-- `weights_per_run`: a run at a given N and D (a public run, a user's next model): only methods with an L(N, D),
-  stacked on every held-out run they all predicted;
-- `weights`: a run placed at the compute optimum (`sweep verify`): every method, stacked on each held-out budget's
-  best run (what approaches 1 and 2's L*(C) predicts) that two or more methods predicted, each run's mixture over
-  the methods that predicted it: the frontier methods and the anchored fit cannot be refitted on the early splits,
-  and the budgets all of them predicted are often too few to stack on (on scripts/check_coverage.py's data_term
-  law the weights were then empty, and the run went where a ranking of each method on groups of its own put it).
-Every method stays in the report beside it.
+Scoring. Every method is scored on every held-out group of the leave-future-out backtest (one refit's predictions
+of one held-out budget, or of one held-out size in a size split) by the log density of the measured losses under
+its predictive distribution: a normal in log loss whose sd is the row's PI (law spread and run-to-run noise of the
+refit) widened by the method's lack-of-fit term. That term is cross-fitted: for the rows of split s it is estimated
+on the method's rows of the other splits, so the PI that is scored is the PI that gets mixed, and a method does not
+grade its own misfit. A method whose misfit the other splits cannot measure takes the largest term measured by the
+methods that could (the pooled term).
 
-With fewer than MIN_GROUPS scored budgets for every method, nothing can be ranked: the default (approach 3, else
-the one-exponent law) is recommended and the report says why.
+Missing predictions. A method that predicted nothing for a held-out group (its refit skipped there, or its law has
+no number at that point) is scored there with the lowest density any method reached at that group: abstaining is
+never better than the worst forecast, as in forecasting competitions that score a missing forecast as the worst.
+A law that predicts a fifth of the groups and is best there cannot then outweigh the laws that predicted them all.
+
+Weights. The stacking weights (Yao et al. 2018) maximise the mixture's log score over the held-out groups plus
+PRIOR sum_m log w_m (every law the backtest cannot rule out keeps a little weight) plus SHRINK log w_default: a
+pseudo-group in which only the default predicts, so the weights shrink toward the default law and a few held-out
+groups cannot move all of it.
+
+The gate. Weights fitted and scored on the same groups flatter the stacking. The gate refits the weights leaving
+one refit (split) out, scores the stacking and the default on the split left out, and takes the difference of their
+mean log scores per split; the stacking is the answer only when the t interval (GATE_LEVEL, t with splits - 1
+degrees of freedom: the splits are few and share budgets) of that difference lies above 0. Otherwise the default
+law is the answer, and the reason says what the backtest could not show.
+
+Two targets, each with its weights and gate: a run placed at the compute optimum (`weights`; every method, each
+held-out group's best run, which the frontier methods' L*(C) predicts) and a run at a given N and D
+(`weights_per_run`; the methods with an L(N, D), every held-out run).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.stats import norm
+from scipy.special import logsumexp
+from scipy.stats import norm, t as student_t
 
 from sweep.fit import allocation, registry
-from sweep.fit.lack_of_fit import held_out_groups, per_split, pi_sd
+from sweep.fit.lack_of_fit import MIN_ROWS, estimate, held_out_groups, per_split, pi_sd
 
 DEFAULT = "approach3"
-"""Recommended when the backtest cannot rank the methods: the law with a full L(N, D) and a floor."""
+"""The default law: Chinchilla's L(N, D) fitted to every run (approach 3 as Besiroglu et al. 2024 replicated it)."""
 FALLBACKS = (DEFAULT, "shared_exponent")
-"""In this order when the default was not fitted (approach 3 needs 3 sizes and 3 token counts): the same family
-with one exponent, 4 parameters, before a law of another family."""
+"""The default in this order when approach 3 was not fitted (it needs 3 sizes and 3 token counts)."""
 MIN_GROUPS = 3
-"""Held-out budgets (over the leave-future-out splits) a method needs to be scored."""
+"""Held-out groups a method needs to be scored."""
 PRIOR = 0.02
-"""The stacking weights maximise the mixture's log score plus PRIOR * sum_m log w_m: the mode of their posterior
-under a symmetric Dirichlet(1 + PRIOR) prior, so that no weight reaches exactly 0 on a few held-out budgets. A few
-budgets of short extrapolations can favour one law at every budget and still not say how it extrapolates 10x
-further; without the prior the weights then sat at a corner, and the stacked PI was that one law's. Measured
-(2026-12-04, scripts/check_coverage.py's fits with the recommended prediction recomputed per prior, see
-docs/fitting.md): on the model_term law (outside every family, 100 seeds) the recommended PI's coverage at 10x /
-100x went from 0.84 / 0.83 to 0.88 / 0.83 (0.01), 0.91 / 0.87 (0.015), 0.93 / 0.92 (0.02),
-its half-width from 7.7% / 12.0% to 9.8% / 18.1% at 0.02; on the correct law from 1.14x / 1.17x approach 3's
-half-width to 1.23x / 1.31x. 0.02 is the least that keeps 90% at both reaches on the law outside every family."""
+"""Weight of sum_m log w_m in the stacking objective: a symmetric Dirichlet(1 + PRIOR) prior's mode."""
+SHRINK = 1.0
+"""Pseudo-groups in which only the default predicts: a unit-information prior toward the default law (worth one
+held-out group, Kass & Wasserman 1995)."""
+GATE_LEVEL = 0.90
+"""Two-sided level of the t interval on the stacking's cross-validated gain over the default."""
+MIN_SPLITS_GATE = 3
+"""Refits the gate needs: with fewer, no interval on the gain can be had, and the default is the answer."""
 MIN_SD = 1e-3
 """Smallest sd of log loss a prediction is scored with (an interval of zero width would score -inf or +inf)."""
 
 
+def _z(level: float) -> float:
+    return float(norm.ppf(0.5 + level / 2))
+
+
 def _groups(rows: list[dict]) -> dict:
-    """The held-out budgets whose predictions have an interval to score."""
+    """The held-out groups whose predictions have an interval to score."""
     groups = {k: [r for r in g if r.get("interval")] for k, g in held_out_groups(rows).items()}
     return {k: g for k, g in groups.items() if g}
 
 
-def log_score(rows: list[dict], level: float, keys=None, unit: str = "budget") -> float:
-    """Mean log predictive density of the measured losses (log space), each held-out budget weighted once (each split,
-    with unit "split"); only the held-out groups in `keys` when given."""
-    z = norm.ppf(0.5 + level / 2)
-    groups = {k: g for k, g in _groups(rows).items() if keys is None or k in keys}
-    scores = [float(np.mean([norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=max(pi_sd(r, z), MIN_SD))
-                             for r in g])) for g in groups.values()]
-    return float(np.average(scores, weights=group_weights(list(groups), unit))) if scores else float("nan")
+def cross_fitted_lof(rows_of: dict, level: float) -> dict:
+    """{method: {split: lof(extrapolation) -> sd}}: each split's lack-of-fit term estimated on the method's rows of
+    the other splits; the largest term the other methods measured for that split where it cannot be (pooled); 0
+    where no method could measure it."""
+    own: dict = {}
+    for m, rows in rows_of.items():
+        splits = {k[0] for k in _groups(rows)}
+        own[m] = {}
+        for s in splits:
+            span = next(r.get("span", 1.0) for r in rows if r.get("split") == s)
+            est = estimate([r for r in rows if r.get("split") != s], level, span=span)
+            own[m][s] = est if est.measured else None
+    out: dict = {}
+    for m in rows_of:
+        out[m] = {}
+        for s, est in own[m].items():
+            if est is not None:
+                out[m][s] = est.sd
+            else:
+                pool = [own[o][s] for o in own if o != m and own[o].get(s) is not None]
+                out[m][s] = (lambda x, pool=pool: max(p.sd(x) for p in pool)) if pool else (lambda x: 0.0)
+    return out
 
 
-def group_weights(keys: list, unit: str = "budget") -> np.ndarray:
-    """Each held-out (split, group)'s weight in the scores: 1 with unit "budget" (an IsoFLOP sweep's held-out budgets,
-    each a new point of the frontier; the splits that hold out many reach furthest, and counting their budgets
-    weighs the long extrapolations a user's next run needs), 1 / (the split's groups) with unit "split" (a grid
-    without IsoFLOP budgets, where each held-out "budget" is one run: see backtest.unit)."""
-    return np.ones(len(keys)) if unit == "budget" else per_split(keys)
+def densities(rows: list[dict], lof: dict, level: float, best_only: bool) -> dict:
+    """{(split, group, run): log density of the measured loss} under each row's PI widened by the split's
+    cross-fitted lack-of-fit term; best_only keeps each group's lowest measured loss (keyed "best")."""
+    z = _z(level)
 
-
-def recommend(result: dict, methods: list[str], level: float) -> dict:
-    """{method, reason, scores: {method: {log_score, budgets, mean_abs_error, furthest: [x, error]}}}."""
-    bt = result.get("backtest") or {}
-    unit = bt.get("unit", "budget")
-    scores = {}
-    for m in methods:
-        if result.get(m, {}).get("status") != "ok":
-            continue
-        rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
-        groups = _groups(rows)
-        scored = [r for g in groups.values() for r in g]
-        far = max(scored, key=lambda r: r["extrapolation"], default=None)
-        scores[m] = {"log_score": log_score(rows, level, unit=unit), "budgets": len(groups),
-                     "mean_abs_error": float(np.mean([abs(r["rel_error"]) for r in scored])) if scored else None,
-                     "furthest": [far["extrapolation"], far["rel_error"]] if far else None}
-    ranked = {m: s for m, s in scores.items() if s["budgets"] >= MIN_GROUPS and np.isfinite(s["log_score"])}
-    if not ranked:
-        why = (f"the backtest was skipped ({bt.get('reason')})" if bt.get("status") != "ok"
-               else f"no method has {MIN_GROUPS} held-out budgets in the leave-future-out backtest")
-        fallback = next((m for m in FALLBACKS if m in scores), next(iter(scores), None))
-        return {"method": fallback, "reason": f"{why}: the methods cannot be ranked, so the default ({fallback}) is "
-                                              f"recommended", "scores": scores, "ranked": False}
-    rows_of = {m: bt["methods"][m]["rows"] for m in ranked}
-    # methods that predicted different splits (a refit can skip one) are compared on the groups they all predicted
-    common = set.intersection(*(set(_groups(rows_of[m])) for m in ranked))
-    shared = len(ranked) > 1 and len(common) >= MIN_GROUPS
-    if shared:
-        for m in ranked:
-            ranked[m] = {**ranked[m], "log_score": log_score(rows_of[m], level, common, unit), "budgets": len(common)}
-    # The best single method must predict with its final fit: a frontier method can score well in the backtest's
-    # refits and still have no loss law on all the data (L*(C) n/a without a fitted floor).
-    c_max = (result.get("data") or {}).get("flops_range", [None, None])[1]
-    usable = [m for m in ranked if c_max is None or predicts_at(result, m, c_max)] or list(ranked)
-    best = max(usable, key=lambda m: ranked[m]["log_score"])
-    unused = [m for m in ranked if m not in usable]
-    z = norm.ppf(0.5 + level / 2)
-    per_run = [m for m in ranked if registry.get(m).loss_at is not None]
-    # The frontier methods and the anchored fit need several IsoFLOP budgets, so the early splits cannot refit them:
-    # the budgets every method predicted are then too few to stack on (the weights were empty, and the run was placed
-    # by a ranking of each method on groups of its own), so each held-out budget is scored by the methods it has.
-    weights = stacking_weights({m: _log_densities(rows_of[m], z, best_only=True) for m in ranked}, unit,
-                               partial=True)
-    weights_per_run = stacking_weights({m: _log_densities(rows_of[m], z, best_only=False) for m in per_run}, unit)
-    others = ", ".join(f"{m} {s['log_score']:.2f}" for m, s in sorted(ranked.items(), key=lambda kv: -kv[1]["log_score"])
-                       if m != best)
-    over = ("groups every ranked method predicted" if shared else "groups" if len(ranked) < 2 else
-            f"groups of its own (the ranked methods share fewer than {MIN_GROUPS}: each is scored on those it predicted)")
-    return {"method": best, "reason": f"best log score of the PI on the leave-future-out backtest"
-                                      f"{' among the methods whose final fit predicts a loss' if unused else ''} "
-                                      f"({ranked[best]['log_score']:.2f} over {ranked[best]['budgets']} held-out "
-                                      f"{over}{'; ' + others if others else ''})"
-                                      + (f"; {', '.join(unused)}: no loss law in the final fit" if unused else ""),
-            "scores": scores, "ranked": True,
-            "weights": weights, "weights_per_run": weights_per_run}
-
-
-def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
-    """{(split, group, run): log density of the measured loss under the row's predictive distribution} over the
-    scored leave-future-out rows; best_only keeps each group's lowest measured loss (keyed without the run)."""
     def density(r: dict) -> float:
-        return float(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=max(pi_sd(r, z), MIN_SD)))
+        base = pi_sd(r, z)
+        extra = lof.get(r.get("split"), lambda x: 0.0)(r.get("reach", r["extrapolation"]))
+        sd = max(float(np.hypot(base, extra)), MIN_SD)
+        return float(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=sd))
 
     out = {}
     for key, g in _groups(rows).items():
@@ -152,66 +113,163 @@ def _log_densities(rows: list[dict], z: float, best_only: bool) -> dict:
     return out
 
 
-def stacking_weights(densities: dict, unit: str = "budget", partial: bool = False) -> dict:
-    """Stacking of predictive distributions (Yao et al. 2018): the simplex weights that maximise
-    sum_groups weight_g mean_runs log sum_m w_m p_m(run) over the runs every method scored (weight_g from
-    group_weights), plus PRIOR * sum_m log w_m (see PRIOR). {} with fewer than MIN_GROUPS groups in common or no
-    method; one method gets weight 1.
-
-    partial: over the runs two or more methods scored instead, each run's mixture over the methods that scored it
-    (sum_m w_m p_m / sum_m w_m): a method is then weighed where it predicted, not dropped nor the runs it missed;
-    a method that shares no run with another gets weight 0."""
-    methods = list(densities)
-    if not methods:  # e.g. only frontier methods were fitted: none predicts a run at a given N and D
-        return {}
-    if len(methods) == 1:
-        return {methods[0]: 1.0}
-    if partial:
-        keys = set.union(*(set(d) for d in densities.values()))
-        common = sorted((k for k in keys if sum(k in d for d in densities.values()) >= 2), key=str)
-        methods = [m for m in methods if any(k in densities[m] for k in common)]  # the rest: weight 0
-    else:
-        common = sorted(set.intersection(*(set(d) for d in densities.values())), key=str)
-    groups: dict = {}
-    for k in common:
-        groups.setdefault(k[:2], []).append(k)
-    if len(groups) < MIN_GROUPS:
-        return {}
-    logp = np.array([[densities[m].get(k, np.nan) for m in methods] for k in common])  # (runs, methods)
-    scored = np.isfinite(logp)
-    top = np.nanmax(logp, 1)
-    density = np.where(scored, np.exp(np.where(scored, logp, 0.0) - top[:, None]), 0.0)
-    per_group = dict(zip(groups, group_weights(list(groups), unit)))
-    per = np.array([per_group[k[:2]] / len(groups[k[:2]]) for k in common])
-    starts = [np.zeros(len(methods))] + [np.eye(len(methods))[i] * 3 for i in range(len(methods))]
-    w = _max_mixture(density, scored.astype(float), per, starts)
-    stacked = dict(zip(methods, w))
-    return {m: float(stacked.get(m, 0.0)) for m in densities}
+def _matrix(dens: dict, methods: list[str]) -> tuple[list, np.ndarray]:
+    """(keys, log densities (keys, methods)) over every key any method scored, a missing one filled with the
+    lowest density any method reached at that key."""
+    keys = sorted(set().union(*(set(dens[m]) for m in methods)), key=str)
+    logp = np.array([[dens[m].get(k, np.nan) for m in methods] for k in keys])
+    worst = np.nanmin(logp, axis=1)
+    return keys, np.where(np.isfinite(logp), logp, worst[:, None])
 
 
-def _max_mixture(density: np.ndarray, scored: np.ndarray, per: np.ndarray, starts: list) -> np.ndarray:
-    """argmax over the simplex of sum_i per_i log(density_i . w / scored_i . w) + PRIOR sum_m log w_m, in softmax
-    coordinates with its analytic gradient (L-BFGS), the best of `starts` (the mixture over the methods that scored
-    each run is not concave in w: a start per corner). density: (runs, methods), each row scaled by its largest."""
+def _key_weights(keys: list, unit: str) -> np.ndarray:
+    """Each key's weight: each held-out group weighs 1 (each split 1 with unit "split"), spread over its runs."""
+    groups = sorted({k[:2] for k in keys}, key=str)
+    gw = dict(zip(groups, np.ones(len(groups)) if unit == "budget" else per_split(groups)))
+    count = {g: sum(k[:2] == g for k in keys) for g in groups}
+    return np.array([gw[k[:2]] / count[k[:2]] for k in keys])
+
+
+def fit_weights(logp: np.ndarray, per: np.ndarray, default: int | None) -> np.ndarray:
+    """argmax over the simplex of sum_i per_i log sum_m w_m p_im + PRIOR sum_m log w_m + SHRINK log w_default
+    (concave in w), in softmax coordinates with its analytic gradient."""
+    k = logp.shape[1]
+    if k == 1:
+        return np.ones(1)
+    dens = np.exp(logp - logp.max(axis=1, keepdims=True))
+    pull = np.full(k, PRIOR)
+    if default is not None:
+        pull[default] += SHRINK
+
     def neg(u):
         w = np.exp(u - u.max())
         w /= w.sum()
-        dw, sw = np.maximum(density @ w, 1e-300), np.maximum(scored @ w, 1e-300)
+        mix = np.maximum(dens @ w, 1e-300)
         w_safe = np.maximum(w, 1e-300)
-        value = -float(per @ (np.log(dw) - np.log(sw))) - PRIOR * float(np.sum(np.log(w_safe)))
-        grad = -((per / dw) @ density - (per / sw) @ scored) - PRIOR / w_safe  # d value / d w
-        return value, w * (grad - w @ grad)  # through the softmax
+        value = -float(per @ np.log(mix)) - float(pull @ np.log(w_safe))
+        grad = -(per / mix) @ dens - pull / w_safe
+        return value, w * (grad - w @ grad)
 
-    best = min((minimize(neg, u0, jac=True, method="L-BFGS-B") for u0 in starts), key=lambda r: r.fun)
+    best = minimize(neg, np.zeros(k), jac=True, method="L-BFGS-B")
     w = np.exp(best.x - best.x.max())
     return w / w.sum()
+
+
+def _mix(logp: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return logsumexp(logp + np.log(np.maximum(w, 1e-300)), axis=1)
+
+
+def stacking(dens: dict, default: str | None, unit: str) -> dict:
+    """{weights, gate}: the stacking weights over the methods in dens, and the gate's verdict on whether the
+    stacking beats the default out of sample (see the module docstring)."""
+    methods = [m for m in dens if dens[m]]
+    if not methods:
+        return {"weights": {}, "gate": {"passed": False, "reason": "no method predicted a held-out run"}}
+    keys, logp = _matrix(dens, methods)
+    per = _key_weights(keys, unit)
+    d = methods.index(default) if default in methods else None
+    weights = dict(zip(methods, map(float, fit_weights(logp, per, d))))
+    if d is None:
+        return {"weights": weights, "gate": {"passed": False, "reason": f"the default ({default}) was not scored"}}
+    if len(methods) == 1:
+        return {"weights": weights, "gate": {"passed": False, "reason": "only the default was scored"}}
+    splits = sorted({k[0] for k in keys}, key=str)
+    gains = []
+    for s in splits:
+        inside = np.array([k[0] == s for k in keys])
+        train_groups = {k[:2] for k, i in zip(keys, inside) if not i}
+        if len(train_groups) < MIN_GROUPS:
+            continue
+        w = fit_weights(logp[~inside], _key_weights([k for k, i in zip(keys, inside) if not i], unit), d)
+        p = per[inside]
+        gains.append(float(p @ (_mix(logp[inside], w) - logp[inside, d]) / p.sum()))
+    gate = {"splits": len(gains), "gains": gains}
+    if len(gains) < MIN_SPLITS_GATE:
+        gate.update(passed=False, reason=f"{len(gains)} refit(s) could be left out with {MIN_GROUPS} held-out groups "
+                                         f"to weigh on, the gate needs {MIN_SPLITS_GATE}: the backtest cannot show "
+                                         f"that a stacking predicts better than {default}")
+        return {"weights": weights, "gate": gate}
+    g = np.array(gains)
+    half = student_t.ppf(0.5 + GATE_LEVEL / 2, g.size - 1) * g.std(ddof=1) / np.sqrt(g.size)
+    lo, hi = float(g.mean() - half), float(g.mean() + half)
+    gate.update(gain=float(g.mean()), interval=[lo, hi], level=GATE_LEVEL, passed=bool(lo > 0))
+    gate["reason"] = (f"the stacking's log score beat {default}'s by {g.mean():.3f} per held-out group, "
+                      f"{100 * GATE_LEVEL:.0f}% interval [{lo:.3f}, {hi:.3f}] over {g.size} refits left out in turn"
+                      + ("" if lo > 0 else f": not shown to beat {default}"))
+    return {"weights": weights, "gate": gate}
+
+
+def log_score(dens: dict, unit: str = "budget") -> float:
+    """A method's mean log density over the held-out groups it predicted, each group weighed once."""
+    if not dens:
+        return float("nan")
+    keys = sorted(dens, key=str)
+    per = _key_weights(keys, unit)
+    return float(per @ np.array([dens[k] for k in keys]) / per.sum())
+
+
+def default_of(result: dict, methods: list[str]) -> str | None:
+    """The default law of this fit: the first of FALLBACKS that was fitted, else the first fitted method with an
+    L(N, D), else the first fitted method."""
+    ok = [m for m in methods if result.get(m, {}).get("status") == "ok"]
+    for m in list(FALLBACKS) + [m for m in ok if registry.get(m).loss_at is not None] + ok:
+        if m in ok:
+            return m
+    return None
+
+
+def recommend(result: dict, methods: list[str], level: float) -> dict:
+    """fit.json's "recommended": {default, method (the default, or "stacked"), stacked, stacked_per_run, reason,
+    scores: {method: {log_score, budgets, mean_abs_error, furthest}}, weights, weights_per_run, gate,
+    gate_per_run}."""
+    bt = result.get("backtest") or {}
+    unit = bt.get("unit", "budget")
+    default = default_of(result, methods)
+    ok = [m for m in methods if result.get(m, {}).get("status") == "ok"]
+    rows_of = {m: (bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []) for m in ok}
+    lof = cross_fitted_lof(rows_of, level)
+    per_run = {m: densities(rows_of[m], lof[m], level, best_only=False) for m in ok}
+    best = {m: densities(rows_of[m], lof[m], level, best_only=True) for m in ok}
+    scores = {}
+    for m in ok:
+        scored = [r for g in _groups(rows_of[m]).values() for r in g]
+        far = max(scored, key=lambda r: r["extrapolation"], default=None)
+        scores[m] = {"log_score": log_score(per_run[m] or best[m], unit), "budgets": len(_groups(rows_of[m])),
+                     "mean_abs_error": float(np.mean([abs(r["rel_error"]) for r in scored])) if scored else None,
+                     "furthest": [far["extrapolation"], far["rel_error"]] if far else None}
+    ranked = [m for m in ok if scores[m]["budgets"] >= MIN_GROUPS]
+    out = {"default": default, "method": default, "stacked": False, "stacked_per_run": False, "scores": scores,
+           "weights": {}, "weights_per_run": {}, "gate": None, "gate_per_run": None}
+    if default is None:
+        return {**out, "reason": "no method was fitted"}
+    if not ranked:
+        why = (f"the backtest was skipped ({bt.get('reason')})" if bt.get("status") != "ok"
+               else f"no method has {MIN_GROUPS} held-out groups in the leave-future-out backtest")
+        return {**out, "reason": f"{why}: nothing can show a stacking predicts better, so the default ({default}) is "
+                                 f"the answer"}
+    at_opt = stacking({m: best[m] for m in ranked}, default, unit)
+    laws = [m for m in ranked if registry.get(m).loss_at is not None]
+    run = stacking({m: per_run[m] for m in laws}, default, unit)
+    c_max = (result.get("data") or {}).get("flops_range", [None, None])[1]
+    usable = c_max is None or all(predicts_at(result, m, c_max) for m, w in at_opt["weights"].items() if w >= 0.05)
+    stacked = at_opt["gate"]["passed"] and usable
+    out.update(weights=at_opt["weights"], weights_per_run=run["weights"], gate=at_opt["gate"],
+               gate_per_run=run["gate"], stacked=stacked, stacked_per_run=run["gate"]["passed"],
+               method="stacked" if stacked else default)
+    if stacked:
+        reason = f"a stacking of the laws: {at_opt['gate']['reason']}"
+    elif at_opt["gate"]["passed"]:
+        reason = f"the default ({default}): a weighted law's final fit gives no loss at the largest budget"
+    else:
+        reason = f"the default ({default}): {at_opt['gate']['reason']}"
+    return {**out, "reason": reason}
 
 
 def stack(predictions: dict, weights: dict, level: float) -> dict | None:
     """The weighted mixture of methods' predictive distributions for one run: each a normal in log loss centred on
     its prediction with the sd its PI implies. {predicted, interval, weights} (the point is the mixture's mean in
     log loss); None unless two or more weighted methods predicted it."""
-    z = norm.ppf(0.5 + level / 2)
+    z = _z(level)
     parts = [(weights[m], np.log(p["predicted"]), max(pi_sd(p, z), MIN_SD))
              for m, p in predictions.items() if weights.get(m, 0) > 0 and p.get("predicted") and p.get("interval")]
     if len(parts) < 2:
@@ -224,7 +282,7 @@ def stack(predictions: dict, weights: dict, level: float) -> dict | None:
 
     def quantile(q):
         lo, hi = min(mu - 10 * sd for _, mu, sd in parts), max(mu + 10 * sd for _, mu, sd in parts)
-        for _ in range(100):
+        for _ in range(80):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
         return float(np.exp((lo + hi) / 2))
@@ -237,23 +295,19 @@ def stack(predictions: dict, weights: dict, level: float) -> dict | None:
 
 
 def verification_method(result: dict, flops: float) -> tuple[str, str]:
-    """The method whose compute-optimal (N*, D*) at `flops` a verification run takes, and why.
-
-    The run tests the prediction that leads, so it goes where that prediction's weight lies: the heaviest method of
-    the at-optimum stacking (`weights`) whose own fit gives a finite N* and loss at `flops`. The best single method by
-    log score is not used for this: it can be a frontier method whose final fit has no loss law (its L*(C) n/a) and
-    whose allocation exponent is undetermined, and the run would then land where nothing that leads predicts it.
-    Without weights (the backtest could not rank the methods): the recommended method, else approach 3."""
+    """The method whose compute-optimal (N*, D*) at `flops` a verification run takes, and why: the default law
+    unless the stacking is the answer, then the stacking's heaviest method whose fit predicts at `flops`."""
     rec = result.get("recommended") or {}
-    weighted = sorted(((w, m) for m, w in (rec.get("weights") or {}).items()
-                       if w > 0 and predicts_at(result, m, flops)), reverse=True)
-    if weighted:
-        w, m = weighted[0]
-        return m, f"the heaviest method of the at-optimum stacking, weight {w:.2f}"
-    m = rec.get("method")
-    if m and result.get(m, {}).get("status") == "ok":
-        return m, "the recommended method"
-    return DEFAULT, "the default: no recommended method"
+    if rec.get("stacked"):
+        weighted = sorted(((w, m) for m, w in (rec.get("weights") or {}).items()
+                           if w > 0 and predicts_at(result, m, flops)), reverse=True)
+        if weighted:
+            w, m = weighted[0]
+            return m, f"the heaviest law of the stacking that is the answer, weight {w:.2f}"
+    m = rec.get("default") or rec.get("method")
+    if m and m != "stacked" and result.get(m, {}).get("status") == "ok":
+        return m, "the default law, the answer"
+    return DEFAULT, "the default law"
 
 
 def predicts_at(result: dict, method: str, flops: float) -> bool:

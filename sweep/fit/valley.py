@@ -86,4 +86,4 @@ def report(r: dict, fit: dict) -> list:
 
 METHOD = Method(name="approach3_valley", title="Approach 3 on the IsoFLOP valleys (L = E + A/N^α + B/D^β)",
                 color="tab:olive", fit=run, exponents=approach3.exponents, optimum=approach3.optimum,
-                loss_at=approach3.loss_at, report=report, noise_priority=-1)
+                loss_at=approach3.loss_at, report=report, noise_priority=-1, default=False)

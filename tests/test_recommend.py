@@ -1,10 +1,11 @@
-"""The recommended prediction: methods ranked by the log score of their PIs on the leave-future-out backtest, and
-stacked with the weights that maximise the mixture's log score (Yao et al. 2018)."""
+"""The recommended prediction: the default law (approach 3) unless a stacking of the laws, shrunk toward it, beats
+it out of sample on the leave-future-out backtest; each method scored on every held-out group, a missing prediction
+scored as the worst, with its lack-of-fit term cross-fitted."""
 
 import numpy as np
 import pytest
 
-from sweep.fit.recommend import DEFAULT, PRIOR, log_score, recommend, stack
+from sweep.fit.recommend import DEFAULT, PRIOR, SHRINK, fit_weights, recommend, stack, stacking, verification_method
 
 
 def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
@@ -13,9 +14,17 @@ def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
     for i, (e, b, sp) in enumerate(zip(errors, budgets, split)):
         pred = 2.0 * (1 + e)
         out.append({"run": f"r{i}", "kind": "future", "split": sp, "budget": b, "extrapolation": 1.5 + b,
-                    "measured": 2.0,
+                    "measured": 2.0, "span": 10.0,
                     "predicted": pred, "interval": [pred * (1 - half_width), pred * (1 + half_width)],
                     "rel_error": e})
+    return out
+
+
+def many(errors_by_split: dict, half_width: float) -> list[dict]:
+    """Rows over several refits: {split: [error per held-out budget]}, budgets numbered from 2 in each split."""
+    out = []
+    for sp, errors in errors_by_split.items():
+        out += rows(errors, half_width, budgets=tuple(range(2, 2 + len(errors))), split=(sp,) * len(errors))
     return out
 
 
@@ -27,21 +36,99 @@ def fit_with(methods: dict, status="ok"):
     return result
 
 
-def test_the_method_that_extrapolated_best_is_recommended_and_a_narrow_miss_loses():
-    result = fit_with({"approach3": rows([0.04, 0.05, 0.06], 0.01),  # confident and wrong
-                       "kaplan": rows([0.01, -0.01, 0.015], 0.03)})   # close, honest intervals
-    rec = recommend(result, ["approach3", "kaplan"], 0.95)
-    assert rec["method"] == "kaplan" and rec["ranked"]
-    assert rec["scores"]["kaplan"]["log_score"] > rec["scores"]["approach3"]["log_score"]
-    assert rec["weights"]["kaplan"] > 0.99
-    assert rec["scores"]["approach3"]["budgets"] == 3 and rec["scores"]["approach3"]["furthest"][1] == 0.05
+SPLITS = ("s1", "s2", "s3", "s4", "s5")
+
+
+def test_a_stacking_that_beats_the_default_out_of_sample_is_the_answer():
+    """approach 3 misses every held-out budget by 6% with a +-1% PI; kaplan is right with an honest +-3%: over five
+    refits each left out in turn, the stacking (mostly kaplan) beats approach 3 at every one, so the gate passes."""
+    a3 = many({s: [0.06, 0.06] for s in SPLITS}, 0.01)
+    kaplan = many({s: [0.0, 0.005] for s in SPLITS}, 0.03)
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
+    assert rec["default"] == DEFAULT and rec["stacked"] and rec["method"] == "stacked"
+    assert rec["gate"]["passed"] and rec["gate"]["interval"][0] > 0 and rec["gate"]["splits"] == 5
+    assert rec["weights"]["kaplan"] > 0.8 and rec["stacked_per_run"]
+    assert rec["reason"].startswith("a stacking of the laws")
+
+
+def test_the_default_is_the_answer_where_the_backtest_cannot_show_a_gain():
+    # two laws equally good, errors of either sign: no interval on the gain excludes 0
+    a3 = many({s: [0.01 * (-1) ** i, -0.01 * (-1) ** i] for i, s in enumerate(SPLITS)}, 0.03)
+    kaplan = many({s: [-0.01 * (-1) ** i, 0.01 * (-1) ** i] for i, s in enumerate(SPLITS)}, 0.03)
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
+    assert not rec["stacked"] and rec["method"] == DEFAULT and not rec["gate"]["passed"]
+    assert "not shown to beat approach3" in rec["reason"]
+    # kaplan clearly better, but only 2 refits: no interval can be had, the default answers and the reason says why
+    a3 = many({s: [0.06, 0.06] for s in SPLITS[:2]}, 0.01)
+    kaplan = many({s: [0.0, 0.0] for s in SPLITS[:2]}, 0.03)
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
+    assert rec["method"] == DEFAULT and "the gate needs 3" in rec["reason"]
+    assert rec["weights"]["kaplan"] > 0.5  # the weights are still reported, for the table
+
+
+def test_weights_do_not_follow_a_law_best_where_a_sparse_method_predicted_and_worst_elsewhere():
+    """A valley-only law predicts a fifth of the held-out groups. kaplan is best on that fifth and worst on the rest;
+    weights fitted on the groups every method predicted would put nearly all on kaplan. Scored on every group, each
+    method where it predicts and a missing prediction as the worst there, kaplan gets little weight."""
+    groups = {s: 5 for s in SPLITS}
+    a3, kaplan, valley = [], [], []
+    for s in SPLITS:
+        a3 += rows([0.01] * 5, 0.03, budgets=tuple(range(2, 7)), split=(s,) * 5)
+        kaplan += rows([0.0] + [0.08] * 4, 0.01, budgets=tuple(range(2, 7)), split=(s,) * 5)
+        valley += rows([0.02], 0.03, budgets=(2,), split=(s,))
+    assert sum(groups.values()) == 25 and len(valley) == 5  # the valley law predicted a fifth of the groups
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan, "approach3_valley": valley}),
+                    ["approach3", "kaplan", "approach3_valley"], 0.95)
+    assert rec["weights"]["kaplan"] < 0.05 and rec["weights"]["approach3"] > 0.85
+    assert rec["method"] == DEFAULT
+    # the old rule, on the intersection alone: kaplan would win there
+    only = [r for r in a3 if r["budget"] == 2], [r for r in kaplan if r["budget"] == 2]
+    old = recommend(fit_with({"approach3": only[0], "kaplan": only[1]}), ["approach3", "kaplan"], 0.95)
+    assert old["weights"]["kaplan"] > 0.5
+
+
+def test_a_missing_prediction_scores_as_the_worst_forecast_at_that_group():
+    # approach 3 missed group (s1, 3) by 8%, kaplan did not predict it: kaplan takes approach 3's density there
+    dens = {"approach3": {("s1", 2, "r"): -1.0, ("s1", 3, "r"): -9.0, ("s2", 2, "r"): -1.0},
+            "kaplan": {("s1", 2, "r"): -1.0, ("s2", 2, "r"): -1.0}}
+    from sweep.fit.recommend import _matrix
+
+    keys, logp = _matrix(dens, ["approach3", "kaplan"])
+    assert logp[keys.index(("s1", 3, "r"))].tolist() == [-9.0, -9.0]
+    # so abstaining gains kaplan nothing: equal weights up to the pull toward the default
+    w = stacking(dens, "approach3", "budget")["weights"]
+    assert w["approach3"] > w["kaplan"]
+
+
+def test_the_weights_shrink_toward_the_default():
+    """Two laws equally good everywhere: without a pull the optimum is flat; the default's pseudo-group moves the
+    weights to (1 + SHRINK + PRIOR) / (2 + SHRINK + 2 PRIOR) ... here exactly: for equal densities the objective is
+    const + (PRIOR + SHRINK) log w + PRIOR log(1 - w), maximised at w = (PRIOR + SHRINK) / (SHRINK + 2 PRIOR)."""
+    logp = np.zeros((6, 2))
+    w = fit_weights(logp, np.ones(6), default=0)
+    assert w[0] == pytest.approx((PRIOR + SHRINK) / (SHRINK + 2 * PRIOR), abs=1e-4)
+    # and a law that misses every group by 5 sd keeps only the prior's floor
+    logp = np.array([[0.0, -12.5]] * 6)
+    assert fit_weights(logp, np.ones(6), default=0)[1] < PRIOR
+
+
+def test_the_scored_pi_carries_the_lack_of_fit_term_measured_on_the_other_refits():
+    """approach 3 misses by 6% at every refit with a +-1% PI: scored with its raw PI it would be ~-75 per group; with
+    the lack-of-fit term estimated on the other refits its PI widens and its score rises, though it stays below a
+    law that was right."""
+    a3 = many({s: [0.06, 0.06] for s in SPLITS}, 0.01)
+    kaplan = many({s: [0.0, 0.0] for s in SPLITS}, 0.03)
+    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
+    raw = float(np.mean([-0.5 * (np.log(1.06) / (np.log(1.01 / 0.99) / (2 * 1.96))) ** 2]))
+    assert rec["scores"]["approach3"]["log_score"] > raw + 50
+    assert rec["scores"]["approach3"]["log_score"] < rec["scores"]["kaplan"]["log_score"]
 
 
 def test_too_few_held_out_budgets_fall_back_to_the_default_and_say_so():
     result = fit_with({"approach3": rows([0.01], 0.02, budgets=(2,), split=("s1",)),
                        "kaplan": rows([0.0], 0.02, budgets=(2,), split=("s1",))})
     rec = recommend(result, ["approach3", "kaplan"], 0.95)
-    assert rec["method"] == DEFAULT and not rec["ranked"] and "cannot be ranked" in rec["reason"]
+    assert rec["method"] == DEFAULT and not rec["stacked"] and "default (approach3) is the answer" in rec["reason"]
     skipped = recommend(fit_with({"approach3": []}, status="skipped"), ["approach3"], 0.95)
     assert skipped["method"] == DEFAULT and "backtest was skipped" in skipped["reason"]
     # without approach 3 (2 sizes), the same family with one exponent comes before a law of another family
@@ -60,175 +147,34 @@ def test_stacking_mixes_the_predictive_distributions():
     assert one["interval"] == pytest.approx([0.9, 1.1], rel=0.01)
 
 
-def test_stacking_weights_mix_two_laws_that_miss_in_different_places():
-    # each is right where the other misses (2 of 3 held-out budgets for approach 3): a mixture covers all three,
-    # and the weights that maximise its log score are ~2/3 and 1/3 (2 log w + log(1 - w)), not all-or-nothing
-    result = fit_with({"approach3": rows([0.0, 0.05, 0.0], 0.01), "kaplan": rows([0.05, 0.0, 0.05], 0.01)})
-    rec = recommend(result, ["approach3", "kaplan"], 0.95)
-    assert rec["weights_per_run"]["approach3"] == pytest.approx(2 / 3, abs=0.03)
-    assert rec["weights"]["approach3"] == pytest.approx(2 / 3, abs=0.03)
-    # in a grid without IsoFLOP budgets each split weighs one: approach 3 is right on half of s1 (1/2) and on s2 (1),
-    # so ~3/4 (1.5 log w + 0.5 log(1 - w))
-    result["backtest"]["unit"] = "split"
-    assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] == pytest.approx(3 / 4,
-                                                                                                            abs=0.03)
-    # a confident miss gets little weight next to an honest method, but not none (the prior keeps every weight off 0)
-    result = fit_with({"approach3": rows([0.04, 0.05, 0.06], 0.01), "kaplan": rows([0.01, -0.01, 0.015], 0.03)})
-    assert 0 < recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"] < 0.01
-
-
-def test_the_weights_are_the_posterior_mode_under_a_dirichlet_prior():
-    """Each law covers where the other misses by 5 sd (densities ~e^-12 apart): the objective is then
-    2 log w + log(1 - w) + PRIOR (log w + log(1 - w)), whose maximum is (2 + PRIOR) / (3 + 2 PRIOR); and a law that
-    misses every held-out budget by 5 sd keeps a weight of about PRIOR / 3 (its gradient PRIOR / w against the 3
-    budgets' ~1 each), where without the prior it would be 0."""
-    result = fit_with({"approach3": rows([0.0, 0.05, 0.0], 0.01), "kaplan": rows([0.05, 0.0, 0.05], 0.01)})
-    w = recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["approach3"]
-    assert w == pytest.approx((2 + PRIOR) / (3 + 2 * PRIOR), abs=1e-3)
-    result = fit_with({"approach3": rows([0.0, 0.0, 0.0], 0.01), "kaplan": rows([0.05, 0.05, 0.05], 0.01)})
-    assert recommend(result, ["approach3", "kaplan"], 0.95)["weights_per_run"]["kaplan"] == pytest.approx(
-        PRIOR / (3 + 2 * PRIOR), rel=0.05)
-
-
-def test_in_a_grid_each_split_weighs_one_point_however_many_runs_it_holds_out():
-    """In a grid without IsoFLOP budgets each held-out "budget" is one run: a compute split that holds out 4 of them
-    and a size split that holds out the largest size weigh the same. Approach 3 predicts the 4 runs well and misses
-    the larger size by 5 sd; kaplan misses the 4 runs by 3 sd and gets the size right. Counted per budget (an IsoFLOP
-    sweep's unit) approach 3 leads, 4 points to 1; counted per split kaplan does, with most of the stacking weight."""
-    budgets, split = (2, 3, 4, 5, 9), ("compute",) * 4 + ("size",)
-    result = fit_with({"approach3": rows([0.0, 0.0, 0.0, 0.0, 0.05], 0.02, budgets, split),
-                       "kaplan": rows([0.03, 0.03, 0.03, 0.03, 0.0], 0.02, budgets, split)})
-    assert recommend(result, ["approach3", "kaplan"], 0.95)["method"] == "approach3"
-    result["backtest"]["unit"] = "split"
-    rec = recommend(result, ["approach3", "kaplan"], 0.95)
-    assert rec["method"] == "kaplan"
-    kaplan = result["backtest"]["methods"]["kaplan"]["rows"]
-    per_split = [log_score([r for r in kaplan if r["split"] == sp], 0.95) for sp in ("compute", "size")]
-    assert rec["scores"]["kaplan"]["log_score"] == pytest.approx(np.mean(per_split), rel=1e-9)
-    assert per_split[1] - per_split[0] > 4  # the 3 sd misses cost ~4.5 each
-    assert rec["weights_per_run"]["kaplan"] > 0.5
-
-
-def test_a_run_off_the_optimum_is_predicted_by_laws_of_n_and_d_only():
-    """approach 1's L*(C) only predicts a run at the compute optimum: the per-run weights leave it out."""
-    result = fit_with({"approach1": rows([0.0, 0.0, 0.0], 0.02), "approach3": rows([0.01, 0.01, 0.01], 0.02),
-                       "kaplan": rows([-0.01, -0.01, -0.01], 0.02)})
-    rec = recommend(result, ["approach1", "approach3", "kaplan"], 0.95)
-    assert set(rec["weights_per_run"]) == {"approach3", "kaplan"}
-    assert set(rec["weights"]) == {"approach1", "approach3", "kaplan"} and rec["weights"]["approach1"] > 0.3
-
-
-def test_methods_that_predicted_different_splits_are_ranked_on_the_groups_they_share():
-    """kaplan also predicted a split approach 3 skipped (and missed it badly): on the groups both predicted kaplan
-    was better, so it is ranked first there, as the stacking weights say."""
-    a3 = rows([0.03, 0.03, 0.03], 0.01)
-    kaplan = rows([0.0, 0.0, 0.0], 0.02) + rows([0.2, 0.2, 0.2], 0.01, budgets=(5, 6, 7), split=("s3",) * 3)
-    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
-    assert rec["method"] == "kaplan" and "3 held-out groups every ranked method predicted" in rec["reason"]
-    assert rec["weights_per_run"]["kaplan"] > 0.99
-    assert rec["scores"]["kaplan"]["budgets"] == 6  # the table still shows everything each method predicted
-
-
-def test_methods_that_share_too_few_groups_are_each_scored_on_their_own_and_the_reason_says_so():
-    """approach 3 predicted split s1's budgets 2-3 and s2's 3; kaplan only s2's 3 and a split s3 of its own: they
-    share one group, too few to compare them on, so the reason does not claim a common footing."""
-    a3 = rows([0.0, 0.0, 0.0], 0.02)
-    kaplan = rows([0.01], 0.02, budgets=(3,), split=("s2",)) + rows([0.0, 0.0], 0.02, budgets=(5, 6), split=("s3",) * 2)
-    rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
-    assert "groups of its own (the ranked methods share fewer than 3" in rec["reason"]
-    assert "every ranked method predicted" not in rec["reason"]
-    assert rec["weights_per_run"] == {}  # nothing to stack on
-
-
-def test_the_report_leads_with_the_weights_the_predictions_use_not_the_best_single_method():
-    """The best single method by log score can differ from what the stacking puts its weight on (a run at the
-    optimum is scored on each budget's best run only): the section names the weights first, per target."""
-    from sweep.fit.report import _recommended_lines
-
-    result = fit_with({"approach3": rows([0.02, -0.02, 0.01], 0.03) + rows([0.03, -0.03, 0.02], 0.03, split=("s3",) * 3),
-                       "kaplan": rows([-0.02, 0.02, -0.01], 0.03) + rows([-0.03, 0.03, -0.02], 0.03, split=("s3",) * 3)})
-    rec = recommend(result, ["approach3", "kaplan"], 0.95)
-    text = "\n".join(_recommended_lines(rec, result))
-    lead = text.split("Best single method")[0]
-    assert "a run at the compute optimum" in lead and "a run at any N and D" in lead
-    for m, w in rec["weights"].items():
-        assert f"{m} {w:.2f}" in lead
-    assert f"| {rec['method']} (best single) |" in text and "(recommended)" not in text
-
-
-def test_a_fit_of_frontier_methods_only_recommends_without_per_run_weights(isoflop_runs, small_grid):
-    """approach2 alone (no law of N and D): the per-run stacking has no method; it is empty, not a crash."""
+def test_a_fit_of_frontier_methods_only_answers_with_that_method(isoflop_runs, small_grid):
+    """approach2 alone (no law of N and D): it is the default of that fit; the per-run stacking has no method."""
     from sweep.fit import FitConfig, fit
 
     out = fit(isoflop_runs(), FitConfig(methods=["approach2"], n_bootstrap=20, compare_conventions=False, budgets=[],
                                         **small_grid))
     rec = out["recommended"]
-    assert rec["method"] == "approach2" and rec["weights_per_run"] == {}
-    assert rec["weights"] == {"approach2": 1.0}
+    assert rec["method"] == "approach2" and rec["weights_per_run"] == {} and not rec["stacked"]
+    assert out["answer"]["source"] == "approach2"
 
 
-def test_the_verification_run_goes_where_the_leading_prediction_puts_its_weight(isoflop_runs, small_grid):
-    """A main job here ranked approach 1 best by log score, while its final fit had no loss law (L*(C) n/a) and an a
-    of 1.05 [0.03, 1.50]; the run went to its N* (2.5x Kaplan's, which carried all the at-optimum weight) and
-    measured 7% above the stacking that led. The run goes to the heaviest stacked method that predicts there."""
+def test_the_verification_run_goes_where_the_answer_is(isoflop_runs, small_grid):
+    """The default law's optimum, unless the stacking is the answer: then its heaviest law that predicts there."""
     from sweep.fit import FitConfig, fit
-    from sweep.fit.recommend import verification_method
 
     out = fit(isoflop_runs(), FitConfig(methods=["approach1", "approach3", "kaplan"], n_bootstrap=20, backtest=False,
                                         compare_conventions=False, budgets=[], **small_grid))
     c = 1e21
-    out["recommended"] = {"method": "approach1", "weights": {"approach1": 0.0, "approach3": 0.3, "kaplan": 0.7}}
-    assert verification_method(out, c) == ("kaplan", "the heaviest method of the at-optimum stacking, weight 0.70")
+    out["recommended"] = {"default": "approach3", "method": "stacked", "stacked": True,
+                          "weights": {"approach1": 0.0, "approach3": 0.3, "kaplan": 0.7}}
+    assert verification_method(out, c) == ("kaplan", "the heaviest law of the stacking that is the answer, "
+                                                      "weight 0.70")
     out["recommended"]["weights"] = {"approach1": 0.8, "approach3": 0.2}
     assert verification_method(out, c)[0] == "approach1"
     out["approach1"]["params"] = {**out["approach1"]["params"], "loss_e": float("nan")}  # its L*(C) n/a
     assert verification_method(out, c)[0] == "approach3"
-    out["recommended"] = {"method": "kaplan"}  # the backtest could not rank: no weights
-    assert verification_method(out, c) == ("kaplan", "the recommended method")
+    out["recommended"] = {"default": "approach3", "method": "approach3", "stacked": False,
+                          "weights": {"kaplan": 0.9, "approach3": 0.1}}  # weights that did not pass the gate
+    assert verification_method(out, c) == ("approach3", "the default law, the answer")
     out["recommended"] = {}
-    assert verification_method(out, c) == (DEFAULT, "the default: no recommended method")
-
-
-def test_the_best_single_method_predicts_with_its_final_fit(isoflop_runs, small_grid):
-    """A frontier method that scored best in the backtest's refits but has no loss law on all the data (L*(C) n/a)
-    is not the best single method; the reason names it."""
-    from sweep.fit import FitConfig, fit
-
-    out = fit(isoflop_runs(), FitConfig(methods=["approach1", "approach3"], n_bootstrap=20, backtest=False,
-                                        compare_conventions=False, budgets=[], **small_grid))
-    out["backtest"] = {"status": "ok", "methods": {"approach1": {"status": "ok", "rows": rows([0.001] * 3, 0.02)},
-                                                   "approach3": {"status": "ok", "rows": rows([0.01] * 3, 0.03)}}}
-    assert recommend(out, ["approach1", "approach3"], 0.95)["method"] == "approach1"
-    out["approach1"]["params"] = {**out["approach1"]["params"], "loss_e": float("nan")}
-    rec = recommend(out, ["approach1", "approach3"], 0.95)
-    assert rec["method"] == "approach3"
-    assert rec["reason"].endswith("; approach1: no loss law in the final fit")
-    assert "among the methods whose final fit predicts a loss" in rec["reason"]
-
-
-def test_at_optimum_stacking_weighs_methods_the_early_splits_could_not_refit():
-    # approach 3 predicted every held-out budget, 5% high with a narrow PI; the anchored fit and Kaplan's could only be
-    # refitted on some splits (as frontier and anchored fits on the early cuts), and were right there. Only one budget
-    # was predicted by all three, so stacking on those alone gave no weights, and the run was placed by a ranking of
-    # each method on groups of its own.
-    result = fit_with({
-        "approach3": rows([0.05] * 5, 0.01, budgets=(2, 3, 4, 3, 4), split=("s1", "s1", "s1", "s2", "s2")),
-        "approach3_anchored": rows([0.0] * 3, 0.02, budgets=(3, 4, 4), split=("s1", "s1", "s2")),
-        "kaplan": rows([0.005] * 3, 0.02, budgets=(2, 3, 4), split=("s1", "s2", "s2")),
-        "shared_exponent": rows([0.0] * 3, 0.02, budgets=(5, 6, 7), split=("s3", "s3", "s3"))})  # shares no budget
-    rec = recommend(result, ["approach3", "approach3_anchored", "kaplan", "shared_exponent"], 0.95)
-    w = rec["weights"]
-    assert w["approach3"] < 0.01 and w["approach3_anchored"] + w["kaplan"] > 0.99
-    assert w["shared_exponent"] == 0.0  # nothing to weigh it against
-    assert sum(w.values()) == pytest.approx(1.0)
-    # a run at a given N and D keeps the stacking on the runs every method predicted (measured: scored on the runs
-    # some methods missed, Epoch's table's recommended PI covered 84% instead of 89%)
-    assert rec["weights_per_run"] == {}
-
-
-def test_the_report_lists_the_weights_above_the_priors_floor_and_counts_the_rest():
-    from sweep.fit.report import listed
-
-    assert listed({"kaplan": 0.02, "approach3": 0.97, "drift": 0.004, "approach1": 1e-9}) == \
-        "approach3 0.97, kaplan 0.02, 2 more under 0.005"
-    assert listed({"approach3": 1.0}) == "approach3 1.00"
+    assert verification_method(out, c) == (DEFAULT, "the default law")

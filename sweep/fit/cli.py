@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep.fit import allocation, registry, slices
+from sweep.fit import allocation, answer, registry, slices
 from sweep.fit.holdout import predict_run
 from sweep.fit.config import FitConfig, FitInputError
-from sweep.fit.report import listed
 
 log = logging.getLogger("sweep.fit")
 
@@ -164,19 +163,24 @@ def _print_predictions(result: dict, budgets, n_params, n_tokens) -> None:
 
     noise = allocation.noise_of(result)
     c_max = result["data"]["flops_range"][1]
-    if noise is not None and not noise.ok:
-        print(f"no prediction intervals for new runs: {noise.source}")
     def fmt_pi(x):
         iv = x.get("prediction_interval")
         return "n/a" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]"
 
     rec = result.get("recommended") or {}
-    if len(rec.get("weights") or {}) > 1:  # one method at weight 1 is that method, not a stacking
-        print(f"recommended: a stacking of the methods (at the compute optimum {listed(rec['weights'])}"
-              + (f"; at any N and D {listed(rec['weights_per_run'])}" if rec.get("weights_per_run") else "")
-              + f"); best single method {rec['method']} ({rec['reason']}); every method below")
-    elif rec.get("method"):
-        print(f"recommended: {rec['method']} ({rec['reason']}); every method below")
+    has_law = any(result.get(m, {}).get("status") == "ok" for m in result["config"]["methods"])
+    if has_law and rec.get("method"):
+        for c in budgets:  # the answer first: what to train, and the loss it will reach
+            print("answer: " + answer.line(answer.at(result, float(c)), level))
+        if n_params and n_tokens:
+            est, source = answer.loss_of_run(result, float(n_params), float(n_tokens))
+            print(f"answer: N = {n_params:.4g}, D = {n_tokens:.4g}: loss = {answer.fmt_estimate(est)}"
+                  + (f" ({100 * level:.0f}% PI for a new run)" if est.interval else f" ({est.note})")
+                  + f", from {source}")
+        print(f"why: {rec.get('reason', '')}")
+        print("every method:")
+    if noise is not None and not noise.ok:
+        print(f"no prediction intervals for new runs: {noise.source}")
     for m in result["config"]["methods"]:  # said once, not once per budget
         if result.get(m, {}).get("status") != "ok":
             print(f"  {m:16s} skipped: {result.get(m, {}).get('reason')}")

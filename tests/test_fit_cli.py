@@ -108,7 +108,8 @@ def test_a_fit_of_frontier_methods_only_fits_and_says_why_it_predicts_no_run(tmp
     out = tmp_path / "fit"
     assert fit_command([f"input={table}", f"output={out}", "fit.n_bootstrap=10", "fit.compare_conventions=false",
                         "wandb.mode=disabled", "fit.methods=[approach2]"]) == 0  # the backtest ran: no crash
-    assert "recommended: approach2 (" in capsys.readouterr().out  # one method at weight 1: not "a stacking"
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("answer: C = ") and printed[3].startswith("why: the default (approach2)")
     assert "## Recommended prediction\n\n**approach2**" in (out / "report.md").read_text()
     assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
     assert "no fitted method has a law of N and D" in capsys.readouterr().out

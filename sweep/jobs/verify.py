@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from sweep.config import ConfigError
-from sweep.fit import allocation, registry
+from sweep.fit import allocation, answer, registry
 from sweep.fit.cli import log_verification
 from sweep.fit.holdout import predict_run
 from sweep.fit.recommend import verification_method
@@ -90,8 +90,10 @@ def load_fit(folder: Path) -> dict:
         raise ConfigError(f"{path} is not readable JSON ({exc}): rerun `sweep fit input={folder}`") from None
 
 
-def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optional[float] = None) -> PlannedRun:
-    """The run `method` calls compute-optimal at `flops`: N* mapped to the nearest shape of the sweep's family
+def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optional[float] = None,
+                     n_star: Optional[float] = None) -> PlannedRun:
+    """The run `method` calls compute-optimal at `flops` (or the given `n_star`, the answer's when it is a
+    stacking): N* mapped to the nearest shape of the sweep's family
     (its shape rule), D from that shape's exact FLOPs per token, LR and batch from the experiment's rules.
 
     With `max_tokens`, an N* whose D would exceed it moves up the family to the smallest shape whose D fits
@@ -99,7 +101,10 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
     its loss at its own N and D)."""
     base = to_run_config(sc)
     vocab = sc.tokenizer.vocab_size
-    n_star, d_star, _ = allocation.optimum(method, fit[method]["params"], flops, fit["data"]["flops_per_nd"])
+    if n_star is None:
+        n_star, d_star, _ = allocation.optimum(method, fit[method]["params"], flops, fit["data"]["flops_per_nd"])
+    else:
+        d_star = flops / (fit["data"]["flops_per_nd"] * n_star)
     exp = dataclasses.replace(sc.experiment, param_convention=fit["data"]["param_convention"])
     model = shape_for_n(float(n_star), exp, base.model, vocab)
     limited = False
@@ -144,8 +149,12 @@ def verify_command(argv: List[str]) -> int:
     fit = load_fit(folder)
     flops = flops or DEFAULT_MULTIPLE * fit["data"]["flops_range"][1]
     why = "method= on the command line"
-    if method is None:  # where the prediction that leads puts its weight (recommend.verification_method says why)
+    lead = None
+    if method is None:  # the answer's run: the default law's optimum, or the stacking's N* (sweep/fit/answer.py)
         method, why = verification_method(fit, flops)
+        lead = answer.at(fit, flops)
+        print("verify: the answer " + answer.line(lead, fit["config"]["interval"]))
+        print(f"verify: why: {(fit.get('recommended') or {}).get('reason', '')}")
     registry.get(method)
     if fit.get(method, {}).get("status") != "ok":
         usable = [m for m in fit["config"]["methods"] if fit.get(m, {}).get("status") == "ok"]
@@ -153,7 +162,11 @@ def verify_command(argv: List[str]) -> int:
                           f"use one of {usable}")
     # Every check before any compute: the corpus must hold D, the memory the model.
     n_train = corpus_tokens(sc)
-    run = verification_run(sc, fit, method, flops, None if max_epochs is None else max_epochs * n_train)
+    stacked = lead is not None and (fit.get("recommended") or {}).get("stacked") and lead.n_params.value > 0
+    run = verification_run(sc, fit, method, flops, None if max_epochs is None else max_epochs * n_train,
+                           n_star=lead.n_params.value if stacked else None)
+    if stacked:
+        why = "the stacking's N*, the answer"
     if max_epochs is not None and run.n_tokens > max_epochs * n_train:
         raise ConfigError(f"the verification run needs {run.n_tokens / n_train:.2f} epochs of the corpus even at the "
                           f"largest shape tried, more than max_epochs={max_epochs:g}: give a smaller flops=")

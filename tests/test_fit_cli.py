@@ -1,6 +1,7 @@
 """`sweep fit`, `sweep predict`, `sweep report` through the Hydra-composed entry points."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -26,6 +27,9 @@ def test_fit_predict_report_round_trip(tmp_path, capsys, isoflop_runs, small_gri
     assert predict_command([f"input={out}", "flops=1e21"]) == 0
     printed = capsys.readouterr().out
     assert "C = 1e+21" in printed and "approach3" in printed and "tokens/param" in printed
+    # without a backtest nothing measured the law's misfit: the answer gives the loss and no PI, and says why
+    assert printed.splitlines()[0].endswith("(no PI: no backtest measured the law's misfit (it needs 3 or more "
+                                            "compute budgets), so an interval would claim what nothing measured)")
     # a run at N and D: the laws of N and D, with its reach past the fitted data
     assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
     point = capsys.readouterr().out
@@ -113,3 +117,42 @@ def test_a_fit_of_frontier_methods_only_fits_and_says_why_it_predicts_no_run(tmp
     assert "## Recommended prediction\n\n**approach2**" in (out / "report.md").read_text()
     assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
     assert "no fitted method has a law of N and D" in capsys.readouterr().out
+
+
+ANSWER = re.compile(r"answer: C = (?P<c>\S+) FLOPs \((?P<x>\S+)x the largest fitted\): "
+                    r"N\* = (?P<n>\S+) \[(?P<n_lo>\S+), (?P<n_hi>\S+)\], D\* = (?P<d>\S+) \[(?P<d_lo>\S+), (?P<d_hi>\S+)\], "
+                    r"tokens/param = (?P<t>\S+) \[(?P<t_lo>\S+), (?P<t_hi>\S+)\], "
+                    r"loss = (?P<l>\S+) \[(?P<l_lo>\S+), (?P<l_hi>\S+)\] \(95% PI for a new run\)$")
+
+
+def test_predict_leads_with_one_answer_that_parses(tmp_path, capsys, isoflop_runs, small_grid):
+    """The first line of `sweep predict flops=C` is the answer: N*, D*, tokens/param and a new run's loss, each with
+    its interval, from the recommended prediction; the next says why. With n_params and n_tokens, the loss alone."""
+    table = tmp_path / "runs.csv"
+    pd.DataFrame(isoflop_runs()).to_csv(table, index=False)
+    out = tmp_path / "fit"
+    grid = [f"fit.{k}=[{','.join(map(str, v))}]" for k, v in small_grid.items()]
+    assert fit_command([f"input={table}", f"output={out}", "fit.n_bootstrap=20", "fit.compare_conventions=false",
+                        "wandb.mode=disabled", "fit.methods=[approach3,kaplan]", *grid]) == 0
+    capsys.readouterr()
+    assert predict_command([f"input={out}", "flops=1e21"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    m = ANSWER.match(lines[0])
+    assert m, lines[0]
+    v = {k: float(x) for k, x in m.groupdict().items()}
+    assert v["c"] == 1e21 and v["n_lo"] < v["n"] < v["n_hi"] and v["l_lo"] < v["l"] < v["l_hi"]
+    assert v["d"] == pytest.approx(1e21 / (6 * v["n"]), rel=2e-3) and v["t"] == pytest.approx(v["d"] / v["n"], rel=2e-3)
+    fit = json.loads((out / "fit.json").read_text())
+    rec = fit["recommended"]
+    assert lines[1] == f"why: {rec['reason']}"
+    if not rec["stacked"]:  # the default law's own optimum and PI
+        from sweep.fit import allocation
+
+        a3 = allocation.allocation_row("approach3", fit["approach3"], 1e21, fit["data"]["flops_per_nd"], 0.95,
+                                       allocation.noise_of(fit), extrapolation=1e21 / fit["data"]["flops_range"][1])
+        assert v["n"] == pytest.approx(a3["n_star"]["value"], rel=2e-3)
+        assert [v["l_lo"], v["l_hi"]] == pytest.approx(a3["loss"]["prediction_interval"], rel=2e-3)
+    assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert re.match(r"answer: N = 1e\+09, D = 2e\+10: loss = \S+ \[\S+, \S+\] \(95% PI for a new run\), from "
+                    r"(approach3|stacked)$", first), first

@@ -89,27 +89,60 @@ def test_gadre_one_exponent_extrapolation_errors():
 def test_check_public_prints_its_line_on_the_published_tables():
     """scripts/check_public.py on Epoch's and Gadre's tables (Porian's 15 fits are the script's own, minutes):
     approach 3 fitted on N <= 1B misses Epoch's larger runs by about half a percent at the median, as Epoch's fit
-    does; the hindsight bound is each fit's best single method; the closing line carries every figure."""
+    does; the hindsight bound is each fit's best single method; the pooled figures sit inside their cluster
+    intervals; each table's difference to approach 3 is the tables' medians apart, with a verdict that follows its
+    interval; the output says the tables are a development set; the closing line carries every figure."""
+    import re
     import subprocess
     import sys
 
     _need(PUBLISHED / "gadre" / "gadre_loss_table.csv")
     script = Path(__file__).resolve().parents[1] / "scripts" / "check_public.py"
-    proc = subprocess.run([sys.executable, str(script), "--tables", "epoch,gadre", "--n-bootstrap", "20"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(script), "--tables", "epoch,gadre", "--n-bootstrap", "20",
+                           "--n-resamples", "200"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {tuple(line.split()[:2]): line.split() for line in proc.stdout.splitlines()
-            if line.startswith(("epoch", "gadre"))}
+    lines = proc.stdout.splitlines()
+    rows = {tuple(line.split()[:2]): line.split() for line in lines if line.startswith(("epoch", "gadre"))}
     epoch3 = rows[("epoch", "approach3")]
     assert epoch3[2] == "122" and 0.3 < float(epoch3[3].rstrip("%")) < 1.0
+    # a validation score, said first and just before the closing line
+    for notice in (lines[0], lines[-2]):
+        assert "validation score, not a test score" in notice and "never choose a default" in notice
     # one fit on Epoch's table: its hindsight choice is the single method with the lowest p90 there
-    bound = next(line.split() for line in proc.stdout.splitlines() if line.startswith("hindsight epoch"))
+    bound = next(line.split() for line in lines if line.startswith("hindsight epoch"))
     singles = [float(v[4].rstrip("%")) for k, v in rows.items() if k[0] == "epoch" and k[1] not in ("stacked",
                                                                                                  "recommended")]
     assert float(bound[4].rstrip("%")) == min(singles)
+    # pooled over both tables' runs, each figure inside its interval; the mean row is the tables' rows averaged
+    figure = re.compile(r"^([-+]?[\d.]+)%\[([-+]?[\d.]+),([-+]?[\d.]+)\]$")
+    for method in ("recommended", "approach3"):
+        pooled = next(line.split() for line in lines if line.split()[:2] == ["pooled", method])
+        assert int(pooled[2]) == int(rows[("epoch", method)][2]) + int(rows[("gadre", method)][2])
+        for token in pooled[3:8]:
+            point, lo, hi = map(float, figure.match(token).groups())
+            assert lo <= point <= hi and lo < hi, (method, token)
+        mean = next(line.split() for line in lines if line.split()[:2] == ["mean", method])
+        for i, token in enumerate(mean[3:8]):
+            tables = [float(rows[(t, method)][3 + i].rstrip("%")) for t in ("epoch", "gadre")]
+            assert float(token.rstrip("%")) == pytest.approx(np.mean(tables), abs=0.51 if i == 3 else 0.011)
+    # recommended minus approach 3 per table: the tables' medians apart, its verdict from its interval's lower end
+    differences = {line.split()[1].rstrip(":"): line for line in lines if line.startswith("difference ")}
+    assert set(differences) == {"epoch", "gadre"}
+    worse = 0
+    for table, line in differences.items():
+        kv = dict(t.split("=", 1) for t in line.rstrip(":").split() if "=" in t)
+        point, lo, hi = map(float, figure.match(kv["median_err"].rstrip(":")).groups())
+        assert lo <= point <= hi and kv["fits"] == {"epoch": "1", "gadre": "3"}[table]
+        if int(kv["runs"]) == int(rows[(table, "recommended")][2]) == int(rows[(table, "approach3")][2]):
+            assert point == pytest.approx(float(rows[(table, "recommended")][3].rstrip("%"))
+                                          - float(rows[(table, "approach3")][3].rstrip("%")), abs=0.016)
+        verdict = "worse than approach 3 beyond the interval" in line
+        assert verdict != ("no worse than approach 3" in line)
+        assert lo >= 0 if verdict else lo <= 0  # printed to 0.01%: a lower end just above 0 may read 0.00
+        worse += verdict
     # the narrowest half-width the recommended points allow at 90% coverage: under the 95% PIs' own on Epoch's table
     # where they cover more than 90%, over it where they cover less
-    narrow = next(line for line in proc.stdout.splitlines() if line.startswith("narrowest:"))
+    narrow = next(line for line in lines if line.startswith("narrowest:"))
     at90 = float(narrow.split("epoch ")[1].split("%")[0])
     covered, halfwidth = (float(v.rstrip("%")) for v in rows[("epoch", "recommended")][6:8])
     assert at90 > 0
@@ -118,10 +151,18 @@ def test_check_public_prints_its_line_on_the_published_tables():
     if covered <= 89:
         assert at90 >= halfwidth
     assert 0 < float(narrow.split("narrowest_halfwidth_at_90=")[1]) < 0.2
-    last = dict(kv.split("=") for kv in proc.stdout.splitlines()[-1].split())
-    assert set(last) == {"public_median_err", "public_p90_err", "public_max_err", "public_pi95_coverage",
-                         "public_pi95_halfwidth"}
+    last = dict(kv.split("=") for kv in lines[-1].split())
+    figures = ("median_err", "p90_err", "max_err", "pi95_coverage", "pi95_halfwidth")
+    assert set(last) == ({f"public_{f}" for f in figures} | {f"pooled_{f}{end}" for f in figures
+                                                               for end in ("", "_lo", "_hi")}
+                         | {f"approach3_pooled_{f}" for f in figures}
+                         | {"tables_worse_than_approach3", "median_diff_lo_max"})
     assert 0 < float(last["public_median_err"]) <= float(last["public_p90_err"]) <= float(last["public_max_err"])
+    assert 0 < float(last["pooled_median_err"]) <= float(last["pooled_p90_err"]) <= float(last["pooled_max_err"])
+    for f in figures:
+        assert float(last[f"pooled_{f}_lo"]) <= float(last[f"pooled_{f}"]) <= float(last[f"pooled_{f}_hi"])
+    assert int(last["tables_worse_than_approach3"]) == worse
+    assert (float(last["median_diff_lo_max"]) > 0) == (worse > 0)
     assert "RuntimeWarning" not in proc.stderr
 
 

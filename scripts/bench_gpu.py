@@ -455,7 +455,9 @@ def main(argv=None) -> int:
             print(mps.describe(), flush=True)
         n_tokens = args.sweep_tokens or (16 * s.tokens_per_step if args.cpu_smoke else 20_000_000)
         n_tokens = max(s.tokens_per_step, n_tokens // s.tokens_per_step * s.tokens_per_step)
-        tiny = load_run_config(run_overrides(s.sizes[0], s, n_tokens, tmp / "results", cache, "x"))
+        tiny = None  # the sweep's run, whose data and tokenizer every section shares
+        if sections & {"prepare", "sweep"}:
+            tiny = load_run_config(run_overrides(s.sizes[0], s, n_tokens, tmp / "results", cache, "x"))
 
         if "prepare" in sections:
             t0 = time.perf_counter()

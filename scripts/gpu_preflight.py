@@ -169,7 +169,7 @@ def describe_missing(missing: list, wheels: Path | None) -> str:
             lines.append(f"  {need.module:<{width}}  {state}: install torch built for this box's CUDA; it is not "
                          f"in the wheel set")
             continue
-        wheel = f"{need.distribution.replace('-', '_')}-*.whl"
+        wheel = f"{normalize(need.distribution).replace('-', '_')}-*.whl"
         where = ""
         if wheels is not None:
             found = [p for p in sorted(wheels.glob("*.whl")) if wheel_distribution(p) == normalize(need.distribution)]

@@ -15,9 +15,9 @@ experiments' shape rule; seq_len 1024, vocab 16384, conf/train/gpu.yaml: bf16 au
 torch.compile, fused AdamW) on the offline stdlib corpus. tokens/s and MFU are the run's steady
 state (result.json: after its warm-up steps, which include compilation, without evaluations); MFU is
 on the FLOPs a step executes, with the exact count's MFU beside it; peak memory is
-torch.cuda.max_memory_allocated, next to packing.py's estimate of it (est_mem: what the allocator holds; packing adds ~1 GiB of CUDA
-context per run). Each size's row is printed as soon as it finishes, so a run cut short by a time limit
-keeps the rows it had; a size that fails prints why and the others still run.
+torch.cuda.max_memory_allocated, next to packing.py's estimate of it (est_mem: what the allocator holds;
+packing adds ~1 GiB of CUDA context per run). Each size's row is printed as soon as it finishes, so a
+run cut short by a time limit keeps the rows it had; a size that fails prints why and the others still run.
 
 Sweep: --sweep-runs runs of the smallest size (seeds 0, 1, ...; default: as many as packing.py puts on this
 GPU, and never more than that), each its own `python -m sweep train` process as hydra/launcher=parallel
@@ -211,7 +211,7 @@ def poll_progress(runs_dir: Path, samples: dict) -> None:
     matter as long as some samples past the warm-up are seen."""
     from sweep.store.runs import RunFolder
 
-    for folder in runs_dir.glob("*/"):
+    for folder in runs_dir.glob("*"):  # a stray file reads as no progress
         got = RunFolder(folder).progress()
         if isinstance(got.get("step"), int) and isinstance(got.get("time"), (int, float)):
             samples.setdefault(folder.name, {})[got["step"]] = float(got["time"])
@@ -454,7 +454,8 @@ def main(argv=None) -> int:
         if s.device == "cuda":
             print(mps.describe(), flush=True)
         n_tokens = args.sweep_tokens or (16 * s.tokens_per_step if args.cpu_smoke else 20_000_000)
-        n_tokens = max(s.tokens_per_step, n_tokens // s.tokens_per_step * s.tokens_per_step)
+        # whole steps, and never fewer tokens than asked (20M must not become 19.9M)
+        n_tokens = max(s.tokens_per_step, -(-n_tokens // s.tokens_per_step) * s.tokens_per_step)
         tiny = None  # the sweep's run, whose data and tokenizer every section shares
         if sections & {"prepare", "sweep"}:
             tiny = load_run_config(run_overrides(s.sizes[0], s, n_tokens, tmp / "results", cache, "x"))

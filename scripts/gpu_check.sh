@@ -16,14 +16,14 @@
 #   wheels     60  install the carried wheels the box lacks (only with WHEELS)
 #   preflight  60  scripts/gpu_preflight.py: imports everything the sections need; exit 2 naming each missing
 #                  module and the wheel that provides it. Then exit 2 if torch sees no CUDA device.
-#   0. prepare 50  the stdlib corpus's token files and BPE-16384 tokenizer, so no timed section builds them
-#   1. sizes  150  MFU per size at seq 1024 (bench_gpu.py --sizes 1M,20M,100M): steady tokens/s after warm-up,
+#   0. prepare 40  the stdlib corpus's token files and BPE-16384 tokenizer, so no timed section builds them
+#   1. sizes  140  MFU per size at seq 1024 (bench_gpu.py --sizes 1M,20M,100M): steady tokens/s after warm-up,
 #                  MFU on executed FLOPs and on the exact count, peak memory against the packing estimate;
 #                  each size's row printed as it finishes
-#   2. sweep  170  3 runs of the 1M size, 20M tokens each, all 3 at once on the GPU and then one at a time:
+#   2. sweep  160  3 runs of the 1M size, 20M tokens each, all 3 at once on the GPU and then one at a time:
 #                  steady per-run tokens/s (past warm-up; packed: while all 3 train together), and the
 #                  whole-wall aggregate labelled as such; each batch printed as it finishes
-#   3. tests  110  pytest -m gpu: the CUDA loss curve against the CPU golden curve, CUDA graphs, a resume on
+#   3. tests  140  pytest -m gpu: the CUDA loss curve against the CPU golden curve, CUDA graphs, a resume on
 #                  CUDA, the memory estimate against the allocator's peak, a 2-GPU placement when there are 2
 # Each limit is `timeout` with SIGTERM, then SIGKILL 5 s later. Section limits and kill grace sum to 500 s;
 # the rest is for the preflight and the CUDA probe. Ends with `gpu_check=<sections passed>/<sections run>`.
@@ -80,7 +80,8 @@ main() {
                     || { echo "gpu_check: installing the wheels from $WHEELS failed" >&2; exit 2; }
             else  # no pip on the box: a wheel is a zip laid out as site-packages
                 for whl in "${wheels[@]}"; do
-                    timeout 60 "$PY" -m zipfile -e "$whl" "$site" || { echo "gpu_check: cannot unpack $whl" >&2; exit 2; }
+                    timeout 60 "$PY" -m zipfile -e "$whl" "$site" \
+                        || { echo "gpu_check: cannot unpack $whl" >&2; exit 2; }
                 done
             fi
         fi
@@ -93,13 +94,14 @@ main() {
     fi
     date -u "+date %Y-%m-%dT%H:%M:%SZ"
     timeout 20 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-    "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
+    "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus',
+              torch.cuda.device_count())"
 
-    section "0. corpus and tokenizer" 50 "$PY" scripts/bench_gpu.py --sections prepare
-    section "1. MFU per size at seq 1024" 150 "$PY" scripts/bench_gpu.py --sections sizes --sizes 1M,20M,100M --steps 20
-    section "2. packed vs one at a time, steady tokens/s" 170 \
+    section "0. corpus and tokenizer" 40 "$PY" scripts/bench_gpu.py --sections prepare
+    section "1. MFU per size at seq 1024" 140 "$PY" scripts/bench_gpu.py --sections sizes --sizes 1M,20M,100M --steps 20
+    section "2. packed vs one at a time, steady tokens/s" 160 \
         "$PY" scripts/bench_gpu.py --sections sweep --sweep-runs 3 --sweep-tokens 20M
-    section "3. CUDA tests: golden curve, CUDA graphs, resume, memory, 2-GPU placement" 110 \
+    section "3. CUDA tests: golden curve, CUDA graphs, resume, memory, 2-GPU placement" 140 \
         "$PY" -m pytest -v -rA -p no:cacheprovider -m gpu tests/test_loss_curve.py tests/test_packing.py \
         tests/test_gpu_path.py
     echo

@@ -53,7 +53,8 @@ if ls "$OUT" | grep -qiE '^(torch|nvidia|triton)[-_]'; then
     echo "gpu_wheels: torch or its CUDA libraries ended up in $OUT; they must come from the GPU box" >&2
     exit 1
 fi
-echo "gpu_wheels: $(ls "$OUT"/*.whl | wc -l) wheels in $OUT for $("$PY" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])')${target:+ (compiled ones for Python $target)}"
+here=$("$PY" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])')
+echo "gpu_wheels: $(ls "$OUT"/*.whl | wc -l) wheels in $OUT for $here${target:+ (compiled ones for Python $target)}"
 for whl in "$OUT"/*.whl; do
     printf '  %8s  %s\n' "$(du -k "$whl" | cut -f1)K" "$(basename "$whl")"
 done

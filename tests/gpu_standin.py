@@ -162,6 +162,12 @@ class StandInGpu:
             self.current = index
         return previous
 
+    def _cuda_exchangeDevice(self, index: int) -> int:
+        return self._exchange(index)
+
+    def _cuda_maybeExchangeDevice(self, index: int) -> int:
+        return self._exchange(index)
+
     def _cuda_setMemoryFraction(self, fraction: float, index: int) -> None:
         self._check(index)
         self.calls.append(("set_memory_fraction", fraction, index))
@@ -209,10 +215,11 @@ class StandInGpu:
                      "_cuda_setMemoryFraction", "_cuda_getMemoryFraction", "_cuda_synchronize",
                      "_cuda_emptyCache", "_cuda_memoryStats"):
             put(torch._C, name, getattr(self, name))
-        put(torch._C, "_cuda_exchangeDevice", self._exchange)
-        put(torch._C, "_cuda_maybeExchangeDevice", self._exchange)
-        put(cuda, "_exchange_device", self._exchange)
-        put(cuda, "_maybe_exchange_device", self._exchange)
+        # two functions, not one: dynamo keys a handler on each
+        put(torch._C, "_cuda_exchangeDevice", self._cuda_exchangeDevice)
+        put(torch._C, "_cuda_maybeExchangeDevice", self._cuda_maybeExchangeDevice)
+        put(cuda, "_exchange_device", self._cuda_exchangeDevice)
+        put(cuda, "_maybe_exchange_device", self._cuda_maybeExchangeDevice)
         put(cuda, "_cudart", types.SimpleNamespace(cudaMemGetInfo=self._mem_get_info))
         put(cuda, "_device_count_nvml", lambda: -1)
         # torch's lazy-initialisation state, fresh, so the stand-in is initialised as a GPU would be

@@ -147,10 +147,14 @@ class StandInGpu:
                                      multi_processor_count=132, L2_cache_size=50 * 2**20, is_integrated=False,
                                      warp_size=32, gcnArchName="NVIDIA CUDA")
 
+    # torch's C functions for the current device initialise CUDA first (torch::utils::device_lazy_init)
+
     def _cuda_getDevice(self) -> int:
+        torch.cuda._lazy_init()
         return self.current
 
     def _cuda_setDevice(self, index: int) -> None:
+        torch.cuda._lazy_init()
         self._check(index)
         self.calls.append(("set_device", index))
         self.current = index
@@ -158,6 +162,7 @@ class StandInGpu:
     def _exchange(self, index: int) -> int:
         previous = self.current
         if index >= 0:
+            torch.cuda._lazy_init()
             self._check(index)
             self.current = index
         return previous

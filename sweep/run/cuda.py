@@ -67,7 +67,9 @@ def synchronize(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(_index(device))
+    """The device's name, e.g. 'NVIDIA H100 80GB HBM3'. A label, so a bare 'cuda' (a benchmark's) names the
+    device it resolves to rather than being refused."""
+    return torch.cuda.get_device_name(_index(device if device.index is not None else resolve(str(device))))
 
 
 def rng_state(device: torch.device) -> torch.Tensor:

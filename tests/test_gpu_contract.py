@@ -37,6 +37,29 @@ def assert_speed_and_mfu(result: dict, gpu: StandInGpu, fpt: float) -> None:
     assert result["gpu_peak_allocated_bytes"] == gpu.peak_allocated
 
 
+def test_only_the_seam_calls_torch_cuda():
+    """sweep/run/cuda.py is the one module of the package that reaches torch.cuda (an attribute of it, or an
+    import of it), so the stand-in has one seam to stand behind."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "sweep"
+    seam = package / "run" / "cuda.py"
+    callers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "cuda" and isinstance(node.value, ast.Name) \
+                    and node.value.id == "torch":
+                callers.add(path)
+            elif isinstance(node, ast.Import) and any(a.name.startswith("torch.cuda") for a in node.names):
+                callers.add(path)
+            elif isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.startswith("torch.cuda") or node.module == "torch"
+                    and any(a.name == "cuda" for a in node.names)):
+                callers.add(path)
+    assert callers == {seam}, sorted(str(p.relative_to(package)) for p in callers - {seam})
+
+
 def test_the_standin_runs_torchs_own_argument_checks(standin_gpu):
     """torch refuses a memory fraction for a device without an index (the crash every packed run hit); the
     seam refuses it before torch does, and passes the index of a resolved device."""

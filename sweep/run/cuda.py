@@ -23,14 +23,10 @@ def available() -> bool:
     return torch.cuda.is_available()
 
 
-def count() -> int:
-    """Visible CUDA devices (0 without CUDA)."""
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def resolve(name: str) -> torch.device:
     """`name` ('cuda' or 'cuda:i') as the indexed device a run trains on: 'cuda' is torch's current device (0
-    unless something chose another), and 'cuda:i' must be a visible one. Creates no CUDA context."""
+    unless something chose another), and 'cuda:i' must be a visible one. It does not make the device current
+    (`use` does, and so creates the device's context)."""
     device = torch.device(name)
     if device.type != "cuda":
         raise ValueError(f"resolve({name!r}): not a CUDA device")

@@ -1,6 +1,6 @@
-"""The CUDA path's findings (issue 23), each tested on a CPU through the real code path. Where a test must
-pretend to be a GPU (an out-of-memory error, a device name, a missing CUDA), it replaces that one torch
-function or value and says so."""
+"""The CUDA path's findings (issues 23 and 43), each tested on a CPU through the real code path. Where a test
+must pretend to be a GPU it uses tests/gpu_standin.py, which replaces only the hardware layer under torch.cuda
+(so torch's own argument checks run); an out-of-memory error is pretended by the model raising torch's."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpu_standin import GiB, StandInGpu, standin_gpu  # noqa: F401  (standin_gpu is a fixture)
 from sweep.cli import load_run_config
 from sweep.config import ConfigError, ModelConfig
 from sweep.run.counts import executed_flops_per_token, flops_per_token
@@ -58,6 +59,27 @@ def test_gpu_experiments_ask_for_cuda_and_the_slurm_gpu_launcher_gives_one():
     assert h100.train.device == "cuda"
     assert slurm.hydra.launcher.gpus_per_task == 1 and slurm.hydra.launcher.cpus_per_task >= 4
     assert "SlurmLauncher" in slurm.hydra.launcher._target_ and slurm.hydra.launcher.max_num_timeout == 3
+
+
+# ----------------------------------------------------------------------------- a packed run's memory cap
+
+
+@pytest.mark.parametrize("fraction", ["0.5", None])
+def test_the_issues_packed_gpu_reproduction_trains_past_the_memory_fraction_call(tmp_path, standin_gpu, fraction):
+    """`sweep train data=tinyshakespeare tokenizer=byte train.device=cuda train.memory_fraction=0.5 logger=disabled`
+    (a smaller model and budget) on one stand-in GPU: torch is asked to cap cuda:0, and the run trains to the
+    end. Before, setup gave torch a bare 'cuda', which its own check refuses, and every packed run failed there."""
+    from sweep.cli import main
+
+    gpu = standin_gpu(1)
+    args = ["train", "data=tinyshakespeare", "tokenizer=byte", "train.device=cuda", "logger=disabled",
+            f"results_dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}", "model.n_layer=1",
+            "model.d_model=32", "model.n_head=2", "model.seq_len=32", "train.tokens_per_step=512",
+            "train.batch_size=16", "budget.n_tokens=5120"]
+    assert main(args + ([f"train.memory_fraction={fraction}"] if fraction else [])) == 0
+    assert gpu.called("set_memory_fraction") == ([(0.5, 0)] if fraction else [])
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("result.json")]
+    assert result["status"] == "done" and result["steps_done"] == 10 and result["device"] == gpu.name
 
 
 # ----------------------------------------------------------------------------- speed and MFU
@@ -144,23 +166,30 @@ def test_datasheet_peaks_take_the_longest_name_and_never_a_mig_slice():
     assert peak_flops("Intel Xeon") is None
 
 
-def test_the_measured_peak_times_several_large_matmuls_between_syncs_on_a_gpu(monkeypatch):
-    """Pretend CUDA: the timed function is captured instead of run on a GPU."""
+def test_the_measured_peak_times_several_large_matmuls_between_syncs_on_a_gpu(monkeypatch, standin_gpu):
+    """On the stand-in GPU, with a clock that reads 1 s per timed call (8 matmuls of 8192^3 take minutes on a
+    CPU): the peak is 8 such matmuls a second, timed between syncs of the run's device."""
+    import time as time_module
+
     from sweep.run import runtime
 
-    seen = {}
+    gpu = standin_gpu(2)
+    now = [0.0]
 
-    def fake_fastest(fn, device, repeats):
-        seen["device"] = device
-        return 1.0
+    def matmul(*args, **kwargs):  # what the timed function runs; shapes as a GPU would get them
+        assert args[0].shape == (8192, 8192) and kwargs["out"].dtype == torch.bfloat16
+        now[0] += 1 / 8
 
-    monkeypatch.setattr(runtime, "fastest_seconds", fake_fastest)
-    monkeypatch.setattr(torch, "randn", lambda *shape, device=None: torch.zeros(2, 2))
-    monkeypatch.setattr(torch, "empty", lambda *shape, device=None, dtype=None: torch.zeros(2, 2, dtype=dtype))
+    monkeypatch.setattr(torch, "matmul", matmul)
+    monkeypatch.setattr(torch, "randn", lambda *shape, device=None: torch.zeros(()).expand(*shape))  # no RNG work
+    monkeypatch.setattr(time_module, "perf_counter", lambda: now[0])
     runtime._measured_peak.cache_clear()
-    flops = runtime.measured_peak_flops(torch.device("cuda"), torch.bfloat16)
-    runtime._measured_peak.cache_clear()
-    assert flops == 8 * 2 * 8192**3  # 8 matmuls of 8192^3 in the timed second
+    try:
+        flops = runtime.measured_peak_flops(torch.device("cuda", 1), torch.bfloat16, repeats=2)
+    finally:
+        runtime._measured_peak.cache_clear()
+    assert flops == 8 * 2 * 8192**3
+    assert gpu.called("synchronize") == [(1,)] * 6  # before and after each of 1 untimed and 2 timed calls
 
 
 # ----------------------------------------------------------------------------- out of memory
@@ -240,8 +269,8 @@ def test_an_mps_client_names_its_gpu_by_the_daemons_numbering(tmp_path, monkeypa
     import os
 
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
-    # a packed run is capped at its share of the GPU's memory
-    assert cfg.train.memory_fraction == pytest.approx(0.25)
+    # a packed run is capped at its share of the GPU's memory after the 4 processes' CUDA contexts (1 GiB each)
+    assert cfg.train.memory_fraction == pytest.approx((80 - 4) / 80 / 4)
     assert placed(RunConfig(), dataclasses.replace(launch, runs_per_gpu=1), 2).train.memory_fraction is None
 
 
@@ -278,22 +307,48 @@ def test_a_job_waiting_for_its_slot_has_not_imported_torch(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_a_box_with_several_gpus_defaults_to_the_parallel_launcher(monkeypatch):
-    """Pretend an 8-GPU box (the launcher module's device and GPU lookups are replaced)."""
+def test_a_box_with_several_gpus_defaults_to_the_parallel_launcher(standin_gpu):
+    """An 8-GPU box (the stand-in): the launcher sees 8 H100s through the seam and picks parallel."""
     import sweep.launch.launch as launch
     from sweep.ladder.sweep_config import load_sweep
-    from sweep.launch.packing import GpuInfo
 
-    monkeypatch.setattr(launch, "_device_name", lambda sc: "cuda")
-    monkeypatch.setattr(launch, "remote_device", lambda sc: False)
-    monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(8, 80 * 2**30, "NVIDIA H100 80GB HBM3"))
+    standin_gpu(8)
     sc = load_sweep(["experiment=kaplan_model_size_h100"])
+    assert launch._device_name(sc) == "cuda:0" and not launch.remote_device(sc)
     launcher, why = launch.choose_launcher(sc, [])
     assert launcher == "parallel" and "8 GPUs" in why and "hydra/launcher=basic" in why
     assert launch.choose_launcher(sc, ["hydra/launcher=basic"]) == ("basic", "")
     assert launch.choose_launcher(sc, ["hydra/launcher=slurm_gpu"]) == ("slurm_gpu", "")
-    monkeypatch.setattr(launch, "detect_gpus", lambda: GpuInfo(1, 80 * 2**30, "NVIDIA H100 80GB HBM3"))
-    assert launch.choose_launcher(sc, []) == ("basic", "")
+
+
+def test_one_gpu_packs_tiny_runs_when_the_rule_says_so(tmp_path, sweep_args, standin_gpu, monkeypatch):
+    """A box with one H100 (the stand-in) and 16 host cores: `sweep run` of two tiny runs picks the parallel
+    launcher and packs them on the GPU, as the multi-GPU path would, instead of training them one at a time
+    under basic. A run that fills the GPU alone keeps basic. Before, one GPU always meant basic."""
+    import sweep.launch.launch as launch
+    from sweep.ladder.sweep_config import load_sweep
+
+    standin_gpu(1)
+    monkeypatch.setattr(launch, "usable_cores", lambda: 16)  # a GPU box's host cores, which this machine lacks
+    monkeypatch.chdir(tmp_path)
+    args = sweep_args(tmp_path, "run", "train.device=cuda")[4:]  # the overrides, after python -m sweep run
+    started = []
+    # the multirun is not started: its jobs would be processes without the stand-in
+    monkeypatch.setattr(launch, "hydra_multirun", lambda overrides: started.append(overrides) or 0)
+    assert launch.run_command(args) == 1  # nothing trained
+    (overrides,) = started
+    assert "hydra/launcher=parallel" in overrides
+    plan = json.loads(Path(next(a for a in overrides if a.startswith("launch.plan="))
+                           .split("=", 1)[1].strip("'")).read_text())
+    assert plan["launch"]["gpus"] == 1 and plan["launch"]["runs_per_gpu"] > 1
+    assert all(r["config"]["train"]["device"] == "cuda" for r in plan["runs"].values())
+
+    sc = load_sweep(["experiment=kaplan_model_size_h100"])
+    from sweep.ladder.sweep_config import expand_sweep
+
+    big = [r for r in expand_sweep(sc, 10**10).runs if r.n_params_non_embedding >= 100e6]
+    assert big and launch.choose_launcher(sc, [], runs=big[-1:]) == ("basic", "")  # the rule gives it a GPU alone
+    assert launch.choose_launcher(sc, []) == ("basic", "")  # no runs to judge by
 
 
 # ----------------------------------------------------------------------------- on a real GPU (scripts/gpu_check.sh)
@@ -364,22 +419,22 @@ def test_usable_cores_follow_the_affinity_mask_and_the_cgroup_quota(monkeypatch)
     assert cores.usable_cores() == 8
 
 
-def test_bench_gpu_packs_by_the_memory_free_after_giving_its_cache_back(monkeypatch):
-    """Pretend an 80 GB GPU with 12 GB free after the sizes section: the packed sweep is sized for the 12 GB free,
-    and the cache is emptied before asking (before, it packed by the 80 GB total and ran out of memory)."""
+def test_bench_gpu_packs_by_the_memory_free_after_giving_its_cache_back(standin_gpu):
+    """An 80 GB GPU (the stand-in) with 12 GB free after the sizes section: the packed sweep is sized for the 12 GB
+    free, and the cache is emptied before asking (before, it packed by the 80 GB total and ran out of memory)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import bench_gpu
 
-    from sweep.launch.packing import GiB, decide_packing
+    from sweep.launch.packing import decide_packing
+    from sweep.run import cuda
     from sweep.run.cores import usable_cores
 
-    calls = []
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: calls.append("info") or (12 * GiB, 80 * GiB))
+    gpu = standin_gpu(1, free=12 * GiB)
+    cuda.resolve("cuda")  # the sizes section has used the GPU: CUDA is initialised, its allocator may cache
     from test_packing import gpu_run
 
     cfg = gpu_run(5e6)
     assert bench_gpu.runs_per_gpu_now(cfg) == decide_packing([cfg], 12 * GiB, usable_cores()).runs_per_gpu
-    assert calls == ["empty", "info"]
+    assert [c for c in gpu.calls if c[0] in ("empty_cache", "mem_get_info")] == [("empty_cache",), ("mem_get_info", 0)]
     assert decide_packing([cfg], 12 * GiB, usable_cores()).runs_per_gpu < decide_packing(
         [cfg], 80 * GiB, usable_cores()).runs_per_gpu

@@ -121,6 +121,34 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
     assert out["status"] == "failed" and "out of cheese" in out["error"]
 
 
+def test_packed_jobs_in_a_slurm_allocation_share_its_cpus(monkeypatch):
+    """A SLURM job given 16 CPUs (SLURM_CPUS_PER_TASK) on a 64-core node (pretended) that packs 4 runs on its
+    GPU: each run takes 16/4 threads per slot it holds, not all 16 (before, every packed run took all 16); a run
+    alone takes the allocation's 16; an affinity mask narrower than the allocation is kept to."""
+    import dataclasses
+
+    from sweep.ladder.sweep_config import LaunchConfig
+    from sweep.launch import placement
+
+    cores = {"n": 64}
+    monkeypatch.setattr(placement, "usable_cores", lambda: cores["n"])
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "16")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # placed() pins the job's GPU in the environment
+    packed = LaunchConfig(gpus=1, runs_per_gpu=4, gpu_memory=80 * 2**30)
+    assert placement.placed(RunConfig(), packed, slot=0, units=1).train.threads == 4
+    assert placement.placed(RunConfig(), packed, slot=0, units=2).train.threads == 8
+    assert placement.placed(RunConfig(), packed, slot=None).train.threads == 16  # a run alone in its allocation
+    cpu_slots = LaunchConfig(gpus=0, slots=8)
+    assert placement.placed(RunConfig(), cpu_slots, slot=0).train.threads == 2
+    asked = RunConfig(train=dataclasses.replace(RunConfig().train, threads=3))
+    assert placement.placed(asked, packed, slot=0).train.threads == 3  # train.threads as set
+    cores["n"] = 8  # the job's affinity mask holds fewer cores than SLURM_CPUS_PER_TASK says
+    assert placement.placed(RunConfig(), packed, slot=0).train.threads == 2
+    assert placement.placed(RunConfig(), packed, slot=None).train.threads == 8
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert placement.placed(RunConfig(), packed, slot=None).train.threads is None  # chosen by the run itself
+
+
 def test_a_job_reads_its_run_from_the_written_plan_and_refuses_one_not_in_it(tmp_path):
     from sweep.launch.job import read_job_plan, run_job, write_job_plan
     from sweep.ladder.sweep_config import expand_sweep, load_sweep

@@ -130,6 +130,27 @@ def test_a_sweep_is_packed_by_its_most_demanding_run_and_shares_by_run():
 # ----------------------------------------------------------------------------- MPS
 
 
+def test_packed_memory_caps_leave_room_for_each_processs_cuda_context():
+    """torch caps a process's allocator at a fraction of the card's total; each packed process also holds a CUDA
+    context outside it. The caps of a full GPU and the contexts together fit in it (before, the caps alone added
+    up to the whole card), and a run taking more slots gets its slots' worth."""
+    from sweep.launch.packing import memory_fraction
+
+    for total in (80 * GiB, 141 * GiB, 24 * GiB):
+        for k in range(1, MAX_RUNS_PER_GPU + 1):
+            cap = memory_fraction(1, k, total)
+            assert k * (cap * total + CUDA_CONTEXT_BYTES) <= total + 1
+            assert cap == pytest.approx((total - k * CUDA_CONTEXT_BYTES) / (k * total))
+            assert memory_fraction(k, k, total) == pytest.approx(k * cap)
+    assert memory_fraction(1, 8, 80 * GiB) == pytest.approx(72 / 80 / 8)
+    assert memory_fraction(3, 8, 80 * GiB) == pytest.approx(3 * 72 / 80 / 8)
+    # a card too small for its contexts (the packing rule never packs one so): a tenth of it, shared
+    assert memory_fraction(1, 8, 4 * GiB) == pytest.approx(0.1 / 8)
+    for bad in ((0, 4, GiB), (5, 4, GiB), (1, 0, GiB), (1, 4, 0)):
+        with pytest.raises(ValueError):
+            memory_fraction(*bad)
+
+
 def test_mps_is_detected_from_its_control_pipe(tmp_path):
     pipe_dir, bin_dir = tmp_path / "mps", tmp_path / "bin"
     pipe_dir.mkdir()

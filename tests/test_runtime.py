@@ -118,31 +118,35 @@ def test_resumed_run_keeps_the_dtype_it_started_with(tmp_path, monkeypatch):
 
 
 def test_a_checkpoint_keeps_only_its_own_gpus_rng_and_resumes_with_fewer_gpus_visible(monkeypatch):
-    """Pretends CUDA (torch.cuda's RNG calls replaced): a run checkpointed where 8 GPUs were visible resumes
+    """On stand-in GPUs (tests/gpu_standin.py): a run checkpointed on cuda:5 where 8 GPUs were visible resumes
     where the parallel launcher shows it one. Restoring every saved GPU state (the old rule) raised IndexError."""
     import torch
 
-    from sweep.run import runtime
+    from gpu_standin import StandInGpu
+    from sweep.run import cuda, runtime
 
-    states = {i: torch.full((8,), i, dtype=torch.uint8) for i in range(8)}
-    restored = {}
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": states[torch.device(device).index or 0])
-    monkeypatch.setattr(torch.cuda, "set_rng_state",
-                        lambda s, device="cuda": restored.__setitem__(torch.device(device).index or 0, s.clone()))
-
-    def all_visible(states_list):  # what set_rng_state_all does: one state per visible device
-        visible = 1
-        for i, s in enumerate(states_list):
-            if i >= visible:
-                raise IndexError("list index out of range")
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", all_visible)
-
-    saved = runtime.rng_state(torch.device("cuda", 5))
-    assert torch.equal(saved["cuda"], states[5])  # its own device's state, not all eight
-    runtime.set_rng_state(saved, torch.device("cuda", 0))  # resumed where it is the only GPU, numbered 0
-    assert torch.equal(restored[0], states[5])
-    old = {**saved, "cuda": [states[i] for i in range(8)]}  # a checkpoint written by the old rule
-    runtime.set_rng_state(old, torch.device("cuda", 0))
-    assert torch.equal(restored[0], states[0])
-    assert "cuda" not in runtime.rng_state(torch.device("cpu"))
-    runtime.set_rng_state(old, torch.device("cpu"))  # a CUDA checkpoint resumed on CPU: CPU states only
+    if torch.cuda.is_initialized():
+        pytest.skip("real CUDA is in use in this process")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with StandInGpu(8).installed() as box:
+        device = runtime.pick_device(TrainConfig(device="cuda:5"))
+        cuda.use(device)  # as the run's setup does: CUDA is initialised, cuda:5 current
+        box.generators[5].real.manual_seed(55)  # the run's own GPU's state differs from the others'
+        saved = runtime.rng_state(device)
+        assert [index for index, _ in box.called("get_rng_state")] == [5]  # its own device's state, not all eight
+        assert torch.equal(saved["cuda"], box.generators[5].real.get_state())
+        old = {**saved, "cuda": [g.real.get_state() for g in box.generators]}  # a checkpoint by the old rule
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")  # resumed where it is the only GPU, numbered 0
+    with StandInGpu(8).installed() as box:
+        device = runtime.pick_device(TrainConfig(device="cuda"))
+        assert device == torch.device("cuda", 0)
+        runtime.set_rng_state(saved, device)
+        runtime.set_rng_state(old, device)
+        restored = box.called("set_rng_state")
+        assert [index for index, _ in restored] == [0, 0]
+        assert torch.equal(restored[0][1], saved["cuda"]) and torch.equal(restored[1][1], old["cuda"][0])
+        with pytest.raises(ValueError, match="resolved to 'cuda:N'"):
+            runtime.set_rng_state(saved, torch.device("cuda"))  # a device never resolved is refused, not guessed
+        assert "cuda" not in runtime.rng_state(torch.device("cpu"))
+        runtime.set_rng_state(old, torch.device("cpu"))  # a CUDA checkpoint resumed on CPU: CPU states only
+        assert len(box.called("set_rng_state")) == 2

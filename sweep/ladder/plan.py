@@ -70,10 +70,10 @@ def estimate_memory(run: PlannedRun, attention_scores: bool = True) -> int:
 def available_memory(device: str) -> int:
     """Bytes one run may use on `device` ('cpu' or 'cuda[:i]')."""
     if device.startswith("cuda"):
-        import torch
+        from sweep.run import cuda
 
         index = int(device.split(":")[1]) if ":" in device else 0
-        return int(torch.cuda.get_device_properties(index).total_memory)
+        return cuda.total_memory(index)
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
@@ -157,15 +157,14 @@ def probe_throughput(runs: List[PlannedRun], steps: int = 10, max_shapes: int = 
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
+            sync = runtime.synchronizer(device)
             step()
             step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             for _ in range(steps):
                 step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync()
             dt = time.perf_counter() - t0
         measured[_shape_key(r)] = r.flops_per_token * size * cfg.model.seq_len * steps / max(dt, 1e-9)
         del model, opt, forward

@@ -51,9 +51,9 @@ def remote_device(sc: SweepConfig) -> bool:
     runs, and nothing here touches CUDA, measures its memory or probes its speed."""
     if not sc.train.device.startswith("cuda"):
         return False
-    import torch
+    from sweep.run import cuda
 
-    return not torch.cuda.is_available()
+    return not cuda.available()
 
 
 def _device_name(sc: SweepConfig) -> str:
@@ -95,9 +95,13 @@ def _header(sc: SweepConfig, n_train: int) -> str:
 # ----------------------------------------------------------------------------- GPUs and packing
 
 
-def placement(sc: SweepConfig, runs: List[PlannedRun]) -> Tuple[LaunchConfig, Optional[Packing], GpuInfo]:
-    """resolve_launch for this box: its GPUs when the runs train on CUDA, else none."""
-    gpus = detect_gpus() if _device_name(sc).startswith("cuda") and not remote_device(sc) else GpuInfo(0, None)
+def placement(sc: SweepConfig, runs: List[PlannedRun],
+              gpus: Optional[GpuInfo] = None) -> Tuple[LaunchConfig, Optional[Packing], GpuInfo]:
+    """resolve_launch for this box: its GPUs (`gpus`, else detected) when the runs train on CUDA, else none."""
+    if not _device_name(sc).startswith("cuda") or remote_device(sc):
+        gpus = GpuInfo(0, None)
+    elif gpus is None:
+        gpus = detect_gpus()
     asked = dataclasses.replace(sc.launch, devices=sc.launch.devices or os.environ.get("CUDA_VISIBLE_DEVICES") or None)
     launch, packing = resolve_launch(asked, runs, gpus, usable_cores())
     return launch, packing, gpus
@@ -165,7 +169,7 @@ def plan_command(argv: List[str]) -> int:
         print(describe_cost(branch_cost(g.runs)))
     launch, packing, gpus = placement(sc, g.runs)
     print(launch_line(sc, launch, packing, gpus))
-    launcher, why = choose_launcher(sc, argv, gpus)
+    launcher, why = choose_launcher(sc, argv, gpus, g.runs)
     if why:
         print(why.replace("launcher: ", "launcher: `sweep run` will use ", 1))
     if problems:
@@ -174,20 +178,33 @@ def plan_command(argv: List[str]) -> int:
     return 0
 
 
-def choose_launcher(sc: SweepConfig, overrides: List[str], gpus: Optional[GpuInfo] = None) -> Tuple[str, str]:
-    """(Hydra launcher, why it was chosen here or ''). The one asked for; else basic, except on a box with several
-    GPUs for the runs, where basic would train one run at a time on GPU 0 and leave the others idle: there the
-    parallel launcher (one job per GPU slot, packed by sweep/launch/packing.py)."""
-    asked = next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("hydra/launcher=")), None)
+def asked_launcher(overrides: List[str]) -> Optional[str]:
+    """The Hydra launcher named on the command line (the last hydra/launcher=...), or None."""
+    return next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("hydra/launcher=")), None)
+
+
+def choose_launcher(sc: SweepConfig, overrides: List[str], gpus: Optional[GpuInfo] = None,
+                    runs: Optional[List[PlannedRun]] = None) -> Tuple[str, str]:
+    """(Hydra launcher, why it was chosen here or ''). The one asked for; else basic, except where the runs train
+    on this box's GPUs and basic would leave them idle: with several GPUs (basic trains one run at a time on GPU
+    0), or with one GPU the packing rule shares among k > 1 of `runs` (basic trains tiny runs one at a time, each
+    compiling from cold). There the parallel launcher: one job per GPU slot, packed by sweep/launch/packing.py."""
+    asked = asked_launcher(overrides)
     if asked is not None:
         return asked, ""
     if remote_device(sc) or not _device_name(sc).startswith("cuda"):
         return "basic", ""
     gpus = gpus or detect_gpus()
-    if gpus.count < 2:
-        return "basic", ""
-    return "parallel", (f"launcher: hydra/launcher=parallel, for the {gpus.count} GPUs this box shows (basic would "
-                        f"train one run at a time on GPU 0); pass hydra/launcher=basic to keep to one")
+    if gpus.count >= 2:
+        return "parallel", (f"launcher: hydra/launcher=parallel, for the {gpus.count} GPUs this box shows (basic "
+                            f"would train one run at a time on GPU 0); pass hydra/launcher=basic to keep to one")
+    if gpus.count == 1 and runs:
+        launch, _, _ = placement(sc, runs, gpus)
+        if launch.gpus and (launch.runs_per_gpu or 1) > 1:
+            return "parallel", (f"launcher: hydra/launcher=parallel, to pack up to {launch.runs_per_gpu} runs on "
+                                f"this box's one GPU as the packing rule says (basic would train them one at a time, "
+                                f"each compiling from cold); pass hydra/launcher=basic to train one at a time")
+    return "basic", ""
 
 
 def plan_record(sc: SweepConfig, g: Grid, n_train: int) -> dict:
@@ -234,10 +251,7 @@ def run_command(argv: List[str]) -> int:
     check_sweep_folder(sc)
     if not any(a.startswith("sweep_name=") for a in overrides):  # the jobs compose the name load_sweep chose
         overrides = [*overrides, f"sweep_name={sc.sweep_name}"]
-    launcher, why = choose_launcher(sc, overrides)
-    if why:
-        print(why)
-        overrides = [*overrides, f"hydra/launcher={launcher}"]
+    launcher = asked_launcher(overrides) or "basic"  # a machine without CUDA chooses no other
     if remote_device(sc) and not launcher.startswith("slurm"):
         raise ConfigError(f"train.device={sc.train.device!r} but this machine has no CUDA, and hydra/launcher={launcher} "
                           f"trains here: submit to GPU nodes with hydra/launcher=slurm_gpu (the device is resolved there), "
@@ -245,6 +259,7 @@ def run_command(argv: List[str]) -> int:
     if sc.experiment.centre == "adaptive" and sc.experiment.flops_budgets and not chosen:
         return _run_adaptive(sc, overrides, retry)
     g, n_train, problems, _ = prepare_plan(sc, probe=False)
+    overrides = _with_launcher(sc, overrides, g.runs)
     if not _announce(sc, g, n_train, problems):
         return 2
     wanted = set(range(len(g.runs)))
@@ -257,6 +272,15 @@ def run_command(argv: List[str]) -> int:
             raise ConfigError(f"{chosen[-1]}: this grid has runs 0..{len(g.runs) - 1}")
     rc = _launch(sc, g, overrides, wanted, retry)
     return _finish(g, rc)
+
+
+def _with_launcher(sc: SweepConfig, overrides: List[str], runs: List[PlannedRun]) -> List[str]:
+    """`overrides` with the launcher choose_launcher picks for `runs` on this box, saying why, when none was named."""
+    launcher, why = choose_launcher(sc, overrides, runs=runs)
+    if not why:
+        return overrides
+    print(why)
+    return [*overrides, f"hydra/launcher={launcher}"]
 
 
 def _announce(sc: SweepConfig, g: Grid, n_train: int, problems: List[str]) -> bool:
@@ -345,6 +369,7 @@ def _run_adaptive(sc: SweepConfig, overrides: List[str], retry: bool) -> int:
     """An adaptive ladder: one wave per budget, smallest first, each centred by what the earlier ones found,
     and extended where its minimum lands at an edge (sweep/ladder/waves.py)."""
     g, n_train, problems, _ = prepare_plan(sc, probe=False)
+    overrides = _with_launcher(sc, overrides, g.runs)
     print(adaptive_line(sc.experiment))
     if not _announce(sc, g, n_train, problems):
         return 2

@@ -9,7 +9,7 @@ processes' kernels run side by side; without one the GPU time-slices between the
 fills the idle gaps.
 
 Everything here is a pure function of run shapes and numbers passed in, except `detect_gpus`,
-which only looks (torch.cuda). CUDA MPS is sweep/mps.py's.
+which only looks (through sweep/run/cuda.py). CUDA MPS is sweep/launch/mps.py's.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class MemoryEstimate:
 
     @property
     def allocated(self) -> int:
-        """What torch's allocator holds at the peak (compare with torch.cuda.max_memory_allocated)."""
+        """What torch's allocator holds at the peak (compare with result.json's gpu_peak_allocated_bytes)."""
         return self.states + self.activations + self.logits
 
     @property
@@ -246,6 +246,20 @@ def gpu_units(run: RunConfig, capacity: int, gpu_memory: int, cpus_per_gpu: Opti
     return min(capacity, math.ceil(capacity / k))
 
 
+def memory_fraction(units: int, capacity: int, gpu_memory: int, context: int = CUDA_CONTEXT_BYTES) -> float:
+    """The share of a GPU's memory torch's allocator may hold in a run taking `units` of its `capacity` slots.
+
+    torch applies the fraction to the card's total, while each of the up to `capacity` processes on it also
+    holds a CUDA context (and cuBLAS and Triton workspaces) outside its allocator. So the contexts are taken
+    off the total first, and the rest is shared by slots: caps that add up to the whole card would leave
+    the contexts no room, and the last run to grow would fail inside CUDA instead of in its own allocator."""
+    if capacity < 1 or not 1 <= units <= capacity or gpu_memory <= 0:
+        raise ValueError(f"memory_fraction(units={units}, capacity={capacity}, gpu_memory={gpu_memory})")
+    # never below a tenth of the card: a GPU too small for its contexts is the packing rule's to refuse
+    usable = max(gpu_memory - capacity * context, gpu_memory // 10)
+    return min(1.0, units * usable / (capacity * gpu_memory))
+
+
 # ----------------------------------------------------------------------------- detection
 
 
@@ -263,10 +277,7 @@ class GpuInfo:
 
 def detect_gpus() -> GpuInfo:
     """The visible CUDA GPUs (initialises CUDA in this process when there are any)."""
-    import torch
+    from sweep.run import cuda
 
-    if not torch.cuda.is_available():
-        return GpuInfo(0, None)
-    n = torch.cuda.device_count()
-    props = [torch.cuda.get_device_properties(i) for i in range(n)]
-    return GpuInfo(n, min(p.total_memory for p in props), props[0].name)
+    seen = cuda.visible()
+    return GpuInfo(seen.count, seen.memory, seen.name)

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 from sweep.config import RunConfig
 from sweep.run.cores import usable_cores
 from sweep.launch.mps import MpsStatus, client_device
-from sweep.launch.packing import GpuInfo, Packing, decide_packing, gpu_units
+from sweep.launch.packing import GpuInfo, Packing, decide_packing, gpu_units, memory_fraction
 from sweep.ladder.planned import PlannedRun
 from sweep.launch.slots import acquire_share
 from sweep.ladder.sweep_config import LaunchConfig, n_slots
@@ -88,13 +88,22 @@ def acquire_run_share(folder: Path, launch: LaunchConfig, index: int, units: int
                          queue=Path(launch.queue) if launch.queue else None)
 
 
+def job_cores() -> int:
+    """Cores this job may use: its SLURM allocation's (SLURM_CPUS_PER_TASK) inside one, never more than its
+    affinity mask and cgroup quota allow (usable_cores)."""
+    cores = usable_cores()
+    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
+    if slurm_cpus.isdigit() and int(slurm_cpus) > 0:
+        cores = min(cores, int(slurm_cpus))
+    return cores
+
+
 def placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int = 1) -> RunConfig:
-    """Threads and GPU for this job (`slot`: its GPU's index when there are GPUs): sequential runs
-    use every core, parallel ones share them by the slots they hold."""
+    """Threads and GPU for this job (`slot`: its GPU's index when there are GPUs): a run alone in a SLURM
+    allocation uses its cores; runs sharing a machine or an allocation share its cores by the slots they hold."""
     threads = cfg.train.threads
-    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if threads is None and slurm_cpus:
-        threads = int(slurm_cpus)
+    if threads is None and slot is None and os.environ.get("SLURM_CPUS_PER_TASK"):
+        threads = job_cores()
     if slot is not None:
         if (launch.gpus or 0) > 0:
             # Before torch initialises CUDA: the run sees exactly one GPU, its slot's.
@@ -104,11 +113,13 @@ def placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int
             visible = [g.strip() for g in str(given).split(",") if g.strip()]
             visible = visible or [str(i) for i in range(launch.gpus)]
             os.environ["CUDA_VISIBLE_DEVICES"] = client_device(visible[slot % len(visible)])
-            if launch.gpu_memory and (launch.runs_per_gpu or 1) > 1:
-                # its share of the GPU: a run that outgrows its estimate runs out of memory itself (and
-                # retries at a smaller micro-batch) instead of its neighbours
-                memory_fraction = cfg.train.memory_fraction or min(1.0, units / (launch.runs_per_gpu or 1))
-                cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, memory_fraction=memory_fraction))
+            capacity = launch.runs_per_gpu or 1
+            if launch.gpu_memory and capacity > 1:
+                # its share of the GPU, after every packed process's CUDA context: a run that outgrows its
+                # estimate runs out of memory itself (and retries at a smaller micro-batch), not its neighbours
+                share = cfg.train.memory_fraction or memory_fraction(min(units, capacity), capacity, launch.gpu_memory)
+                cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, memory_fraction=share))
         if threads is None:
-            threads = max(1, usable_cores() // n_slots(launch)) * units
+            # the job's cores (an allocation's inside SLURM), shared by every run packed beside it
+            threads = max(1, job_cores() // n_slots(launch)) * units
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))

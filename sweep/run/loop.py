@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sweep.config import RunConfig, micro_batch
-from sweep.run import checkpoint, runtime
+from sweep.run import checkpoint, cuda, runtime
 from sweep.run.batches import Batches
 from sweep.run.evaluate import evaluate
 from sweep.run.model import GPT, executed_flops_per_token
@@ -37,7 +37,7 @@ def _write_progress(rdir: Path, step: int, steps: int, train_loss: float) -> Non
                                     "time": time.time()})
 
 
-OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+OUT_OF_MEMORY = cuda.OutOfMemoryError
 
 
 class MicroBatchTooLarge(Exception):
@@ -68,20 +68,25 @@ class Loop:
     """CUDA graphs (compile modes reduce-overhead / max-autotune): each optimizer step is marked."""
 
 
-def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: Optional[int] = None) -> Loop:
+def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: Optional[int] = None,
+           device: Optional[torch.device] = None) -> Loop:
     """Device, threads, model, optimizer; the checkpoint's (or a WSD branch point's) state when there is one.
-    `micro_cap`: at most this many sequences per micro-batch (after an out-of-memory error)."""
+    `micro_cap`: at most this many sequences per micro-batch (after an out-of-memory error). `device`: the run's,
+    as runtime.pick_device resolved it (cuda:N, never a bare cuda: torch's memory-fraction call needs the
+    index); resolved here when not given."""
     t = cfg.train
-    device = runtime.pick_device(t)
-    if device.type == "cuda" and t.memory_fraction:
-        torch.cuda.set_per_process_memory_fraction(t.memory_fraction, device)
+    device = device if device is not None else runtime.pick_device(t)
+    if device.type == "cuda":
+        cuda.use(device)
+        if t.memory_fraction:
+            cuda.set_memory_fraction(t.memory_fraction, device)
     ckpt = checkpoint.load(folder.checkpoint_path)
     if ckpt is None and t.init_from:
         ckpt = checkpoint.load_branch_point(Path(t.init_from), shape.steps, t)
     threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
     if t.compile:  # inductor's compile workers default to every core of the machine, per packed job
         os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
-    runtime.set_determinism(t.seed)
+    runtime.set_determinism(t.seed, device)
 
     model = GPT(cfg.model, shape.vocab_size).to(device)
     fused = device.type in ("cuda", "cpu")  # one fused kernel per step instead of a loop over tensors
@@ -173,12 +178,13 @@ def _checkpoint_state(loop: Loop, data, train_loss_acc: torch.Tensor, wall: floa
 
 
 def train_loop(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
-                stop: StopRequest | None = None, micro_cap: Optional[int] = None) -> dict:
+                stop: StopRequest | None = None, micro_cap: Optional[int] = None,
+                device: Optional[torch.device] = None) -> dict:
     """Train from the checkpoint (or step 0) to the last step, logging, evaluating and checkpointing on the way;
     then the final evaluation. Returns the result's training fields. Raises Preempted on a stop request, and
     MicroBatchTooLarge when a step runs out of device memory."""
     folder = RunFolder(rdir)
-    loop = _setup(cfg, shape, data, folder, micro_cap)
+    loop = _setup(cfg, shape, data, folder, micro_cap, device)
     try:
         return _steps(cfg, shape, data, rdir, tracker, progress, stop, loop)
     except OUT_OF_MEMORY as exc:
@@ -299,6 +305,8 @@ def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float,
         "grad_accum_steps": loop.accum,
         # which GPU of the box, as the launcher placed the run (None on a CPU)
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if loop.device.type == "cuda" else None,
+        # the allocator's peak in this process, against which packing's memory estimate can be checked
+        "gpu_peak_allocated_bytes": cuda.peak_allocated(loop.device) if loop.device.type == "cuda" else None,
         "wall_seconds": loop.counters.wall_before + meter.wall(),
         "final_train_loss": last_loss,
         "steps_done": loop.counters.step,

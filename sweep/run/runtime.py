@@ -17,21 +17,28 @@ import numpy as np
 import torch
 
 from sweep.config import ConfigError, TrainConfig
+from sweep.run import cuda
 from sweep.run.cores import usable_cores
 
 
 def pick_device(train: TrainConfig) -> torch.device:
-    """The device a run trains on: CUDA when asked for (or when 'auto' finds it), else the CPU.
+    """The device a run trains on: CUDA when asked for (or when 'auto' finds it), as an indexed `cuda:N`
+    (cuda.resolve), else the CPU. Resolved once per run; every CUDA call after it is given this device.
 
     A run that asks for CUDA where there is none is refused, never moved to the CPU in silence: an
     experiment sized for a GPU (train=gpu sets train.device=cuda) would train for days on a CPU
     thread, and the device is not in the run id, so its result would join the sweep."""
     if train.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if train.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={train.device!r}: {no_cuda_here()}. This run is sized for a GPU and is not "
-                          f"trained on a CPU unless asked: run it on a GPU node (under SLURM, "
-                          f"hydra/launcher=slurm_gpu or hydra.launcher.gpus_per_task=1), or pass train.device=cpu")
+        return cuda.resolve("cuda") if cuda.available() else torch.device("cpu")
+    if train.device.startswith("cuda"):
+        if not cuda.available():
+            raise ConfigError(f"train.device={train.device!r}: {no_cuda_here()}. This run is sized for a GPU and is "
+                              f"not trained on a CPU unless asked: run it on a GPU node (under SLURM, "
+                              f"hydra/launcher=slurm_gpu or hydra.launcher.gpus_per_task=1), or pass train.device=cpu")
+        try:
+            return cuda.resolve(train.device)
+        except ValueError as exc:
+            raise ConfigError(f"train.device={train.device!r}: {exc}") from None
     return torch.device(train.device)
 
 
@@ -113,11 +120,11 @@ def fastest_seconds(fn, device: torch.device, repeats: int) -> float:
     best = float("inf")
     for i in range(repeats + 1):
         if device.type == "cuda":
-            torch.cuda.synchronize(device)
+            cuda.synchronize(device)
         t0 = time.perf_counter()
         fn()
         if device.type == "cuda":
-            torch.cuda.synchronize(device)
+            cuda.synchronize(device)
         if i > 0:
             best = min(best, time.perf_counter() - t0)
     return best
@@ -165,17 +172,16 @@ def set_threads(train: TrainConfig, device: torch.device, previous: int | None =
     return n
 
 
-def set_determinism(seed: int) -> None:
-    """Every seed and switch that makes a run repeatable on one device."""
+def set_determinism(seed: int, device: Optional[torch.device] = None) -> None:
+    """Every seed and switch that makes a run repeatable on one device (TF32 on a CUDA one: ~8x the fp32
+    matmul rate on Ampere and later)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    if torch.cuda.is_available():
-        # TF32 matmuls: ~8x the fp32 rate on Ampere+; bf16 autocast covers most matmuls anyway.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    if device is not None and device.type == "cuda":
+        cuda.allow_tf32()
 
 
 def rng_state(device: Optional[torch.device] = None) -> dict:
@@ -185,7 +191,7 @@ def rng_state(device: Optional[torch.device] = None) -> dict:
     np_state = np.random.get_state()
     state["numpy"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
     if device is not None and device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
+        state["cuda"] = cuda.rng_state(device)
     return state
 
 
@@ -197,18 +203,18 @@ def set_rng_state(state: dict, device: Optional[torch.device] = None) -> None:
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
-    cuda = state.get("cuda")
-    if cuda is not None and device is not None and device.type == "cuda":
-        if isinstance(cuda, (list, tuple)):
-            if not cuda:
+    saved = state.get("cuda")
+    if saved is not None and device is not None and device.type == "cuda":
+        if isinstance(saved, (list, tuple)):
+            if not saved:
                 return
-            cuda = cuda[0]
-        torch.cuda.set_rng_state(cuda, device)
+            saved = saved[0]
+        cuda.set_rng_state(saved, device)
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return cuda.device_name(device)
     return platform.processor() or platform.machine() or "cpu"
 
 
@@ -259,7 +265,7 @@ def peak_flops(device_label: str) -> float | None:
 def synchronizer(device: torch.device):
     """A function that waits for the device's queued work (a no-op on a CPU, where work is synchronous)."""
     if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
+        return lambda: cuda.synchronize(device)
     return lambda: None
 
 

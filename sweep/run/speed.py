@@ -24,7 +24,7 @@ class SpeedMeter:
     """Clocks of one training process (a resumed run starts a new meter)."""
 
     sync: Callable[[], None] = lambda: None
-    """Waits for queued device work (torch.cuda.synchronize on a GPU), so a clock reads finished work."""
+    """Waits for queued device work (cuda.synchronize on a GPU), so a clock reads finished work."""
     warmup_steps: int = WARMUP_STEPS
     clock: Callable[[], float] = time.perf_counter
     start: float = field(default=0.0)

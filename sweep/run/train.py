@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from sweep.config import ConfigError, RunConfig, to_dict
-from sweep.run import runtime
+from sweep.run import cuda, runtime
 from sweep.run.loop import MicroBatchTooLarge, train_loop
 from sweep.run.preempt import StopRequest
 from sweep.run.shape import RunShape, run_shape
@@ -149,7 +149,9 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
         clear_done_checkpoint(rdir)
         _say_finished(existing, rdir)
         return existing
-    runtime.pick_device(cfg.train)  # a device this machine lacks is refused before anything is written
+    # Resolved once, to cuda:N on a GPU, and handed to the loop; a device this machine lacks is refused here,
+    # before anything is written.
+    device = runtime.pick_device(cfg.train)
 
     wandb_dir = Path(cfg.logger.dir) if cfg.logger.dir else sweep_path
     record = _provenance(cfg, shape, rid)
@@ -176,13 +178,13 @@ def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False
         if _finished(existing, retry_diverged):
             _say_finished(existing, rdir)
             return existing
-        record = _train_locked(cfg, shape, data, rdir, record, progress, Tracker, wandb_dir, scrub, wandb_id)
+        record = _train_locked(cfg, shape, data, rdir, record, progress, Tracker, wandb_dir, scrub, wandb_id, device)
     store.rebuild_index(sweep_path)
     return record
 
 
 def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dict, progress: bool,
-                  Tracker, wandb_dir: Path, scrub, wandb_id) -> dict:
+                  Tracker, wandb_dir: Path, scrub, wandb_id, device: Optional[torch.device] = None) -> dict:
     folder = RunFolder(rdir)
     wandb_config = {**record["config"], **{k: record[k] for k in (
         "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd", "tokens_per_param", "run_id")}}
@@ -193,7 +195,7 @@ def _train_locked(cfg: RunConfig, shape: RunShape, data, rdir: Path, record: dic
     with tracker:
         try:
             with StopRequest() as stop:
-                final = train_retrying_oom(cfg, shape, data, rdir, tracker, progress, stop)
+                final = train_retrying_oom(cfg, shape, data, rdir, tracker, progress, stop, device)
         except Exception as exc:  # not Preempted (a BaseException): a stopped run has not failed
             tail = "".join(traceback.format_exception(exc))[-4000:]
             folder.write_result({**record, "status": Status.FAILED.value, "error": scrub({"e": tail})["e"]})
@@ -223,7 +225,7 @@ def smaller_micro_batch(seqs_per_step: int, failed: int) -> Optional[int]:
 
 
 def train_retrying_oom(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracker, progress: bool,
-                        stop: StopRequest | None) -> dict:
+                        stop: StopRequest | None, device: Optional[torch.device] = None) -> dict:
     """_train_loop; after an out-of-memory error, again from the last checkpoint at half the micro-batch.
 
     Tokens per step stay the same (twice the micro-batches are accumulated), and so does the run id: the
@@ -232,7 +234,7 @@ def train_retrying_oom(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracke
     cap, retries = None, 0
     while True:
         try:
-            out = train_loop(cfg, shape, data, rdir, tracker, progress, stop, micro_cap=cap)
+            out = train_loop(cfg, shape, data, rdir, tracker, progress, stop, micro_cap=cap, device=device)
             return {**out, "oom_retries": retries}
         except MicroBatchTooLarge as exc:
             cap = smaller_micro_batch(cfg.train.tokens_per_step // cfg.model.seq_len, exc.micro_size)
@@ -243,5 +245,4 @@ def train_retrying_oom(cfg: RunConfig, shape: RunShape, data, rdir: Path, tracke
                   f"retrying from its last checkpoint at {cap} (the same {cfg.train.tokens_per_step} tokens per step)",
                   file=sys.stderr)
             gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            cuda.empty_cache()

@@ -4,9 +4,7 @@ at a given compute, a free L*(C) = E_C + (C_c / C)^α_C for the optimum's loss i
 Approach 3 ties the two together: its frontier L*(C) = E + G C^(-αβ/(α+β)) takes its exponent and floor from the
 same α, β and E that shape each IsoFLOP valley. Real sweeps do not keep that tie over a wide range: a valley's shape
 (how much a model twice too small loses) is set within each budget, the frontier's descent by how the budgets'
-optima fall, and a law that fits both at once trades one against the other (on one of Porian et al.'s sweeps the
-valley fit puts E at 2.87 on the budgets up to 1e18 FLOPs and at 1.82 on every budget up to 2.6e19). This method
-fits them apart:
+optima fall, and a law that fits both at once trades one against the other. This method fits them apart:
 1. the shape: A/N^α + B/D^β shared by every budget, each budget's level free, by least squares on log loss over
    the valley runs (each budget's best size and `fit.parabola_window` sizes each side; sweep/fit/valley.py). Only
    the variation within budgets informs it. A run's penalty is the shape at its (N, D) less its minimum along the

@@ -3,8 +3,7 @@
 L = E + A/N^alpha + B/D^beta(N), beta(N) = beta (N / N0)^delta, N0 the geometric mean of the fitted sizes (delta = 0
 is approach 3). Li et al. 2025 (Farseer) found larger models using data differently from smaller ones: the data
 term's exponent is not one number across a sweep. A law with one beta fitted on the small budgets then bends the
-wrong way beyond them; on Porian et al.'s sweeps every fixed-exponent method predicts the budgets 16-32x past the
-fitted ones several percent too high or too low, with one sign per sweep. One more parameter lets the valleys say
+wrong way beyond them, with one sign per sweep. One more parameter lets the valleys say
 which way the data term drifts; whether that extrapolates better than the fixed exponent is the within-data
 backtest's question (sweep/fit/recommend.py), not this module's.
 

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sweep.fit import approach3
-from sweep.fit.bootstrap import summarize
+from sweep.fit.bootstrap import PI_REFITS, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.laws import chinchilla_optimum
 from sweep.fit.method import Method
@@ -43,8 +43,6 @@ FRONTIER = ["E_C", "alpha_C", "log_C_c"]
 NAMES = SHAPE + FRONTIER + ["flops_per_nd"]
 BOUNDS = ([-60.0, -60.0, 0.01, 0.01], [60.0, 60.0, 3.0, 3.0])
 """log A, log B, alpha, beta."""
-PI_REFITS = 200
-"""Refits on sweeps simulated from the fitted model behind its prediction intervals (as approach 3's)."""
 
 
 def penalty(params: dict, n, d):

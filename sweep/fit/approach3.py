@@ -7,11 +7,11 @@ import time
 import numpy as np
 
 from sweep.fit import lse
-from sweep.fit.bootstrap import summarize
+from sweep.fit.bootstrap import PI_REFITS, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.laws import chinchilla_loss, chinchilla_optimum
-from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, fit_shared_exponent,  # noqa: F401
-                           lse_to_natural, natural, objective, polish)
+from sweep.fit.laws import AT_BOUND, chinchilla_loss, chinchilla_optimum
+from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, lse_to_natural, natural,  # noqa: F401
+                           objective, polish)
 from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
 
@@ -62,9 +62,6 @@ def run(data, cfg: FitConfig, weights=None) -> dict:
     return out
 
 
-PI_REFITS = 200
-"""Refits on simulated sweeps behind approach 3's prediction intervals: each gets many noise draws, so the
-interval's percentiles settle with far fewer refits than the law's confidence intervals need."""
 COLLINEAR = 0.05
 """Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
 the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
@@ -106,14 +103,10 @@ def loss_at(params: dict, n, d):
     return chinchilla_loss(n, d, *[np.asarray(params[k], float) for k in ("E", "A", "B", "alpha", "beta")])
 
 
-E_AT_BOUND = 1e-6
-"""An E below this many nats is the LSE form's lower bound (E = exp(e), about 1e-19 there), not an estimate."""
-
-
 def report(r: dict, fit: dict) -> list:
     diag = r["diagnostics"]
     floor = []
-    if r["params"]["E"] < E_AT_BOUND:
+    if r["params"]["E"] < AT_BOUND:
         floor = [f"E is at its lower bound ({r['params']['E']:.3g}, in effect 0): these runs do not determine an "
                  "irreducible loss, so its interval above is degenerate, not exact, and the law has no floor: its "
                  "loss keeps falling with compute. Extrapolate only a few times past the fitted compute, or add runs "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit import approach3, lse
-from sweep.fit.bootstrap import summarize
+from sweep.fit.bootstrap import PI_REFITS, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
@@ -90,7 +90,7 @@ def run(data, cfg: FitConfig) -> dict:
                                          **f_), fixed)
     if cfg.n_bootstrap > 0 and nz.ok:
         pis = _natural(lse.parametric_bootstrap(log_n, log_d, best, nz.sigma, cfg.huber_delta, best,
-                                                min(cfg.n_bootstrap, approach3.PI_REFITS), cfg.seed + 1, **f_), fixed)
+                                                min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1, **f_), fixed)
     out = summarize(point, samples, list(NAMES), cfg.interval)
     out["bootstrap"] = "valley runs resampled with replacement"
     if pis is not None:

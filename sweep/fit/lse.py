@@ -229,19 +229,3 @@ def natural(theta) -> dict:
     """Best-fit parameters as a plain dict {E, A, B, alpha, beta}."""
     return {k: float(v) for k, v in lse_to_natural(theta).items()}
 
-
-def fit_shared_exponent(n, d, loss, p0=(1.0, 10.0, 10.0, -0.3)) -> dict:
-    """Gadre et al. 2024's one-exponent variant L = E + a N^c + b 6^(c/2) D^c, least squares on raw loss.
-
-    Four parameters: with as few as 5 runs (their setting) this is the form to use, not the full law.
-    """
-    from scipy.optimize import curve_fit
-
-    from sweep.fit.laws import shared_exponent_loss
-
-    n, d, loss = (np.asarray(x, float) for x in (n, d, loss))
-    if loss.size < 4:
-        raise ValueError(f"the one-exponent law has 4 parameters; got {loss.size} runs")
-    p, _ = curve_fit(lambda x, e, a, b, c: shared_exponent_loss(x[0], x[1], e, a, b, c), (n, d), loss,
-                     p0=list(p0), maxfev=100000)
-    return dict(zip(("E", "a", "b", "c"), map(float, p)))

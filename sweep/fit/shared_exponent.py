@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 
 from sweep.fit import approach3, lse
-from sweep.fit.bootstrap import summarize
+from sweep.fit.bootstrap import PI_REFITS, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
@@ -82,7 +82,7 @@ def run(data, cfg: FitConfig) -> dict:
         # refits on sweeps simulated from the fitted law: the law's spread if its form is right (approach 3 does
         # the same; resampling runs overstates it)
         pis = _natural(lse.parametric_bootstrap(log_n, log_d, best, nz.sigma, cfg.huber_delta, best,
-                                                min(cfg.n_bootstrap, approach3.PI_REFITS), cfg.seed + 1, **FORM))
+                                                min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1, **FORM))
     out = summarize(point, samples, names, cfg.interval)
     out["bootstrap"] = "runs resampled with replacement"
     if pis is not None:

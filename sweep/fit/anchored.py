@@ -34,7 +34,7 @@ from sweep.fit.laws import chinchilla_optimum
 from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
 from sweep.fit.powerlaw import loss_law, loss_laws, power_law_value
-from sweep.fit.valley import valley_runs
+from sweep.fit.selection import valley_runs
 
 SHAPE = ["A", "B", "alpha", "beta"]
 """The valleys' shape (approach 3's terms without its floor): they set the penalty for being off the optimum."""

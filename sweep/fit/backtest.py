@@ -23,7 +23,7 @@ from sweep.fit import allocation
 from sweep.fit.config import FitConfig
 from sweep.fit.inputs import FitData
 from sweep.fit.noise import Noise
-from sweep.fit.valley import valley_runs
+from sweep.fit.selection import valley_runs
 
 SUB_BOOTSTRAP = 100
 """Resamples of each backtest refit (fewer than the main fit's: there is one refit per split)."""

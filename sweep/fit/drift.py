@@ -3,15 +3,15 @@
 L = E + A/N^alpha + B/D^beta(N), beta(N) = beta (N / N0)^delta, N0 the geometric mean of the fitted sizes (delta = 0
 is approach 3). Li et al. 2025 (Farseer) found larger models using data differently from smaller ones: the data
 term's exponent is not one number across a sweep. A law with one beta fitted on the small budgets then bends the
-wrong way beyond them, with one sign per sweep. One more parameter lets the valleys say
-which way the data term drifts; whether that extrapolates better than the fixed exponent is the within-data
-backtest's question (sweep/fit/recommend.py), not this module's.
+wrong way beyond them, with one sign per sweep. One more parameter lets the valleys say which way the data term
+drifts; whether that extrapolates better than the fixed exponent is the within-data backtest's question
+(sweep/fit/recommend.py), not this module's.
 
 Fitted like `approach3_valley`, by the same estimator (sweep/fit/estimator.py) on the same valley selection (each
 IsoFLOP budget's best size and `fit.parabola_window` sizes each side, in budgets with `fit.min_sizes_per_budget`
-sizes or more): log-sum-exp form, Huber loss on log-loss residuals, batched
-Levenberg-Marquardt from approach 3's best fit on the same runs with several delta; the law interval from resampled
-valley runs, the PI from refits on sweeps simulated from the fitted law. |delta| is bounded by DELTA_MAX. The
+sizes or more): log-sum-exp form, Huber loss on log-loss residuals, batched Levenberg-Marquardt from approach 3's
+best fit on the same runs with several delta; the law interval from resampled valley runs, the PI from refits on
+sweeps simulated from the fitted law. |delta| is bounded by DELTA_MAX. The
 compute-optimal N* has no closed form: it is found on a grid in log N (`optimum`), and a and b are the local slopes
 of log N* and log D* in log C at the largest fitted compute.
 """

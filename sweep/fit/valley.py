@@ -4,8 +4,8 @@ L = E + A/N^alpha + B/D^beta is a model of the loss around the frontier. A sweep
 far from it: models starved of tokens (D < N) or trained far past their optimum, whose losses follow whatever
 else limits them (warmup, a schedule cut short, a learning rate tuned for another size). Fitted to every run,
 approach 3 spends its five parameters on those, and they, not the frontier, set its floor and exponents.
-Approach 2 keeps each budget's parabola local for the same reason (its `parabola_window`);
-this method fits approach 3 to the same window: per budget with at least `min_sizes_per_budget` sizes, the best
+Approach 2 keeps each budget's parabola local for the same reason (its `parabola_window`); this method fits
+approach 3 to the same window: per budget with at least `min_sizes_per_budget` sizes, the best
 size and `parabola_window` sizes each side. Budgets with fewer sizes, and sweeps without IsoFLOP budgets, leave
 nothing to select: the method is skipped there and approach 3 stands.
 

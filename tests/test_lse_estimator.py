@@ -109,6 +109,44 @@ def test_the_snapshot_is_a_real_fit(before):
     assert "samples" not in before[NO_LAW_INTERVALS] and "pi_samples" in before[NO_LAW_INTERVALS]
 
 
+def test_selections_pick_the_runs_they_name():
+    from sweep.fit.config import MethodSkipped
+    from sweep.fit.selection import select, valley_runs
+
+    cfg = FitConfig(**CFG)
+    data = prepare(isoflop_sweep(Law(), np.logspace(18, 20, 5), seed=1), cfg)
+    every = select(data, cfg, "all")
+    assert every.runs.tolist() == list(range(data.loss.size)) and every.weights is None and not every.valleys
+    idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
+    valley, upper = select(data, cfg, "valley"), select(data, cfg, "upper")
+    assert 0 < idx.size < data.loss.size and valley.budgets == 5
+    assert valley.runs.tolist() == idx.tolist() == upper.runs.tolist() and valley.weights is None
+    # upper: the valley runs, each weighted by its compute over the largest
+    assert np.allclose(upper.weights, data.c[idx] / data.c[idx].max()) and upper.weights.max() == 1.0
+    with pytest.raises(ValueError, match="choose from"):
+        select(data, cfg, "lower")
+    one_budget = data.subset(np.flatnonzero(data.budget == 0))
+    with pytest.raises(MethodSkipped, match="my fit needs at least 2"):
+        select(one_budget, cfg, "valley", "my fit")
+
+
+def test_a_form_fits_on_any_selection():
+    """Forms and selections are independent: the one-exponent law on the valley runs, which no method fits, gives
+    a fit on those runs, labelled so."""
+    from sweep.fit import estimator, shared_exponent
+    from sweep.fit.selection import select
+
+    cfg = FitConfig(**{**CFG, "n_bootstrap": 0})
+    data = prepare(isoflop_sweep(Law(), np.logspace(18, 20, 5), seed=1), cfg)
+    sel = select(data, cfg, "valley")
+    got = estimator.fit(shared_exponent.FORM, sel, cfg)
+    assert got.residuals.size == sel.runs.size < data.loss.size
+    assert got.params["alpha"] == got.params["beta"] and 0.2 < got.params["alpha"] < 0.5
+    assert got.noise.source.startswith("one-exponent law on the valley runs'")
+    section = got.section(data, cfg)
+    assert len(section["residuals"]) == data.loss.size and "samples" not in section
+
+
 if __name__ == "__main__" and "--regenerate" in sys.argv:
     SNAPSHOT.write_text(json.dumps(sections(), indent=None, sort_keys=True) + "\n")
     print(f"wrote {SNAPSHOT}")

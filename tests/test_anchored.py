@@ -89,11 +89,9 @@ def test_it_stands_aside_without_a_frontier_to_fit():
         run(data, FitConfig(**CFG))
 
 
-def test_it_runs_beside_the_valley_fit_when_named():
-    """Opt-in (not a default law: it is approach 3's valley shape on another frontier): fit.methods brings it in."""
-    from sweep.fit import registry
-
-    assert "approach3_anchored" not in registry.defaults()
+def test_a_default_fit_leaves_it_out_and_fit_methods_runs_it_beside_the_valley_fit():
     rows = isoflop_sweep(LAW, BUDGETS, noise=0.003, seed=4)
-    default = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0, "methods": ["approach3_valley", "approach3_anchored"]}))
-    assert default["approach3_anchored"]["status"] == "ok" and default["approach3_valley"]["status"] == "ok"
+    default = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0}))
+    assert "approach3_anchored" not in default["config"]["methods"] and "approach3_anchored" not in default
+    named = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0, "methods": ["approach3_valley", "approach3_anchored"]}))
+    assert named["approach3_anchored"]["status"] == "ok" and named["approach3_valley"]["status"] == "ok"

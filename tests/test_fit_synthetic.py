@@ -158,11 +158,12 @@ def test_loss_law_needs_a_floor_to_extrapolate():
 
 def test_report_says_when_e_is_at_its_bound(synthetic_fit, isoflop_runs, small_grid):
     from sweep.fit import approach3
+    from sweep.fit.laws import AT_BOUND
 
     # the law without a floor: the fitted E sits on the bound of E = exp(e), and the report says so
     rows = [{**r, "loss": r["loss"] - TRUE["E"]} for r in isoflop_runs(noise=0.0)]
     no_floor = fit(rows, FitConfig(methods=["approach3"], n_bootstrap=0, compare_conventions=False, **small_grid))
-    assert no_floor["approach3"]["params"]["E"] < approach3.E_AT_BOUND
+    assert no_floor["approach3"]["params"]["E"] < AT_BOUND
     assert "E is at its lower bound" in "\n".join(approach3.report(no_floor["approach3"], no_floor))
     # a law with its floor (E = 1.8) gets no such line
     assert synthetic_fit["approach3"]["params"]["E"] > 1.0

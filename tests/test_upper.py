@@ -76,12 +76,14 @@ def test_it_stands_aside_without_two_budgets_with_a_valley():
 
 
 def test_a_fit_runs_it_only_when_named():
-    """Its intervals under-cover (module docstring): a default fit leaves it out, fit.methods brings it in."""
-    assert "approach3_upper" not in registry.defaults() and "approach3_valley" not in registry.defaults()
+    """Approach 3's law on a weighting of the runs, not a law of its own: a default fit leaves it out, fit.methods
+    brings it in."""
+    assert "approach3_upper" not in registry.defaults() and "approach3" in registry.defaults()
     rows = isoflop_sweep(LAW, BUDGETS, noise=0.003, seed=4)
     default = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0}))
     assert "approach3_upper" not in default["config"]["methods"] and "approach3_upper" not in default
-    assert default["approach3"]["status"] == "ok"
+    named = fit(rows, FitConfig(**{**CFG, "n_bootstrap": 0, "methods": ["approach3", "approach3_upper"]}))
+    assert named["approach3_upper"]["status"] == "ok"
 
 
 def test_a_degenerate_law_reads_n_a_not_zero():

@@ -4,9 +4,7 @@ at a given compute, a free L*(C) = E_C + (C_c / C)^α_C for the optimum's loss i
 Approach 3 ties the two together: its frontier L*(C) = E + G C^(-αβ/(α+β)) takes its exponent and floor from the
 same α, β and E that shape each IsoFLOP valley. Real sweeps do not keep that tie over a wide range: a valley's shape
 (how much a model twice too small loses) is set within each budget, the frontier's descent by how the budgets'
-optima fall, and a law that fits both at once trades one against the other (on one of Porian et al.'s sweeps the
-valley fit puts E at 2.87 on the budgets up to 1e18 FLOPs and at 1.82 on every budget up to 2.6e19). This method
-fits them apart:
+optima fall, and a law that fits both at once trades one against the other. This method fits them apart:
 1. the shape: A/N^α + B/D^β shared by every budget, each budget's level free, by least squares on log loss over
    the valley runs (each budget's best size and `fit.parabola_window` sizes each side; sweep/fit/valley.py). Only
    the variation within budgets informs it. A run's penalty is the shape at its (N, D) less its minimum along the
@@ -30,13 +28,13 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sweep.fit import approach3
-from sweep.fit.bootstrap import summarize
+from sweep.fit.bootstrap import PI_REFITS, summarize
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.laws import chinchilla_optimum
 from sweep.fit.method import Method
 from sweep.fit.noise import from_fit, from_replicates
 from sweep.fit.powerlaw import loss_law, loss_laws, power_law_value
-from sweep.fit.valley import valley_runs
+from sweep.fit.selection import valley_runs
 
 SHAPE = ["A", "B", "alpha", "beta"]
 """The valleys' shape (approach 3's terms without its floor): they set the penalty for being off the optimum."""
@@ -45,8 +43,6 @@ FRONTIER = ["E_C", "alpha_C", "log_C_c"]
 NAMES = SHAPE + FRONTIER + ["flops_per_nd"]
 BOUNDS = ([-60.0, -60.0, 0.01, 0.01], [60.0, 60.0, 3.0, 3.0])
 """log A, log B, alpha, beta."""
-PI_REFITS = 200
-"""Refits on sweeps simulated from the fitted model behind its prediction intervals (as approach 3's)."""
 
 
 def penalty(params: dict, n, d):

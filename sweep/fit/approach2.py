@@ -3,7 +3,8 @@
 Every step is vectorised over rows of losses, so the point fit is one row and the bootstrap is a batch:
 the bootstrap is parametric (Porian et al.): each run's loss is redrawn with the sweep's run-to-run noise
 (from seed replicates, else from the parabolas' residuals) and everything is refitted. Resampling runs
-instead would drop sizes from budgets and budgets from the fit, and widen the interval on a by ~1.7x.
+instead would drop sizes from budgets and budgets from the fit, widening the interval on a with a spread that
+comes from the resampled design, not from the sweep's noise.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def budget_vertices(data, loss: np.ndarray, min_sizes: int, window: int) -> dict
         hi = np.minimum(sizes.size, best + window + 1) if window > 0 else np.full_like(best, sizes.size)
         coef = np.full((n_rows, 3), np.nan)
         # A parabola is only a local model of loss vs log N: fitting it to sizes far from the
-        # minimum tilts the vertex (on Porian et al.'s sweeps, a = 0.07 off with all sizes).
+        # minimum tilts the vertex.
         for l0, h0 in set(zip(lo.tolist(), hi.tolist())):
             rows = np.flatnonzero((lo == l0) & (hi == h0))
             x = sizes[l0:h0] - sizes[l0:h0].mean()  # centred: better conditioned, shifted back below

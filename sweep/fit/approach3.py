@@ -1,4 +1,5 @@
-"""Chinchilla approach 3: fit L = E + A/N^alpha + B/D^beta to every run at once (numerics in sweep.fit.lse)."""
+"""Chinchilla approach 3: fit L = E + A/N^alpha + B/D^beta to every run at once (the estimator in
+sweep/fit/estimator.py, the numerics in sweep/fit/lse.py)."""
 
 from __future__ import annotations
 
@@ -6,68 +7,50 @@ import time
 
 import numpy as np
 
-from sweep.fit import lse
-from sweep.fit.bootstrap import summarize
+from sweep.fit import estimator, lse
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.laws import chinchilla_loss, chinchilla_optimum
-from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, fit_shared_exponent,  # noqa: F401
-                           lse_to_natural, natural, objective, polish)
+from sweep.fit.estimator import Form, LseFit, Point
+from sweep.fit.laws import AT_BOUND, chinchilla_loss, chinchilla_optimum
+from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, lse_to_natural, natural,  # noqa: F401
+                           objective, polish)
 from sweep.fit.method import Method
-from sweep.fit.noise import from_fit, from_replicates
+from sweep.fit.selection import select
 
 
-def run(data, cfg: FitConfig, weights=None) -> dict:
-    """Approach 3's section of fit.json: the grid fit, both bootstraps, residuals and diagnostics; `weights` (per run,
-    None: 1) weigh each run's Huber loss in the fit and in both bootstraps."""
-    _applies(data)
-    log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
+def _point(log_n, log_d, log_l, cfg: FitConfig, weights) -> Point:
+    """The grid fit: every start of the initialisation grid, the best distinct optima polished."""
     grid = lse.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
     t0 = time.perf_counter()
     best = lse.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid, weights=weights)
     seconds = time.perf_counter() - t0
-    point = lse.natural(best.theta)
-    samples = None
-    starts = best.theta[None, :]
-    if cfg.n_bootstrap > 0 and cfg.law_intervals:
-        # Warm starts: the best optimum and, for sweeps small enough to afford it, the next two (a resample
-        # can move the best basin); on large sweeps every resample stays near the original optimum.
-        starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3 if data.loss.size <= 250 else 1]])
-        boot = lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, starts, cfg.n_bootstrap, cfg.seed, weights=weights)
-        nat = lse.lse_to_natural(boot)
-        samples = np.column_stack([nat[k] for k in lse.PARAM_NAMES])
-    out = summarize(point, samples, list(lse.PARAM_NAMES), cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
-    # in log-sum-exp form: a degenerate optimum (B ~ e^800, beta ~ 50) overflows the natural form, not this one
-    residuals = -lse.log_residuals(best.theta, log_n, log_d, log_l)
+    # Warm starts of the bootstraps: the best optimum and, for sweeps small enough to afford it, the next two (a
+    # resample can move the best basin); on large sweeps every resample stays near the original optimum.
+    starts = np.vstack([best.theta] + [o[0] for o in best.optima[1:3 if log_n.size <= 250 else 1]])
+    return Point(best.theta, best.objective, starts, {"grid": best, "seconds": seconds})
+
+
+def _natural(theta: np.ndarray) -> np.ndarray:
+    """(E, A, B, alpha, beta) rows from (a, b, e, alpha, beta) rows."""
+    nat = lse.lse_to_natural(theta)
+    return np.column_stack([nat[k] for k in lse.PARAM_NAMES])
+
+
+def _diagnostics(f: LseFit, cfg: FitConfig) -> dict:
+    best, sub, weights = f.point.details["grid"], f.selection.data, f.selection.weights
+    log_n, log_d, log_l = np.log(sub.n), np.log(sub.d), np.log(sub.loss)
     sensitivity = {}
     for factor in (0.1, 10.0):
-        th, f = lse.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor, weights)
+        th, _ = lse.polish(best.theta, log_n, log_d, log_l, cfg.huber_delta * factor, weights)
         sensitivity[f"delta={cfg.huber_delta * factor:g}"] = lse.natural(th)
-    out["diagnostics"] = {
-        "objective": best.objective, "n_starts": best.n_starts, "grid_seconds": round(seconds, 3),
+    # residuals in log-sum-exp form: a degenerate optimum (B ~ e^800, beta ~ 50) overflows the natural form
+    residuals = f.residuals
+    return {
+        "objective": best.objective, "n_starts": best.n_starts, "grid_seconds": round(f.point.details["seconds"], 3),
         "distinct_optima": len(best.optima),
         "optima": [{"objective": o[1], "starts": o[2], **lse.natural(o[0])} for o in best.optima[:5]],
         "delta_sensitivity": sensitivity,
         "residual_rms": float(np.sqrt(np.mean(residuals ** 2))), "residual_max": float(np.max(np.abs(residuals))),
     }
-    out["residuals"] = residuals.tolist()
-    nz = from_replicates(data) or from_fit(residuals, data, 5, "approach 3")
-    out["noise"] = nz.as_dict()
-    if cfg.n_bootstrap > 0 and nz.ok:
-        boot = lse.parametric_bootstrap(log_n, log_d, best.theta, nz.sigma, cfg.huber_delta, starts,
-                                              min(cfg.n_bootstrap, PI_REFITS), cfg.seed + 1, weights=weights)
-        nat = lse.lse_to_natural(boot)
-        out["pi_samples"] = {"names": list(lse.PARAM_NAMES),
-                             "values": np.round(np.column_stack([nat[k] for k in lse.PARAM_NAMES]), 10).tolist()}
-    return out
-
-
-PI_REFITS = 200
-"""Refits on simulated sweeps behind approach 3's prediction intervals: each gets many noise draws, so the
-interval's percentiles settle with far fewer refits than the law's confidence intervals need."""
-COLLINEAR = 0.05
-"""Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
-the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
 
 
 def _applies(data) -> None:
@@ -82,6 +65,26 @@ def _applies(data) -> None:
     if thin:
         raise MethodSkipped(f"approach 3's (log N, log D) design is nearly collinear ({thin}), as in a single IsoFLOP "
                             "budget: N and D effects cannot be separated; add budgets (or token counts per size)")
+
+
+def loss_at(params: dict, n, d):
+    return chinchilla_loss(n, d, *[np.asarray(params[k], float) for k in ("E", "A", "B", "alpha", "beta")])
+
+
+FORM = Form(names=lse.PARAM_NAMES, width=5, label="approach 3", point=_point, natural=_natural, loss_at=loss_at,
+            diagnostics=_diagnostics, applies=_applies)
+"""Chinchilla's law in log-sum-exp form, L = E + A/N^alpha + B/D^beta, for the estimator
+(sweep/fit/estimator.py)."""
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """Approach 3's section of fit.json: the grid fit on every run, both bootstraps, residuals and diagnostics."""
+    return estimator.fit(FORM, select(data, cfg, "all"), cfg).section(data, cfg)
+
+
+COLLINEAR = 0.05
+"""Approach 3 refuses a design whose (log N, log D) cloud is this thin: smallest / largest singular value of
+the centred design. One IsoFLOP budget (log N + log D = const) gives about 0; 3 budgets spanning a decade ~0.3."""
 
 
 def collinear(data) -> str | None:
@@ -102,18 +105,10 @@ def optimum(params: dict, flops, flops_per_nd: float):
     return chinchilla_optimum(np.asarray(flops, float), *p, flops_per_nd)
 
 
-def loss_at(params: dict, n, d):
-    return chinchilla_loss(n, d, *[np.asarray(params[k], float) for k in ("E", "A", "B", "alpha", "beta")])
-
-
-E_AT_BOUND = 1e-6
-"""An E below this many nats is the LSE form's lower bound (E = exp(e), about 1e-19 there), not an estimate."""
-
-
 def report(r: dict, fit: dict) -> list:
     diag = r["diagnostics"]
     floor = []
-    if r["params"]["E"] < E_AT_BOUND:
+    if r["params"]["E"] < AT_BOUND:
         floor = [f"E is at its lower bound ({r['params']['E']:.3g}, in effect 0): these runs do not determine an "
                  "irreducible loss, so its interval above is degenerate, not exact, and the law has no floor: its "
                  "loss keeps falling with compute. Extrapolate only a few times past the fitted compute, or add runs "

@@ -23,7 +23,7 @@ from sweep.fit import allocation
 from sweep.fit.config import FitConfig
 from sweep.fit.inputs import FitData
 from sweep.fit.noise import Noise
-from sweep.fit.valley import valley_runs
+from sweep.fit.selection import valley_runs
 
 SUB_BOOTSTRAP = 100
 """Resamples of each backtest refit (fewer than the main fit's: there is one refit per split)."""
@@ -44,10 +44,10 @@ SIZE_SPLITS = 3
 MIN_SIZES = 6
 """Distinct sizes an IsoFLOP sweep needs before it is split by size (the fit keeps at least 3 below the cut). With
 fewer, a cut leaves each budget 2-3 sizes, no valley to refit the valley methods on, and a ranking of the methods
-on the splits each could be refitted on (on the main job's 5 sizes it recommended a method that had skipped them)."""
+on the splits each could be refitted on, which favours a method that skipped the hard ones."""
 MIN_SIZES_GRID = 4
 """The same in a grid without IsoFLOP budgets (`unit` "split"), whose every size has all its token counts: 4 sizes
-x many token counts (Gadre et al.'s) are checked by predicting the largest size from the 3 below, the extrapolation
+x many token counts are checked by predicting the largest size from the 3 below, the extrapolation
 the grid's user asks for, where its compute splits hold out the small models trained longest."""
 
 
@@ -130,9 +130,7 @@ def unit(data: FitData, cfg: FitConfig) -> str:
     compute, a "budget", of its own): there a compute split holds out the small models trained longest by the
     dozen, single runs of a few sizes that share their refit's error, and counted one by one they would outvote the
     size split, whose larger model is what the grid's user asks about. Each split then weighs one point, as in the
-    lack-of-fit term. Measured: on Gadre et al.'s grids (scripts/check_public.py) counting splits moved the
-    recommended error from 1.59% to 0.73%; on IsoFLOP sweeps it cost Epoch's table 0.57% -> 0.61% and the
-    misspecified check's 100x coverage 0.925 -> 0.875 (the data_term law, before drift joined the defaults), so
+    lack-of-fit term. In an IsoFLOP sweep each held-out budget is a point of the frontier a user extrapolates, so
     budgets stay the unit there."""
     isoflop = sum(k >= cfg.min_sizes_per_budget for k in sizes_per_budget(data).values())
     return "budget" if isoflop >= MIN_ISOFLOP_BUDGETS else "split"

@@ -7,6 +7,9 @@ from typing import Optional
 
 import numpy as np
 
+PI_REFITS = 200
+"""Refits on sweeps simulated from a fitted law behind a method's prediction intervals: each gets many noise draws,
+so the interval's percentiles settle with far fewer refits than the law's confidence intervals need."""
 
 
 def resample_indices(n_points: int, n_boot: int, seed: int) -> np.ndarray:

@@ -3,15 +3,15 @@
 L = E + A/N^alpha + B/D^beta(N), beta(N) = beta (N / N0)^delta, N0 the geometric mean of the fitted sizes (delta = 0
 is approach 3). Li et al. 2025 (Farseer) found larger models using data differently from smaller ones: the data
 term's exponent is not one number across a sweep. A law with one beta fitted on the small budgets then bends the
-wrong way beyond them; on Porian et al.'s sweeps every fixed-exponent method predicts the budgets 16-32x past the
-fitted ones several percent too high or too low, with one sign per sweep. One more parameter lets the valleys say
-which way the data term drifts; whether that extrapolates better than the fixed exponent is the within-data
-backtest's question (sweep/fit/recommend.py), not this module's.
+wrong way beyond them, with one sign per sweep. One more parameter lets the valleys say which way the data term
+drifts; whether that extrapolates better than the fixed exponent is the within-data backtest's question
+(sweep/fit/recommend.py), not this module's.
 
-Fitted like `approach3_valley` (each IsoFLOP budget's best size and `fit.parabola_window` sizes each side, in budgets
-with `fit.min_sizes_per_budget` sizes or more): log-sum-exp form, Huber loss on log-loss residuals, batched
-Levenberg-Marquardt from approach 3's best fit on the same runs with several delta; the law interval from resampled
-valley runs, the PI from refits on sweeps simulated from the fitted law. |delta| is bounded by DELTA_MAX. The
+Fitted like `approach3_valley`, by the same estimator (sweep/fit/estimator.py) on the same valley selection (each
+IsoFLOP budget's best size and `fit.parabola_window` sizes each side, in budgets with `fit.min_sizes_per_budget`
+sizes or more): log-sum-exp form, Huber loss on log-loss residuals, batched Levenberg-Marquardt from approach 3's
+best fit on the same runs with several delta; the law interval from resampled valley runs, the PI from refits on
+sweeps simulated from the fitted law. |delta| is bounded by DELTA_MAX. The
 compute-optimal N* has no closed form: it is found on a grid in log N (`optimum`), and a and b are the local slopes
 of log N* and log D* in log C at the largest fitted compute.
 """
@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.fit import approach3, lse
-from sweep.fit.bootstrap import summarize
+from sweep.fit import approach3, estimator, lse
 from sweep.fit.config import FitConfig, MethodSkipped
+from sweep.fit.estimator import Form, LseFit, Point
 from sweep.fit.method import Method
-from sweep.fit.noise import from_fit, from_replicates
-from sweep.fit.valley import valleys
+from sweep.fit.selection import select
 
 DELTA_MAX = 0.25
 """Bound on |delta|: over the two decades of N a sweep spans, beta changes by up to e^(0.25 ln 100) ~ 3x."""
@@ -62,48 +61,41 @@ def _natural(theta: np.ndarray, fixed: tuple) -> np.ndarray:
                                 np.tile(np.asarray(fixed, float), (len(theta), 1))])
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """This method's section of fit.json: the fit on the valley runs, both bootstraps, every run's residual."""
-    v, idx, budgets = valleys(data, cfg, "the drifting data exponent, fitted on the valleys,")
-    try:
-        approach3._applies(v)
-    except MethodSkipped as e:
-        raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
-    if v.loss.size <= len(LAW):
-        raise MethodSkipped(f"{len(LAW)} parameters but only {v.loss.size} valley runs: add runs")
-    log_n, log_d, log_l = np.log(v.n), np.log(v.d), np.log(v.loss)
+def _form(v, data) -> Form:
+    """The drifting law as the estimator fits it on the valley runs v of the sweep data: N0 the geometric mean of
+    v's sizes; its starts are approach 3's best fit on the same runs with each of DELTA_STARTS."""
     log_ref = float(np.mean(np.log(np.unique(v.n))))
     fixed = (float(np.exp(log_ref)), float(data.c.max()), float(data.flops_per_nd))
-    f_ = form(log_ref)
-    grid = lse.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
-    base = lse.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid).theta
-    starts = np.array([np.r_[base, d] for d in DELTA_STARTS])
-    theta, f, _ = lse.batched_lm(starts, log_n, log_d, log_l, cfg.huber_delta, **f_)
-    if not np.isfinite(f).any():
-        raise MethodSkipped("the drifting data exponent's fit failed from every start")
-    best = theta[np.nanargmin(f)]
-    point = dict(zip(NAMES, _natural(best, fixed)[0].tolist()))
-    resid = -f_["residuals"](best[None, :], log_n, log_d, log_l, False)[0][0]
-    nz = from_replicates(v) or from_fit(resid, v, len(LAW), "the drifting data exponent's valley runs")
-    samples = pis = None
-    if cfg.n_bootstrap > 0 and cfg.law_intervals:
-        samples = _natural(lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, best, cfg.n_bootstrap, cfg.seed,
-                                         **f_), fixed)
-    if cfg.n_bootstrap > 0 and nz.ok:
-        pis = _natural(lse.parametric_bootstrap(log_n, log_d, best, nz.sigma, cfg.huber_delta, best,
-                                                min(cfg.n_bootstrap, approach3.PI_REFITS), cfg.seed + 1, **f_), fixed)
-    out = summarize(point, samples, list(NAMES), cfg.interval)
-    out["bootstrap"] = "valley runs resampled with replacement"
-    if pis is not None:
-        out["pi_samples"] = {"names": list(NAMES), "values": np.round(pis, 10).tolist()}
-    # every run's residual, so that plots line them up with the sweep; off-valley ones show what the fit left out
-    out["residuals"] = (np.log(data.loss) - np.log(loss_at(point, data.n, data.d))).tolist()
-    out["noise"] = nz.as_dict()
-    out["diagnostics"] = {"objective": float(np.nanmin(f)), "runs": int(idx.size), "of": int(data.loss.size),
-                          "budgets": int(budgets), "residual_rms": float(np.sqrt(np.mean(resid ** 2))),
-                          "beta_range": [float(point["beta"] * (v.n.min() / fixed[0]) ** point["delta"]),
-                                         float(point["beta"] * (v.n.max() / fixed[0]) ** point["delta"])]}
-    return out
+    solver = form(log_ref)
+
+    def point(log_n, log_d, log_l, cfg: FitConfig, weights) -> Point:
+        grid = lse.epoch_grid(cfg.grid_alpha, cfg.grid_beta, cfg.grid_e, cfg.grid_a, cfg.grid_b)
+        base = lse.fit_grid(log_n, log_d, log_l, cfg.huber_delta, grid, weights=weights).theta
+        starts = np.array([np.r_[base, d] for d in DELTA_STARTS])
+        theta, f, _ = lse.batched_lm(starts, log_n, log_d, log_l, cfg.huber_delta, weights=weights, **solver)
+        if not np.isfinite(f).any():
+            raise MethodSkipped("the drifting data exponent's fit failed from every start")
+        best = theta[np.nanargmin(f)]
+        return Point(best, float(np.nanmin(f)), best[None, :])
+
+    def diagnostics(fit: LseFit, cfg: FitConfig) -> dict:
+        sel, p, resid = fit.selection, fit.params, fit.residuals
+        return {"objective": fit.point.objective, "runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets,
+                "residual_rms": float(np.sqrt(np.mean(resid ** 2))),
+                "beta_range": [float(p["beta"] * (sel.data.n.min() / p["n_ref"]) ** p["delta"]),
+                               float(p["beta"] * (sel.data.n.max() / p["n_ref"]) ** p["delta"])]}
+
+    return Form(names=NAMES, width=len(LAW), label="the drifting data exponent", point=point,
+                natural=lambda theta: _natural(theta, fixed), loss_at=loss_at, diagnostics=diagnostics,
+                applies=approach3._applies, residuals=solver["residuals"], lower=solver["lower"],
+                options={k: v for k, v in solver.items() if k not in ("residuals", "lower")})
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """This method's section of fit.json: the fit on the valley runs, both bootstraps, every run's residual."""
+    sel = select(data, cfg, "valley", "the drifting data exponent, fitted on the valleys,")
+    fit = estimator.fit(_form(sel.data, data), sel, cfg, noise_label="the drifting data exponent's valley runs")
+    return fit.section(data, cfg, bootstrap="valley runs resampled with replacement")
 
 
 def _params(params: dict) -> dict:

@@ -72,7 +72,7 @@ def _joint_residuals(theta, log_n, log_d, log_l, jac):
 
 BOOT_ITER = 150
 """LM iterations per resample: warm-started at the point fit, nearly all converge in far fewer; the few that
-wander along the law's flat directions (E against N_c, D_c) would otherwise cost 3x the whole batch."""
+wander along the law's flat directions (E against N_c, D_c) would otherwise set the cost of the whole batch."""
 
 
 def bootstrap(data, cfg: FitConfig, point: dict, n_boot: int, seed: int) -> np.ndarray | None:

@@ -12,8 +12,8 @@ law fitted over a compute span S (largest over smallest compute) and extrapolate
 misfit at the edge of the data, growing with the log of the extrapolation, about linearly (gamma = 1) or as a
 curvature the law cannot absorb (gamma = 2), and growing with the span too. The span matters because the backtest's
 refits see less of the sweep than the final fit: a law with the wrong curvature, fitted over two decades, misses a
-10x extrapolation by ~1.6x what it missed fitted over one (measured on scripts/check_coverage.py's data_term
-law), so a term read off the refits at their x alone under-covers the final fit's prediction. kappa >= 0 and gamma
+10x extrapolation by more than it missed fitted over one, so a term read off the refits at their x alone
+under-covers the final fit's prediction. kappa >= 0 and gamma
 in [GAMMA_MIN, GAMMA_MAX] are estimated by maximum likelihood over the backtest's held-out budgets past the largest
 fitted compute (a size split's held-out sizes only when there are fewer than MIN_ROWS of those): the runs of one
 budget predicted by one refit share that refit's error, so each (split, budget) is one point, with its runs' mean
@@ -22,10 +22,10 @@ independent points determine kappa poorly, and a backtest that reaches 2x says l
 upper end of kappa's likelihood interval (a drop of KAPPA_LR / 2 in log likelihood, ~1 sd), not its best value.
 Nor do refits that reach a few x say how fast a misfit they saw grows: when one is detected, the term at an
 extrapolation x is the upper end over kappa and gamma jointly (the largest lof(x) inside that likelihood region),
-so far out it grows as fast as the backtest cannot rule out, not as its best gamma (on scripts/check_coverage.py's
-data_term law, then outside every family, the recommended PI at 100x covered 0.875 with the best gamma and 0.90
-with this). With no misfit detected gamma is not identified (kappa ~ 0 fits every gamma alike) and the growth stays linear: taking
-the fastest there too widened the correct law's PI by 1.3x at 10x and 1.8x at 100x, where it already covered all.
+so far out it grows as fast as the backtest cannot rule out, not as its best gamma (the best gamma of a few refits
+under-states a curvature's growth). With no misfit detected gamma is not identified (kappa ~ 0 fits every gamma
+alike) and the growth stays linear: taking the fastest there too would widen a correct law's PI for a misfit
+nothing showed.
 A good backtest gives kappa ~ 0 and leaves the PI nearly as it was; a misspecified law widens it, more the further
 it reaches.
 """

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+AT_BOUND = 1e-6
+"""A fitted value this close to 0 sits on the bound of a parameter that must be positive (E, A, B, exponents): the
+log-sum-exp form's E = exp(e) reaches about 1e-19 there, which is the bound, not an estimate."""
+
 
 def huber(r: np.ndarray, delta: float) -> np.ndarray:
     """Huber loss of residuals r: r^2/2 inside |r| <= delta, delta (|r| - delta/2) outside."""
@@ -42,12 +46,6 @@ def lse_to_natural(theta: np.ndarray) -> dict:
     with np.errstate(over="ignore"):  # a bootstrap draw that runs off to a bound gives inf, reported as such
         return {"E": np.exp(theta[..., 2]), "A": np.exp(theta[..., 0]), "B": np.exp(theta[..., 1]),
                 "alpha": theta[..., 3], "beta": theta[..., 4]}
-
-
-def shared_exponent_loss(n: np.ndarray, d: np.ndarray, e: float, a: float, b: float,
-                         c: float) -> np.ndarray:
-    """Gadre et al. 2024 one-exponent form: L = E + a N^c + b 6^(c/2) D^c (c < 0), i.e. Chinchilla with alpha = beta."""
-    return e + a * np.power(n, c) + b * np.power(6.0, c / 2) * np.power(d, c)
 
 
 def kaplan_joint_loss(n: np.ndarray, d: np.ndarray, n_c: float, d_c: float, alpha_n: float,

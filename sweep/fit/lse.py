@@ -28,7 +28,7 @@ PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 LOWER = np.array([-np.inf, -np.inf, -np.inf, 0.0, 0.0])
 """Bounds of (a, b, e, alpha, beta): the exponents are >= 0. A negative alpha makes a bigger model worse at every D,
 which no sweep means; unbounded, a sweep whose small budgets mislead (large models starved of tokens) reaches one,
-and its extrapolation in N then runs away (+95% on one of Porian et al.'s configurations)."""
+and its extrapolation in N then runs away."""
 
 
 def epoch_grid(alphas=None, betas=None, es=None, as_=None, bs=None) -> np.ndarray:
@@ -136,8 +136,8 @@ class Approach3Fit:
 
 GRID_POINTS = 250
 """Above this many runs, the grid's starts are advanced on an even subsample of SUBSAMPLE runs (spread over
-compute and size) to find the basins; the best distinct optima are then refined on every run. Epoch's 240
-points, and any sweep of up to 250 runs, use every run from every start."""
+compute and size) to find the basins; the best distinct optima are then refined on every run. A sweep of up to
+GRID_POINTS runs uses every run from every start."""
 SUBSAMPLE = 100
 
 
@@ -204,7 +204,8 @@ def parametric_bootstrap(log_n, log_d, theta, sigma, delta, starts, n_boot, seed
     """Refit on n_boot sweeps simulated from the fitted law: log L = LSE(theta) + sigma z at the same (N, D).
 
     The spread of these refits is the law's uncertainty if the law's form is right and runs differ by
-    noise sigma; prediction intervals use it (resampling runs overstates it by ~30% on simulated sweeps).
+    noise sigma; prediction intervals use it (resampling runs also resamples the design, a spread that a new run at
+    a given (N, D) does not have).
     Returns (n_boot, 5) rows of (a, b, e, alpha, beta); `weights` (per point) as in the fit it repeats.
     """
     rng = np.random.default_rng(seed)
@@ -228,19 +229,3 @@ def natural(theta) -> dict:
     """Best-fit parameters as a plain dict {E, A, B, alpha, beta}."""
     return {k: float(v) for k, v in lse_to_natural(theta).items()}
 
-
-def fit_shared_exponent(n, d, loss, p0=(1.0, 10.0, 10.0, -0.3)) -> dict:
-    """Gadre et al. 2024's one-exponent variant L = E + a N^c + b 6^(c/2) D^c, least squares on raw loss.
-
-    Four parameters: with as few as 5 runs (their setting) this is the form to use, not the full law.
-    """
-    from scipy.optimize import curve_fit
-
-    from sweep.fit.laws import shared_exponent_loss
-
-    n, d, loss = (np.asarray(x, float) for x in (n, d, loss))
-    if loss.size < 4:
-        raise ValueError(f"the one-exponent law has 4 parameters; got {loss.size} runs")
-    p, _ = curve_fit(lambda x, e, a, b, c: shared_exponent_loss(x[0], x[1], e, a, b, c), (n, d), loss,
-                     p0=list(p0), maxfev=100000)
-    return dict(zip(("E", "a", "b", "c"), map(float, p)))

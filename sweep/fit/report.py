@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from sweep.fit import lack_of_fit, registry, slices
+from sweep.fit.laws import AT_BOUND
 from sweep.fit.method import fmt
 from sweep.store.results import write_bytes_atomic
 
@@ -91,10 +92,6 @@ def render(result: dict, plots: list[str] | None = None) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
-
-
-AT_BOUND = 1e-6
-"""A fitted value this close to 0 sits on the bound of a parameter that must be positive (E, A, B, exponents)."""
 
 
 LOOSE = 0.5

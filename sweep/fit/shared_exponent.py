@@ -5,8 +5,8 @@ both grow as C^0.5 (a = b = 0.5), and only their ratio, (A/B)^(1/(2 alpha)), is 
 approach 3's five parameters are poorly determined (few runs, a short compute span, E drifting to its bound)
 and the data do not tell alpha from beta; the within-data backtest decides (sweep/fit/recommend.py). Its
 parameters are stored under approach 3's names with beta = alpha, so approach 3's loss, optimum and exponents
-apply unchanged. Fitted like approach 3: log-sum-exp form, Huber loss on log-loss residuals summed over runs,
-batched Levenberg-Marquardt from a grid of starts; its law interval from runs resampled with replacement, its
+apply unchanged. Fitted like approach 3, by the same estimator (sweep/fit/estimator.py) on every run: log-sum-exp
+form, Huber loss on log-loss residuals summed over runs, batched Levenberg-Marquardt from a grid of starts; its law interval from runs resampled with replacement, its
 prediction interval from refits on sweeps simulated from the fitted law with the run-to-run noise (`noise.from_fit`).
 """
 
@@ -16,11 +16,11 @@ import itertools
 
 import numpy as np
 
-from sweep.fit import approach3, lse
-from sweep.fit.bootstrap import summarize
+from sweep.fit import approach3, estimator, lse
 from sweep.fit.config import FitConfig, MethodSkipped
+from sweep.fit.estimator import Form, LseFit, Point
 from sweep.fit.method import Method
-from sweep.fit.noise import from_fit, from_replicates
+from sweep.fit.selection import select
 
 LOWER = np.array([-np.inf, -np.inf, -np.inf, 0.0])
 """Bounds of (a, b, e, alpha): the exponent is >= 0, as approach 3's are."""
@@ -42,8 +42,8 @@ def _grid(cfg: FitConfig) -> np.ndarray:
     return np.array([(a, b, e, al) for al, e, a, b in itertools.product(alphas, es, as_, bs)], float)
 
 
-FORM = dict(residuals=_residuals, lower=LOWER, stall_tol=1e-12)
-"""What lse's solver and bootstraps need to fit this form instead of approach 3's."""
+SOLVER = dict(residuals=_residuals, lower=LOWER, stall_tol=1e-12)
+"""What lse's solver needs to fit this form instead of approach 3's."""
 
 
 def _natural(theta: np.ndarray) -> np.ndarray:
@@ -63,35 +63,28 @@ def _applies(data) -> None:
                             "N and D effects cannot be separated")
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """The one-exponent law's section of fit.json."""
-    _applies(data)
-    log_n, log_d, log_l = np.log(data.n), np.log(data.d), np.log(data.loss)
-    theta, f, _ = lse.batched_lm(_grid(cfg), log_n, log_d, log_l, cfg.huber_delta, **FORM)
+def _point(log_n, log_d, log_l, cfg: FitConfig, weights) -> Point:
+    theta, f, _ = lse.batched_lm(_grid(cfg), log_n, log_d, log_l, cfg.huber_delta, weights=weights, **SOLVER)
     if not np.isfinite(f).any():
         raise MethodSkipped("the one-exponent law's fit failed from every start")
     best = theta[np.nanargmin(f)]
-    names = list(lse.PARAM_NAMES)
-    point = dict(zip(names, _natural(best)[0].tolist()))
-    residuals = -_residuals(best[None, :], log_n, log_d, log_l, False)[0][0]
-    nz = from_replicates(data) or from_fit(residuals, data, 4, "one-exponent law")
-    samples = pis = None
-    if cfg.n_bootstrap > 0 and cfg.law_intervals:
-        samples = _natural(lse.bootstrap(log_n, log_d, log_l, cfg.huber_delta, best, cfg.n_bootstrap, cfg.seed, **FORM))
-    if cfg.n_bootstrap > 0 and nz.ok:
-        # refits on sweeps simulated from the fitted law: the law's spread if its form is right (approach 3 does
-        # the same; resampling runs overstates it)
-        pis = _natural(lse.parametric_bootstrap(log_n, log_d, best, nz.sigma, cfg.huber_delta, best,
-                                                min(cfg.n_bootstrap, approach3.PI_REFITS), cfg.seed + 1, **FORM))
-    out = summarize(point, samples, names, cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
-    if pis is not None:
-        out["pi_samples"] = {"names": names, "values": np.round(pis, 10).tolist()}
-    out["residuals"] = residuals.tolist()
-    out["noise"] = nz.as_dict()
-    out["diagnostics"] = {"objective": float(np.nanmin(f)), "n_starts": int(len(f)),
-                          "residual_rms": float(np.sqrt(np.mean(residuals ** 2)))}
-    return out
+    return Point(best, float(np.nanmin(f)), best[None, :], {"n_starts": int(len(f))})
+
+
+def _diagnostics(fit: LseFit, cfg: FitConfig) -> dict:
+    return {"objective": fit.point.objective, "n_starts": fit.point.details["n_starts"],
+            "residual_rms": float(np.sqrt(np.mean(fit.residuals ** 2)))}
+
+
+FORM = Form(names=lse.PARAM_NAMES, width=4, label="one-exponent law", point=_point, natural=_natural,
+            loss_at=approach3.loss_at, diagnostics=_diagnostics, applies=_applies, residuals=_residuals, lower=LOWER,
+            options=dict(stall_tol=1e-12))
+"""The one-exponent law as the estimator (sweep/fit/estimator.py) fits it; parameters under approach 3's names."""
+
+
+def run(data, cfg: FitConfig) -> dict:
+    """The one-exponent law's section of fit.json."""
+    return estimator.fit(FORM, select(data, cfg, "all"), cfg).section(data, cfg)
 
 
 def report(r: dict, fit: dict) -> list:

@@ -3,53 +3,35 @@
 A law of fixed exponents fitted over a wide compute range takes their average over it. Real sweeps drift: their
 small budgets bend more than their large ones (warm-up and embeddings weigh more in small models, a learning rate
 tuned at one size suits its neighbours less), so a fit over the whole range leans on the small budgets and its
-extrapolation inherits their curvature. On Porian et al.'s configurations, approach 3 on the valleys fitted to the
-budgets up to 1e18 FLOPs puts E at 2.9 ("Optimizer tuning (no decay)", OpenWebText2) where the same fit over every
-budget up to 2.6e19 puts it at 1.8, and misses the largest budget by up to 10%. This method fits approach 3 to the
-valley runs (sweep/fit/valley.py) with each run's Huber loss weighted by (C / C_max): the largest budgets set its
-exponents and floor, the small ones only steady them. It pays with fewer effective runs: on a sweep whose every
-budget follows one law it is a noisier copy of approach 3, with wider intervals. Which of them extrapolates better
+extrapolation inherits their curvature. This method fits approach 3 to the valley runs (sweep/fit/valley.py)
+with each run's Huber loss weighted by (C / C_max), the upper selection of sweep/fit/selection.py in the one
+estimator (sweep/fit/estimator.py): the largest budgets set its exponents and floor, the small ones only steady
+them. It pays with fewer effective runs: on a sweep whose every budget follows one law it is a noisier copy of
+approach 3, with wider intervals. Which of them extrapolates better
 on a given sweep is the within-data backtest's question (sweep/fit/recommend.py); a soft weight rather than a cut
-keeps every budget, so its backtest refits as many splits as the valley fit's (a cut to the upper half of the
-budgets left 0-2 refits on sweeps of 5-7 budgets, too few to measure its lack of fit: its PI covered 83% on
-Porian's tables).
+keeps every budget, so its backtest refits as many splits as the valley fit's (a hard cut to the upper budgets
+leaves a sweep of a few budgets too few refits to measure its lack of fit).
 
-Not run by default (`Method.default`; name it in `fit.methods`). Measured 2026-12-03 (docs/fitting.md): on its own
-it is the best law of N and D on Porian's tables (median error 1.66% against 2.40% for the valley fit, PI covering
-92%) and on the data_term simulation (then outside every family; 3.9% at 10x against 6.2%, covering 1.00), but
-stacked with the default methods it moved the recommended prediction little (Porian median 2.26% to 2.16%) and
-took that check's coverage at 100x from 0.90 to 0.875, below the 90% the recommended PI must keep (beside the six
-methods that were the defaults before approach3_anchored).
+Not run by default (`Method.default`; name it in `fit.methods`): it is approach 3's law on a weighting of the runs,
+not a law of its own (docs/decisions/history-fit-docstrings.md has what was measured).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from sweep.fit import approach3
-from sweep.fit.config import FitConfig, MethodSkipped
+from sweep.fit import approach3, estimator
+from sweep.fit.config import FitConfig
 from sweep.fit.method import Method
-from sweep.fit.valley import fit_on_valleys
-
-POWER = 1.0
-"""Each valley run weighs (C / C_max)^POWER: a budget 10x below the largest counts a tenth, 100x below a hundredth.
-A soft cut rather than a hard one keeps every budget, so the within-data backtest refits it on as many splits as
-the valley fit; 1 (weight in proportion to compute) is the one choice made, not tuned to a table."""
-
-
-def compute_weights(c: np.ndarray) -> np.ndarray:
-    """Per run: (C / C_max)^POWER."""
-    return (np.asarray(c, float) / np.max(c)) ** POWER
+from sweep.fit.selection import POWER, compute_weights, select  # noqa: F401 (POWER, compute_weights: importable here)
 
 
 def run(data, cfg: FitConfig) -> dict:
     """Approach 3's section of fit.json, fitted on the valley runs weighted by compute, with what was selected."""
-    out, idx, budgets = fit_on_valleys(data, cfg, "a fit weighted toward the largest compute",
-                                       weigh=lambda valleys: compute_weights(valleys.c))
-    w = compute_weights(data.c[idx])
-    out["upper"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": int(budgets), "power": POWER,
+    sel = select(data, cfg, "upper", "a fit weighted toward the largest compute")
+    out = estimator.fit(approach3.FORM, sel, cfg).section(data, cfg)
+    w = sel.weights
+    out["upper"] = {"runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets, "power": POWER,
                     "effective_runs": float(w.sum() ** 2 / (w ** 2).sum()), "window": cfg.parabola_window,
-                    "run_ids": [data.names[i] for i in idx]}
+                    "run_ids": [data.names[i] for i in sel.runs]}
     return out
 
 

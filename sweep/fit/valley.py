@@ -3,14 +3,15 @@
 L = E + A/N^alpha + B/D^beta is a model of the loss around the frontier. A sweep's IsoFLOP grids also hold runs
 far from it: models starved of tokens (D < N) or trained far past their optimum, whose losses follow whatever
 else limits them (warmup, a schedule cut short, a learning rate tuned for another size). Fitted to every run,
-approach 3 spends its five parameters on those: on Porian et al.'s sweeps the fit puts E at 0 and misses the runs
-10x beyond by 5-12%. Approach 2 keeps each budget's parabola local for the same reason (its `parabola_window`);
-this method fits approach 3 to the same window: per budget with at least `min_sizes_per_budget` sizes, the best
+approach 3 spends its five parameters on those, and they, not the frontier, set its floor and exponents.
+Approach 2 keeps each budget's parabola local for the same reason (its `parabola_window`); this method fits
+approach 3 to the same window: per budget with at least `min_sizes_per_budget` sizes, the best
 size and `parabola_window` sizes each side. Budgets with fewer sizes, and sweeps without IsoFLOP budgets, leave
 nothing to select: the method is skipped there and approach 3 stands.
 
 Which of the two extrapolates better is the data's question, not this module's: both are scored by the
-within-data backtest and stacked by it (sweep/fit/recommend.py). Its parameters, intervals and prediction
+within-data backtest and stacked by it (sweep/fit/recommend.py). It is approach 3's form on the valley selection
+(sweep/fit/selection.py) in the one estimator (sweep/fit/estimator.py): its parameters, intervals and prediction
 intervals are approach 3's, computed on the valley runs; its residuals are reported for every run (the plots
 align them with the sweep), and its noise scale comes from the valley runs only.
 """
@@ -19,61 +20,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.fit import approach3
+from sweep.fit import approach3, estimator
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import Method
-
-
-def valley_runs(data, min_sizes: int, window: int) -> np.ndarray:
-    """Indices of the runs in each budget's valley: its best size (lowest mean loss over replicates) and `window`
-    sizes each side (0: every size), in budgets with at least min_sizes distinct sizes."""
-    keep = []
-    for bid in np.unique(data.budget):
-        idx = np.flatnonzero(data.budget == bid)
-        sizes, inv = np.unique(data.n[idx], return_inverse=True)
-        if sizes.size < min_sizes:
-            continue
-        mean_loss = np.bincount(inv.ravel(), data.loss[idx]) / np.bincount(inv.ravel())
-        best = int(np.argmin(mean_loss))
-        lo, hi = (best - window, best + window) if window > 0 else (0, sizes.size - 1)
-        keep.append(idx[(inv.ravel() >= lo) & (inv.ravel() <= hi)])
-    return np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)
-
-
-def valleys(data, cfg: FitConfig, fit_name: str) -> tuple:
-    """(the valley runs' FitData, their indices, their budgets), or MethodSkipped with fewer than 2 budgets that have
-    a valley; fit_name names the fit in the reason."""
-    idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
-    budgets = np.unique(data.budget[idx]).size if idx.size else 0
-    if budgets < 2:
-        raise MethodSkipped(f"{budgets} IsoFLOP budget(s) with {cfg.min_sizes_per_budget} or more sizes: {fit_name} "
-                            "needs at least 2 (approach 3 on every run stands)")
-    return data.subset(idx), idx, budgets
-
-
-def fit_on_valleys(data, cfg: FitConfig, fit_name: str, weigh=None) -> tuple[dict, np.ndarray, int]:
-    """(approach 3's section fitted on the valley runs, with every run's residual; their indices; their budgets).
-    weigh(the valley runs' FitData) -> per-run weights of the fit, or None; fit_name names the fit in its errors."""
-    sub, idx, budgets = valleys(data, cfg, fit_name)
-    try:
-        out = approach3.run(sub, cfg, weights=None if weigh is None else weigh(sub))
-    except MethodSkipped as e:
-        raise MethodSkipped(f"on the {idx.size} valley runs: {e}") from None
-    if out["noise"]["source"].startswith("approach 3"):
-        out["noise"]["source"] = out["noise"]["source"].replace("approach 3", "approach 3 on the valley runs'", 1)
-    # every run's residual, so that plots line them up with the sweep; off-valley ones show what the fit left out
-    out["residuals"] = (np.log(data.loss) - np.log(approach3.loss_at(out["params"], data.n, data.d))).tolist()
-    return out, idx, budgets
+from sweep.fit.selection import select, valley_runs, valleys  # noqa: F401 (valley_runs, valleys: importable here)
 
 
 def run(data, cfg: FitConfig) -> dict:
     """Approach 3's section of fit.json, fitted on the valley runs, with what was selected."""
     idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
-    if idx.size == data.loss.size and np.unique(data.budget[idx]).size >= 2:  # else fit_on_valleys says why not
+    if idx.size == data.loss.size and np.unique(data.budget[idx]).size >= 2:  # else select says why not
         raise MethodSkipped("every run is in its budget's valley: this fit would be approach 3's")
-    out, idx, budgets = fit_on_valleys(data, cfg, "a valley fit")
-    out["valley"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": budgets,
-                     "window": cfg.parabola_window, "run_ids": [data.names[i] for i in idx]}
+    sel = select(data, cfg, "valley", "a valley fit")
+    out = estimator.fit(approach3.FORM, sel, cfg).section(data, cfg)
+    out["valley"] = {"runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets,
+                     "window": cfg.parabola_window, "run_ids": [data.names[i] for i in sel.runs]}
     return out
 
 

@@ -20,11 +20,13 @@ def rows(errors, half_width, budgets=(2, 3, 3), split=("s1", "s1", "s2")):
     return out
 
 
-def many(errors_by_split: dict, half_width: float) -> list[dict]:
-    """Rows over several refits: {split: [error per held-out budget]}, budgets numbered from 2 in each split."""
+def many(error, half_width: float, n_budgets: int = 7) -> list[dict]:
+    """Rows of nested leave-future-out refits of a sweep of n_budgets: refit k fits budgets 1..k and predicts
+    k+1..n_budgets, each held-out budget `error(k, b)` off with a PI of +-half_width."""
     out = []
-    for sp, errors in errors_by_split.items():
-        out += rows(errors, half_width, budgets=tuple(range(2, 2 + len(errors))), split=(sp,) * len(errors))
+    for k in range(2, n_budgets):
+        held = tuple(range(k + 1, n_budgets + 1))
+        out += rows([error(k, b) for b in held], half_width, budgets=held, split=(f"fit 1-{k}",) * len(held))
     return out
 
 
@@ -40,27 +42,29 @@ SPLITS = ("s1", "s2", "s3", "s4", "s5")
 
 
 def test_a_stacking_that_beats_the_default_out_of_sample_is_the_answer():
-    """approach 3 misses every held-out budget by 6% with a +-1% PI; kaplan is right with an honest +-3%: over five
-    refits each left out in turn, the stacking (mostly kaplan) beats approach 3 at every one, so the gate passes."""
-    a3 = many({s: [0.06, 0.06] for s in SPLITS}, 0.01)
-    kaplan = many({s: [0.0, 0.005] for s in SPLITS}, 0.03)
+    """approach 3 misses every held-out budget by 6% with a +-1% PI; kaplan is right with an honest +-3%: over the
+    five held-out budgets each left out in turn (from every refit that predicted it), the stacking (mostly kaplan)
+    beats approach 3 at every one, so the gate passes."""
+    a3 = many(lambda k, b: 0.06, 0.01)
+    kaplan = many(lambda k, b: 0.005 * (b % 2), 0.03)
     rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
     assert rec["default"] == DEFAULT and rec["stacked"] and rec["method"] == "stacked"
-    assert rec["gate"]["passed"] and rec["gate"]["interval"][0] > 0 and rec["gate"]["splits"] == 5
+    assert rec["gate"]["passed"] and rec["gate"]["interval"][0] > 0 and rec["gate"]["folds"] == 5
     assert rec["weights"]["kaplan"] > 0.8 and rec["stacked_per_run"]
     assert rec["reason"].startswith("a stacking of the laws")
 
 
 def test_the_default_is_the_answer_where_the_backtest_cannot_show_a_gain():
     # two laws equally good, errors of either sign: no interval on the gain excludes 0
-    a3 = many({s: [0.01 * (-1) ** i, -0.01 * (-1) ** i] for i, s in enumerate(SPLITS)}, 0.03)
-    kaplan = many({s: [-0.01 * (-1) ** i, 0.01 * (-1) ** i] for i, s in enumerate(SPLITS)}, 0.03)
+    a3 = many(lambda k, b: 0.01 * (-1) ** b, 0.03)
+    kaplan = many(lambda k, b: -0.01 * (-1) ** b, 0.03)
     rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
     assert not rec["stacked"] and rec["method"] == DEFAULT and not rec["gate"]["passed"]
     assert "not shown to beat approach3" in rec["reason"]
-    # kaplan clearly better, but only 2 refits: no interval can be had, the default answers and the reason says why
-    a3 = many({s: [0.06, 0.06] for s in SPLITS[:2]}, 0.01)
-    kaplan = many({s: [0.0, 0.0] for s in SPLITS[:2]}, 0.03)
+    # kaplan clearly better, but 4 budgets (2 refits, 2 held-out budgets): no interval can be had, the default answers
+    # and the reason says why
+    a3 = many(lambda k, b: 0.06, 0.01, n_budgets=4)
+    kaplan = many(lambda k, b: 0.0, 0.03, n_budgets=4)
     rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
     assert rec["method"] == DEFAULT and "the gate needs 3" in rec["reason"]
     assert rec["weights"]["kaplan"] > 0.5  # the weights are still reported, for the table
@@ -89,14 +93,14 @@ def test_weights_do_not_follow_a_law_best_where_a_sparse_method_predicted_and_wo
 
 def test_a_missing_prediction_scores_as_the_worst_forecast_at_that_group():
     # approach 3 missed group (s1, 3) by 8%, kaplan did not predict it: kaplan takes approach 3's density there
-    dens = {"approach3": {("s1", 2, "r"): -1.0, ("s1", 3, "r"): -9.0, ("s2", 2, "r"): -1.0},
-            "kaplan": {("s1", 2, "r"): -1.0, ("s2", 2, "r"): -1.0}}
+    dens = {"approach3": {("s1", 2, "r", 2): -1.0, ("s1", 3, "r", 3): -9.0, ("s2", 2, "r", 2): -1.0},
+            "kaplan": {("s1", 2, "r", 2): -1.0, ("s2", 2, "r", 2): -1.0}}
     from sweep.fit.recommend import _matrix
 
     keys, logp = _matrix(dens, ["approach3", "kaplan"])
-    assert logp[keys.index(("s1", 3, "r"))].tolist() == [-9.0, -9.0]
+    assert logp[keys.index(("s1", 3, "r", 3))].tolist() == [-9.0, -9.0]
     # so abstaining gains kaplan nothing: equal weights up to the pull toward the default
-    w = stacking(dens, "approach3", "budget")["weights"]
+    w = stacking(lambda left_out: dens, ["approach3", "kaplan"], "approach3", "budget")["weights"]
     assert w["approach3"] > w["kaplan"]
 
 
@@ -116,8 +120,8 @@ def test_the_scored_pi_carries_the_lack_of_fit_term_measured_on_the_other_refits
     """approach 3 misses by 6% at every refit with a +-1% PI: scored with its raw PI it would be ~-75 per group; with
     the lack-of-fit term estimated on the other refits its PI widens and its score rises, though it stays below a
     law that was right."""
-    a3 = many({s: [0.06, 0.06] for s in SPLITS}, 0.01)
-    kaplan = many({s: [0.0, 0.0] for s in SPLITS}, 0.03)
+    a3 = many(lambda k, b: 0.06, 0.01)
+    kaplan = many(lambda k, b: 0.0, 0.03)
     rec = recommend(fit_with({"approach3": a3, "kaplan": kaplan}), ["approach3", "kaplan"], 0.95)
     raw = float(np.mean([-0.5 * (np.log(1.06) / (np.log(1.01 / 0.99) / (2 * 1.96))) ** 2]))
     assert rec["scores"]["approach3"]["log_score"] > raw + 50
@@ -178,3 +182,18 @@ def test_the_verification_run_goes_where_the_answer_is(isoflop_runs, small_grid)
     assert verification_method(out, c) == ("approach3", "the default law, the answer")
     out["recommended"] = {}
     assert verification_method(out, c) == (DEFAULT, "the default law")
+
+
+def test_a_budget_scores_with_the_misfit_term_measured_without_its_runs():
+    """A law right at every held-out budget but the last, which every refit missed by 10%: estimated with that
+    budget's runs (as leaving one refit out would: the refits are nested and all predicted it) the term would widen
+    the PI to cover the miss; left out, the term is the other budgets' (none), and the miss scores as the miss it is."""
+    from sweep.fit.recommend import _budget, densities, lof_sd, lof_without
+
+    a3 = many(lambda k, b: 0.10 if b == 7 else 0.0, 0.01)
+    lofs = lof_without({"approach3": a3}, 0.95)
+    assert lofs["approach3"][7] is None or lofs["approach3"][7].sd(2.0, 10.0) < 0.01
+    assert lofs["approach3"][3].sd(2.0, 10.0) > 0.02  # estimated with budget 7's misses in it
+    dens = densities(a3, lambda r: lof_sd(lofs, "approach3", _budget(r)), 0.95, best_only=False)
+    at7 = [v for k, v in dens.items() if k[3] == 7]
+    assert len(at7) == 5 and max(at7) < -50  # one per refit

@@ -75,11 +75,12 @@ class LackOfFit:
     """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
     independent points)."""
 
-    def sd(self, extrapolation: float | None) -> float:
-        """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1)."""
+    def sd(self, extrapolation: float | None, span: float | None = None) -> float:
+        """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1), for a
+        fit over `span` (default: the span it was estimated for)."""
         x = 1.0 if extrapolation is None or not np.isfinite(extrapolation) else max(float(extrapolation), 1.0)
         pairs = self.upper or ((self.gamma, self.kappa),)
-        return float(max(k * growth(x, g, self.span) for g, k in pairs))
+        return float(max(k * growth(x, g, self.span if span is None else span) for g, k in pairs))
 
     @property
     def measured(self) -> bool:

@@ -4,10 +4,11 @@ within-data backtest and with an interval, that it predicts held-out budgets bet
 Scoring. Every method is scored on every held-out group of the leave-future-out backtest (one refit's predictions
 of one held-out budget, or of one held-out size in a size split) by the log density of the measured losses under
 its predictive distribution: a normal in log loss whose sd is the row's PI (law spread and run-to-run noise of the
-refit) widened by the method's lack-of-fit term. That term is cross-fitted: for the rows of split s it is estimated
-on the method's rows of the other splits, so the PI that is scored is the PI that gets mixed, and a method does not
-grade its own misfit. A method whose misfit the other splits cannot measure takes the largest term measured by the
-methods that could (the pooled term).
+refit) widened by the method's lack-of-fit term. That term is cross-fitted: for a run at held-out budget b it is
+estimated on the method's rows at every other budget (the compute splits are nested, each later one predicting
+budgets an earlier one did, so leaving out a refit would not leave out the runs it scores). The PI that is scored is
+then the PI that gets mixed, and a method does not grade its own misfit. A method whose misfit the other budgets
+cannot measure takes the pointwise largest of the terms the other methods measured (the pooled term).
 
 Missing predictions. A method that predicted nothing for a held-out group (its refit skipped there, or its law has
 no number at that point) is scored there with the lowest density any method reached at that group: abstaining is
@@ -19,11 +20,12 @@ PRIOR sum_m log w_m (every law the backtest cannot rule out keeps a little weigh
 pseudo-group in which only the default predicts, so the weights shrink toward the default law and a few held-out
 groups cannot move all of it.
 
-The gate. Weights fitted and scored on the same groups flatter the stacking. The gate refits the weights leaving
-one refit (split) out, scores the stacking and the default on the split left out, and takes the difference of their
-mean log scores per split; the stacking is the answer only when the t interval (GATE_LEVEL, t with splits - 1
-degrees of freedom: the splits are few and share budgets) of that difference lies above 0. Otherwise the default
-law is the answer, and the reason says what the backtest could not show.
+The gate. Weights fitted and scored on the same groups flatter the stacking. The gate leaves out each held-out
+budget in turn, across every split that predicted it: it re-estimates every lack-of-fit term and refits the weights
+without that budget's runs, scores the stacking and the default on them, and takes the difference of their mean log
+scores. The stacking is the answer only when the t interval (GATE_LEVEL, t with budgets - 1 degrees of freedom: the
+budgets are few) of the mean difference lies above 0. Otherwise the default law is the answer, and the reason says
+what the backtest could not show.
 
 Two targets, each with its weights and gate: a run placed at the compute optimum (`weights`; every method, each
 held-out group's best run, which the frontier methods' L*(C) predicts) and a run at a given N and D
@@ -31,6 +33,8 @@ held-out group's best run, which the frontier methods' L*(C) predicts) and a run
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize
@@ -53,8 +57,8 @@ SHRINK = 1.0
 held-out group, Kass & Wasserman 1995)."""
 GATE_LEVEL = 0.90
 """Two-sided level of the t interval on the stacking's cross-validated gain over the default."""
-MIN_SPLITS_GATE = 3
-"""Refits the gate needs: with fewer, no interval on the gain can be had, and the default is the answer."""
+MIN_FOLDS_GATE = 3
+"""Held-out budgets the gate needs: with fewer, no interval on the gain can be had, and the default is the answer."""
 MIN_SD = 1e-3
 """Smallest sd of log loss a prediction is scored with (an interval of zero width would score -inf or +inf)."""
 
@@ -69,47 +73,50 @@ def _groups(rows: list[dict]) -> dict:
     return {k: g for k, g in groups.items() if g}
 
 
-def cross_fitted_lof(rows_of: dict, level: float) -> dict:
-    """{method: {split: lof(extrapolation) -> sd}}: each split's lack-of-fit term estimated on the method's rows of
-    the other splits; the largest term the other methods measured for that split where it cannot be (pooled); 0
-    where no method could measure it."""
-    own: dict = {}
-    for m, rows in rows_of.items():
-        splits = {k[0] for k in _groups(rows)}
-        own[m] = {}
-        for s in splits:
-            span = next(r.get("span", 1.0) for r in rows if r.get("split") == s)
-            est = estimate([r for r in rows if r.get("split") != s], level, span=span)
-            own[m][s] = est if est.measured else None
+def _budget(r: dict):
+    """The held-out run's budget: what a fold of the cross-fitting leaves out, across every split that predicted it."""
+    return r.get("budget", r.get("group"))
+
+
+def lof_without(rows_of: dict, level: float) -> dict:
+    """{method: {budget: its lack-of-fit term estimated on its rows at every other budget, or None where those cannot
+    measure it}}. The compute splits are nested (each later one predicts budgets the earlier ones did), so leaving a
+    refit out would still estimate the term on the runs it scores; leaving the held-out budget out does not."""
+    budgets = {_budget(r) for rows in rows_of.values() for g in _groups(rows).values() for r in g}
     out: dict = {}
-    for m in rows_of:
+    for m, rows in rows_of.items():
         out[m] = {}
-        for s, est in own[m].items():
-            if est is not None:
-                out[m][s] = est.sd
-            else:
-                pool = [own[o][s] for o in own if o != m and own[o].get(s) is not None]
-                out[m][s] = (lambda x, pool=pool: max(p.sd(x) for p in pool)) if pool else (lambda x: 0.0)
+        for b in budgets:
+            est = estimate([r for r in rows if _budget(r) != b], level)
+            out[m][b] = est if est.measured else None
     return out
 
 
-def densities(rows: list[dict], lof: dict, level: float, best_only: bool) -> dict:
-    """{(split, group, run): log density of the measured loss} under each row's PI widened by the split's
-    cross-fitted lack-of-fit term; best_only keeps each group's lowest measured loss (keyed "best")."""
+def lof_sd(lofs: dict, method: str, budget) -> Callable:
+    """lof(extrapolation, span) -> sd for the method's rows when `budget` is left out: its own term, else the
+    pointwise largest of the terms the other methods measured (pooled), else 0."""
+    own = lofs[method].get(budget)
+    pool = [own] if own is not None else [lofs[o][budget] for o in lofs if lofs[o].get(budget) is not None]
+    return lambda x, span: max((p.sd(x, span) for p in pool), default=0.0)
+
+
+def densities(rows: list[dict], lof: Callable, level: float, best_only: bool) -> dict:
+    """{(split, group, run, budget): log density of the measured loss} under each row's PI widened by the lack-of-fit
+    term lof(row) -> lof(extrapolation, span); best_only keeps each group's lowest measured loss (run "best")."""
     z = _z(level)
 
     def density(r: dict) -> float:
-        base = pi_sd(r, z)
-        extra = lof.get(r.get("split"), lambda x: 0.0)(r.get("reach", r["extrapolation"]))
-        sd = max(float(np.hypot(base, extra)), MIN_SD)
+        extra = lof(r)(r.get("reach", r["extrapolation"]), r.get("span", 1.0))
+        sd = max(float(np.hypot(pi_sd(r, z), extra)), MIN_SD)
         return float(norm.logpdf(np.log(r["measured"] / r["predicted"]), scale=sd))
 
     out = {}
     for key, g in _groups(rows).items():
         if not best_only:
-            out.update({key + (r["run"],): density(r) for r in g})
+            out.update({key + (r["run"], _budget(r)): density(r) for r in g})
         elif (g[0].get("axis") or "compute") == "compute":  # a size split cut each budget's best run off
-            out[key + ("best",)] = density(min(g, key=lambda r: r["measured"]))
+            best = min(g, key=lambda r: r["measured"])
+            out[key + ("best", _budget(best))] = density(best)
     return out
 
 
@@ -159,10 +166,12 @@ def _mix(logp: np.ndarray, w: np.ndarray) -> np.ndarray:
     return logsumexp(logp + np.log(np.maximum(w, 1e-300)), axis=1)
 
 
-def stacking(dens: dict, default: str | None, unit: str) -> dict:
-    """{weights, gate}: the stacking weights over the methods in dens, and the gate's verdict on whether the
-    stacking beats the default out of sample (see the module docstring)."""
-    methods = [m for m in dens if dens[m]]
+def stacking(scored: Callable, methods: list[str], default: str | None, unit: str) -> dict:
+    """{weights, gate}: the stacking weights over `methods`, and the gate's verdict on whether the stacking beats the
+    default out of sample (see the module docstring). scored(left_out) -> {method: densities} with every row's
+    lack-of-fit term estimated without budget `left_out` (None: each row's own budget left out)."""
+    dens = scored(None)
+    methods = [m for m in methods if dens.get(m)]
     if not methods:
         return {"weights": {}, "gate": {"passed": False, "reason": "no method predicted a held-out run"}}
     keys, logp = _matrix(dens, methods)
@@ -173,29 +182,29 @@ def stacking(dens: dict, default: str | None, unit: str) -> dict:
         return {"weights": weights, "gate": {"passed": False, "reason": f"the default ({default}) was not scored"}}
     if len(methods) == 1:
         return {"weights": weights, "gate": {"passed": False, "reason": "only the default was scored"}}
-    splits = sorted({k[0] for k in keys}, key=str)
     gains = []
-    for s in splits:
-        inside = np.array([k[0] == s for k in keys])
-        train_groups = {k[:2] for k, i in zip(keys, inside) if not i}
-        if len(train_groups) < MIN_GROUPS:
+    for b in sorted({k[3] for k in keys}, key=str):
+        fold = scored(b)
+        f_keys, f_logp = _matrix({m: fold[m] for m in methods}, methods)
+        inside = np.array([k[3] == b for k in f_keys])
+        if len({k[:2] for k, i in zip(f_keys, inside) if not i}) < MIN_GROUPS or not inside.any():
             continue
-        w = fit_weights(logp[~inside], _key_weights([k for k, i in zip(keys, inside) if not i], unit), d)
-        p = per[inside]
-        gains.append(float(p @ (_mix(logp[inside], w) - logp[inside, d]) / p.sum()))
-    gate = {"splits": len(gains), "gains": gains}
-    if len(gains) < MIN_SPLITS_GATE:
-        gate.update(passed=False, reason=f"{len(gains)} refit(s) could be left out with {MIN_GROUPS} held-out groups "
-                                         f"to weigh on, the gate needs {MIN_SPLITS_GATE}: the backtest cannot show "
-                                         f"that a stacking predicts better than {default}")
+        w = fit_weights(f_logp[~inside], _key_weights([k for k, i in zip(f_keys, inside) if not i], unit), d)
+        p = _key_weights([k for k, i in zip(f_keys, inside) if i], unit)
+        gains.append(float(p @ (_mix(f_logp[inside], w) - f_logp[inside, d]) / p.sum()))
+    gate = {"folds": len(gains), "gains": gains}
+    if len(gains) < MIN_FOLDS_GATE:
+        gate.update(passed=False, reason=f"{len(gains)} held-out budget(s) could be left out with {MIN_GROUPS} "
+                                         f"held-out groups to weigh on, the gate needs {MIN_FOLDS_GATE}: the backtest "
+                                         f"cannot show that a stacking predicts better than {default}")
         return {"weights": weights, "gate": gate}
     g = np.array(gains)
     half = student_t.ppf(0.5 + GATE_LEVEL / 2, g.size - 1) * g.std(ddof=1) / np.sqrt(g.size)
     lo, hi = float(g.mean() - half), float(g.mean() + half)
     gate.update(gain=float(g.mean()), interval=[lo, hi], level=GATE_LEVEL, passed=bool(lo > 0))
     gate["reason"] = (f"the stacking's log score beat {default}'s by {g.mean():.3f} per held-out group, "
-                      f"{100 * GATE_LEVEL:.0f}% interval [{lo:.3f}, {hi:.3f}] over {g.size} refits left out in turn"
-                      + ("" if lo > 0 else f": not shown to beat {default}"))
+                      f"{100 * GATE_LEVEL:.0f}% interval [{lo:.3f}, {hi:.3f}] over {g.size} held-out budgets left "
+                      f"out in turn" + ("" if lo > 0 else f": not shown to beat {default}"))
     return {"weights": weights, "gate": gate}
 
 
@@ -227,9 +236,15 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     default = default_of(result, methods)
     ok = [m for m in methods if result.get(m, {}).get("status") == "ok"]
     rows_of = {m: (bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []) for m in ok}
-    lof = cross_fitted_lof(rows_of, level)
-    per_run = {m: densities(rows_of[m], lof[m], level, best_only=False) for m in ok}
-    best = {m: densities(rows_of[m], lof[m], level, best_only=True) for m in ok}
+    lofs = lof_without(rows_of, level)
+
+    def scorer(ms: list[str], best_only: bool) -> Callable:
+        def scored(left_out) -> dict:
+            return {m: densities(rows_of[m], lambda r, m=m: lof_sd(lofs, m, _budget(r) if left_out is None
+                                                                    else left_out), level, best_only) for m in ms}
+        return scored
+
+    per_run, best = scorer(ok, False)(None), scorer(ok, True)(None)
     scores = {}
     for m in ok:
         scored = [r for g in _groups(rows_of[m]).values() for r in g]
@@ -247,11 +262,13 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
                else f"no method has {MIN_GROUPS} held-out groups in the leave-future-out backtest")
         return {**out, "reason": f"{why}: nothing can show a stacking predicts better, so the default ({default}) is "
                                  f"the answer"}
-    at_opt = stacking({m: best[m] for m in ranked}, default, unit)
+    at_opt = stacking(scorer(ranked, True), ranked, default, unit)
     laws = [m for m in ranked if registry.get(m).loss_at is not None]
-    run = stacking({m: per_run[m] for m in laws}, default, unit)
+    run = stacking(scorer(laws, False), laws, default, unit)
     c_max = (result.get("data") or {}).get("flops_range", [None, None])[1]
-    usable = c_max is None or all(predicts_at(result, m, c_max) for m, w in at_opt["weights"].items() if w >= 0.05)
+    reach = [1.0, *((result.get("config") or {}).get("extrapolate_to") or [])]
+    usable = c_max is None or all(predicts_at(result, m, c_max * x) for m, w in at_opt["weights"].items()
+                                  if w >= 0.05 for x in reach)
     stacked = at_opt["gate"]["passed"] and usable
     out.update(weights=at_opt["weights"], weights_per_run=run["weights"], gate=at_opt["gate"],
                gate_per_run=run["gate"], stacked=stacked, stacked_per_run=run["gate"]["passed"],
@@ -259,7 +276,8 @@ def recommend(result: dict, methods: list[str], level: float) -> dict:
     if stacked:
         reason = f"a stacking of the laws: {at_opt['gate']['reason']}"
     elif at_opt["gate"]["passed"]:
-        reason = f"the default ({default}): a weighted law's final fit gives no loss at the largest budget"
+        reason = (f"the default ({default}): a law the stacking weighs gives no compute-optimal loss at a budget the "
+                  f"answer covers")
     else:
         reason = f"the default ({default}): {at_opt['gate']['reason']}"
     return {**out, "reason": reason}

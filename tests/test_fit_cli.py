@@ -28,8 +28,9 @@ def test_fit_predict_report_round_trip(tmp_path, capsys, isoflop_runs, small_gri
     printed = capsys.readouterr().out
     assert "C = 1e+21" in printed and "approach3" in printed and "tokens/param" in printed
     # without a backtest nothing measured the law's misfit: the answer gives the loss and no PI, and says why
-    assert printed.splitlines()[0].endswith("(no PI: no backtest measured the law's misfit (it needs 3 or more "
-                                            "compute budgets), so an interval would claim what nothing measured)")
+    from sweep.fit.answer import NO_PI
+
+    assert printed.splitlines()[0].endswith(f"({NO_PI})")
     # a run at N and D: the laws of N and D, with its reach past the fitted data
     assert predict_command([f"input={out}", "n_params=1e9", "n_tokens=2e10"]) == 0
     point = capsys.readouterr().out

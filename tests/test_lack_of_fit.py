@@ -245,7 +245,7 @@ def test_a_term_the_backtest_could_not_measure_takes_the_pooled_term_not_zero(sm
     cfg = FitConfig(methods=["approach2", "approach3"], n_bootstrap=40, compare_conventions=False, **small_grid)
     result = fit(sweep_rows(chinchilla, budgets=4), cfg)
     a2, a3 = (lack_of_fit.from_dict(result[m]["lack_of_fit"]) for m in ("approach2", "approach3"))
-    assert a3.measured and a2.source.startswith("pooled: approach2's backtest could not measure it")
+    assert a3.measured and a2.source.startswith("pooled from approach3: approach2's backtest could not measure it")
     assert a2.sd(10.0) == pytest.approx(a3.sd(10.0)) and a2.sd(10.0) > 0
     far = {m: result[m]["allocation"][-1]["loss"] for m in ("approach2", "approach3")}
     assert far["approach2"]["pi_terms"]["lack_of_fit"] == pytest.approx(far["approach3"]["pi_terms"]["lack_of_fit"])

@@ -3,12 +3,14 @@
 Every output leads with it (`sweep predict`, `sweep verify`, report.md, the fit's W&B summary), so it is computed
 here once. The recommended prediction is the default law unless the backtest showed a stacking of the laws predicts
 better (sweep/fit/recommend.py). From the default law the answer is its compute-optimal N*, D* (CI of the law) and
-the loss of a new run trained there (PI). From a stacking, N* is the weighted mixture of the laws' N* (the mean of
-log N*, and the mixture's quantiles of their intervals), D* = C / (k N*), and the loss the stacked prediction of a
-run at that (N*, D*).
+the loss of a new run trained there (PI). From a stacking, N* is the heaviest law's (the run `sweep verify` trains:
+the weights were chosen on the loss, which is flat in N near the optimum, so they say little about where N* lies,
+and a mixture of the laws' N* can fall between them), with the range of the weighted laws' N* beside it, and the
+loss is the stacked prediction of a run at that (N*, D*). A budget where fewer than two weighted laws predict is
+answered by the default law, and the row says so.
 
-A PI that has not measured the law's misfit is not an interval: where no backtest measured a lack-of-fit term, the
-answer gives the loss without a PI and says why.
+A PI that has not measured the law's misfit is not an interval: where no backtest measured a lack-of-fit term from
+two or more refits, the answer gives the loss without a PI and says why; a term borrowed from another law is named.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import numpy as np
 
 from sweep.fit import allocation
 from sweep.fit.holdout import predict_run
-from sweep.fit.recommend import stack
 
 LOOSE = 0.5
 """An exponent's interval wider than this fraction of its value determines it only loosely."""
@@ -50,6 +51,10 @@ class Allocation:
     """D* / N*, with the law's CI."""
     loss: Estimate
     """The loss of a new run trained at (N*, D*), with its PI (None where the misfit was not measured)."""
+    source: str = ""
+    """What answered at this budget: the default law's name, or "stacked"."""
+    n_params_range: list | None = None
+    """With a stacking: the smallest and largest N* of the laws it weighs (0.05 or more)."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,17 @@ def _est(x: dict) -> Estimate:
     return Estimate(v, list(x["interval"]) if x.get("interval") and np.isfinite(v) else None)
 
 
-def _misfit_measured(fit: dict, methods) -> bool:
-    return any(((fit.get(m) or {}).get("lack_of_fit") or {}).get("n_rows", 0) >= 3 for m in methods)
+def _misfit(fit: dict, methods) -> tuple[bool, str]:
+    """(whether the law's misfit was measured from 2 or more refits, a note naming a term borrowed from another law)."""
+    terms = [((fit.get(m) or {}).get("lack_of_fit") or {}) for m in methods]
+    ok = any(t.get("n_rows", 0) >= 3 and (t.get("refits") or 0) >= 2 for t in terms)
+    pooled = [str(t["source"])[len("pooled from "):].split(":")[0] for t in terms
+              if str(t.get("source", "")).startswith("pooled from ")]
+    return ok, (f"misfit term borrowed from {', '.join(sorted(set(pooled)))}" if pooled else "")
+
+
+NO_PI = ("no PI: no backtest measured the law's misfit from 2 or more refits (it needs 4 or more compute budgets), so "
+         "an interval would claim what nothing measured")
 
 
 def at(fit: dict, flops: float) -> Allocation:
@@ -96,35 +110,39 @@ def at(fit: dict, flops: float) -> Allocation:
     c_max = fit["data"]["flops_range"][1]
     noise = allocation.noise_of(fit)
     x = float(flops / c_max)
+    default = rec.get("default") or rec.get("method")
     weights = {m: w for m, w in (rec.get("weights") or {}).items() if w > 0 and fit.get(m, {}).get("status") == "ok"}
-    laws = list(weights) if rec.get("stacked") else [rec.get("default") or rec.get("method")]
-    rows = {m: allocation.allocation_row(m, fit[m], float(flops), k, level, noise, extrapolation=x) for m in laws}
+    rows = {m: allocation.allocation_row(m, fit[m], float(flops), k, level, noise, extrapolation=x)
+            for m in (weights if rec.get("stacked") else [default])}
     rows = {m: r for m, r in rows.items() if np.isfinite(r["n_star"]["value"])}
-    if not rows:
+    stacked = rec.get("stacked") and sum(1 for m in rows if weights[m] > 0) >= 2
+    if rec.get("stacked") and not stacked and default in fit and fit[default].get("status") == "ok":
+        rows = {default: allocation.allocation_row(default, fit[default], float(flops), k, level, noise, extrapolation=x)}
+    if not rows or not all(np.isfinite(r["n_star"]["value"]) for r in rows.values()):
         nan = Estimate(float("nan"), None, "the law gives no compute-optimal allocation here")
-        return Allocation(float(flops), x, nan, nan, nan, nan)
-    if len(rows) == 1:
-        (m, row), = rows.items()
-        n = _est(row["n_star"])
-    else:
-        mixed = stack({m: {"predicted": r["n_star"]["value"], "interval": r["n_star"].get("interval")}
-                       for m, r in rows.items()}, weights, level)
-        heaviest = max(rows, key=lambda m: weights[m])
-        n = Estimate(mixed["predicted"], mixed["interval"]) if mixed else _est(rows[heaviest]["n_star"])
+        return Allocation(float(flops), x, nan, nan, nan, nan, source=str(default))
+    lead = max(rows, key=lambda m: weights.get(m, 0.0)) if stacked else next(iter(rows))
+    n = _est(rows[lead]["n_star"])
+    spread = sorted(r["n_star"]["value"] for m, r in rows.items() if weights.get(m, 0) >= 0.05) if stacked else []
     d = flops / (k * n.value)
     d_iv = [flops / (k * n.interval[1]), flops / (k * n.interval[0])] if n.interval else None
     tpp_iv = [d_iv[0] / n.interval[1], d_iv[1] / n.interval[0]] if n.interval else None
-    p = predict_run(fit, n.value, d, float(flops), None, at_optimum=True)
-    lead = p["methods"].get(p["recommended"] or "", {})
-    value = lead.get("predicted")
-    if value is None:
-        loss = Estimate(float("nan"), None, "the recommended law gives no loss here")
-    elif not _misfit_measured(fit, laws):
-        loss = Estimate(float(value), None, "no PI: no backtest measured the law's misfit (it needs 3 or more compute "
-                                            "budgets), so an interval would claim what nothing measured")
+    if stacked:
+        p = predict_run(fit, n.value, d, float(flops), None, at_optimum=True)
+        pred = p["methods"].get(p["recommended"] or "", {})
+        value, interval = pred.get("predicted"), pred.get("interval")
     else:
-        loss = Estimate(float(value), lead.get("interval"))
-    return Allocation(float(flops), x, n, Estimate(d, d_iv), Estimate(d / n.value, tpp_iv), loss)
+        value, interval = rows[lead]["loss"]["value"], rows[lead]["loss"].get("prediction_interval")
+    measured, borrowed = _misfit(fit, list(rows))
+    if value is None or not np.isfinite(value):
+        loss = Estimate(float("nan"), None, "the recommended law gives no loss here")
+    elif not measured:
+        loss = Estimate(float(value), None, NO_PI)
+    else:
+        loss = Estimate(float(value), interval, borrowed)
+    return Allocation(float(flops), x, n, Estimate(d, d_iv), Estimate(d / n.value, tpp_iv), loss,
+                      source="stacked" if stacked else str(lead),
+                      n_params_range=[spread[0], spread[-1]] if len(spread) >= 2 else None)
 
 
 def loss_of_run(fit: dict, n: float, d: float) -> tuple[Estimate, str]:
@@ -136,10 +154,10 @@ def loss_of_run(fit: dict, n: float, d: float) -> tuple[Estimate, str]:
         return Estimate(float("nan"), None, "no fitted law of N and D predicts this run"), str(p["recommended"])
     methods = [p["recommended"]] if p["recommended"] != "stacked" else list((fit.get("recommended") or {})
                                                                              .get("weights_per_run") or {})
-    if not _misfit_measured(fit, methods):
-        return Estimate(float(lead["predicted"]), None, "no PI: no backtest measured the law's misfit"), \
-            str(p["recommended"])
-    return Estimate(float(lead["predicted"]), lead.get("interval")), str(p["recommended"])
+    measured, borrowed = _misfit(fit, methods)
+    if not measured:
+        return Estimate(float(lead["predicted"]), None, NO_PI), str(p["recommended"])
+    return Estimate(float(lead["predicted"]), lead.get("interval"), borrowed), str(p["recommended"])
 
 
 def determined(value: float, interval) -> str:
@@ -192,8 +210,11 @@ def line(row: dict | Allocation, level: float) -> str:
     """One line of the answer at a budget: C, how far out, N*, D*, tokens/param and the new-run loss."""
     row = row if isinstance(row, dict) else asdict(row)
     loss = row["loss"]
+    spread = row.get("n_params_range")
+    notes = ([f"N* across the stacked laws {spread[0]:.3g} to {spread[1]:.3g}"] if spread else []) + \
+        ([loss["note"]] if loss.get("note") and loss.get("interval") else [])
     return (f"C = {row['flops']:.3g} FLOPs ({row['factor']:.3g}x the largest fitted): "
             f"N* = {fmt_estimate(row['n_params'], 3)}, D* = {fmt_estimate(row['n_tokens'], 3)}, "
             f"tokens/param = {fmt_estimate(row['tokens_per_param'], 3)}, loss = {fmt_estimate(loss)}"
             + (f" ({100 * level:.0f}% PI for a new run)" if loss.get("interval") else
-               f" ({loss.get('note') or 'no PI'})"))
+               f" ({loss.get('note') or 'no PI'})") + "".join(f"; {n}" for n in notes))

@@ -138,12 +138,11 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
 
 def add_lack_of_fit(result: dict, data: FitData, cfg: FitConfig) -> None:
     """Each method's lack-of-fit term from its leave-future-out backtest, and its allocation rows again with it. A
-    method whose misfit its backtest could not measure takes the largest term measured by the methods that could
-    (pooled): its PI then claims no more than the other laws' misses allow."""
+    method whose misfit its backtest could not measure takes the pointwise largest of the terms measured by the
+    methods that could (pooled): its PI then claims no more than the other laws' misses allow."""
     bt = result["backtest"]
     nz = Noise(**result["noise"])
     span = float(data.c.max() / data.c.min())
-    far = max([1.0, *cfg.extrapolate_to])
     terms = {}
     for m in cfg.methods:
         if result[m].get("status") != "ok":
@@ -151,14 +150,18 @@ def add_lack_of_fit(result: dict, data: FitData, cfg: FitConfig) -> None:
         rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
         terms[m] = lack_of_fit.estimate(rows, cfg.interval, span=span)
     measured = {m: t for m, t in terms.items() if t.measured}
-    pooled = max(measured.items(), key=lambda kv: kv[1].sd(far), default=None)
+    # every measured term's (gamma, kappa) pairs, so that the pooled sd is their pointwise largest at every reach
+    pooled = None if not measured else (
+        ", ".join(measured), dataclasses.replace(next(iter(measured.values())), upper=tuple(
+            pair for t in measured.values() for pair in (t.upper or ((t.gamma, t.kappa),)))))
     for m, lof in terms.items():
         if bt.get("status") != "ok":
             lof = dataclasses.replace(lof, source=f"not estimated: the backtest was skipped ({bt.get('reason')}); the "
                                                   f"interval has no lack-of-fit term")
         elif not lof.measured and pooled is not None:
-            lof = dataclasses.replace(pooled[1], source=f"pooled: {m}'s backtest could not measure it ({lof.source}); "
-                                                        f"the largest term measured, {pooled[0]}'s, is used")
+            lof = dataclasses.replace(pooled[1], source=f"pooled from {pooled[0]}: {m}'s backtest could not measure "
+                                                        f"it ({lof.source}); the pointwise largest of their terms is "
+                                                        f"used")
         result[m]["lack_of_fit"] = lof.as_dict()
         result[m]["allocation"] = [allocation.allocation_row(m, result[m], c, data.flops_per_nd, cfg.interval, nz,
                                                              extrapolation=c / data.c.max())

@@ -297,7 +297,7 @@ def _loss_vs_compute(x: _Fit, cs: np.ndarray) -> None:
     """The runs, the recommended prediction of a new run's loss at the compute optimum with its PI band, the
     verification run, and every other law's L*(C) as a thin line without a band."""
     plt, result, n, d, c, loss, k, level, ok, budget, budget_ids, save = x.unpack()
-    fig, axes, _ = x.figure(1, 8.4, 4.8)
+    fig, axes, _ = x.figure(1, 9.2, 4.8)
     ax = axes[0]
     for i, curve in enumerate(result["data"].get("curves") or []):
         ax.plot(curve["c"], curve["loss"], color="0.85", lw=0.6, zorder=-1,
@@ -318,7 +318,7 @@ def _loss_vs_compute(x: _Fit, cs: np.ndarray) -> None:
             color = COLORS.get(ans["law"], "k")
             have_pi = all(r["loss"].get("interval") for r in curve)
             ax.plot(cs, values, color=color, lw=2, zorder=4, label=f"recommended ({lead}): a new run at N*, D*"
-                    + ("" if have_pi else " (no PI: misfit not measured)"))
+                    + ("" if have_pi else "\n(no PI: its misfit was not measured)"))
             shown.append(values)
             if have_pi:
                 band = np.array([r["loss"]["interval"] for r in curve], float)

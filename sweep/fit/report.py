@@ -143,8 +143,8 @@ def next_runs(result: dict) -> dict:
 
 
 def _valley_edges(result: dict) -> list[str]:
-    """Budgets whose minimum sits at or next to the edge of the sizes sampled, or that approach 2 dropped: the
-    sizes that would close each valley."""
+    """Budgets whose minimum sits at or next to the edge of the sizes sampled, or that approach 2 dropped for it:
+    the sizes that would close each valley."""
     a2 = result.get("approach2") or {}
     out = []
     for b in a2.get("budgets", []) if a2.get("status") == "ok" else []:
@@ -152,15 +152,21 @@ def _valley_edges(result: dict) -> list[str]:
         if sizes.size < 2:
             continue
         step = float(np.median(sizes[1:] / sizes[:-1]))
+        reason = b.get("reason") or ""
         if not b.get("kept"):
-            out.append(f"budget {b['flops']:.3g}: not used ({b.get('reason') or 'dropped'}); sizes either side of "
-                       f"its best run, {sizes[0] / step:.3g} and {sizes[-1] * step:.3g}, would make its valley")
+            side = "below" if "smallest" in reason else "above" if "largest" in reason else "either side of"
+            what = "dropped: its minimum at " + ("the smallest size" if side == "below" else "the largest size"
+                                                 if side == "above" else reason.split(":")[0] or "an edge")
         elif b.get("n_star") and b["n_star"] < np.sqrt(sizes[0] * sizes[1]):
-            out.append(f"budget {b['flops']:.3g}: minimum N* = {b['n_star']:.3g} at its smallest sizes; sizes below "
-                       f"{sizes[0]:.3g} ({sizes[0] / step:.3g}, {sizes[0] / step ** 2:.3g}) would close the valley")
+            side, what = "below", f"minimum {b['n_star']:.3g} by its smallest size"
         elif b.get("n_star") and b["n_star"] > np.sqrt(sizes[-1] * sizes[-2]):
-            out.append(f"budget {b['flops']:.3g}: minimum N* = {b['n_star']:.3g} at its largest sizes; sizes above "
-                       f"{sizes[-1]:.3g} ({sizes[-1] * step:.3g}, {sizes[-1] * step ** 2:.3g}) would close the valley")
+            side, what = "above", f"minimum {b['n_star']:.3g} by its largest size"
+        else:
+            continue
+        new = {"below": [sizes[0] / step, sizes[0] / step ** 2], "above": [sizes[-1] * step, sizes[-1] * step ** 2],
+               "either side of": [sizes[0] / step, sizes[-1] * step]}[side]
+        edge = {"below": f"{sizes[0]:.3g}", "above": f"{sizes[-1]:.3g}"}.get(side, f"{sizes[0]:.3g}-{sizes[-1]:.3g}")
+        out.append(f"budget {b['flops']:.3g} ({what}) needs sizes {side} {edge}, e.g. {new[0]:.3g} and {new[1]:.3g}")
     return out
 
 
@@ -180,7 +186,7 @@ def open_questions(result: dict, ans: dict) -> list[str]:
     nxt = next_runs(result)
     where = "; ".join(f"{b['flops']:.3g} FLOPs: N* ≈ {b['n_star']:.3g}, sizes {b['lo']:.3g} to {b['hi']:.3g}"
                       for b in nxt["budgets"])
-    runs = (f"{len(nxt['budgets'])} budget(s) beyond the largest, at the sweep's step of {nxt['step']:.3g}x, "
+    runs = (f"{len(nxt['budgets'])} budget(s) beyond the largest, {nxt['step']:.3g}x apart, "
             f"{nxt['sizes']} sizes each {nxt['spacing']:.3g}x apart around the recommended N* ({where})")
     items = []
     if ans["determined"] != "yes":
@@ -206,7 +212,10 @@ def open_questions(result: dict, ans: dict) -> list[str]:
                      f"(sd {100 * top[1]:.2g}%); each budget beyond the largest is one more backtest refit "
                      f"({runs}).")
         runs = "the budgets above"
-    items += [f"the valley of {e}." for e in _valley_edges(result)]
+    edges = _valley_edges(result)
+    if edges:  # a few named, the rest counted: approach 2's section in the appendix lists every budget
+        items.append(f"{len(edges)} IsoFLOP valley(s) open at an edge of their sizes: " + "; ".join(edges[:3])
+                     + (f"; and {len(edges) - 3} more (approach 2's section)" if len(edges) > 3 else "") + ".")
     dis = (result.get("comparison") or {}).get("disagreements") or []
     if dis:
         items.append(f"the methods disagree beyond their intervals ({len(dis)} flag(s), the appendix lists them): "

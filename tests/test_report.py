@@ -6,6 +6,7 @@ with a verification run beside it, and a 2-budget sweep (no backtest: no PI, exp
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,7 @@ def test_the_first_screen_of_a_fit_on_epoch_s_chinchilla_table():
     result = json.loads(json.dumps(fit(runs, FitConfig(n_bootstrap=4, compare_conventions=False)), default=float))
     got = check_screen(result, report.BODY_PLOTS)
     assert got["figures"] == report.BODY_PLOTS and got["rows"]["10x"]["flops"] == pytest.approx(
-        10 * result["data"]["flops_range"][1], rel=1e-3)
+        10 * result["data"]["flops_range"][1], rel=5e-3)
     assert any("IsoFLOP valley(s) open at an edge" in line for line in got["open"])  # Epoch's dropped budgets
 
 
@@ -214,20 +215,31 @@ def legend_overlaps(fig) -> list[str]:
     return bad
 
 
+def legends_on_axes(fig) -> list[str]:
+    """Each legend that sits on a panel's data area at all (issue 44: beside or below the axes, never on them)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    return [f"legend '{leg.get_texts()[0].get_text()}...' on axes {i}" for leg in legends
+            for i, ax in enumerate(fig.axes) if ax.axison
+            and leg.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))]
+
+
 def draw_and_check(result: dict, folder: Path, monkeypatch) -> dict:
     """Every figure write_plots draws: {name: the legend overlaps found in it}; the compute axes' limits go into
     found["xlims"][name]."""
-    found = {"xlims": {}}
+    found = {"xlims": {}, "on_axes": {}}
     save = plots._Fit.save
 
     def checked(self, fig, name):
         found[name] = legend_overlaps(fig)
+        found["on_axes"][name] = legends_on_axes(fig)
         found["xlims"][name] = [ax.get_xlim() for ax in fig.axes if ax.get_xlabel().startswith("compute")]
         save(self, fig, name)
 
     monkeypatch.setattr(plots._Fit, "save", checked)
     written = plots.write_plots(result, folder)
-    assert set(written) == set(found) - {"xlims"}
+    assert set(written) == set(found) - {"xlims", "on_axes"}
     return found
 
 
@@ -241,13 +253,15 @@ def main_figures(main_fit, tmp_path_factory):
 def test_no_legend_covers_a_run_or_a_curve_in_a_main_job_s_figures(main_figures):
     folder, found = main_figures
     assert {"scaling.png", "loss_vs_compute.png", "residuals.png", "optimal_allocation.png"} <= set(found)
-    assert {name: bad for name, bad in found.items() if bad and name != "xlims"} == {}
+    assert {name: bad for name, bad in found.items() if bad and name not in ("xlims", "on_axes")} == {}
+    assert {name: bad for name, bad in found["on_axes"].items() if bad} == {}
 
 
 def test_no_legend_covers_a_run_or_a_curve_in_a_two_budget_fit_s_figures(two_budgets, tmp_path, monkeypatch):
     found = draw_and_check(_verified(dict(two_budgets)), tmp_path, monkeypatch)
     assert {"scaling.png", "loss_vs_compute.png", "residuals.png"} <= set(found)
-    assert {name: bad for name, bad in found.items() if bad and name != "xlims"} == {}
+    assert {name: bad for name, bad in found.items() if bad and name not in ("xlims", "on_axes")} == {}
+    assert {name: bad for name, bad in found["on_axes"].items() if bad} == {}
 
 
 def test_the_overlap_check_sees_a_legend_on_the_runs(tmp_path):
@@ -258,8 +272,9 @@ def test_the_overlap_check_sees_a_legend_on_the_runs(tmp_path):
     ax.plot([1, 3], [3, 1], label="a law")
     ax.legend(loc="center")
     assert len(legend_overlaps(fig)) == 1
+    assert len(legends_on_axes(fig)) == 1
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1))
-    assert legend_overlaps(fig) == []
+    assert legend_overlaps(fig) == [] == legends_on_axes(fig)
     plt.close(fig)
 
 
@@ -282,13 +297,18 @@ def test_approach_1_s_envelope_is_drawn_only_where_the_runs_are(main_fit):
 
 def test_the_fit_s_wandb_run_carries_the_answer_the_figures_and_the_allocation(main_fit, main_figures):
     from sweep.fit.cli import ALLOCATION_COLUMNS, log_to_wandb
-    from sweep.store.wandb_offline import find_offline_runs, read_offline_run
+    from sweep.store.wandb_offline import find_offline_runs, last_record_type, read_offline_run, run_log_path
 
     folder, found = main_figures
-    written = sorted(set(found) - {"xlims"})
+    written = sorted(set(found) - {"xlims", "on_axes"})
     result = dict(main_fit)
     log_to_wandb(result, folder, written, {"mode": "offline", "project": "t"}, "g")
-    run = read_offline_run(find_offline_runs(folder, result["wandb_run"]["id"])[0])
+    run_dir = find_offline_runs(folder, result["wandb_run"]["id"])[0]
+    deadline = time.monotonic() + 60  # wandb-core may still be flushing the log when finish() returns
+    while last_record_type(run_log_path(run_dir)) != "exit" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run = read_offline_run(run_dir)
+    assert run["exit_code"] == 0
     s, ans = run["summary"], main_fit["answer"]
     assert s["answer/a"] == pytest.approx(ans["a"]["value"]) and s["answer/b_hi"] == pytest.approx(ans["b"]["interval"][1])
     for row in ans["rows"]:

@@ -16,6 +16,8 @@ from sweep.fit import FitConfig, fit, plots, report
 from sweep.fit.answer import at
 from sweep.fit.simulate import Law, isoflop_sweep
 
+# a figure whose layout collapsed (legends taller than the figure) is a figure nobody can read: an error here
+pytestmark = pytest.mark.filterwarnings("error:constrained_layout not applied:UserWarning")
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "published"
 NUM = r"[-+]?\d[\d.]*(?:e[-+]\d+)?"
 
@@ -152,7 +154,7 @@ def test_an_old_fit_json_without_an_answer_gets_one(two_budgets):
 
 
 @pytest.mark.slow
-def test_the_first_screen_of_a_fit_on_epoch_s_chinchilla_table():
+def test_the_first_screen_and_the_figures_of_a_fit_on_epoch_s_chinchilla_table(tmp_path, monkeypatch):
     import pandas as pd
 
     path = PUBLISHED / "epoch-chinchilla" / "svg_extracted_data.csv"
@@ -166,6 +168,10 @@ def test_the_first_screen_of_a_fit_on_epoch_s_chinchilla_table():
     assert got["figures"] == report.BODY_PLOTS and got["rows"]["10x"]["flops"] == pytest.approx(
         10 * result["data"]["flops_range"][1], rel=5e-3)
     assert any("IsoFLOP valley(s) open at an edge" in line for line in got["open"])  # Epoch's dropped budgets
+    # dozens of budgets: the legends name the colour scale's ends, not each budget, and still cover nothing
+    found = draw_and_check(result, tmp_path, monkeypatch)
+    assert {name: bad for name, bad in found.items() if bad and name not in ("xlims", "on_axes")} == {}
+    assert {name: bad for name, bad in found["on_axes"].items() if bad} == {}
 
 
 # --- the figures: no legend hides a run or a curve ------------------------------------------------------------

@@ -23,6 +23,9 @@ VERIFY = dict(marker="*", color="red", ms=13, ls="none", mec="k", mew=0.5, zorde
 """The verification run's marker, the same in every figure."""
 EXTRAPOLATION = dict(color="0.92", zorder=-2)
 """The shading of what lies beyond the fitted runs."""
+MAX_BUDGET_LABELS = 8
+"""Budgets named one by one in a legend; beyond this many (Epoch's table has dozens) the legend gives the colour
+scale's ends and the largest misses instead, and stays shorter than the figure."""
 
 
 def _plt():
@@ -188,6 +191,13 @@ def parabola_misses(x: _Fit) -> list[dict]:
     return out
 
 
+def _budget_scale(ax, cmap, flops) -> None:
+    """Legend entries for the ends of the budgets' colour scale, in place of one entry per budget."""
+    ax.scatter([], [], color=cmap(0.0), s=16, label=f"smallest budget, {min(flops):.2g} FLOPs")
+    ax.scatter([], [], color=cmap(0.9), s=16, label=f"largest budget, {max(flops):.2g} FLOPs "
+                                                    f"({len(flops)} budgets, colours between)")
+
+
 def _verification(x: _Fit) -> dict | None:
     return x.result.get("verification")
 
@@ -212,12 +222,13 @@ def _scaling(x: _Fit) -> None:
     cmap = plt.get_cmap("viridis")
     valleys = parabola_misses(x)
     if valleys:
+        named = len(valleys) <= MAX_BUDGET_LABELS
         for i, val in enumerate(valleys):
             b, m = val["budget"], val["idx"]
             col = cmap(i / max(1, len(valleys) - 1) * 0.9)
             miss = "" if val["miss"] is None else f": misses {val['miss'][0]:+.3f} / {val['miss'][1]:+.3f}"
             ax.scatter(n[m], loss[m], color=col, s=16, zorder=3,
-                       label=f"{b['flops']:.2g}{miss}" + ("" if b["kept"] else " (dropped)"))
+                       label=f"{b['flops']:.2g}{miss}" + ("" if b["kept"] else " (dropped)") if named else None)
             if "coef" in b:
                 # dotted over every size of the budget, solid where it was fitted: the gap at the ends is the miss
                 grid = np.linspace(np.log(n[m][0]), np.log(n[m][-1]), 80)
@@ -227,6 +238,15 @@ def _scaling(x: _Fit) -> None:
                         ls="-" if b["kept"] else ":")
             if b["kept"]:
                 ax.plot(b["n_star"], b["loss_star"], "kx", ms=7, mew=1.5, zorder=4)
+        if not named:
+            _budget_scale(ax, cmap, [val["budget"]["flops"] for val in valleys])
+            kept = [val for val in valleys if val["miss"] and val["budget"]["kept"]]
+            for j, side in ((0, "smallest"), (1, "largest")):
+                worst = max(((val["miss"][j], val["budget"]["flops"]) for val in kept), key=lambda t: abs(t[0]),
+                            default=None)
+                if worst:
+                    ax.plot([], [], ls="none", label=f"largest miss of a kept budget at its {side} size: "
+                                                     f"{worst[0]:+.3f} (budget {worst[1]:.2g})")
         ax.plot([], [], "kx", ms=7, mew=1.5, label="parabola minimum")
         title = "IsoFLOP curves and parabolas"
         legend_title = "budget (FLOPs): parabola misses\nsmallest / largest size (loss)"
@@ -440,9 +460,12 @@ def _residuals(x: _Fit) -> None:
                title=f"{law} residuals against {lab.split()[-1]}")
     note = (f"\n(fitted on the {result[law]['valley']['runs']} of {result[law]['valley']['of']} runs in the valleys)"
             if "valley" in result[law] else "")
-    fig.suptitle(f"{law}'s misfit per run: rms {100 * np.sqrt(np.nanmean(r ** 2)):.2f}%" + note, fontsize=10)
-    if budget_ids.size <= 12:
-        legend_beside(axes[1], title="budget (FLOPs)", title_fontsize=8)
+    lead = (x.answer or {}).get("law")
+    why = "" if law == lead else f" ({lead}, which the answer's exponents come from, has no per-run fit)"
+    fig.suptitle(f"{law}'s misfit per run: rms {100 * np.sqrt(np.nanmean(r ** 2)):.2f}%" + why + note, fontsize=10)
+    if budget_ids.size > 12:
+        _budget_scale(axes[1], cmap, [float(np.median(c[budget == bid])) for bid in budget_ids])
+    legend_beside(axes[1], title="budget (FLOPs)", title_fontsize=8)
     save(fig, "residuals.png")
 
 

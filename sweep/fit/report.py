@@ -459,16 +459,22 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
         return []
     lines = ["## Recommended prediction", ""]
     stacked = len(rec.get("weights") or {}) > 1  # one method at weight 1 is that method, not a stacking
+    # a fit.json with the stacking's gate says whether the stacking leads or was weighed and not used
+    used = rec.get("stacked", stacked)
     if stacked:
-        lines += ["**A stacking of the methods' predictive distributions** (Yao et al. 2018), with the weights that "
-                  "maximise the mixture's log score on the leave-future-out backtest's held-out runs:",
+        lines += ["**A stacking of the methods' predictive distributions** (Yao et al. 2018)"
+                  + ("" if used else f", weighed against the default ({rec.get('default') or rec['method']}) and "
+                                     f"not used: {rec['reason']}")
+                  + ", with the weights that maximise the mixture's log score on the leave-future-out backtest's "
+                    "held-out runs:",
                   f"- a run at the compute optimum (`sweep verify`): **{listed(rec['weights'])}** (scored on each "
                   "held-out budget's best run, by the methods that predicted it);"]
         if rec.get("weights_per_run"):
             lines.append(f"- a run at any N and D (`sweep predict n_params=... n_tokens=...`): "
                          f"**{listed(rec['weights_per_run'])}** (laws of N and D only, scored on every held-out run "
                          "the backtest scores).")
-        lines += ["", f"Best single method: {rec['method']}, {rec['reason']}; it is used alone where fewer "
+        single = rec["method"] if rec["method"] in (rec.get("scores") or {}) else rec.get("default")
+        lines += ["", f"Best single method: {single}, {rec['reason']}; it is used alone where fewer "
                       "than two weighted methods give a prediction with an interval.", ""]
     else:
         lines += [f"**{rec['method']}**: {rec['reason']}."]
@@ -485,7 +491,8 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
         ls = "n/a" if sc["log_score"] != sc["log_score"] else f"{sc['log_score']:.2f}"
         err = "n/a" if sc["mean_abs_error"] is None else f"{100 * sc['mean_abs_error']:.2f}%"
         far = "n/a" if not sc["furthest"] else f"{sc['furthest'][0]:.3g}x: {100 * sc['furthest'][1]:+.2f}%"
-        lines.append(f"| {m}{mark if m == rec['method'] else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
+        lead = rec["method"] if rec["method"] in rec["scores"] else rec.get("default")
+        lines.append(f"| {m}{mark if m == lead else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
     return lines + [""]
 
 

@@ -1,6 +1,7 @@
-"""report.md from fit.json's content: one screen with the answer (the verification, the recommended law's exponents, what
-to train at 1x, 10x and 100x the largest budget and the loss it will reach, what the runs leave open, the figures), one
-row per method, then an appendix with every method's section, the allocation table, the backtest and the conventions."""
+"""report.md from fit.json's content: one screen with the answer (the verification, the recommended law's
+exponents, what to train at 1x, 10x and 100x the largest budget and the loss it will reach, what the runs leave
+open, the figures), one row per method, then an appendix with every method's section, the allocation table, the
+backtest and the conventions."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def test_an_interval_hundreds_of_decades_wide_is_cut_at_the_axes(tmp_path, monke
     save = plots._Fit.save
 
     def keep_limits(self, fig, name):
-        limits[name] = [ax.get_ylim() for ax in fig.axes]
+        limits[name] = [ax.get_ylim() for ax in fig.axes if ax.axison]  # not the empty axes holding legends
         save(self, fig, name)
 
     monkeypatch.setattr(plots._Fit, "save", keep_limits)
@@ -38,6 +38,8 @@ def test_an_interval_hundreds_of_decades_wide_is_cut_at_the_axes(tmp_path, monke
     assert "optimal_allocation.png" in written and (tmp_path / "optimal_allocation.png").stat().st_size > 1000
     (n_lo, n_hi), (d_lo, d_hi) = limits["optimal_allocation.png"]
     # N* and D* of a sweep from 1e18 to 1e20 FLOPs, with 10x either side: not 1e-250 to 1e300
+    assert 1e5 < n_lo < n_hi < 1e13 and 1e7 < d_lo < d_hi < 1e15, limits
+    _, (n_lo, n_hi), (d_lo, d_hi) = limits["scaling.png"]  # the recommended law's N*(C) and D*(C) panels too
     assert 1e5 < n_lo < n_hi < 1e13 and 1e7 < d_lo < d_hi < 1e15, limits
 
 

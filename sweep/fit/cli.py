@@ -42,11 +42,16 @@ def _output(raw: dict) -> Path:
 
 
 def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: str | None) -> None:
-    """One W&B run, job_type=fit, with the parameter tables and plots; always finished. Its identity goes into
-    result["wandb_run"], so that `sweep verify` can add its numbers to the same run."""
+    """One W&B run, job_type=fit; always finished. Its summary leads with the answer (wandb_summary: a, b, N*, D*,
+    tokens/param and a new run's loss at 1x, 10x and 100x the largest budget, with intervals; the verification's
+    error when there is one); it logs the answer's allocation and every method's as tables, each method's
+    parameters, the runs, and each figure as an image. Its identity goes into result["wandb_run"], so that
+    `sweep verify` can add its numbers to the same run."""
     if wb.get("mode", "offline") == "disabled":
         return
     import wandb
+
+    from sweep.fit.report import answer_of
 
     run = wandb.init(project=wb.get("project") or "sweep", entity=wb.get("entity"), group=group, job_type="fit",
                      mode=wb.get("mode", "offline"), dir=str(folder), config=result["config"],
@@ -63,12 +68,76 @@ def log_to_wandb(result: dict, folder: Path, plots: list[str], wb: dict, group: 
             run.log({f"{m}/parameters": table})
             run.summary[f"{m}/a"] = r["exponents"]["a"]
             run.summary[f"{m}/b"] = r["exponents"]["b"]
+        ans = answer_of(result)
+        run.summary.update(wandb_summary(ans, result.get("verification")))
+        tables = {"allocation/every_method": _every_allocation(result)}
+        if ans:
+            tables["allocation/answer"] = wandb.Table(columns=ALLOCATION_COLUMNS,
+                                                      data=[allocation_cells(row) for row in ans["rows"]])
+        run.log(tables)
         _log_runs(run, result["data"]["points"])
-        run.log({f"plots/{p}": wandb.Image(str(folder / p)) for p in plots})
+        run.log({f"figures/{Path(p).stem}": wandb.Image(str(folder / p), caption=p) for p in plots})
         result["wandb_run"] = {"id": run.id, "project": wb.get("project") or "sweep", "entity": wb.get("entity"),
                                "mode": wb.get("mode", "offline"), "group": group}
     finally:
         run.finish()
+
+
+ALLOCATION_COLUMNS = ["factor", "flops", "n_params", "n_params_lo", "n_params_hi", "n_tokens", "n_tokens_lo",
+                      "n_tokens_hi", "tokens_per_param", "tokens_per_param_lo", "tokens_per_param_hi", "loss",
+                      "loss_lo", "loss_hi"]
+"""The allocation table's columns in W&B: the answer at each budget, each estimate with its interval."""
+
+
+def allocation_cells(row: dict) -> list:
+    """One answer row (fit.json's answer["rows"][i]) as ALLOCATION_COLUMNS' cells; None where there is no interval."""
+    cells = [row["factor"], row["flops"]]
+    for key in ("n_params", "n_tokens", "tokens_per_param", "loss"):
+        iv = row[key].get("interval") or [None, None]
+        cells += [row[key]["value"], iv[0], iv[1]]
+    return cells
+
+
+def wandb_summary(ans: dict | None, verification: dict | None) -> dict:
+    """The fit's W&B summary fields: answer/a, answer/a_lo, answer/a_hi (and b), answer/<k>x/<quantity>[_lo|_hi]
+    for N*, D*, tokens/param and the new run's loss at each of the answer's budgets, and the verification's error,
+    coverage and measured loss when the fit has been verified."""
+    out: dict = {}
+    if ans:
+        out.update({"answer/source": ans["source"], "answer/law": ans["law"], "answer/determined": ans["determined"]})
+        for key in ("a", "b"):
+            iv = ans[key].get("interval") or [None, None]
+            out.update({f"answer/{key}": ans[key]["value"], f"answer/{key}_lo": iv[0], f"answer/{key}_hi": iv[1]})
+        for row in ans["rows"]:
+            at = f"answer/{row['factor']:.3g}x"
+            out[f"{at}/flops"] = row["flops"]
+            for key in ("n_params", "n_tokens", "tokens_per_param", "loss"):
+                iv = row[key].get("interval") or [None, None]
+                out.update({f"{at}/{key}": row[key]["value"], f"{at}/{key}_lo": iv[0], f"{at}/{key}_hi": iv[1]})
+    if verification:
+        lead = verification.get("recommended") or verification["method"]
+        m = verification["methods"].get(lead) or verification["methods"].get(verification["method"], {})
+        out.update({"verification/rel_error": m.get("rel_error"), "verification/covered": m.get("covered"),
+                    "verification/predicted": m.get("predicted"),
+                    "verification/measured_loss": verification["measured_loss"],
+                    "verification/extrapolation": verification["extrapolation"]})
+    return out
+
+
+def _every_allocation(result: dict):
+    """Every method's compute-optimal allocation rows (the appendix's table) as one W&B table."""
+    import wandb
+
+    cols = ["method", "flops", "factor", "n_star", "n_star_lo", "n_star_hi", "d_star", "d_star_lo", "d_star_hi",
+            "loss", "loss_pi_lo", "loss_pi_hi"]
+    table = wandb.Table(columns=cols)
+    for m in result["config"]["methods"]:
+        for row in (result.get(m) or {}).get("allocation") or []:
+            n_iv, d_iv = (row[k].get("interval") or [None, None] for k in ("n_star", "d_star"))
+            pi = row["loss"].get("prediction_interval") or [None, None]
+            table.add_data(m, row["flops"], row.get("extrapolation"), row["n_star"]["value"], *n_iv,
+                           row["d_star"]["value"], *d_iv, row["loss"]["value"], *pi)
+    return table
 
 
 def _log_runs(run, points: dict) -> None:

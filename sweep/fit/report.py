@@ -451,31 +451,26 @@ def lack_of_fit_line(lof: dict | None) -> str:
 
 
 def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
-    """What the report's predictions lead with (the stacking when there is one, else one method), why, and every
-    method's backtest score beside it."""
+    """What the report's predictions lead with (the default law, or the stacking where the backtest showed it
+    predicts better), why, the weights the backtest found, and every method's backtest score beside them."""
     if not rec or not rec.get("method"):
         return []
     lines = ["## Recommended prediction", ""]
-    stacked = len(rec.get("weights") or {}) > 1  # one method at weight 1 is that method, not a stacking
-    # a fit.json with the stacking's gate says whether the stacking leads or was weighed and not used
-    used = rec.get("stacked", stacked)
-    if stacked:
-        lines += ["**A stacking of the methods' predictive distributions** (Yao et al. 2018)"
-                  + ("" if used else f", weighed against the default ({rec.get('default') or rec['method']}) and "
-                                     f"not used: {rec['reason']}")
-                  + ", with the weights that maximise the mixture's log score on the leave-future-out backtest's "
-                    "held-out runs:",
-                  f"- a run at the compute optimum (`sweep verify`): **{listed(rec['weights'])}** (scored on each "
-                  "held-out budget's best run, by the methods that predicted it);"]
+    default = rec.get("default") or rec["method"]
+    if rec.get("stacked"):
+        lines += [f"**A stacking of the laws' predictive distributions** (Yao et al. 2018), shrunk toward the default "
+                  f"law ({default}): {rec['reason']}."]
+    else:
+        lines += [f"**{default}**: {rec['reason']}."]
+    if len(rec.get("weights") or {}) > 1:
+        lines += ["", "The stacking the backtest weighed" + (" (used)" if rec.get("stacked") else " (not used)") + ":",
+                  f"- a run at the compute optimum (`sweep verify`): {listed(rec['weights'])};"]
         if rec.get("weights_per_run"):
             lines.append(f"- a run at any N and D (`sweep predict n_params=... n_tokens=...`): "
-                         f"**{listed(rec['weights_per_run'])}** (laws of N and D only, scored on every held-out run "
-                         "the backtest scores).")
-        single = rec["method"] if rec["method"] in (rec.get("scores") or {}) else rec.get("default")
-        lines += ["", f"Best single method: {single}, {rec['reason']}; it is used alone where fewer "
-                      "than two weighted methods give a prediction with an interval.", ""]
-    else:
-        lines += [f"**{rec['method']}**: {rec['reason']}."]
+                         f"{listed(rec['weights_per_run'])}"
+                         + (" (used)." if rec.get("stacked_per_run") else " (not used).")
+                         + (f" Its gate: {rec['gate_per_run']['reason']}." if rec.get("gate_per_run") else ""))
+    lines.append("")
     per_split = (result.get("backtest") or {}).get("unit") == "split"
     lines += ["Every method stays below; the log score is the mean log density of each held-out run's measured loss "
               "under the method's PI (higher is better: small errors with honest intervals), "
@@ -484,13 +479,11 @@ def _recommended_lines(rec: dict | None, result: dict) -> list[str]:
                  "each held-out budget counted once."), "",
               "| method | log score | held-out budgets | mean abs error | furthest × fitted C: error |",
               "| --- | --- | --- | --- | --- |"]
-    mark = " (best single)" if stacked else " (recommended)"
     for m, sc in rec["scores"].items():
         ls = "n/a" if sc["log_score"] != sc["log_score"] else f"{sc['log_score']:.2f}"
         err = "n/a" if sc["mean_abs_error"] is None else f"{100 * sc['mean_abs_error']:.2f}%"
         far = "n/a" if not sc["furthest"] else f"{sc['furthest'][0]:.3g}x: {100 * sc['furthest'][1]:+.2f}%"
-        lead = rec["method"] if rec["method"] in rec["scores"] else rec.get("default")
-        lines.append(f"| {m}{mark if m == lead else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
+        lines.append(f"| {m}{' (default)' if m == default else ''} | {ls} | {sc['budgets']} | {err} | {far} |")
     return lines + [""]
 
 

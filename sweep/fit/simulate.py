@@ -180,3 +180,17 @@ def isoflop_sweep(law: Law, budgets, sizes_per_budget: int = 7, spacing: float =
 def new_run_loss(law: Law, n: float, d: float, noise: float, rng: np.random.Generator) -> float:
     """The measured loss of one more run at (N, D): the true law with the same run-to-run noise."""
     return float(law.loss(n, d) * np.exp(noise * rng.standard_normal()))
+
+
+def narrowest_halfwidth(rows: list[dict], coverage: float = 0.9) -> float:
+    """The median half-width of the rows' PIs, each widened or narrowed in log space about its prediction by one
+    factor k chosen after seeing the measured losses so that they cover exactly `coverage`: the narrowest these
+    point predictions and these relative widths allow at that coverage (not a prediction: an oracle's).
+    Each row's "ratios" is (PI low, PI high, measured loss), each over the prediction, or None (no interval)."""
+    r = np.array([x["ratios"] for x in rows if x.get("ratios")], float)
+    if not r.size:
+        return float("nan")
+    lo, hi, m = np.log(r.T)
+    need = np.where(m >= 0, m / np.maximum(hi, 1e-12), m / np.minimum(lo, -1e-12))  # the k that just covers each
+    k = np.sort(need)[int(np.ceil(coverage * len(need))) - 1]
+    return float(np.median((np.exp(k * hi) - np.exp(k * lo)) / 2))

@@ -33,6 +33,7 @@ and the 95% PI's median half-width over it. It ends with one line, law=<name> se
 recommended_<pi95|pi90|hw95|hw90|oracle90|err|ratio>_<10x|100x>=<f>. Targets: pi95 in [0.90, 0.98], ratio <= 1.3.
 
     python scripts/check_coverage.py --oracle --law curved_model --seeds 100 --n-bootstrap 100
+    python scripts/check_coverage.py --misfit   # each law's misfit to Chinchilla's form, noiseless
 
 Otherwise it ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f> approach1_a_bias=<f>
 approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
@@ -169,6 +170,31 @@ def oracle_summary(per_seed: list[dict], law_name: str) -> dict:
     return out
 
 
+
+def misfit_table(laws: dict) -> dict:
+    """How far each law is from Chinchilla's form: approach 3 fitted to the law's noiseless IsoFLOP sweep (no jitter),
+    its rms log residual over the sweep and its loss's error at the law's own optimum at 1x, 10x and 100x the
+    largest budget (what no interval can shrink: the misfit itself). Prints a table; returns the figures by key."""
+    budgets = np.logspace(18, 20, 5)
+    out = {}
+    print(f"{'law':14s} {'rms resid':>10s} " + " ".join(f"{'err ' + str(m) + 'x':>9s}" for m in (1, *MULTIPLES)))
+    for name, law_cls in laws.items():
+        law = law_cls()
+        runs = isoflop_sweep(law, budgets, noise=0.0, jitter=False)
+        result = fit(runs, FitConfig(n_bootstrap=0, methods=["approach3"], compare_conventions=False, backtest=False,
+                                     budgets=[]))
+        r = result["approach3"]
+        pred = [allocation.predict_at("approach3", r, x["n_params"], x["n_tokens"], 0.95)["value"] for x in runs]
+        rms = float(np.sqrt(np.mean(np.log(np.array(pred) / [x["loss"] for x in runs]) ** 2)))
+        errs = {}
+        for mult in (1, *MULTIPLES):
+            n, d, loss = law.optimum(float(budgets[-1] * mult))
+            errs[mult] = allocation.predict_at("approach3", r, float(n), float(d), 0.95)["value"] / float(loss) - 1
+        print(f"{name:14s} {rms:10.4f} " + " ".join(f"{100 * e:+8.2f}%" for e in errs.values()))
+        out[f"{name}_rms"] = rms
+        out.update({f"{name}_misfit_{m}x": e for m, e in errs.items() if m != 1})
+    return out
+
 GRID_SIZES = (1.06e7, 7.9e7, 1.54e8, 4.1e8)
 GRID_TOKENS_PER_PARAM = tuple(20.0 * m for m in (0.25, 0.5, 1, 2, 4, 8, 16, 32))
 GRID_TARGETS = ((1.44e9, 20.0), (1.44e9, 320.0), (6.9e9, 20.0))
@@ -217,6 +243,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=None,
                     help=f"seeds first-seed .. first-seed + seeds - 1 (default 0; {CALIBRATION_FIRST_SEED} for the "
                          f"calibration laws {', '.join(CALIBRATION_LAWS)})")
+    ap.add_argument("--misfit", action="store_true",
+                    help="only print each law's misfit to Chinchilla's form (approach 3 on its noiseless sweep)")
     ap.add_argument("--oracle", action="store_true",
                     help="score the recommended prediction against the oracle: its 95%% and 90%% PIs' coverage and "
                          "median half-width, the narrowest median half-width reaching 90%% coverage, and their ratio "
@@ -248,6 +276,10 @@ def main() -> None:
     if args.first_seed is None:
         args.first_seed = CALIBRATION_FIRST_SEED if args.law in CALIBRATION_LAWS else 0
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
+    if args.misfit:
+        m = misfit_table(LAWS)
+        print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        return
     law = LAWS[args.law]()
     t0 = time.perf_counter()
     per_seed = []

@@ -62,6 +62,7 @@ LAWS = {"chinchilla": Law, "model_term": ModelTermLaw, "data_term": DataTermLaw,
 CALIBRATION_FIRST_SEED = 1000
 """The calibration laws' first seed by default: seeds no sweep used before, so no choice has seen their draws."""
 ORACLE_COVERAGE = 0.9
+"""--oracle: the coverage the oracle's rescaled PIs reach, and the level of the second PI scored (issue 42's bar)."""
 
 
 def score_seed(law: Law, seed: int, args) -> dict:
@@ -168,7 +169,6 @@ def oracle_summary(per_seed: list[dict], law_name: str) -> dict:
               + ", ".join(f"{m} {k}" for m, k in sorted(leads.items(), key=lambda kv: -kv[1])))
         out.update({f"{k}_{mult}x": v for k, v in f.items()})
     return out
-
 
 
 def misfit_table(laws: dict) -> dict:

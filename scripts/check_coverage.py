@@ -35,8 +35,8 @@ recommended_<pi95|pi90|hw95|hw90|oracle90|err|ratio>_<10x|100x>=<f>. Targets: pi
     python scripts/check_coverage.py --oracle --law curved_model --seeds 100 --n-bootstrap 100
     python scripts/check_coverage.py --misfit   # each law's misfit to Chinchilla's form, noiseless
 
-Otherwise it ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f> approach1_a_bias=<f>
-approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
+Otherwise it ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f>
+approach1_a_bias=<f> approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
 <= 0.02 for approaches 1 and 3.
 """
 
@@ -317,7 +317,8 @@ def main() -> None:
             print(f"{m:18s} {len(rows):5d} {'':8s} {'':8s} {'':7s} {'':8s} " + " ".join(cells))
             continue
         summary[f"{m}_a_bias"] = float(a.mean() - law.a)
-        print(f"{m:18s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {a.std(ddof=1) if a.size > 1 else float('nan'):7.4f} "
+        sd = a.std(ddof=1) if a.size > 1 else float("nan")  # one seed has no spread
+        print(f"{m:18s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {sd:7.4f} "
               f"{np.mean(cov) if cov else float('nan'):8.3f} " + " ".join(cells))
     print(f"({time.perf_counter() - t0:.0f} s, {(time.perf_counter() - t0) / args.seeds:.1f} s per seed)")
     if args.oracle:

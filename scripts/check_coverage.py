@@ -36,8 +36,8 @@ recommended_<pi95|pi90|hw95|hw90|oracle90|err|ratio>_<10x|100x>=<f>. Targets: pi
     python scripts/check_coverage.py --misfit   # each law's misfit to Chinchilla's form, noiseless
 
 Otherwise it ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f>
-approach1_a_bias=<f> approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
-<= 0.02 for approaches 1 and 3.
+approach1_a_bias=<f> approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2
+and 3, |bias of a| <= 0.02 for approaches 1 and 3.
 """
 
 from __future__ import annotations

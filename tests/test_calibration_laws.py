@@ -79,7 +79,7 @@ def test_no_calibration_law_is_a_chinchilla_law(name):
     assert worst[1] in (0, per_budget.shape[1] - 1) or worst[0] in (0, len(BUDGETS) - 1)
 
 
-def test_the_curved_law_misfits_a_few_tenths_of_a_percent_or_more_at_100x():
+def test_the_curved_laws_misfit_grows_with_the_extrapolation():
     """The misfit grows with the extrapolation: the fitted Chinchilla law's loss at the true optimum of 100x the
     largest budget misses by over 0.5%, more than at the largest budget itself."""
     law = CurvedModelLaw()

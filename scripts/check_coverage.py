@@ -23,9 +23,21 @@ backtest, so each PI carries its lack-of-fit term, and the recommended predictio
 of methods) is scored too: at 10x and 100x, on the run `sweep verify` would train (the optimum of the method the
 at-optimum stacking weighs most), its PI's coverage and median half-width, beside approach 3's.
 
-Ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f> approach1_a_bias=<f>
-approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2 and 3, |bias of a|
-<= 0.02 for approaches 1 and 3.
+With --oracle (calibration laws: --law curved_model, data_floor or broken_model, sweep/fit/simulate.py; forms no
+default of the fitter was chosen on, drawn from seeds 1000 on unless --first-seed says otherwise) the script scores
+the recommended prediction of the run `sweep verify` would train at 10x and 100x: its 95% PI's coverage, its 90%
+PI's (the same predictive distribution's 5th to 95th percentiles: predict_run at interval level 0.9), their median
+half-widths, and the oracle: the narrowest median half-width reaching 90% coverage when all the seeds' 95% PIs are
+rescaled in log space about their predictions by one factor chosen after seeing the new runs (`narrowest_halfwidth`),
+and the 95% PI's median half-width over it. It ends with one line, law=<name> seeds=<n> first_seed=<n>
+recommended_<pi95|pi90|hw95|hw90|oracle90|err|ratio>_<10x|100x>=<f>. Targets: pi95 in [0.90, 0.98], ratio <= 1.3.
+
+    python scripts/check_coverage.py --oracle --law curved_model --seeds 100 --n-bootstrap 100
+    python scripts/check_coverage.py --misfit   # each law's misfit to Chinchilla's form, noiseless
+
+Otherwise it ends with one line: approach3_pi95_10x=<f> approach3_pi95_100x=<f> approach2_pi95_10x=<f>
+approach1_a_bias=<f> approach3_a_bias=<f>. Targets: prediction-interval coverage in [0.90, 0.98] for approaches 2
+and 3, |bias of a| <= 0.02 for approaches 1 and 3.
 """
 
 from __future__ import annotations
@@ -40,12 +52,17 @@ from sweep.fit import FitConfig, fit
 from sweep.fit import allocation, registry
 from sweep.fit.holdout import predict_run
 from sweep.fit.recommend import verification_method
-from sweep.fit.simulate import DataTermLaw, Law, ModelTermLaw, isoflop_sweep, new_run_loss
+from sweep.fit.simulate import (CALIBRATION_LAWS, DataTermLaw, Law, ModelTermLaw, isoflop_sweep, narrowest_halfwidth,
+                                new_run_loss)
 
 METHODS = registry.defaults()
 MULTIPLES = (10, 100)
-LAWS = {"chinchilla": Law, "model_term": ModelTermLaw, "data_term": DataTermLaw}
+LAWS = {"chinchilla": Law, "model_term": ModelTermLaw, "data_term": DataTermLaw, **CALIBRATION_LAWS}
 """--law: the true law of the simulated sweeps."""
+CALIBRATION_FIRST_SEED = 1000
+"""The calibration laws' first seed by default: seeds no sweep used before, so no choice has seen their draws."""
+ORACLE_COVERAGE = 0.9
+"""--oracle: the coverage the oracle's rescaled PIs reach, and the level of the second PI scored (issue 42's bar)."""
 
 
 def score_seed(law: Law, seed: int, args) -> dict:
@@ -79,26 +96,104 @@ def score_seed(law: Law, seed: int, args) -> dict:
             row[f"err_{mult}x"] = float(pred["value"] / measured - 1) if np.isfinite(pred["value"]) else None
             row[f"hw_{mult}x"] = None if not ok else float((pi[1] - pi[0]) / 2 / pred["value"])
         out[m] = row
-    rec = (result.get("recommended") or {}).get("method")
-    if args.backtest and rec in METHODS and out.get(rec):
-        row = {}
-        for mult in MULTIPLES:
-            c = float(budgets[-1] * mult)
-            # placed as `sweep verify` places its run: at the optimum of the method the leading prediction weighs most
-            placed, _ = verification_method(result, c)
-            alloc = allocation.allocation_row(placed, result[placed], c, result["data"]["flops_per_nd"], cfg.interval,
-                                              noise)
-            n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
-            measured = new_run_loss(law, n, d, args.noise, rng)
-            p = predict_run(result, n, d, 6.0 * n * d, measured)
-            v = p["methods"][p["recommended"]]
-            pi = v.get("interval")
-            row[f"pi_{mult}x"] = None if not pi else bool(pi[0] <= measured <= pi[1])
-            row[f"err_{mult}x"] = v.get("rel_error")
-            row[f"hw_{mult}x"] = None if not pi else float((pi[1] - pi[0]) / 2 / v["predicted"])
-        out["recommended"] = row
+    if args.backtest:
+        out["recommended"] = score_recommended(result, budgets, cfg, noise, law, rng, args)
     return out
 
+
+def score_recommended(result: dict, budgets, cfg: FitConfig, noise, law: Law, rng, args) -> dict:
+    """The recommended prediction of the run `sweep verify` would train at each multiple of the largest budget: its
+    95% PI's coverage, error and half-width; its 90% PI (the same predictive distribution's 5th-95th percentiles,
+    from predict_run with the fit's interval level set to 0.9); and the 95% PI's ends and the measured loss over the
+    prediction ("ratios", for `narrowest_halfwidth`). A multiple with no recommended prediction scores None."""
+    at90 = {**result, "config": {**result["config"], "interval": ORACLE_COVERAGE}}
+    row = {}
+    for mult in MULTIPLES:
+        c = float(budgets[-1] * mult)
+        # placed as `sweep verify` places its run: at the optimum of the method the leading prediction weighs most
+        placed, _ = verification_method(result, c)
+        if result.get(placed, {}).get("status") != "ok":  # nothing fitted to place the run with
+            row.update({f"{k}_{mult}x": None for k in ("pi", "pi90", "err", "hw", "hw90", "ratios", "lead")})
+            continue
+        alloc = allocation.allocation_row(placed, result[placed], c, result["data"]["flops_per_nd"], cfg.interval,
+                                          noise)
+        n, d = alloc["n_star"]["value"], alloc["d_star"]["value"]
+        measured = new_run_loss(law, n, d, args.noise, rng)
+        p = predict_run(result, n, d, 6.0 * n * d, measured)
+        v = p["methods"].get(p["recommended"] or "", {})
+        pi = v.get("interval") if v.get("predicted") else None
+        pi90 = predict_run(at90, n, d, 6.0 * n * d, measured)["methods"].get(p["recommended"] or "", {}).get(
+            "interval") if pi else None
+        row[f"pi_{mult}x"] = None if not pi else bool(pi[0] <= measured <= pi[1])
+        row[f"pi90_{mult}x"] = None if not pi90 else bool(pi90[0] <= measured <= pi90[1])
+        row[f"err_{mult}x"] = v.get("rel_error")
+        row[f"hw_{mult}x"] = None if not pi else float((pi[1] - pi[0]) / 2 / v["predicted"])
+        row[f"hw90_{mult}x"] = None if not pi90 else float((pi90[1] - pi90[0]) / 2 / v["predicted"])
+        row[f"ratios_{mult}x"] = None if not pi else (pi[0] / v["predicted"], pi[1] / v["predicted"],
+                                                      measured / v["predicted"])
+        row[f"lead_{mult}x"] = p["recommended"]
+    return row
+
+
+def oracle_summary(per_seed: list[dict], law_name: str) -> dict:
+    """Per multiple, over the seeds: the recommended 95% and 90% PIs' coverage and median half-widths, the oracle
+    (`narrowest_halfwidth` at 90% over all the seeds' 95% PIs, rescaled by one factor after seeing the new runs) and
+    the 95% PI's median half-width over it. Prints a table; returns the figures by key."""
+    rows = [p["recommended"] for p in per_seed if p.get("recommended")]
+    out = {}
+    print(f"recommended prediction, the run `sweep verify` would train ({law_name}, {len(rows)} seeds):")
+    print(f"{'multiple':>8s} {'runs':>5s} {'pi95 cov':>9s} {'pi90 cov':>9s} {'hw95':>7s} {'hw90':>7s} "
+          f"{'oracle90':>9s} {'hw95/or':>8s} {'|err|':>7s}  leads")
+    for mult in MULTIPLES:
+        scored = [r for r in rows if r.get(f"pi_{mult}x") is not None]
+
+        def med(key):
+            vals = [r[key] for r in scored if r.get(key) is not None]
+            return float(np.median(vals)) if vals else float("nan")
+
+        def mean(key):
+            vals = [r[key] for r in scored if r.get(key) is not None]
+            return float(np.mean(vals)) if vals else float("nan")
+
+        oracle = narrowest_halfwidth([{"ratios": r[f"ratios_{mult}x"]} for r in scored], ORACLE_COVERAGE)
+        f = {"pi95": mean(f"pi_{mult}x"), "pi90": mean(f"pi90_{mult}x"), "hw95": med(f"hw_{mult}x"),
+             "hw90": med(f"hw90_{mult}x"), "oracle90": oracle,
+             "err": float(np.median([abs(r[f"err_{mult}x"]) for r in scored if r.get(f"err_{mult}x") is not None]
+                                    or [np.nan]))}
+        f["ratio"] = f["hw95"] / oracle if oracle > 0 else float("nan")
+        leads = {}
+        for r in scored:
+            leads[r[f"lead_{mult}x"]] = leads.get(r[f"lead_{mult}x"], 0) + 1
+        print(f"{str(mult) + 'x':>8s} {len(scored):5d} {f['pi95']:9.3f} {f['pi90']:9.3f} {f['hw95']:7.4f} "
+              f"{f['hw90']:7.4f} {f['oracle90']:9.4f} {f['ratio']:8.2f} {f['err']:7.4f}  "
+              + ", ".join(f"{m} {k}" for m, k in sorted(leads.items(), key=lambda kv: -kv[1])))
+        out.update({f"{k}_{mult}x": v for k, v in f.items()})
+    return out
+
+
+def misfit_table(laws: dict) -> dict:
+    """How far each law is from Chinchilla's form: approach 3 fitted to the law's noiseless IsoFLOP sweep (no jitter),
+    its rms log residual over the sweep and its loss's error at the law's own optimum at 1x, 10x and 100x the
+    largest budget (what no interval can shrink: the misfit itself). Prints a table; returns the figures by key."""
+    budgets = np.logspace(18, 20, 5)
+    out = {}
+    print(f"{'law':14s} {'rms resid':>10s} " + " ".join(f"{'err ' + str(m) + 'x':>9s}" for m in (1, *MULTIPLES)))
+    for name, law_cls in laws.items():
+        law = law_cls()
+        runs = isoflop_sweep(law, budgets, noise=0.0, jitter=False)
+        result = fit(runs, FitConfig(n_bootstrap=0, methods=["approach3"], compare_conventions=False, backtest=False,
+                                     budgets=[]))
+        r = result["approach3"]
+        pred = [allocation.predict_at("approach3", r, x["n_params"], x["n_tokens"], 0.95)["value"] for x in runs]
+        rms = float(np.sqrt(np.mean(np.log(np.array(pred) / [x["loss"] for x in runs]) ** 2)))
+        errs = {}
+        for mult in (1, *MULTIPLES):
+            n, d, loss = law.optimum(float(budgets[-1] * mult))
+            errs[mult] = allocation.predict_at("approach3", r, float(n), float(d), 0.95)["value"] / float(loss) - 1
+        print(f"{name:14s} {rms:10.4f} " + " ".join(f"{100 * e:+8.2f}%" for e in errs.values()))
+        out[f"{name}_rms"] = rms
+        out.update({f"{name}_misfit_{m}x": e for m, e in errs.items() if m != 1})
+    return out
 
 GRID_SIZES = (1.06e7, 7.9e7, 1.54e8, 4.1e8)
 GRID_TOKENS_PER_PARAM = tuple(20.0 * m for m in (0.25, 0.5, 1, 2, 4, 8, 16, 32))
@@ -145,15 +240,24 @@ def grid_summary(per_seed: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=50)
-    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help=f"seeds first-seed .. first-seed + seeds - 1 (default 0; {CALIBRATION_FIRST_SEED} for the "
+                         f"calibration laws {', '.join(CALIBRATION_LAWS)})")
+    ap.add_argument("--misfit", action="store_true",
+                    help="only print each law's misfit to Chinchilla's form (approach 3 on its noiseless sweep)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="score the recommended prediction against the oracle: its 95%% and 90%% PIs' coverage and "
+                         "median half-width, the narrowest median half-width reaching 90%% coverage, and their ratio "
+                         "(needs the backtest)")
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--interval-key", default="prediction_interval", choices=["prediction_interval", "interval"],
                     help="score the prediction interval (default) or the law's confidence interval against new runs")
     ap.add_argument("--law", default="chinchilla", choices=list(LAWS),
                     help="the true law: Hoffmann et al.'s (every method's family holds it), one whose model exponent "
-                         "drifts with D (outside every family), or one whose data exponent drifts with N (the "
-                         "`drift` method's family)")
+                         "drifts with D (outside every family), one whose data exponent drifts with N (the "
+                         "`drift` method's family), or a calibration law no default was chosen on: a curvature in "
+                         "log N, a D-dependent floor, a broken power law in N (sweep/fit/simulate.py)")
     ap.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=None,
                     help="run the within-data backtest (lack-of-fit term, recommended prediction); default: with "
                          "--law model_term or data_term")
@@ -166,8 +270,16 @@ def main() -> None:
     args = ap.parse_args()
     METHODS[:] = args.methods.split(",")
     if args.backtest is None:
-        args.backtest = args.law != "chinchilla"
+        args.backtest = args.law != "chinchilla" or args.oracle
+    if args.oracle and (not args.backtest or args.design != "isoflop"):
+        ap.error("--oracle scores the recommended prediction on IsoFLOP sweeps: it needs the backtest")
+    if args.first_seed is None:
+        args.first_seed = CALIBRATION_FIRST_SEED if args.law in CALIBRATION_LAWS else 0
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
+    if args.misfit:
+        m = misfit_table(LAWS)
+        print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        return
     law = LAWS[args.law]()
     t0 = time.perf_counter()
     per_seed = []
@@ -205,9 +317,15 @@ def main() -> None:
             print(f"{m:18s} {len(rows):5d} {'':8s} {'':8s} {'':7s} {'':8s} " + " ".join(cells))
             continue
         summary[f"{m}_a_bias"] = float(a.mean() - law.a)
-        print(f"{m:18s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {a.std(ddof=1):7.4f} "
+        sd = a.std(ddof=1) if a.size > 1 else float("nan")  # one seed has no spread
+        print(f"{m:18s} {len(rows):5d} {a.mean():8.4f} {a.mean() - law.a:+8.4f} {sd:7.4f} "
               f"{np.mean(cov) if cov else float('nan'):8.3f} " + " ".join(cells))
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    print(f"({time.perf_counter() - t0:.0f} s, {(time.perf_counter() - t0) / args.seeds:.1f} s per seed)")
+    if args.oracle:
+        o = oracle_summary(per_seed, args.law)
+        print(f"law={args.law} seeds={args.seeds} first_seed={args.first_seed} "
+              + " ".join(f"recommended_{k}={v:.4f}" for k, v in o.items()))
+        return
     keys = ["approach3_pi95_10x", "approach3_pi95_100x", "approach2_pi95_10x", "approach1_a_bias", "approach3_a_bias"]
     if args.backtest:
         keys += ["recommended_pi95_10x", "recommended_pi95_100x", "recommended_hw_10x", "approach3_hw_10x"]

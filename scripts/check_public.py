@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.fit import registry
+from sweep.fit.simulate import narrowest_halfwidth  # noqa: F401  (shared with check_coverage; tests import it here)
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "data" / "published"
@@ -160,19 +161,6 @@ def hindsight(scored: list[dict]) -> list[dict]:
         if full:
             out += min(full.values(), key=lambda v: np.percentile([r["error"] for r in v], 90))
     return out
-
-
-def narrowest_halfwidth(rows: list[dict], coverage: float = 0.9) -> float:
-    """The median half-width of the rows' PIs, each widened or narrowed in log space about its prediction by one
-    factor k chosen after seeing the measured losses so that they cover exactly `coverage`: the narrowest these
-    point predictions and these relative widths allow at that coverage (not a prediction: an oracle's)."""
-    r = np.array([x["ratios"] for x in rows if x.get("ratios")], float)
-    if not r.size:
-        return float("nan")
-    lo, hi, m = np.log(r.T)
-    need = np.where(m >= 0, m / np.maximum(hi, 1e-12), m / np.minimum(lo, -1e-12))  # the k that just covers each
-    k = np.sort(need)[int(np.ceil(coverage * len(need))) - 1]
-    return float(np.median((np.exp(k * hi) - np.exp(k * lo)) / 2))
 
 
 def figures(a: np.ndarray) -> np.ndarray:

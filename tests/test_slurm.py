@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from sweep.run.preempt import REQUEUE_ENV, requeue_slurm_job
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def slurm_up() -> bool:
@@ -34,6 +34,8 @@ def cluster():
     assert slurm_up()
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_sweep_through_slurm(cluster, tmp_path, results, run_sweep):
     slurm = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10",
              "hydra.launcher.cpus_per_task=1")
@@ -82,6 +84,8 @@ def reference(tmp_path_factory, sweep_args, results):
     proc.kill()
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_a_job_that_hits_its_time_limit_is_requeued_and_ends_with_the_uninterrupted_loss(
         cluster, tmp_path, run_sweep, results, reference):
     # A 2-minute limit with SIGUSR2 45 s before it. slurmctld checks limits every 30 s and sends the warning at the
@@ -99,6 +103,8 @@ def test_a_job_that_hits_its_time_limit_is_requeued_and_ends_with_the_uninterrup
     assert result["final_train_loss"] == expected["final_train_loss"]
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted_loss(
         cluster, tmp_path, sweep_args, results, reference):
     # `scancel --signal=USR2` as a preemption would: within submitit's guaranteed time, so not counted as a timeout
@@ -112,9 +118,8 @@ def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted
             if steps and steps[0] >= 1000:
                 break
             time.sleep(1)
-        jobs = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, check=True).stdout.split()
-        assert len(jobs) == 1, jobs
-        subprocess.run(["scancel", "--signal=USR2", jobs[0]], check=True)
+        (job,) = sweep_jobs(tmp_path)
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
         out, _ = proc.communicate(timeout=900)
     finally:
         proc.kill()
@@ -127,6 +132,8 @@ def test_a_job_sent_usr2_checkpoints_is_requeued_and_ends_with_the_uninterrupted
     assert result["final_train_loss"] == expected["final_train_loss"]
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_a_gpu_sized_run_in_a_slurm_job_without_a_gpu_is_refused(cluster, tmp_path, run_sweep):
     """train.device=cuda submitted to this CPU-only cluster with the CPU launcher: each job refuses before its run
     folder exists, says why and how to get a GPU, and spends no training time."""
@@ -139,3 +146,150 @@ def test_a_gpu_sized_run_in_a_slurm_job_without_a_gpu_is_refused(cluster, tmp_pa
     assert "hydra/launcher=slurm_gpu" in err and "train.device=cpu" in err
     runs = tmp_path / "results" / "t" / "runs"
     assert not runs.exists() or not any(runs.iterdir())
+
+
+# --- SIGTERM: the job requeues itself ---------------------------------------------------------------------------
+# A run of a few thousand steps (~20-30 s on one core) with a checkpoint every 100 steps: long enough to be
+# signalled mid-training after a checkpoint, short enough for CI.
+SHORT_RUN = ("experiment.flops_budgets=[1.5e11]", "experiment.target_params_non_embedding=[12000]",
+             "data.allow_repeat=true", "train.dtype=fp32", "train.checkpoint_interval=100")
+
+
+@pytest.fixture(scope="module")
+def short_reference(tmp_path_factory, sweep_args, results):
+    """SHORT_RUN uninterrupted and launched locally, on the second core while the SLURM job trains."""
+    folder = tmp_path_factory.mktemp("short_reference")
+    proc = subprocess.Popen(sweep_args(folder, "run", *SHORT_RUN), cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    done: dict = {}
+
+    def wait() -> dict:
+        if not done:
+            out, _ = proc.communicate(timeout=900)
+            assert proc.returncode == 0, out[-3000:]
+            (done["result"],) = results(folder).values()
+        return done["result"]
+
+    yield wait
+    proc.kill()
+
+
+def signal_once_checkpointed(folder: Path, proc: subprocess.Popen, *scancel: str, min_step: int = 300) -> str:
+    """Wait until the only run of the sweep in `folder` has a checkpoint and is at `min_step` or later, then
+    `scancel *scancel JOB` its SLURM job; the job id."""
+    run = folder / "results" / "t" / "runs"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert proc.poll() is None, "the sweep ended before its job was signalled"
+        progress = [p for p in run.glob("*/progress.json") if (p.parent / "checkpoint.pt").exists()]
+        try:
+            if progress and json.loads(progress[0].read_text()).get("step", 0) >= min_step:
+                break
+        except ValueError:  # read while being replaced
+            pass
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the run never reached a checkpoint")
+    (job,) = sweep_jobs(folder)
+    subprocess.run(["scancel", *scancel, job], check=True)
+    return job
+
+
+def sweep_jobs(folder: Path) -> list:
+    """The SLURM job ids of the sweep in `folder` (submitit keeps a folder per job), not other users' jobs."""
+    return sorted(p.name for p in (folder / "results" / "t" / "multirun" / ".submitit").iterdir()
+                  if p.is_dir() and p.name.isdigit())
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_job_sent_sigterm_checkpoints_requeues_itself_and_ends_with_the_uninterrupted_loss(
+        cluster, tmp_path, sweep_args, results, short_reference):
+    # `scancel --signal=TERM`, as a preemption with a grace time signals a job: submitit's own SIGTERM handler
+    # only logs, so without the job's own requeue it would end here, its run stopped half-way.
+    proc = subprocess.Popen(sweep_args(tmp_path, "run", *SHORT_RUN, *SLURM, "hydra.launcher.timeout_min=30"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job = signal_once_checkpointed(tmp_path, proc, "--signal=TERM")
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    logs = job_logs(tmp_path)
+    assert f"requeued SLURM job {job} after SIGTERM" in logs, logs[-3000:]
+    resumed = [line for line in logs.splitlines() if "resuming" in line]
+    assert len(resumed) == 1 and int(resumed[0].split(" at step ")[1].split("/")[0]) >= 300, logs[-3000:]
+    (result,) = results(tmp_path).values()
+    assert proc.returncode == 0 and result["status"] == "done", out[-3000:]
+    expected = short_reference()
+    assert result["final_val_loss"] == expected["final_val_loss"]  # bit-exact: the requeue lost no step
+    assert result["final_train_loss"] == expected["final_train_loss"]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_cancelled_job_is_not_requeued(cluster, tmp_path, sweep_args, results):
+    # A plain `scancel` also sends SIGTERM, but SLURM has marked the job cancelled by then: it must stay
+    # cancelled (`scontrol requeue` would bring it back), its run stopped at a checkpoint. Without accounting
+    # (this cluster) submitit cannot tell that the job ended, so the driver is not waited for.
+    proc = subprocess.Popen(sweep_args(tmp_path, "run", *SHORT_RUN, *SLURM, "hydra.launcher.timeout_min=30"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job = signal_once_checkpointed(tmp_path, proc, min_step=100)
+        deadline = time.time() + 120
+        while "not requeued" not in job_logs(tmp_path) and time.time() < deadline:
+            time.sleep(1)
+        # a requeued job is listed again at once, pending; wait past the cluster's credential expiry and a
+        # scheduling pass (cred_expire=10, bf_interval=5) in case it is not
+        time.sleep(20)
+        queued = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, check=True).stdout.split()
+    finally:
+        proc.kill()
+    logs = job_logs(tmp_path)
+    assert f"SLURM job {job} is COMPLETING: not requeued" in logs, logs[-3000:]
+    assert job not in queued
+    assert not results(tmp_path)  # no result: the run stopped and was not recorded as failed
+    assert (next((tmp_path / "results" / "t" / "runs").iterdir()) / "checkpoint.pt").exists()
+
+
+# --- when a job requeues itself: squeue and scontrol stand in here for a cluster (the cluster tests above use
+# the real ones) ------------------------------------------------------------------------------------------------
+JOB = {"SLURM_JOB_ID": "42", "SUBMITIT_EXECUTOR": "slurm"}
+
+
+def requeue_calls(environ: dict, state: str | None, returncode: int = 0) -> tuple:
+    asked, ran = [], []
+
+    def state_of(job):
+        asked.append(job)
+        return state
+
+    def run(cmd, **kwargs):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, returncode, "", "" if returncode == 0 else "Invalid job id")
+
+    said = requeue_slurm_job(environ, state_of, run)
+    return said, asked, ran
+
+
+def test_a_running_job_of_the_slurm_launcher_is_requeued():
+    said, asked, ran = requeue_calls(JOB, "RUNNING")
+    assert asked == ["42"] and ran == [["scontrol", "requeue", "42"]]
+    assert said == "requeued SLURM job 42 after SIGTERM; it resumes from its checkpoint"
+
+
+@pytest.mark.parametrize("environ", [{}, {"SLURM_JOB_ID": "42"}, {**JOB, "SUBMITIT_EXECUTOR": "local"},
+                                     {**JOB, REQUEUE_ENV: "0"}])
+def test_outside_a_slurm_launcher_job_nothing_is_requeued(environ):
+    # by hand in some other job, under the local executor, or a run whose parent requeues for it
+    assert requeue_calls(environ, "RUNNING") == (None, [], [])
+
+
+@pytest.mark.parametrize("state", ["COMPLETING", "PENDING", None])
+def test_a_job_slurm_is_already_ending_is_not_requeued(state):
+    said, asked, ran = requeue_calls(JOB, state)
+    assert asked == ["42"] and ran == [] and "not requeued" in said
+
+
+def test_a_failed_requeue_is_reported_not_raised():
+    said, _, ran = requeue_calls(JOB, "RUNNING", returncode=1)
+    assert ran and said == "could not requeue SLURM job 42 after SIGTERM: Invalid job id"

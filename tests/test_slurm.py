@@ -293,3 +293,68 @@ def test_a_job_slurm_is_already_ending_is_not_requeued(state):
 def test_a_failed_requeue_is_reported_not_raised():
     said, _, ran = requeue_calls(JOB, "RUNNING", returncode=1)
     assert ran and said == "could not requeue SLURM job 42 after SIGTERM: Invalid job id"
+
+
+# --- tiny runs sharing one SLURM job ----------------------------------------------------------------------------
+
+
+def h100_runs(*targets: float) -> list:
+    """Planned CUDA runs shaped as the *_h100 experiments shape them, one per target size, 100 steps each."""
+    from sweep.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+    from sweep.ladder.grid import planned_run, shape_for_params
+
+    base = RunConfig(tokenizer=TokenizerConfig(vocab_size=16384),
+                     train=TrainConfig(batch_size=32, tokens_per_step=262144, device="cuda"))
+    return [planned_run(i, base, shape_for_params(t, 64, 64, ModelConfig(seq_len=1024), 16384), 100, 16384, {})
+            for i, t in enumerate(targets)]
+
+
+def test_runs_are_grouped_most_flops_first_up_to_one_gpus_shares():
+    from types import SimpleNamespace
+
+    from sweep.launch.slurm_pack import pack_groups
+
+    runs = [SimpleNamespace(index=i, flops=f) for i, f in enumerate([5.0, 1.0, 4.0, 2.0, 3.0])]
+    assert pack_groups(runs, 4, {0: 2, 1: 1, 2: 2, 3: 1, 4: 1}) == [[0, 2], [4, 3, 1]]
+    assert pack_groups(runs, 4, {0: 4, 1: 1, 2: 3, 3: 1, 4: 1}) == [[0], [2, 4], [3, 1]]
+    assert pack_groups(runs, 1, {}) == [[0], [2], [4], [3], [1]]
+
+
+def test_tiny_cuda_runs_share_a_slurm_job_where_the_rule_packs_them():
+    from sweep.ladder.sweep_config import LaunchConfig
+    from sweep.launch.packing import GiB, decide_packing
+    from sweep.launch.slurm_pack import job_groups
+
+    runs = h100_runs(1e6, 1e6, 2e6, 2e6, 1e6)
+    k = decide_packing([r.cfg for r in runs], 80 * GiB).capacity
+    assert k > 1
+    stated = LaunchConfig(gpu_memory=80 * GiB)
+    grouping = job_groups(["hydra/launcher=slurm_gpu"], stated, runs)
+    assert grouping["capacity"] == k
+    assert sorted(i for g in grouping["groups"] for i in g) == [0, 1, 2, 3, 4]
+    assert all(sum(grouping["units"][str(i)] for i in g) <= k for g in grouping["groups"])
+    assert len(grouping["groups"]) < len(runs)
+    # one run per job: no GPU memory stated on the login node, another launcher, or runs that fill a GPU
+    assert job_groups(["hydra/launcher=slurm_gpu"], LaunchConfig(), runs) is None
+    assert job_groups(["hydra/launcher=parallel"], stated, runs) is None
+    assert job_groups(["hydra/launcher=slurm_gpu"], stated, h100_runs(300e6, 300e6)) is None
+    # a count given outright
+    given = job_groups(["hydra/launcher=slurm"], LaunchConfig(runs_per_gpu=2), runs)
+    assert [len(g) for g in given["groups"]] == [2, 2, 1] and given["capacity"] == 2
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_runs_share_one_slurm_job_and_end_as_trained_apart(cluster, tmp_path, run_sweep, results):
+    # a CPU-only cluster: the "GPU" the two runs share is the job's two cores
+    for name in ("alone", "shared"):
+        (tmp_path / name).mkdir()
+    alone = run_sweep(tmp_path / "alone", "run", timeout=300)
+    shared = run_sweep(tmp_path / "shared", "run", *SLURM[:2], "hydra.launcher.cpus_per_task=2",
+                       "hydra.launcher.timeout_min=10", "launch.runs_per_gpu=2", timeout=600)
+    assert "launch: 2 runs in 1 SLURM jobs" in shared.stdout, shared.stdout[-3000:]
+    assert len(sweep_jobs(tmp_path / "shared")) == 1
+    expected, got = results(tmp_path / "alone"), results(tmp_path / "shared")
+    assert len(got) == 2 and {r["status"] for r in got.values()} == {"done"}, alone.stdout[-2000:]
+    assert sorted((r["run_name"], r["final_val_loss"]) for r in got.values()) == \
+        sorted((r["run_name"], r["final_val_loss"]) for r in expected.values())

@@ -345,16 +345,42 @@ def test_tiny_cuda_runs_share_a_slurm_job_where_the_rule_packs_them():
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_two_runs_share_one_slurm_job_and_end_as_trained_apart(cluster, tmp_path, run_sweep, results):
-    # a CPU-only cluster: the "GPU" the two runs share is the job's two cores
+def test_a_shared_job_sent_sigterm_requeues_once_and_both_runs_end_as_trained_apart(
+        cluster, tmp_path, sweep_args, results):
+    # two runs in one job (a CPU-only cluster: the "GPU" they share is the job's two cores), signalled once
+    # both have checkpointed; the same two runs trained locally, one after the other, give the losses
+    pair = (*SHORT_RUN, "experiment.flops_budgets=[1e11]", "experiment.target_params_non_embedding=[12000,6000]")
     for name in ("alone", "shared"):
         (tmp_path / name).mkdir()
-    alone = run_sweep(tmp_path / "alone", "run", timeout=300)
-    shared = run_sweep(tmp_path / "shared", "run", *SLURM[:2], "hydra.launcher.cpus_per_task=2",
-                       "hydra.launcher.timeout_min=10", "launch.runs_per_gpu=2", timeout=600)
-    assert "launch: 2 runs in 1 SLURM jobs" in shared.stdout, shared.stdout[-3000:]
-    assert len(sweep_jobs(tmp_path / "shared")) == 1
-    expected, got = results(tmp_path / "alone"), results(tmp_path / "shared")
-    assert len(got) == 2 and {r["status"] for r in got.values()} == {"done"}, alone.stdout[-2000:]
-    assert sorted((r["run_name"], r["final_val_loss"]) for r in got.values()) == \
-        sorted((r["run_name"], r["final_val_loss"]) for r in expected.values())
+    alone = subprocess.Popen(sweep_args(tmp_path / "alone", "run", *pair), cwd=tmp_path / "alone",
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    shared = subprocess.Popen(sweep_args(tmp_path / "shared", "run", *pair, *SLURM[:2], "hydra.launcher.cpus_per_task=2",
+                                         "hydra.launcher.timeout_min=30", "launch.runs_per_gpu=2"),
+                              cwd=tmp_path / "shared", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        runs = tmp_path / "shared" / "results" / "t" / "runs"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            assert shared.poll() is None
+            ready = [p for p in runs.glob("*/progress.json") if (p.parent / "checkpoint.pt").exists()]
+            try:
+                if len(ready) == 2 and all(json.loads(p.read_text()).get("step", 0) >= 300 for p in ready):
+                    break
+            except ValueError:
+                pass
+            time.sleep(0.5)
+        (job,) = sweep_jobs(tmp_path / "shared")
+        subprocess.run(["scancel", "--signal=TERM", job], check=True)
+        out, _ = shared.communicate(timeout=400)
+        ref, _ = alone.communicate(timeout=400)
+    finally:
+        shared.kill()
+        alone.kill()
+    assert "launch: 2 runs in 1 SLURM jobs" in out, out[-3000:]
+    logs = job_logs(tmp_path / "shared")
+    assert logs.count(f"requeued SLURM job {job}") == 1, logs[-3000:]  # by the job's process, after both stopped
+    assert logs.count("resuming") == 2, logs[-3000:]
+    got, expected = results(tmp_path / "shared"), results(tmp_path / "alone")
+    assert shared.returncode == 0 and {r["status"] for r in got.values()} == {"done"}, out[-3000:]
+    assert sorted((r["run_name"], r["final_val_loss"], r["final_train_loss"]) for r in got.values()) == \
+        sorted((r["run_name"], r["final_val_loss"], r["final_train_loss"]) for r in expected.values()), ref[-2000:]

@@ -376,7 +376,7 @@ def test_a_shared_job_sent_sigterm_requeues_once_and_both_runs_end_as_trained_ap
     finally:
         shared.kill()
         alone.kill()
-    assert "launch: 2 runs in 1 SLURM jobs" in out, out[-3000:]
+    assert "launch: 2 runs in 1 SLURM job," in out, out[-3000:]
     logs = job_logs(tmp_path / "shared")
     assert logs.count(f"requeued SLURM job {job}") == 1, logs[-3000:]  # by the job's process, after both stopped
     assert logs.count("resuming") == 2, logs[-3000:]

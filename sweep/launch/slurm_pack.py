@@ -93,7 +93,7 @@ def describe(grouping: dict) -> str:
     """One line for `sweep run`: how many jobs for how many runs, and why."""
     groups = grouping["groups"]
     n = sum(len(g) for g in groups)
-    return (f"launch: {n} runs in {len(groups)} SLURM jobs, up to {grouping['capacity']} shares of one job's GPU "
+    return (f"launch: {n} runs in {len(groups)} SLURM job{'s' if len(groups) > 1 else ''}, up to {grouping['capacity']} shares of one job's GPU "
             f"each (launch.runs_per_gpu / launch.gpu_memory; most FLOPs first, so a job's runs end together)")
 
 

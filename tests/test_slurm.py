@@ -5,6 +5,7 @@ Start the cluster first (as root, Debian/Ubuntu; ~15 s including the apt install
 The test runs when `sinfo` answers, or when SWEEP_TEST_SLURM=1 (then it starts the cluster itself).
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -384,3 +385,25 @@ def test_a_shared_job_sent_sigterm_requeues_once_and_both_runs_end_as_trained_ap
     assert shared.returncode == 0 and {r["status"] for r in got.values()} == {"done"}, out[-3000:]
     assert sorted((r["run_name"], r["final_val_loss"], r["final_train_loss"]) for r in got.values()) == \
         sorted((r["run_name"], r["final_val_loss"], r["final_train_loss"]) for r in expected.values()), ref[-2000:]
+
+
+@pytest.mark.parametrize("stops", [True, False], ids=["stopped", "finished first"])
+def test_the_previous_handler_gets_the_signal_only_when_the_run_stopped_for_it(stops):
+    # submitit's SIGUSR2 handler requeues and exits: a run that finished its last step before leaving the
+    # block has a result to write, not a checkpoint to resume from
+    import signal as signals
+
+    from sweep.run.preempt import Preempted, StopRequest
+
+    calls = []
+    before = signals.signal(signals.SIGUSR2, lambda signum, frame: calls.append(signum))
+    try:
+        with pytest.raises(Preempted) if stops else contextlib.nullcontext():
+            with StopRequest() as stop:
+                os.kill(os.getpid(), signals.SIGUSR2)
+                assert stop.signum == signals.SIGUSR2 and calls == []
+                if stops:
+                    raise Preempted(stop.signum, 3, 10)
+    finally:
+        signals.signal(signals.SIGUSR2, before)
+    assert calls == ([signals.SIGUSR2] if stops else [])

@@ -33,6 +33,7 @@ from sweep.ladder.planned import PlannedRun
 from sweep.ladder.sweep_config import LaunchConfig, SweepConfig
 from sweep.launch.packing import decide_packing, gpu_units
 from sweep.launch.slots import queue_order, write_queue
+from sweep.run.preempt import Preempted
 from sweep.store.results import write_json_atomic
 
 
@@ -145,11 +146,22 @@ def group_task(composed) -> dict:
     return run_group(from_omegaconf(composed))
 
 
+class GroupStopped(Preempted):
+    """A grouped job was asked to stop and all its runs have stopped at their checkpoints. A Preempted, so that
+    StopRequest requeues the job, and a BaseException, so that submitit records no result for it."""
+
+    def __init__(self, signum: int, members: List[int]):
+        self.signum, self.step, self.steps = signum, None, None
+        BaseException.__init__(self, f"stopped by {signal.Signals(signum).name}: runs {members} of this job "
+                                     f"left at their checkpoints")
+
+
 def run_group(sc: SweepConfig) -> dict:
     """Train the group led by run `sc.run_index`: one process per run sharing this job's GPU (or cores).
 
     A stop signal is passed on to the runs; once all have stopped at a checkpoint, this process requeues
-    the job (StopRequest) and exits without a result, so that submitit waits for the requeued job."""
+    the job (StopRequest) and leaves with GroupStopped, without a result, so that submitit waits for the
+    requeued job."""
     from sweep.launch.job import run_job
     from sweep.run.preempt import REQUEUE_ENV, StopRequest
 
@@ -175,11 +187,11 @@ def run_group(sc: SweepConfig) -> dict:
                         if p.poll() is None:
                             p.send_signal(stop.signum)
                 time.sleep(0.5)
+            if stop.signum is not None:  # StopRequest requeues the job as it leaves, now that every run stopped
+                raise GroupStopped(stop.signum, members)
     finally:
         shutil.rmtree(queue, ignore_errors=True)
     codes = {i: p.returncode for i, p in children.items()}
-    if stop.signum is not None:
-        raise SystemExit(f"stopped by {signal.Signals(stop.signum).name}: runs {members} left at their checkpoints")
     failed = {i: c for i, c in codes.items() if c != 0}
     if failed:
         raise RuntimeError(f"runs of this job's group exited with {failed} (their logs are in this job's log)")
@@ -215,8 +227,6 @@ def train_member(plan: str, index: int, queue: Path, capacity: int, gpu_memory: 
 
 
 def main(argv: List[str]) -> int:
-    from sweep.run.preempt import Preempted
-
     plan, index, queue, capacity, gpu_memory = argv
     try:
         train_member(plan, int(index), Path(queue), int(capacity), json.loads(gpu_memory))

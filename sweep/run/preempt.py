@@ -38,7 +38,8 @@ class StopRequest:
     SIGKILL; submitit asks SLURM for SIGUSR2 before the time limit and requeues the job from its own
     handler. Stopping at a step boundary with a fresh checkpoint loses no work, where dying mid-step
     would lose up to one checkpoint interval. On leaving, the handler that was there before (submitit's)
-    gets the signal it was installed for, so it can requeue once the checkpoint is on disk. submitit's
+    gets the signal it was installed for, so it can requeue once the checkpoint is on disk (only when the
+    block stops with Preempted: a run that finished first has nothing to resume). submitit's
     SIGTERM handler only logs, so after a SIGTERM inside a SLURM job this requeues the job itself
     (`requeue_slurm_job`), unless SLURM is already ending it. A second Ctrl-C interrupts at once.
     Signals can only be caught in the main thread; elsewhere this does nothing.
@@ -61,15 +62,18 @@ class StopRequest:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self.signum == signal.SIGTERM and self._previous:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # Only a run that stopped for the signal is requeued: one that finished its last step before it
+        # came must write its result, not be killed by the requeue and trained again from a checkpoint.
+        stopped = isinstance(exc, Preempted)
+        if stopped and self.signum == signal.SIGTERM and self._previous:
             # before the handlers are restored: requeueing makes SLURM send SIGTERM again, which must not
             # kill this process (the default action) before it has left the training loop cleanly
             requeue_slurm_job()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         previous = self._previous.get(self.signum) if self.signum is not None else None
-        if self.signum != signal.SIGINT and callable(previous):
+        if stopped and self.signum != signal.SIGINT and callable(previous):
             previous(self.signum, None)  # e.g. submitit's requeue, now that the checkpoint is written
 
 

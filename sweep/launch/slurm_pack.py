@@ -187,8 +187,9 @@ def run_group(sc: SweepConfig) -> dict:
                         if p.poll() is None:
                             p.send_signal(stop.signum)
                 time.sleep(0.5)
-            if stop.signum is not None:  # StopRequest requeues the job as it leaves, now that every run stopped
-                raise GroupStopped(stop.signum, members)
+            stopped = [i for i, p in children.items() if p.returncode != 0]
+            if stop.signum is not None and stopped:  # StopRequest requeues the job as it leaves, now that all stopped
+                raise GroupStopped(stop.signum, stopped)
     finally:
         shutil.rmtree(queue, ignore_errors=True)
     codes = {i: p.returncode for i, p in children.items()}

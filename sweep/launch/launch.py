@@ -25,6 +25,7 @@ from sweep.config import ConfigError, validate
 from sweep.ladder.branching import branch_cost, clear_branch_points, describe_cost
 from sweep.ladder.grid import (Grid, PlannedRun, adaptive_line, describe_dropped, family_line, planned_run,
                                run_hparams)
+from sweep.launch import slurm_pack
 from sweep.launch.job import hydra_multirun, write_job_plan
 from sweep.launch.mps import mps_status, private_mps
 from sweep.launch.packing import GpuInfo, Packing, detect_gpus
@@ -330,7 +331,12 @@ def _launch(sc: SweepConfig, g: Grid, overrides: List[str], wanted: set, retry: 
                         {i: share_units(g.runs[i].cfg, launch) for i in wave})
             plan = sweep_dir(sc.results_dir, sc.sweep_name).absolute() / "multirun" / "plans" / f"wave-{k}.json"
             write_job_plan(plan, [g.runs[i] for i in wave], dataclasses.replace(launch, queue=str(queue)))
+            grouping = slurm_pack.job_groups(overrides, sc.launch, [g.runs[i] for i in wave])
             try:
+                if grouping:  # tiny runs sharing a SLURM job's GPU
+                    print(slurm_pack.describe(grouping))
+                    rc = slurm_pack.launch_groups(overrides, plan, grouping) or rc
+                    continue
                 rc = hydra_multirun(overrides + [f"run_index={','.join(map(str, wave))}", f"launch.plan='{plan}'"]) or rc
             finally:
                 shutil.rmtree(queue, ignore_errors=True)

@@ -77,10 +77,16 @@ class StopRequest:
             previous(self.signum, None)  # e.g. submitit's requeue, now that the checkpoint is written
 
 
+SLURM_CALL_TIMEOUT = 5
+"""Seconds each squeue / scontrol call may take: both run inside SIGTERM's grace period (SLURM's KillWait, 30 s by
+default, or the preemption GraceTime), and a slow controller must not hold the job until SIGKILL."""
+
+
 def slurm_job_state(job_id: str) -> Optional[str]:
     """The job's state as squeue prints it (RUNNING, COMPLETING, ...), or None when squeue cannot say."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True,
+                              timeout=SLURM_CALL_TIMEOUT)
     except (OSError, subprocess.SubprocessError):
         return None
     states = proc.stdout.split()
@@ -109,7 +115,7 @@ def requeue_slurm_job(environ: Mapping[str, str] = os.environ,
         said = f"SLURM job {job} is {state or 'not known to squeue'}: not requeued (cancelled, timed out or already requeued)"
     else:
         try:
-            proc = run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+            proc = run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=SLURM_CALL_TIMEOUT)
             ok, why = proc.returncode == 0, (proc.stderr or proc.stdout or "").strip()
         except (OSError, subprocess.SubprocessError) as exc:
             ok, why = False, str(exc)

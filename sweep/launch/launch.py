@@ -112,8 +112,9 @@ def launch_line(sc: SweepConfig, launch: LaunchConfig, packing: Optional[Packing
     """How the runs are placed (describe_launch), or, for a CUDA sweep submitted from a machine without CUDA,
     that each job is placed on the GPU node it lands on."""
     if remote_device(sc):
-        return (f"launch: train.device={sc.train.device} on the nodes the jobs run on; this machine has no CUDA, so "
-                f"GPUs, packing and memory are decided there, one run per job")
+        return (f"launch: train.device={sc.train.device} on the nodes the jobs run on; this machine has no CUDA to "
+                f"measure, so each job takes one GPU there, one run per job unless launch.runs_per_gpu=K or "
+                f"launch.gpu_memory=BYTES lets tiny runs share a job (docs/slurm.md)")
     return describe_launch(sc.launch, launch, packing, gpus, mps_status())
 
 

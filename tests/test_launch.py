@@ -336,7 +336,7 @@ def test_a_cuda_sweep_plans_on_a_machine_without_cuda_and_runs_only_through_slur
         pytest.skip("the subprocesses would see this machine's CUDA")
     plan = run_sweep(tmp_path, "plan", "train.device=cuda", "launch.probe=true")
     assert "device cuda (no CUDA on this machine: resolved where each job runs" in plan.stdout
-    assert "GPUs, packing and memory are decided there" in plan.stdout and "no GPU for these runs" not in plan.stdout
+    assert "each job takes one GPU there" in plan.stdout and "no GPU for these runs" not in plan.stdout
     refused = run_sweep(tmp_path, "run", "train.device=cuda", check=False)
     assert refused.returncode == 2 and "hydra/launcher=slurm" in refused.stderr and "no CUDA" in refused.stderr
     assert not (tmp_path / "results" / "t" / "runs").exists()

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from sweep.fit import lse
-from sweep.fit.bootstrap import PI_REFITS, summarize
+from sweep.fit.bootstrap import PI_REFITS
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.method import MethodFit
 from sweep.fit.noise import Noise, from_fit, from_replicates

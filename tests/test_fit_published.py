@@ -84,7 +84,7 @@ def test_gadre_one_exponent_extrapolation_errors():
     cfg = FitConfig(n_bootstrap=0)
     data = prepare(pd.DataFrame({"n_params": train.N, "n_tokens": train.D, "loss": train.loss_c4_val}), cfg)
     method = registry.get("shared_exponent")
-    p = method.fit(data, cfg)["params"]
+    p = method.fit(data, cfg).params
     assert p["alpha"] == p["beta"] and p["alpha"] == pytest.approx(0.2729, abs=0.01)
     for name, published in (("rpj-open_lm_1b-32.0", 0.7103), ("rpj-open_lm_7b-1.0", 0.7320)):
         row = r[r.name == name].iloc[0]

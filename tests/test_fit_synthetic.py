@@ -181,5 +181,5 @@ def test_approach3_exponents_stay_non_negative():
             for n in np.logspace(6, 8, 5) for d in np.logspace(8, 10, 5)]
     cfg = FitConfig(n_bootstrap=20, compare_conventions=False, backtest=False, methods=["approach3"])
     out = approach3_run(prepare(runs, cfg, []), cfg)
-    assert out["params"]["alpha"] >= 0 and out["params"]["beta"] > 0
-    assert min(out["intervals"]["alpha"]) >= 0
+    assert out.params["alpha"] >= 0 and out.params["beta"] > 0
+    assert min(out.intervals["alpha"]) >= 0

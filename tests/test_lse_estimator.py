@@ -35,8 +35,9 @@ def sections() -> dict:
     """Each method's fit.json section on the simulated sweep, without its timings."""
     cfg = FitConfig(**CFG)
     data = prepare(isoflop_sweep(Law(), np.logspace(18, 20, 5), seed=1), cfg)
-    out = {name: _strip(registry.get(name).fit(data, cfg)) for name in METHODS}
-    out[NO_LAW_INTERVALS] = _strip(registry.get("approach3").fit(data, FitConfig(**{**CFG, "law_intervals": False})))
+    out = {name: _strip(registry.get(name).fit(data, cfg).section()) for name in METHODS}
+    out[NO_LAW_INTERVALS] = _strip(registry.get("approach3").fit(data, FitConfig(**{**CFG, "law_intervals": False}))
+                                   .section())
     return out
 
 

@@ -28,10 +28,10 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from sweep.fit import approach3
-from sweep.fit.bootstrap import PI_REFITS, summarize
+from sweep.fit.bootstrap import PI_REFITS
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.laws import chinchilla_optimum
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.noise import from_fit, from_replicates
 from sweep.fit.powerlaw import loss_law, loss_laws, power_law_value
 from sweep.fit.selection import valley_runs
@@ -146,8 +146,8 @@ def refits(v, k: float, theta: np.ndarray, cfg: FitConfig, draws: list) -> np.nd
     return np.column_stack([np.array(shapes), law[:, [2, 1, 0]], np.full(len(draws), k)])
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """This method's section of fit.json: the shape, the levels and their L*(C), both bootstraps, residuals."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """This method's fit: the shape, the levels and their L*(C), both bootstraps, residuals (extra "anchor")."""
     idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
     v = data.subset(idx)
     n_budgets = np.unique(v.budget).size if idx.size else 0
@@ -169,23 +169,22 @@ def run(data, cfg: FitConfig) -> dict:
     if cfg.n_bootstrap > 0 and cfg.law_intervals:
         draws = [(rows, v.loss[rows]) for rows in (_within_budgets(v.budget, rng) for _ in range(cfg.n_bootstrap))]
         samples = refits(v, k, theta, cfg, draws)
-    out = summarize(point, samples, NAMES, cfg.interval)
-    out["bootstrap"] = "valley runs resampled with replacement within each budget"
     nz = from_replicates(v) or from_fit(resid, v, len(SHAPE) + x.size, "the anchored fit")
-    out["noise"] = nz.as_dict()
+    pis = None
     if cfg.n_bootstrap > 0 and nz.ok:
         fitted = y[np.unique(v.budget, return_inverse=True)[1].ravel()] + penalty(point, v.n, v.d)
         rows = np.arange(idx.size)
         draws = [(rows, fitted * np.exp(nz.sigma * rng.standard_normal(idx.size)))
                  for _ in range(min(cfg.n_bootstrap, PI_REFITS))]
-        out["pi_samples"] = {"names": NAMES, "values": np.round(refits(v, k, theta, cfg, draws), 10).tolist()}
-    out["residuals"] = (np.log(data.loss) - np.log(loss_at(point, data.n, data.d))).tolist()
-    out["diagnostics"] = {"residual_rms": float(np.sqrt(np.mean(resid ** 2))),
-                          "residual_max": float(np.max(np.abs(resid)))}
-    out["anchor"] = {"runs": int(idx.size), "of": int(data.loss.size), "budgets": int(n_budgets),
-                     "window": cfg.parabola_window, "levels": [[float(c), float(l)] for c, l in zip(x, y)],
-                     "level_rms": float(np.sqrt(np.mean((np.log(y) - np.log(frontier_loss(point, x))) ** 2)))}
-    return out
+        pis = refits(v, k, theta, cfg, draws)
+    return MethodFit.summarized(
+        point, samples, NAMES, cfg.interval, bootstrap="valley runs resampled with replacement within each budget",
+        noise=nz, pi_samples=pis, residuals=np.log(data.loss) - np.log(loss_at(point, data.n, data.d)),
+        diagnostics={"residual_rms": float(np.sqrt(np.mean(resid ** 2))),
+                     "residual_max": float(np.max(np.abs(resid)))},
+        extra={"anchor": {"runs": int(idx.size), "of": int(data.loss.size), "budgets": int(n_budgets),
+                          "window": cfg.parabola_window, "levels": [[float(c), float(l)] for c, l in zip(x, y)],
+                          "level_rms": float(np.sqrt(np.mean((np.log(y) - np.log(frontier_loss(point, x))) ** 2)))}})
 
 
 def report(r: dict, fit: dict) -> list:

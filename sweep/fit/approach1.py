@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.bootstrap import resample_indices, summarize
-from sweep.fit.method import Method
+from sweep.fit.bootstrap import resample_indices
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.powerlaw import (FRONTIER_NAMES, NO_LAW, frontier_exponents, frontier_optimum, loss_law, loss_laws,
                                 no_law_lines)
 
@@ -173,21 +173,22 @@ def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int) -> np.ndarray | None
     return np.column_stack([np.array(stage, float), loss_laws(xs, ys, cfg)])
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 1's section of fit.json: the point fit, the bootstrap over runs and the envelope."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """Approach 1's fit: the point fit, the bootstrap over runs and the envelope (extra "frontier", "envelope")."""
     point = fit_point(data, cfg)
-    out = summarize(point, bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed), NAMES, cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
     env = point["envelope"]
-    out["frontier"] = [int(i) for i in point["frontier"]]
-    out["envelope"] = {k: np.asarray(v).tolist() for k, v in env.items()}
-    out["diagnostics"] = {"source": point["source"], "envelope_points": int(env["run"].size),
-                          "runs_on_envelope": len(out["frontier"]), "sizes_on_envelope": int(np.unique(env["n"]).size)}
+    frontier_runs = [int(i) for i in point["frontier"]]
+    notes = []
     if cfg.approach1_curves and point["source"] == "final":
-        out["notes"] = ["approach 1: no training curves in the input (a table carries final losses only; a results "
-                        "folder needs each run's metrics.jsonl, a W&B run its logged tokens and val_loss), so its "
-                        "envelope is each budget's best final loss, which needs runs at many compute budgets"]
-    return out
+        notes = ["approach 1: no training curves in the input (a table carries final losses only; a results "
+                 "folder needs each run's metrics.jsonl, a W&B run its logged tokens and val_loss), so its "
+                 "envelope is each budget's best final loss, which needs runs at many compute budgets"]
+    return MethodFit.summarized(
+        point, bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed), NAMES, cfg.interval,
+        bootstrap="runs resampled with replacement", notes=notes,
+        diagnostics={"source": point["source"], "envelope_points": int(env["run"].size),
+                     "runs_on_envelope": len(frontier_runs), "sizes_on_envelope": int(np.unique(env["n"]).size)},
+        extra={"frontier": frontier_runs, "envelope": {k: np.asarray(v).tolist() for k, v in env.items()}})
 
 
 def report(r: dict, fit: dict) -> list:

@@ -13,8 +13,7 @@ import numpy as np
 
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.noise import Noise, from_replicates
-from sweep.fit.bootstrap import summarize
-from sweep.fit.method import Method, fmt
+from sweep.fit.method import Method, MethodFit, fmt
 from sweep.fit.powerlaw import (FRONTIER_NAMES, frontier_exponents, frontier_optimum, loss_laws, no_law_lines,
                                 weighted_line)
 
@@ -159,23 +158,22 @@ def bootstrap(data, cfg: FitConfig, n_boot: int, seed: int, sigma: float) -> np.
     return _regress(v, cfg)
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 2's section of fit.json: the point fit, the parametric bootstrap and the per-budget records."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """Approach 2's fit: the point fit, the parametric bootstrap and the per-budget records (extra "budgets")."""
     point = fit_point(data, cfg)
     nz = point["noise"]
     samples = bootstrap(data, cfg, cfg.n_bootstrap, cfg.seed, nz.sigma)
-    out = summarize(point, samples, NAMES, cfg.interval)
-    out["bootstrap"] = (f"parametric: every run's loss redrawn with noise sd {nz.sigma:.3g} ({nz.source})"
-                        if samples is not None else "not run: " + nz.source.removeprefix("none: "))
-    out["noise"] = nz.as_dict()
     budgets = point["budgets"]
-    out["budgets"] = budgets
     dropped = [b for b in budgets if not b["kept"]]
-    out["diagnostics"] = {"budgets": len(budgets), "kept": len(budgets) - len(dropped),
-                          "dropped": [{"flops": b["flops"], "reason": b["reason"]} for b in dropped]}
-    out["notes"] = [f"approach 2: budget {b['flops']:.3g} FLOPs dropped: {b['reason']}" for b in dropped
-                    if b["n_sizes"] >= cfg.min_sizes_per_budget]
-    return out
+    return MethodFit.summarized(
+        point, samples, NAMES, cfg.interval, noise=nz,
+        bootstrap=(f"parametric: every run's loss redrawn with noise sd {nz.sigma:.3g} ({nz.source})"
+                   if samples is not None else "not run: " + nz.source.removeprefix("none: ")),
+        diagnostics={"budgets": len(budgets), "kept": len(budgets) - len(dropped),
+                     "dropped": [{"flops": b["flops"], "reason": b["reason"]} for b in dropped]},
+        notes=[f"approach 2: budget {b['flops']:.3g} FLOPs dropped: {b['reason']}" for b in dropped
+               if b["n_sizes"] >= cfg.min_sizes_per_budget],
+        extra={"budgets": budgets})
 
 
 def report(r: dict, fit: dict) -> list:

@@ -13,7 +13,7 @@ from sweep.fit.estimator import Form, LseFit, Point
 from sweep.fit.laws import AT_BOUND, chinchilla_loss, chinchilla_optimum
 from sweep.fit.lse import (PARAM_NAMES, bootstrap, epoch_grid, fit_grid, lse_to_natural, natural,  # noqa: F401
                            objective, polish)
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.selection import select
 
 
@@ -77,9 +77,9 @@ FORM = Form(names=lse.PARAM_NAMES, width=5, label="approach 3", point=_point, na
 (sweep/fit/estimator.py)."""
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 3's section of fit.json: the grid fit on every run, both bootstraps, residuals and diagnostics."""
-    return estimator.fit(FORM, select(data, cfg, "all"), cfg).section(data, cfg)
+def run(data, cfg: FitConfig) -> MethodFit:
+    """Approach 3's fit: the grid fit on every run, both bootstraps, residuals and diagnostics."""
+    return estimator.fit(FORM, select(data, cfg, "all"), cfg).result(data, cfg)
 
 
 COLLINEAR = 0.05

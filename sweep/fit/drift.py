@@ -23,7 +23,7 @@ import numpy as np
 from sweep.fit import approach3, estimator, lse
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.estimator import Form, LseFit, Point
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.selection import select
 
 DELTA_MAX = 0.25
@@ -91,11 +91,11 @@ def _form(v, data) -> Form:
                 options={k: v for k, v in solver.items() if k not in ("residuals", "lower")})
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """This method's section of fit.json: the fit on the valley runs, both bootstraps, every run's residual."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """This method's fit: the fit on the valley runs, both bootstraps, every run's residual."""
     sel = select(data, cfg, "valley", "the drifting data exponent, fitted on the valleys,")
     fit = estimator.fit(_form(sel.data, data), sel, cfg, noise_label="the drifting data exponent's valley runs")
-    return fit.section(data, cfg, bootstrap="valley runs resampled with replacement")
+    return fit.result(data, cfg, bootstrap="valley runs resampled with replacement")
 
 
 def _params(params: dict) -> dict:

@@ -21,8 +21,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from sweep.fit import lse
-from sweep.fit.bootstrap import PI_REFITS, summarize
+from sweep.fit.bootstrap import PI_REFITS
 from sweep.fit.config import FitConfig, MethodSkipped
+from sweep.fit.method import MethodFit
 from sweep.fit.noise import Noise, from_fit, from_replicates
 from sweep.fit.selection import Selection
 
@@ -91,22 +92,21 @@ class LseFit:
     pi_samples: Optional[np.ndarray]
     """(refits, names) natural parameters refitted on sweeps simulated from the fit; None without a noise scale."""
 
-    def section(self, data, cfg: FitConfig, bootstrap: str = "runs resampled with replacement") -> dict:
-        """The method's section of fit.json; data: the whole sweep (a valley fit reports every run's residual, so
-        that plots line them up with the sweep: off-valley ones show what the fit left out)."""
-        names = list(self.form.names)
-        out = summarize(self.params, self.samples, names, cfg.interval)
-        out["bootstrap"] = bootstrap
-        if self.pi_samples is not None:
-            out["pi_samples"] = {"names": names, "values": np.round(self.pi_samples, 10).tolist()}
+    def result(self, data, cfg: FitConfig, bootstrap: str = "runs resampled with replacement") -> MethodFit:
+        """The method's MethodFit; data: the whole sweep (a valley fit reports every run's residual, so that plots
+        line them up with the sweep: off-valley ones show what the fit left out)."""
+        out = MethodFit.summarized(self.params, self.samples, list(self.form.names), cfg.interval, bootstrap=bootstrap,
+                                   pi_samples=self.pi_samples, noise=self.noise)
         if self.selection.valleys:
-            out["residuals"] = (np.log(data.loss) - np.log(self.form.loss_at(out["params"], data.n, data.d))).tolist()
+            out.residuals = np.log(data.loss) - np.log(self.form.loss_at(out.params, data.n, data.d))
         else:
-            out["residuals"] = self.residuals.tolist()
-        out["noise"] = self.noise.as_dict()
-        out["diagnostics"] = self.form.diagnostics(self, cfg)
+            out.residuals = self.residuals
+        out.diagnostics = self.form.diagnostics(self, cfg)
         return out
 
+    def section(self, data, cfg: FitConfig, bootstrap: str = "runs resampled with replacement") -> dict:
+        """The method's section of fit.json (`result(...).section()`)."""
+        return self.result(data, cfg, bootstrap).section()
 
 def fit(form: Form, selection: Selection, cfg: FitConfig, noise_label: Optional[str] = None) -> LseFit:
     """`form` fitted to `selection`: the point fit, the law's bootstrap (`cfg.law_intervals`), the noise and the PI's

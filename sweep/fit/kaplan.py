@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from sweep.fit import solver
-from sweep.fit.bootstrap import resample_indices, summarize
+from sweep.fit.bootstrap import resample_indices
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.laws import kaplan_joint_loss, kaplan_optimum
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.noise import from_residuals
 
 NAMES = ["log_nc", "log_dc", "alpha_n", "alpha_d", "e"]
@@ -94,18 +94,16 @@ def bootstrap(data, cfg: FitConfig, point: dict, n_boot: int, seed: int) -> np.n
     return theta
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Kaplan's section of fit.json: the joint law with its bootstrap."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """Kaplan's fit: the joint law with its bootstrap (extra "natural": its parameters in Kaplan's terms)."""
     point = fit_joint(data, cfg.kaplan_irreducible, cfg.huber_delta)
     samples = bootstrap(data, cfg, point, cfg.n_bootstrap, cfg.seed)
-    out = summarize(point, samples, NAMES, cfg.interval)
-    out["bootstrap"] = "runs resampled with replacement"
-    out["natural"] = {"N_c": float(np.exp(point["log_nc"])), "D_c": float(np.exp(point["log_dc"])),
-                      "alpha_N": point["alpha_n"], "alpha_D": point["alpha_d"], "E": point["e"]}
     residuals = np.log(data.loss) - np.log(loss_at(point, data.n, data.d))
-    out["residuals"] = residuals.tolist()
-    out["noise"] = from_residuals(residuals, 4 + cfg.kaplan_irreducible, "kaplan").as_dict()
-    return out
+    return MethodFit.summarized(
+        point, samples, NAMES, cfg.interval, bootstrap="runs resampled with replacement", residuals=residuals,
+        noise=from_residuals(residuals, 4 + cfg.kaplan_irreducible, "kaplan"),
+        extra={"natural": {"N_c": float(np.exp(point["log_nc"])), "D_c": float(np.exp(point["log_dc"])),
+                           "alpha_N": point["alpha_n"], "alpha_D": point["alpha_d"], "E": point["e"]}})
 
 
 def exponents(params: dict):

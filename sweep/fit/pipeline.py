@@ -13,6 +13,7 @@ from sweep.fit.backtest import SUB_GRID, backtest
 from sweep.fit.bootstrap import percentile_interval
 from sweep.fit.config import FitConfig, FitInputError, MethodSkipped
 from sweep.fit.inputs import FitData, prepare
+from sweep.fit.method import MethodFit
 from sweep.fit.noise import Noise, from_replicates
 from sweep.fit.answer import answer
 from sweep.fit.recommend import recommend
@@ -20,9 +21,10 @@ from sweep.fit.recommend import recommend
 log = logging.getLogger("sweep.fit")
 
 
-def run_method(name: str, data: FitData, cfg: FitConfig) -> dict:
-    """One method's result dict (status ok), or raise MethodSkipped."""
-    out = registry.get(name).fit(data, cfg)
+def run_method(name: str, fitted: MethodFit, cfg: FitConfig) -> dict:
+    """Method `name`'s fit.json section (status ok) from its fit: the fit's section, the allocation exponents and
+    (from its samples as fit.json stores them) their intervals."""
+    out = fitted.section()
     a, b = allocation.exponents(name, out["params"])
     out["exponents"] = {"a": float(a), "b": float(b)}
     samples = allocation.sample_params(out)
@@ -120,8 +122,9 @@ def fit_methods(data: FitData, cfg: FitConfig, notes: list) -> dict:
     out = {}
     for m in cfg.methods:
         try:
-            out[m] = run_method(m, data, cfg)
-            notes += out[m].pop("notes", [])
+            fitted = registry.get(m).fit(data, cfg)
+            out[m] = run_method(m, fitted, cfg)
+            notes += fitted.notes
         except MethodSkipped as exc:
             out[m] = {"status": "skipped", "reason": str(exc)}
             # why is said once, by the method's own section of the report and its row of the console table

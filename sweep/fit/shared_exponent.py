@@ -19,7 +19,7 @@ import numpy as np
 from sweep.fit import approach3, estimator, lse
 from sweep.fit.config import FitConfig, MethodSkipped
 from sweep.fit.estimator import Form, LseFit, Point
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.selection import select
 
 LOWER = np.array([-np.inf, -np.inf, -np.inf, 0.0])
@@ -82,9 +82,9 @@ FORM = Form(names=lse.PARAM_NAMES, width=4, label="one-exponent law", point=_poi
 """The one-exponent law as the estimator (sweep/fit/estimator.py) fits it; parameters under approach 3's names."""
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """The one-exponent law's section of fit.json."""
-    return estimator.fit(FORM, select(data, cfg, "all"), cfg).section(data, cfg)
+def run(data, cfg: FitConfig) -> MethodFit:
+    """The one-exponent law's fit on every run."""
+    return estimator.fit(FORM, select(data, cfg, "all"), cfg).result(data, cfg)
 
 
 def report(r: dict, fit: dict) -> list:

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from sweep.fit import approach3, estimator
 from sweep.fit.config import FitConfig
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.selection import POWER, compute_weights, select  # noqa: F401 (POWER, compute_weights: importable here)
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 3's section of fit.json, fitted on the valley runs weighted by compute, with what was selected."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """Approach 3's fit on the valley runs weighted by compute, with what was selected (extra "upper")."""
     sel = select(data, cfg, "upper", "a fit weighted toward the largest compute")
-    out = estimator.fit(approach3.FORM, sel, cfg).section(data, cfg)
+    out = estimator.fit(approach3.FORM, sel, cfg).result(data, cfg)
     w = sel.weights
-    out["upper"] = {"runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets, "power": POWER,
+    out.extra["upper"] = {"runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets, "power": POWER,
                     "effective_runs": float(w.sum() ** 2 / (w ** 2).sum()), "window": cfg.parabola_window,
                     "run_ids": [data.names[i] for i in sel.runs]}
     return out

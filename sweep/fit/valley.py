@@ -22,18 +22,18 @@ import numpy as np
 
 from sweep.fit import approach3, estimator
 from sweep.fit.config import FitConfig, MethodSkipped
-from sweep.fit.method import Method
+from sweep.fit.method import Method, MethodFit
 from sweep.fit.selection import select, valley_runs, valleys  # noqa: F401 (valley_runs, valleys: importable here)
 
 
-def run(data, cfg: FitConfig) -> dict:
-    """Approach 3's section of fit.json, fitted on the valley runs, with what was selected."""
+def run(data, cfg: FitConfig) -> MethodFit:
+    """Approach 3's fit on the valley runs, with what was selected (extra "valley")."""
     idx = valley_runs(data, cfg.min_sizes_per_budget, cfg.parabola_window)
     if idx.size == data.loss.size and np.unique(data.budget[idx]).size >= 2:  # else select says why not
         raise MethodSkipped("every run is in its budget's valley: this fit would be approach 3's")
     sel = select(data, cfg, "valley", "a valley fit")
-    out = estimator.fit(approach3.FORM, sel, cfg).section(data, cfg)
-    out["valley"] = {"runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets,
+    out = estimator.fit(approach3.FORM, sel, cfg).result(data, cfg)
+    out.extra["valley"] = {"runs": int(sel.runs.size), "of": sel.of, "budgets": sel.budgets,
                      "window": cfg.parabola_window, "run_ids": [data.names[i] for i in sel.runs]}
     return out
 

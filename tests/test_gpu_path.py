@@ -162,6 +162,8 @@ def test_datasheet_peaks_take_the_longest_name_and_never_a_mig_slice():
     assert peak_flops("NVIDIA H200") == 989.5e12 and peak_flops("NVIDIA H20") == 148e12
     assert peak_flops("NVIDIA L4") == 121e12 and peak_flops("NVIDIA L40S") == 362e12
     assert peak_flops("NVIDIA B200") == 2250e12 and peak_flops("NVIDIA H800") == 989.5e12
+    # variants named by a longer family name: a substring match alone gave H200's and B200's peaks
+    assert peak_flops("NVIDIA H200 NVL") == 835e12 and peak_flops("NVIDIA GB200") == 2500e12
     assert peak_flops("NVIDIA A100-SXM4-80GB MIG 1g.10gb") is None  # a seventh of the GPU: measured instead
     assert peak_flops("Intel Xeon") is None
 

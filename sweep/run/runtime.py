@@ -232,10 +232,13 @@ def code_version() -> str:
 
 
 # Dense (not sparse) bf16 tensor-core peaks in FLOP/s from the vendors' data sheets, by device-name substring; the
-# longest matching name wins ("H100 NVL" over "H100", "L40S" over "L4", "H200" over "H20").
+# longest matching name wins ("H100 NVL" over "H100", "L40S" over "L4", "H200" over "H20"), so a variant whose peak
+# differs from its family's needs its own entry ("H200 NVL", "GB200").
 PEAK_BF16_FLOPS = {
+    "GB200": 2500e12,
     "B200": 2250e12,
     "B100": 1750e12,
+    "H200 NVL": 835e12,
     "H200": 989.5e12,
     "H100 NVL": 835e12,
     "H100 PCIe": 756e12,

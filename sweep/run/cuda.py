@@ -77,6 +77,14 @@ def set_rng_state(state: torch.Tensor, device: torch.device) -> None:
     torch.cuda.set_rng_state(state, _index(device))
 
 
+def bf16_native(device: torch.device) -> bool:
+    """`device` runs bf16 in hardware (compute capability 8.0 and later, or a ROCm GPU). torch's own check asks
+    the current device, so the run's device is made current for the question. Without emulation: a V100 or T4
+    accepts bf16 tensors and autocast, but emulates the arithmetic, several times slower than its fp32."""
+    with torch.cuda.device(_index(device)):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def allow_tf32() -> None:
     """TF32 matmuls and convolutions where a dtype is fp32 (bf16 autocast covers most matmuls anyway)."""
     torch.backends.cuda.matmul.allow_tf32 = True

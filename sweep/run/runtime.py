@@ -59,16 +59,19 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, width: int = 512,
                   seq_len: int = 64, n_head: int = 0) -> torch.dtype:
-    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on CUDA, and on a CPU
-    only where bf16 is measured at least 1.2x faster on one transformer block of the run's shape, forward
-    and backward (`cpu_bf16_speedup`).
+    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on a CUDA GPU that runs bf16
+    natively (Ampere and later, cuda.bf16_native) and fp32 on an older one, and on a CPU only where bf16 is
+    measured at least 1.2x faster on one transformer block of the run's shape, forward and backward
+    (`cpu_bf16_speedup`). The result's `dtype` field records the choice.
 
     CPUs with AMX or AVX512-BF16 run bf16 matmuls several times faster than fp32; elsewhere bf16 is
-    emulated and several times slower, so it is never tried there (and nothing is timed)."""
+    emulated and several times slower, so it is never tried there (and nothing is timed). A GPU without
+    bf16 units (V100, T4) would emulate it too; this code has no fp16-with-loss-scaling path, so such a GPU
+    trains in fp32."""
     if train.dtype != "auto":
         return DTYPES[train.dtype]
     if device.type == "cuda":
-        return torch.bfloat16
+        return torch.bfloat16 if cuda.bf16_native(device) else torch.float32
     return torch.bfloat16 if cpu_bf16_speedup(rows, width, seq_len, n_head) >= 1.2 else torch.float32
 
 

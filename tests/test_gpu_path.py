@@ -194,6 +194,59 @@ def test_the_measured_peak_times_several_large_matmuls_between_syncs_on_a_gpu(mo
     assert gpu.called("synchronize") == [(1,)] * 6  # before and after each of 1 untimed and 2 timed calls
 
 
+def test_a_runs_gpu_peak_is_its_own_and_read_before_the_peak_matmul(tmp_path, tiny, standin_gpu, monkeypatch):
+    """An fp32 run on the stand-in GPU, in a process whose allocator already peaked at 50 GiB (an earlier run of
+    the basic launcher): the run resets the peak on its own device once CUDA is up, and reads it before the
+    peak-FLOP/s matmul, whose operands (pretended: it raises the stand-in's peak by 0.75 GiB) are not the run's.
+    Before, result.json reported the 50 GiB, or the run's peak plus the matmul's."""
+    from sweep.run import runtime
+    from sweep.run.train import train
+
+    gpu = standin_gpu(2, earlier_peak=50 * GiB)
+    run_peak = gpu.peak_allocated
+
+    def measured(device, dtype, repeats=3):
+        assert device == torch.device("cuda", 1) and dtype == torch.float32
+        gpu.peak_allocated += 3 * 8192**2 * 4  # a, b and out of the timed matmuls
+        return 20e12
+
+    monkeypatch.setattr(runtime, "measured_peak_flops", measured)
+    cfg = load_run_config(tiny(tmp_path, "train.device=cuda:1", "train.dtype=fp32", "budget.n_tokens=4096"))
+    result = train(cfg, progress=False)
+    assert result["status"] == "done" and result["peak_flops"] == 20e12
+    assert result["peak_flops_source"] == "measured fp32 matmul"
+    assert result["gpu_peak_allocated_bytes"] == run_peak
+    assert gpu.called("reset_peak_memory_stats") == [(1,)]
+    names = [c[0] for c in gpu.calls]
+    assert names.index("init") < names.index("reset_peak_memory_stats")  # the allocator exists by then
+
+
+def test_a_peak_matmul_that_runs_out_of_memory_leaves_the_finished_run_done(tmp_path, tiny, standin_gpu,
+                                                                           monkeypatch):
+    """A run on a small, capped GPU (a MIG slice: no datasheet peak) where the 8192^2 peak matmul does not fit
+    (pretended: it raises torch's OutOfMemoryError): the run is done, with no peak and no MFU, and trained once.
+    Before, the error reached train_loop's out-of-memory handler and the finished run was trained again at half
+    the micro-batch, down to a failure at one sequence."""
+    from sweep.run import runtime
+    from sweep.run.train import train
+
+    gpu = standin_gpu(1, name="NVIDIA A100-SXM4-80GB MIG 1g.10gb", total_memory=10 * GiB)
+    measured = []
+
+    def no_room(device, dtype, repeats=3):
+        measured.append(dtype)
+        raise torch.OutOfMemoryError("CUDA out of memory (pretended)")
+
+    monkeypatch.setattr(runtime, "measured_peak_flops", no_room)
+    cfg = load_run_config(tiny(tmp_path, "train.device=cuda", "budget.n_tokens=4096"))
+    result = train(cfg, progress=False)
+    assert result["status"] == "done" and result["oom_retries"] == 0 and result["steps_done"] == 4
+    assert measured == [torch.bfloat16]  # asked once, for the run's dtype
+    assert result["peak_flops"] is None and result["mfu"] is None and result["mfu_chinchilla_flops"] is None
+    assert "out of device memory" in result["peak_flops_source"]
+    assert gpu.called("empty_cache")  # the matmul's blocks go back to the slice
+
+
 # ----------------------------------------------------------------------------- out of memory
 
 

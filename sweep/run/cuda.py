@@ -97,8 +97,15 @@ def empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
+def reset_peak(device: torch.device) -> None:
+    """Start `device`'s allocator peak afresh, so `peak_allocated` is this run's: torch's peak is since the
+    process began, and the basic launcher trains several runs (and a run retried after running out of
+    memory trains again) in one process. The allocator exists once CUDA is initialised (`use` does that)."""
+    torch.cuda.reset_peak_memory_stats(_index(device))
+
+
 def peak_allocated(device: torch.device) -> int:
-    """The most bytes torch's allocator has held on `device` in this process (tensors, not its cache)."""
+    """The most bytes torch's allocator has held on `device` since `reset_peak` (tensors, not its cache)."""
     return int(torch.cuda.max_memory_allocated(_index(device)))
 
 

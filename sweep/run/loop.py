@@ -78,6 +78,7 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: 
     device = device if device is not None else runtime.pick_device(t)
     if device.type == "cuda":
         cuda.use(device)
+        cuda.reset_peak(device)  # result.json's gpu_peak_allocated_bytes is this run's, not the process's
         if t.memory_fraction:
             cuda.set_memory_fraction(t.memory_fraction, device)
     ckpt = checkpoint.load(folder.checkpoint_path)
@@ -285,6 +286,8 @@ def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float,
     dtype and micro-batch. MFU is on the FLOPs a step executes (`executed_flops_per_token`);
     `mfu_chinchilla_flops` is on the exact count the fits use, for comparison with papers that quote it."""
     speed = meter.fields()  # syncs the device first
+    # read before peak_for, whose matmul (8192^2 operands on a GPU) would raise the allocator's peak
+    peak_allocated = cuda.peak_allocated(loop.device) if loop.device.type == "cuda" else None
     # measured after training, so the matmul never competes with the run for the cores
     peak, peak_source = runtime.peak_for(loop.device, loop.dtype, label)
     tps = speed["tokens_per_second"]
@@ -306,7 +309,7 @@ def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float,
         # which GPU of the box, as the launcher placed the run (None on a CPU)
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if loop.device.type == "cuda" else None,
         # the allocator's peak in this process, against which packing's memory estimate can be checked
-        "gpu_peak_allocated_bytes": cuda.peak_allocated(loop.device) if loop.device.type == "cuda" else None,
+        "gpu_peak_allocated_bytes": peak_allocated,
         "wall_seconds": loop.counters.wall_before + meter.wall(),
         "final_train_loss": last_loss,
         "steps_done": loop.counters.step,

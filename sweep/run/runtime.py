@@ -304,12 +304,20 @@ def measured_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int =
 
 def peak_for(device: torch.device, dtype: torch.dtype, label: str) -> tuple:
     """(peak FLOP/s, where it came from) for a run's MFU: the datasheet for a bf16 run on a known GPU, else a
-    matmul measured in the run's own dtype (an fp32 run is never held against the bf16 peak)."""
+    matmul measured in the run's own dtype (an fp32 run is never held against the bf16 peak).
+
+    The measurement's operands (three 8192^2 matrices on a GPU) may not fit under a packed run's memory cap,
+    on a small MIG slice in particular: then no peak (MFU None), since the run itself has finished and an
+    out-of-memory error here must not send it back to train again at a smaller micro-batch."""
     if dtype == torch.bfloat16:
         datasheet = peak_flops(label)
         if datasheet is not None:
             return datasheet, "datasheet (dense bf16)"
-    return measured_peak_flops(device, dtype), f"measured {dtype_name(dtype)} matmul"
+    try:
+        return measured_peak_flops(device, dtype), f"measured {dtype_name(dtype)} matmul"
+    except cuda.OutOfMemoryError:
+        cuda.empty_cache()
+        return None, f"not measured: the {dtype_name(dtype)} matmul ran out of device memory"
 
 
 def mfu(tokens_per_second: float, flops_per_token: float, peak: float | None) -> float | None:

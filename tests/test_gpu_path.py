@@ -5,6 +5,7 @@ must pretend to be a GPU it uses tests/gpu_standin.py, which replaces only the h
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -245,6 +246,35 @@ def test_a_peak_matmul_that_runs_out_of_memory_leaves_the_finished_run_done(tmp_
     assert result["peak_flops"] is None and result["mfu"] is None and result["mfu_chinchilla_flops"] is None
     assert "out of device memory" in result["peak_flops_source"]
     assert gpu.called("empty_cache")  # the matmul's blocks go back to the slice
+
+
+@pytest.mark.parametrize("slurm", [True, False])
+def test_inductor_compiles_in_the_runs_own_process_inside_a_slurm_job(tmp_path, tiny, monkeypatch, slurm):
+    """A compiled run's setup (torch.compile is lazy: nothing compiles here). Inside a SLURM job (pretended:
+    SLURM_JOB_ID set), inductor gets one compile thread, so no worker pool exists for SLURM's SIGTERM or USR2 to
+    kill mid-compile, even where the submitting shell exported another count and an earlier run of this process
+    imported inductor's config; outside SLURM the run's own thread count, and a count already set is kept.
+    Before, a SLURM job compiled with a pool of as many workers as the run had threads."""
+    from torch._inductor import config as inductor_config
+
+    from sweep.run import loop
+    from sweep.run.shape import run_shape
+    from sweep.store.runs import RunFolder
+
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "16")  # restored (or removed) after the test
+    if slurm:
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    else:
+        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    cfg = load_run_config(tiny(tmp_path, "train.compile=true", "train.threads=2"))
+    # inductor's own patch, which restores it (monkeypatch would delete a config entry on undo)
+    with inductor_config.patch(compile_threads=16):  # as an earlier import of it decided
+        loop._setup(cfg, run_shape(cfg), None, RunFolder(tmp_path / "run"))
+        assert inductor_config.compile_threads == (1 if slurm else 16)
+        assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == ("1" if slurm else "16")
+        monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
+        loop._setup(cfg, run_shape(cfg), None, RunFolder(tmp_path / "run"))
+        assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == ("1" if slurm else "2")  # the run's threads
 
 
 # ----------------------------------------------------------------------------- out of memory

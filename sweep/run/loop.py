@@ -68,6 +68,25 @@ class Loop:
     """CUDA graphs (compile modes reduce-overhead / max-autotune): each optimizer step is marked."""
 
 
+def _inductor_compile_threads(threads: int) -> None:
+    """How many workers torch.compile's inductor compiles with: the run's own threads (it defaults to every core
+    of the machine, in each packed job), and inside a SLURM job one, in the run's own process.
+
+    SLURM signals every process of a job step (SIGTERM, and the USR2 warning before the time limit that stops a
+    run as Preempted), and inductor's worker pool ignores only SIGINT: a signal during the first step's compile
+    would kill the workers and fail the run instead of stopping it. Inductor reads the variable when its config
+    is first imported, which a run's compile does after this; where an earlier run of this process imported it,
+    the SLURM setting is given to the config as well. Inside SLURM it overrides a value exported by the shell
+    that submitted the job (sbatch passes the environment on)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
+        config = sys.modules.get("torch._inductor.config")
+        if config is not None:
+            config.compile_threads = 1
+    else:
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
+
+
 def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: Optional[int] = None,
            device: Optional[torch.device] = None) -> Loop:
     """Device, threads, model, optimizer; the checkpoint's (or a WSD branch point's) state when there is one.
@@ -85,8 +104,8 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: 
     if ckpt is None and t.init_from:
         ckpt = checkpoint.load_branch_point(Path(t.init_from), shape.steps, t)
     threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
-    if t.compile:  # inductor's compile workers default to every core of the machine, per packed job
-        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
+    if t.compile:
+        _inductor_compile_threads(threads)
     runtime.set_determinism(t.seed, device)
 
     model = GPT(cfg.model, shape.vocab_size).to(device)

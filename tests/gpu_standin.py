@@ -13,7 +13,15 @@ and memory calls. What it replaces:
   - device memory itself: a torch function mode keeps tensors placed on `cuda:N` in host memory and makes
     pinning a no-op, so a run's real code trains on the CPU while it believes it is on `cuda:N`.
 `is_available` and `device_count` are torch's: they see the stand-in's `_cuda_getDeviceCount`. The visible
-devices follow CUDA_VISIBLE_DEVICES as the driver does (renumbered from 0).
+devices follow CUDA_VISIBLE_DEVICES as the driver does (renumbered from 0), read once, at the first call that
+reaches the stand-in, as cuInit reads it once per process: a variable set after the first question is not seen.
+
+What it does not exercise, because the work runs on the host: autocast('cuda') never casts (the tensors are CPU
+tensors), so a bf16 run computes in fp32 and a test can check the dtype the run chose and records, not the one
+its matmuls ran in; fused AdamW, SDPA and every other kernel take their CPU paths; copies marked non_blocking
+are synchronous; torch.compile generates CPU code and no CUDA graphs; the memory cap is recorded, never
+enforced (a test that wants an out-of-memory error raises torch's), and the allocator's peak is whatever the
+test sets (`peak_allocated`, `earlier_peak`).
 
 Every call that reaches the hardware layer is recorded in `calls` as (name, *arguments), so a test asserts
 what torch would have asked of a real GPU: the memory fraction and the device index it was given, which
@@ -104,6 +112,7 @@ class StandInGpu:
         """A peak reached before (an earlier run in the same process), reported until the peak is reset."""
         self.calls: List[tuple] = []
         self.current = 0
+        self._visible: Optional[int] = None
         self.generators: List[_Generator] = []
 
     # -- what a test reads back
@@ -115,7 +124,13 @@ class StandInGpu:
     # -- the hardware layer
 
     def visible(self) -> int:
-        """Devices the driver shows this process: CUDA_VISIBLE_DEVICES's valid leading entries, or all."""
+        """Devices the driver shows this process: CUDA_VISIBLE_DEVICES's valid leading entries, or all, as the
+        variable was at the first call (the driver reads it once, when it initialises)."""
+        if self._visible is None:
+            self._visible = self._visible_in_env()
+        return self._visible
+
+    def _visible_in_env(self) -> int:
         env = os.environ.get("CUDA_VISIBLE_DEVICES")
         if env is None:
             return self.physical

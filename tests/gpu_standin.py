@@ -4,8 +4,8 @@ It replaces only what touches hardware, and torch's own Python above it runs as 
 argument checks (`_get_device_index`), lazy initialisation, queued seeding, device-count caching and the RNG
 and memory calls. What it replaces:
   - `torch._C._cuda_*` functions (device count, current device, set/exchange device, memory fraction,
-    synchronize, allocator statistics, empty cache, init) and the aliases torch.cuda binds to two of them
-    at import (`_exchange_device`, `_maybe_exchange_device`);
+    synchronize, allocator statistics and the reset of their peak, empty cache, init) and the aliases
+    torch.cuda binds to two of them at import (`_exchange_device`, `_maybe_exchange_device`);
   - what `_cuda_init` would install: `torch.cuda.default_generators` (a CPU generator per device) and
     `torch.cuda._get_device_properties`;
   - the CUDA runtime handle `torch.cuda._cudart` (only `cudaMemGetInfo` is asked of it) and the NVML device
@@ -13,7 +13,15 @@ and memory calls. What it replaces:
   - device memory itself: a torch function mode keeps tensors placed on `cuda:N` in host memory and makes
     pinning a no-op, so a run's real code trains on the CPU while it believes it is on `cuda:N`.
 `is_available` and `device_count` are torch's: they see the stand-in's `_cuda_getDeviceCount`. The visible
-devices follow CUDA_VISIBLE_DEVICES as the driver does (renumbered from 0).
+devices follow CUDA_VISIBLE_DEVICES as the driver does (renumbered from 0), read once, at the first call that
+reaches the stand-in, as cuInit reads it once per process: a variable set after the first question is not seen.
+
+What it does not exercise, because the work runs on the host: autocast('cuda') never casts (the tensors are CPU
+tensors), so a bf16 run computes in fp32 and a test can check the dtype the run chose and records, not the one
+its matmuls ran in; fused AdamW, SDPA and every other kernel take their CPU paths; copies marked non_blocking
+are synchronous; torch.compile generates CPU code and no CUDA graphs; the memory cap is recorded, never
+enforced (a test that wants an out-of-memory error raises torch's), and the allocator's peak is whatever the
+test sets (`peak_allocated`, `earlier_peak`).
 
 Every call that reaches the hardware layer is recorded in `calls` as (name, *arguments), so a test asserts
 what torch would have asked of a real GPU: the memory fraction and the device index it was given, which
@@ -95,12 +103,16 @@ class StandInGpu:
     """`physical` GPUs of `total_memory` bytes named `name` (CUDA capability `major`.0), `free` bytes free each."""
 
     def __init__(self, physical: int = 1, total_memory: int = 80 * GiB, name: str = "NVIDIA H100 80GB HBM3",
-                 free: Optional[int] = None, peak_allocated: int = 3 * GiB, major: int = 9):
+                 free: Optional[int] = None, peak_allocated: int = 3 * GiB, major: int = 9, earlier_peak: int = 0):
         self.physical, self.total_memory, self.name, self.major = physical, total_memory, name, major
         self.free = total_memory - GiB // 2 if free is None else free
         self.peak_allocated = peak_allocated
+        """The allocator's peak for what the process allocates (tensors stay on the host: a test sets it)."""
+        self.earlier_peak = earlier_peak
+        """A peak reached before (an earlier run in the same process), reported until the peak is reset."""
         self.calls: List[tuple] = []
         self.current = 0
+        self._visible: Optional[int] = None
         self.generators: List[_Generator] = []
 
     # -- what a test reads back
@@ -112,7 +124,13 @@ class StandInGpu:
     # -- the hardware layer
 
     def visible(self) -> int:
-        """Devices the driver shows this process: CUDA_VISIBLE_DEVICES's valid leading entries, or all."""
+        """Devices the driver shows this process: CUDA_VISIBLE_DEVICES's valid leading entries, or all, as the
+        variable was at the first call (the driver reads it once, when it initialises)."""
+        if self._visible is None:
+            self._visible = self._visible_in_env()
+        return self._visible
+
+    def _visible_in_env(self) -> int:
         env = os.environ.get("CUDA_VISIBLE_DEVICES")
         if env is None:
             return self.physical
@@ -190,7 +208,15 @@ class StandInGpu:
     def _cuda_memoryStats(self, index: int) -> dict:
         self._check(index)
         self.calls.append(("memory_stats", index))
-        return {"allocated_bytes": {"all": {"peak": self.peak_allocated, "current": 0}}}
+        return {"allocated_bytes": {"all": {"peak": max(self.peak_allocated, self.earlier_peak), "current": 0}}}
+
+    def _cuda_resetPeakMemoryStats(self, index: int) -> None:
+        # the caching allocator's per-device state exists only once CUDA is initialised
+        if not torch.cuda.is_initialized():
+            raise RuntimeError(f"Invalid device argument {index}: did you call init?")
+        self._check(index)
+        self.calls.append(("reset_peak_memory_stats", index))
+        self.earlier_peak = 0
 
     def _mem_get_info(self, index: int):
         self._check(index)
@@ -218,7 +244,7 @@ class StandInGpu:
 
         for name in ("_cuda_getDeviceCount", "_cuda_init", "_cuda_getDevice", "_cuda_setDevice",
                      "_cuda_setMemoryFraction", "_cuda_getMemoryFraction", "_cuda_synchronize",
-                     "_cuda_emptyCache", "_cuda_memoryStats"):
+                     "_cuda_emptyCache", "_cuda_memoryStats", "_cuda_resetPeakMemoryStats"):
             put(torch._C, name, getattr(self, name))
         # two functions, not one: dynamo keys a handler on each
         put(torch._C, "_cuda_exchangeDevice", self._cuda_exchangeDevice)

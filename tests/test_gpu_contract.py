@@ -26,7 +26,9 @@ H100_PEAK = 989.5e12
 
 def assert_speed_and_mfu(result: dict, gpu: StandInGpu, fpt: float) -> None:
     """The result's speed fields from a meter that waited for the device, and MFU on the datasheet peak of the
-    device the stand-in named."""
+    device the stand-in named. `dtype` is the compute dtype the run chose and records (bf16 on a GPU with bf16
+    units), not the one its matmuls ran in: the stand-in keeps tensors on the host, where autocast('cuda')
+    never casts."""
     assert result["device"] == gpu.name and result["dtype"] == "bf16"
     assert result["peak_flops"] == H100_PEAK and result["peak_flops_source"] == "datasheet (dense bf16)"
     tps = result["tokens_per_second"]
@@ -78,6 +80,21 @@ def test_the_standin_runs_torchs_own_argument_checks(standin_gpu):
     cuda.set_memory_fraction(1, cuda.resolve("cuda:1"))  # an int share of a whole card is a float to torch
     assert gpu.called("set_memory_fraction") == [(1.0, 1)]
     assert cuda.memory_info(torch.device("cuda", 1)) == (gpu.free, gpu.total_memory)
+
+
+def test_the_standin_reads_cuda_visible_devices_once_as_the_driver_does(standin_gpu, monkeypatch):
+    """cuInit reads CUDA_VISIBLE_DEVICES once per process: once anything has asked (is_available, device_count),
+    setting the variable changes nothing. A stand-in that re-read it on every call would let the code ask before
+    placement pins the run's GPU and still pass, where a real job would see every GPU and train on GPU 0."""
+    from sweep.run import cuda
+
+    gpu = standin_gpu(4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert cuda.available() and torch.cuda.device_count() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # too late: the driver has read it
+    assert torch._C._cuda_getDeviceCount() == 2 and torch.cuda.device_count() == 2
+    assert cuda.visible().count == 2 and cuda.resolve("cuda:1") == torch.device("cuda", 1)
+    assert gpu.called("init") == [(2,)]
 
 
 # ----------------------------------------------------------------------------- a packed run

@@ -5,6 +5,7 @@ must pretend to be a GPU it uses tests/gpu_standin.py, which replaces only the h
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -162,6 +163,8 @@ def test_datasheet_peaks_take_the_longest_name_and_never_a_mig_slice():
     assert peak_flops("NVIDIA H200") == 989.5e12 and peak_flops("NVIDIA H20") == 148e12
     assert peak_flops("NVIDIA L4") == 121e12 and peak_flops("NVIDIA L40S") == 362e12
     assert peak_flops("NVIDIA B200") == 2250e12 and peak_flops("NVIDIA H800") == 989.5e12
+    # variants named by a longer family name: a substring match alone gave H200's and B200's peaks
+    assert peak_flops("NVIDIA H200 NVL") == 835e12 and peak_flops("NVIDIA GB200") == 2500e12
     assert peak_flops("NVIDIA A100-SXM4-80GB MIG 1g.10gb") is None  # a seventh of the GPU: measured instead
     assert peak_flops("Intel Xeon") is None
 
@@ -190,6 +193,88 @@ def test_the_measured_peak_times_several_large_matmuls_between_syncs_on_a_gpu(mo
         runtime._measured_peak.cache_clear()
     assert flops == 8 * 2 * 8192**3
     assert gpu.called("synchronize") == [(1,)] * 6  # before and after each of 1 untimed and 2 timed calls
+
+
+def test_a_runs_gpu_peak_is_its_own_and_read_before_the_peak_matmul(tmp_path, tiny, standin_gpu, monkeypatch):
+    """An fp32 run on the stand-in GPU, in a process whose allocator already peaked at 50 GiB (an earlier run of
+    the basic launcher): the run resets the peak on its own device once CUDA is up, and reads it before the
+    peak-FLOP/s matmul, whose operands (pretended: it raises the stand-in's peak by 0.75 GiB) are not the run's.
+    Before, result.json reported the 50 GiB, or the run's peak plus the matmul's."""
+    from sweep.run import runtime
+    from sweep.run.train import train
+
+    gpu = standin_gpu(2, earlier_peak=50 * GiB)
+    run_peak = gpu.peak_allocated
+
+    def measured(device, dtype, repeats=3):
+        assert device == torch.device("cuda", 1) and dtype == torch.float32
+        gpu.peak_allocated += 3 * 8192**2 * 4  # a, b and out of the timed matmuls
+        return 20e12
+
+    monkeypatch.setattr(runtime, "measured_peak_flops", measured)
+    cfg = load_run_config(tiny(tmp_path, "train.device=cuda:1", "train.dtype=fp32", "budget.n_tokens=4096"))
+    result = train(cfg, progress=False)
+    assert result["status"] == "done" and result["peak_flops"] == 20e12
+    assert result["peak_flops_source"] == "measured fp32 matmul"
+    assert result["gpu_peak_allocated_bytes"] == run_peak
+    assert gpu.called("reset_peak_memory_stats") == [(1,)]
+    names = [c[0] for c in gpu.calls]
+    assert names.index("init") < names.index("reset_peak_memory_stats")  # the allocator exists by then
+
+
+def test_a_peak_matmul_that_runs_out_of_memory_leaves_the_finished_run_done(tmp_path, tiny, standin_gpu,
+                                                                           monkeypatch):
+    """A run on a small, capped GPU (a MIG slice: no datasheet peak) where the 8192^2 peak matmul does not fit
+    (pretended: it raises torch's OutOfMemoryError): the run is done, with no peak and no MFU, and trained once.
+    Before, the error reached train_loop's out-of-memory handler and the finished run was trained again at half
+    the micro-batch, down to a failure at one sequence."""
+    from sweep.run import runtime
+    from sweep.run.train import train
+
+    gpu = standin_gpu(1, name="NVIDIA A100-SXM4-80GB MIG 1g.10gb", total_memory=10 * GiB)
+    measured = []
+
+    def no_room(device, dtype, repeats=3):
+        measured.append(dtype)
+        raise torch.OutOfMemoryError("CUDA out of memory (pretended)")
+
+    monkeypatch.setattr(runtime, "measured_peak_flops", no_room)
+    cfg = load_run_config(tiny(tmp_path, "train.device=cuda", "budget.n_tokens=4096"))
+    result = train(cfg, progress=False)
+    assert result["status"] == "done" and result["oom_retries"] == 0 and result["steps_done"] == 4
+    assert measured == [torch.bfloat16]  # asked once, for the run's dtype
+    assert result["peak_flops"] is None and result["mfu"] is None and result["mfu_chinchilla_flops"] is None
+    assert "out of device memory" in result["peak_flops_source"]
+    assert gpu.called("empty_cache")  # the matmul's blocks go back to the slice
+
+
+@pytest.mark.parametrize("slurm", [True, False])
+def test_inductor_compiles_in_the_runs_own_process_inside_a_slurm_job(tmp_path, tiny, monkeypatch, slurm):
+    """A compiled run's setup (torch.compile is lazy: nothing compiles here). Inside a SLURM job (pretended:
+    SLURM_JOB_ID set), inductor gets one compile thread, so no worker pool exists for SLURM's SIGTERM or USR2 to
+    kill mid-compile, even where the submitting shell exported another count and an earlier run of this process
+    imported inductor's config; outside SLURM the run's own thread count, and a count already set is kept.
+    Before, a SLURM job compiled with a pool of as many workers as the run had threads."""
+    from torch._inductor import config as inductor_config
+
+    from sweep.run import loop
+    from sweep.run.shape import run_shape
+    from sweep.store.runs import RunFolder
+
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "16")  # restored (or removed) after the test
+    if slurm:
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    else:
+        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    cfg = load_run_config(tiny(tmp_path, "train.compile=true", "train.threads=2"))
+    # inductor's own patch, which restores it (monkeypatch would delete a config entry on undo)
+    with inductor_config.patch(compile_threads=16):  # as an earlier import of it decided
+        loop._setup(cfg, run_shape(cfg), None, RunFolder(tmp_path / "run"))
+        assert inductor_config.compile_threads == (1 if slurm else 16)
+        assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == ("1" if slurm else "16")
+        monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
+        loop._setup(cfg, run_shape(cfg), None, RunFolder(tmp_path / "run"))
+        assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == ("1" if slurm else "2")  # the run's threads
 
 
 # ----------------------------------------------------------------------------- out of memory

@@ -127,13 +127,12 @@ def test_a_sweep_is_packed_by_its_most_demanding_run_and_shares_by_run():
     assert decide_packing([small], 24 * GiB).runs_per_gpu < decide_packing([small], 80 * GiB).runs_per_gpu
 
 
-# ----------------------------------------------------------------------------- MPS
-
-
 def test_packed_memory_caps_leave_room_for_each_processs_cuda_context():
     """torch caps a process's allocator at a fraction of the card's total; each packed process also holds a CUDA
-    context outside it. The caps of a full GPU and the contexts together fit in it (before, the caps alone added
-    up to the whole card), and a run taking more slots gets its slots' worth."""
+    context outside it. The caps and contexts of any mix of runs on a full GPU fit in it (before, the caps alone
+    added up to the whole card), and a run gets its slots' part of the card less its own context."""
+    import itertools
+
     from sweep.launch.packing import memory_fraction
 
     for total in (80 * GiB, 141 * GiB, 24 * GiB):
@@ -141,14 +140,66 @@ def test_packed_memory_caps_leave_room_for_each_processs_cuda_context():
             cap = memory_fraction(1, k, total)
             assert k * (cap * total + CUDA_CONTEXT_BYTES) <= total + 1
             assert cap == pytest.approx((total - k * CUDA_CONTEXT_BYTES) / (k * total))
-            assert memory_fraction(k, k, total) == pytest.approx(k * cap)
-    assert memory_fraction(1, 8, 80 * GiB) == pytest.approx(72 / 80 / 8)
-    assert memory_fraction(3, 8, 80 * GiB) == pytest.approx(3 * 72 / 80 / 8)
-    # a card too small for its contexts (the packing rule never packs one so): a tenth of it, shared
+            assert memory_fraction(k, k, total) == pytest.approx(1 - CUDA_CONTEXT_BYTES / total)  # alone on it
+            # every way to fill the GPU's k slots with runs of 1..k slots each
+            for n in range(1, k + 1):
+                for units in itertools.combinations_with_replacement(range(1, k + 1), n):
+                    if sum(units) <= k:
+                        held = sum(memory_fraction(u, k, total) * total + CUDA_CONTEXT_BYTES for u in units)
+                        assert held <= total + 1, (total, k, units)
+    assert memory_fraction(1, 8, 80 * GiB) == pytest.approx(72 / 80 / 8)  # 9 GiB, not 10
+    assert memory_fraction(3, 8, 80 * GiB) == pytest.approx((30 - 1) / 80)
+    # a card too small for its contexts (the packing rule never packs one so): a tenth of the slots' part
     assert memory_fraction(1, 8, 4 * GiB) == pytest.approx(0.1 / 8)
     for bad in ((0, 4, GiB), (5, 4, GiB), (1, 0, GiB), (1, 4, 0)):
         with pytest.raises(ValueError):
             memory_fraction(*bad)
+
+
+@pytest.mark.parametrize("total_gib", [16, 24, 40, 48, 80, 94, 141, 192])
+def test_a_runs_memory_cap_never_falls_below_what_the_packing_rule_lets_it_allocate(total_gib):
+    """The rule packs k runs like one to a GPU when each needs at most MEMORY_SAFETY of a k-th of the card with its
+    CUDA context, and gives it ceil(capacity / k) slots; torch's cap on its allocator (cached blocks included) is
+    at least that for every capacity and k. Before, a capacity-8 GPU of 40 GiB capped a run alone on it at 32 GiB
+    where the rule let it allocate 33, and one of 24 GiB at 16 where it let it allocate 19.4 (k = 1), and at 8
+    where it let it allocate 9.2 (k = 2): the run ran out of memory in its own allocator and retried at half the
+    micro-batch for nothing."""
+    from sweep.launch.packing import memory_fraction
+
+    total = total_gib * GiB
+    for capacity in range(1, MAX_RUNS_PER_GPU + 1):
+        for k in range(1, capacity + 1):
+            allowed = MEMORY_SAFETY * total / k - CUDA_CONTEXT_BYTES
+            if allowed <= 0:
+                continue  # the rule fits no run here
+            cap = memory_fraction(math.ceil(capacity / k), capacity, total) * total
+            assert cap >= allowed, (total_gib, capacity, k, cap / GiB, allowed / GiB)
+
+
+def test_a_mixed_sweep_on_a_24_gib_card_caps_its_big_run_above_its_estimate():
+    """Through the rule itself: 1M-parameter runs at 4 sequences a micro-batch pack 8 to a 24 GiB card, and one at
+    64 sequences fills it alone (its estimate: 17 GiB allocated, 18 with its context, within 85% of 24). It takes
+    all 8 slots; its cap was 16 GiB (8 contexts taken off a card it has to itself), and is now 23."""
+    from sweep.launch.packing import memory_fraction
+
+    def run(batch: int) -> RunConfig:
+        r = gpu_run(1e6)
+        return dataclasses.replace(r, train=dataclasses.replace(r.train, batch_size=batch,
+                                                                tokens_per_step=2 * batch * 1024))
+
+    small, big = run(4), run(64)
+    total = 24 * GiB
+    capacity = decide_packing([small, big], total, cpus_per_gpu=16).capacity
+    assert capacity == 8
+    for r, slots in ((small, 1), (big, capacity)):
+        assert gpu_units(r, capacity, total, 16) == slots
+        cap = memory_fraction(slots, capacity, total) * total
+        assert cap >= run_gpu_memory(r).allocated
+    assert run_gpu_memory(big).allocated > 16 * GiB
+    assert memory_fraction(capacity, capacity, total) * total == 23 * GiB
+
+
+# ----------------------------------------------------------------------------- MPS
 
 
 def test_mps_is_detected_from_its_control_pipe(tmp_path):

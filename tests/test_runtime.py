@@ -1,4 +1,4 @@
-"""The compute dtype: bf16 on CUDA, and on a CPU only where bf16 is measured faster; resume keeps it."""
+"""The compute dtype: bf16 on a CUDA GPU with bf16 units, on a CPU only where it is measured faster; resume keeps it."""
 
 import json
 
@@ -13,6 +13,7 @@ from sweep.run.shape import run_shape
 from sweep.run.train import train
 
 from conftest import SHAKESPEARE  # the checked-in 310 kB of tinyshakespeare
+from gpu_standin import standin_gpu  # noqa: F401  (a fixture)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -33,8 +34,24 @@ def test_explicit_dtype_and_cuda_never_measure(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_speedup", fail)
     assert runtime.compute_dtype(TrainConfig(dtype="fp32"), CPU) == torch.float32
     assert runtime.compute_dtype(TrainConfig(dtype="bf16"), CPU) == torch.bfloat16
-    assert runtime.compute_dtype(TrainConfig(dtype="auto"), CUDA) == torch.bfloat16
     assert runtime.compute_dtype(TrainConfig(dtype="fp32"), CUDA) == torch.float32
+    assert runtime.compute_dtype(TrainConfig(dtype="bf16"), CUDA) == torch.bfloat16
+
+
+@pytest.mark.parametrize("name, major, expected", [("NVIDIA H100 80GB HBM3", 9, torch.bfloat16),
+                                                   ("NVIDIA A100-SXM4-80GB", 8, torch.bfloat16),
+                                                   ("Tesla V100-SXM2-32GB", 7, torch.float32),
+                                                   ("Tesla T4", 7, torch.float32)])
+def test_auto_on_cuda_takes_bf16_only_where_the_gpu_has_bf16_units(standin_gpu, monkeypatch, name, major, expected):
+    """On the stand-in GPU (tests/gpu_standin.py): torch's own capability check for the run's device, without
+    emulation. Before, 'auto' picked bf16 on any CUDA GPU, and a V100 or T4 trained in emulated bf16 (the
+    stand-in's tensors are on the host, where an emulated bf16 tensor would be accepted: the check with
+    emulation says True there too)."""
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda *_: pytest.fail("timed a CPU block for a GPU run"))
+    gpu = standin_gpu(2, name=name, major=major)
+    assert runtime.compute_dtype(TrainConfig(dtype="auto"), torch.device("cuda", 1)) == expected
+    assert gpu.called("get_device_properties") == [(1,)]  # the run's own GPU was asked
+    assert torch.cuda.current_device() == 0  # and the current device is left as it was
 
 
 def test_speedup_is_not_measured_on_a_cpu_without_bf16_units(monkeypatch):

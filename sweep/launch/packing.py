@@ -249,15 +249,21 @@ def gpu_units(run: RunConfig, capacity: int, gpu_memory: int, cpus_per_gpu: Opti
 def memory_fraction(units: int, capacity: int, gpu_memory: int, context: int = CUDA_CONTEXT_BYTES) -> float:
     """The share of a GPU's memory torch's allocator may hold in a run taking `units` of its `capacity` slots.
 
-    torch applies the fraction to the card's total, while each of the up to `capacity` processes on it also
-    holds a CUDA context (and cuBLAS and Triton workspaces) outside its allocator. So the contexts are taken
-    off the total first, and the rest is shared by slots: caps that add up to the whole card would leave
-    the contexts no room, and the last run to grow would fail inside CUDA instead of in its own allocator."""
+    Each slot is 1/capacity of the card, and the run's process spends one CUDA context (with cuBLAS and Triton
+    workspaces, outside torch's allocator) of its slots' part: the cap is units/capacity of the card less one
+    context. torch applies the fraction to the card's total and counts the allocator's cached blocks in it.
+
+    Why this and not the slots' part of the card less `capacity` contexts: both keep the caps and contexts of
+    any mix of runs on a full GPU within it (slots add up to at most `capacity`, and every process there holds
+    one context), but only this one never caps a run below what the packing rule lets it allocate. The rule
+    packs k runs like it to a GPU when each needs at most MEMORY_SAFETY * G / k with its context, and gives it
+    ceil(capacity / k) slots, so its cap, at least G / k less a context, is above that for every k and card.
+    Taking `capacity` contexts off instead left a run alone on its GPU (every slot) capped as if the card held
+    `capacity` processes: 16 GiB of a 24 GiB card for a run the rule had let allocate 17."""
     if capacity < 1 or not 1 <= units <= capacity or gpu_memory <= 0:
         raise ValueError(f"memory_fraction(units={units}, capacity={capacity}, gpu_memory={gpu_memory})")
-    # never below a tenth of the card: a GPU too small for its contexts is the packing rule's to refuse
-    usable = max(gpu_memory - capacity * context, gpu_memory // 10)
-    return min(1.0, units * usable / (capacity * gpu_memory))
+    # never below a tenth of the slots' part: a GPU too small for its contexts is the packing rule's to refuse
+    return min(1.0, max(units / capacity - context / gpu_memory, units / (10 * capacity)))
 
 
 # ----------------------------------------------------------------------------- detection

@@ -115,8 +115,8 @@ def placed(cfg: RunConfig, launch: LaunchConfig, slot: Optional[int], units: int
             os.environ["CUDA_VISIBLE_DEVICES"] = client_device(visible[slot % len(visible)])
             capacity = launch.runs_per_gpu or 1
             if launch.gpu_memory and capacity > 1:
-                # its share of the GPU, after every packed process's CUDA context: a run that outgrows its
-                # estimate runs out of memory itself (and retries at a smaller micro-batch), not its neighbours
+                # its slots' part of the GPU less its own CUDA context: a run that outgrows its estimate runs out
+                # of memory itself (and retries at a smaller micro-batch), not its neighbours
                 share = cfg.train.memory_fraction or memory_fraction(min(units, capacity), capacity, launch.gpu_memory)
                 cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, memory_fraction=share))
         if threads is None:

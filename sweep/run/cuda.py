@@ -77,6 +77,14 @@ def set_rng_state(state: torch.Tensor, device: torch.device) -> None:
     torch.cuda.set_rng_state(state, _index(device))
 
 
+def bf16_native(device: torch.device) -> bool:
+    """`device` runs bf16 in hardware (compute capability 8.0 and later, or a ROCm GPU). torch's own check asks
+    the current device, so the run's device is made current for the question. Without emulation: a V100 or T4
+    accepts bf16 tensors and autocast, but emulates the arithmetic, several times slower than its fp32."""
+    with torch.cuda.device(_index(device)):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def allow_tf32() -> None:
     """TF32 matmuls and convolutions where a dtype is fp32 (bf16 autocast covers most matmuls anyway)."""
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -89,8 +97,15 @@ def empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
+def reset_peak(device: torch.device) -> None:
+    """Start `device`'s allocator peak afresh, so `peak_allocated` is this run's: torch's peak is since the
+    process began, and the basic launcher trains several runs (and a run retried after running out of
+    memory trains again) in one process. The allocator exists once CUDA is initialised (`use` does that)."""
+    torch.cuda.reset_peak_memory_stats(_index(device))
+
+
 def peak_allocated(device: torch.device) -> int:
-    """The most bytes torch's allocator has held on `device` in this process (tensors, not its cache)."""
+    """The most bytes torch's allocator has held on `device` since `reset_peak` (tensors, not its cache)."""
     return int(torch.cuda.max_memory_allocated(_index(device)))
 
 

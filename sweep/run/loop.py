@@ -68,6 +68,25 @@ class Loop:
     """CUDA graphs (compile modes reduce-overhead / max-autotune): each optimizer step is marked."""
 
 
+def _inductor_compile_threads(threads: int) -> None:
+    """How many workers torch.compile's inductor compiles with: the run's own threads (it defaults to every core
+    of the machine, in each packed job), and inside a SLURM job one, in the run's own process.
+
+    SLURM signals every process of a job step (SIGTERM, and the USR2 warning before the time limit that stops a
+    run as Preempted), and inductor's worker pool ignores only SIGINT: a signal during the first step's compile
+    would kill the workers and fail the run instead of stopping it. Inductor reads the variable when its config
+    is first imported, which a run's compile does after this; where an earlier run of this process imported it,
+    the SLURM setting is given to the config as well. Inside SLURM it overrides a value exported by the shell
+    that submitted the job (sbatch passes the environment on)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
+        config = sys.modules.get("torch._inductor.config")
+        if config is not None:
+            config.compile_threads = 1
+    else:
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
+
+
 def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: Optional[int] = None,
            device: Optional[torch.device] = None) -> Loop:
     """Device, threads, model, optimizer; the checkpoint's (or a WSD branch point's) state when there is one.
@@ -78,14 +97,15 @@ def _setup(cfg: RunConfig, shape: RunShape, data, folder: RunFolder, micro_cap: 
     device = device if device is not None else runtime.pick_device(t)
     if device.type == "cuda":
         cuda.use(device)
+        cuda.reset_peak(device)  # result.json's gpu_peak_allocated_bytes is this run's, not the process's
         if t.memory_fraction:
             cuda.set_memory_fraction(t.memory_fraction, device)
     ckpt = checkpoint.load(folder.checkpoint_path)
     if ckpt is None and t.init_from:
         ckpt = checkpoint.load_branch_point(Path(t.init_from), shape.steps, t)
     threads = runtime.set_threads(t, device, previous=ckpt["threads"] if ckpt else None)
-    if t.compile:  # inductor's compile workers default to every core of the machine, per packed job
-        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(threads))
+    if t.compile:
+        _inductor_compile_threads(threads)
     runtime.set_determinism(t.seed, device)
 
     model = GPT(cfg.model, shape.vocab_size).to(device)
@@ -285,6 +305,8 @@ def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float,
     dtype and micro-batch. MFU is on the FLOPs a step executes (`executed_flops_per_token`);
     `mfu_chinchilla_flops` is on the exact count the fits use, for comparison with papers that quote it."""
     speed = meter.fields()  # syncs the device first
+    # read before peak_for, whose matmul (8192^2 operands on a GPU) would raise the allocator's peak
+    peak_allocated = cuda.peak_allocated(loop.device) if loop.device.type == "cuda" else None
     # measured after training, so the matmul never competes with the run for the cores
     peak, peak_source = runtime.peak_for(loop.device, loop.dtype, label)
     tps = speed["tokens_per_second"]
@@ -306,7 +328,7 @@ def _training_fields(loop: Loop, meter: SpeedMeter, fpt: float, executed: float,
         # which GPU of the box, as the launcher placed the run (None on a CPU)
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") if loop.device.type == "cuda" else None,
         # the allocator's peak in this process, against which packing's memory estimate can be checked
-        "gpu_peak_allocated_bytes": cuda.peak_allocated(loop.device) if loop.device.type == "cuda" else None,
+        "gpu_peak_allocated_bytes": peak_allocated,
         "wall_seconds": loop.counters.wall_before + meter.wall(),
         "final_train_loss": last_loss,
         "steps_done": loop.counters.step,

@@ -59,16 +59,19 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 def compute_dtype(train: TrainConfig, device: torch.device, rows: int = 1024, width: int = 512,
                   seq_len: int = 64, n_head: int = 0) -> torch.dtype:
-    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on CUDA, and on a CPU
-    only where bf16 is measured at least 1.2x faster on one transformer block of the run's shape, forward
-    and backward (`cpu_bf16_speedup`).
+    """The dtype matmuls run in: `train.dtype` when set; for 'auto', bf16 autocast on a CUDA GPU that runs bf16
+    natively (Ampere and later, cuda.bf16_native) and fp32 on an older one, and on a CPU only where bf16 is
+    measured at least 1.2x faster on one transformer block of the run's shape, forward and backward
+    (`cpu_bf16_speedup`). The result's `dtype` field records the choice.
 
     CPUs with AMX or AVX512-BF16 run bf16 matmuls several times faster than fp32; elsewhere bf16 is
-    emulated and several times slower, so it is never tried there (and nothing is timed)."""
+    emulated and several times slower, so it is never tried there (and nothing is timed). A GPU without
+    bf16 units (V100, T4) would emulate it too; this code has no fp16-with-loss-scaling path, so such a GPU
+    trains in fp32."""
     if train.dtype != "auto":
         return DTYPES[train.dtype]
     if device.type == "cuda":
-        return torch.bfloat16
+        return torch.bfloat16 if cuda.bf16_native(device) else torch.float32
     return torch.bfloat16 if cpu_bf16_speedup(rows, width, seq_len, n_head) >= 1.2 else torch.float32
 
 
@@ -232,10 +235,13 @@ def code_version() -> str:
 
 
 # Dense (not sparse) bf16 tensor-core peaks in FLOP/s from the vendors' data sheets, by device-name substring; the
-# longest matching name wins ("H100 NVL" over "H100", "L40S" over "L4", "H200" over "H20").
+# longest matching name wins ("H100 NVL" over "H100", "L40S" over "L4", "H200" over "H20"), so a variant whose peak
+# differs from its family's needs its own entry ("H200 NVL", "GB200").
 PEAK_BF16_FLOPS = {
+    "GB200": 2500e12,
     "B200": 2250e12,
     "B100": 1750e12,
+    "H200 NVL": 835e12,
     "H200": 989.5e12,
     "H100 NVL": 835e12,
     "H100 PCIe": 756e12,
@@ -298,12 +304,20 @@ def measured_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int =
 
 def peak_for(device: torch.device, dtype: torch.dtype, label: str) -> tuple:
     """(peak FLOP/s, where it came from) for a run's MFU: the datasheet for a bf16 run on a known GPU, else a
-    matmul measured in the run's own dtype (an fp32 run is never held against the bf16 peak)."""
+    matmul measured in the run's own dtype (an fp32 run is never held against the bf16 peak).
+
+    The measurement's operands (three 8192^2 matrices on a GPU) may not fit under a packed run's memory cap,
+    on a small MIG slice in particular: then no peak (MFU None), since the run itself has finished and an
+    out-of-memory error here must not send it back to train again at a smaller micro-batch."""
     if dtype == torch.bfloat16:
         datasheet = peak_flops(label)
         if datasheet is not None:
             return datasheet, "datasheet (dense bf16)"
-    return measured_peak_flops(device, dtype), f"measured {dtype_name(dtype)} matmul"
+    try:
+        return measured_peak_flops(device, dtype), f"measured {dtype_name(dtype)} matmul"
+    except cuda.OutOfMemoryError:
+        cuda.empty_cache()
+        return None, f"not measured: the {dtype_name(dtype)} matmul ran out of device memory"
 
 
 def mfu(tokens_per_second: float, flops_per_token: float, peak: float | None) -> float | None:

@@ -111,8 +111,9 @@ def hydra_task(composed) -> dict:
     return run_job(from_omegaconf(composed))
 
 
-def hydra_multirun(overrides: List[str]) -> int:
-    """`sweep --multirun OVERRIDES` through Hydra's own entry point (and so its launcher plugins)."""
+def hydra_multirun(overrides: List[str], task=None) -> int:
+    """`sweep --multirun OVERRIDES` through Hydra's own entry point (and so its launcher plugins); each job runs
+    `task` (default hydra_task: one run; sweep.launch.slurm_pack's group_task: a group of runs sharing a job)."""
     import hydra
     from hydra.core.global_hydra import GlobalHydra
 
@@ -121,7 +122,7 @@ def hydra_multirun(overrides: List[str]) -> int:
     saved = sys.argv
     sys.argv = [saved[0] if saved else "sweep", "--multirun", *overrides]
     try:
-        hydra.main(config_path=str(conf_dir()), config_name="sweep", version_base="1.3")(hydra_task)()
+        hydra.main(config_path=str(conf_dir()), config_name="sweep", version_base="1.3")(task or hydra_task)()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     finally:

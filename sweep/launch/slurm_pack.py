@@ -111,29 +111,9 @@ def launch_groups(overrides: List[str], plan: Path, grouping: dict) -> int:
     groups = grouping["groups"]
     write_json_atomic(groups_path(plan), {**grouping, "groups": {str(g[0]): g for g in groups}})
     leaders = ",".join(str(g[0]) for g in groups)
-    return _multirun(overrides + [f"run_index={leaders}", f"launch.plan='{plan}'"])
+    from sweep.launch.job import hydra_multirun
 
-
-def _multirun(overrides: List[str]) -> int:
-    """job.hydra_multirun, with group_task as the task of every job."""
-    import hydra
-    from hydra.core.global_hydra import GlobalHydra
-
-    from sweep.compose import conf_dir
-    from sweep.ladder.sweep_config import register_sweep_configs
-
-    register_sweep_configs()
-    GlobalHydra.instance().clear()
-    saved = sys.argv
-    sys.argv = [saved[0] if saved else "sweep", "--multirun", *overrides]
-    try:
-        hydra.main(config_path=str(conf_dir()), config_name="sweep", version_base="1.3")(group_task)()
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
-        GlobalHydra.instance().clear()
-    return 0
+    return hydra_multirun(overrides + [f"run_index={leaders}", f"launch.plan='{plan}'"], task=group_task)
 
 
 # ----------------------------------------------------------------------------- the job's side

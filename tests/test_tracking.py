@@ -338,3 +338,29 @@ def test_sync_uploads_each_run_s_segments_oldest_first_then_appends(tmp_path, wb
     assert not any(str(first.run_dir) in c for c in after) and len(after) == 2
     assert main(["sync", f"input={tmp_path}", "dry_run=true"]) == 0
     assert f"wandb sync --append {second.run_dir}" in capsys.readouterr().out
+
+
+def test_a_reader_waits_for_a_log_cut_short_and_reads_a_finished_one_at_once(tmp_path, wb_home):
+    """wandb's finish() can return before its service wrote the last records: a log cut short (here, the finished
+    run's log with its tail removed while the reader waits) is read once it is whole; a log that ends with its exit
+    record is read without waiting, and one that stops growing without it (a crash) after `quiet` seconds."""
+    from sweep.store.wandb_offline import settle
+
+    out = tmp_path / "results" / "sweepA"
+    with _tracker(out) as tracker:
+        tracker.set_summary({"status": "finished"})
+        run_dir = tracker.run_dir
+    log = run_log_path(run_dir)
+    whole = log.read_bytes()
+    t0 = time.monotonic()
+    settle(log, wait=5.0, quiet=3.0)
+    assert time.monotonic() - t0 < 1.0  # it ends with its exit record
+    log.write_bytes(whole[:len(whole) // 2])
+    threading.Timer(1.0, lambda: log.write_bytes(whole)).start()
+    t0 = time.monotonic()
+    run = read_offline_run(run_dir, wait=10.0)
+    assert 0.9 < time.monotonic() - t0 < 3.0 and run["exit_code"] == 0 and run["job_type"] == "train"
+    log.write_bytes(whole[:len(whole) // 2])  # a crash: it never grows again
+    t0 = time.monotonic()
+    settle(log, wait=10.0, quiet=0.5)
+    assert 0.4 < time.monotonic() - t0 < 2.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -162,8 +163,27 @@ def find_offline_runs(dir: Path, run_id: Optional[str] = None) -> list[Path]:
     return sorted(runs, key=lambda p: (p.name.split("-")[2], p.name, str(p)))
 
 
-def read_offline_run(run_dir: Path) -> dict:
-    """Metadata, config, summary, history and exit code of one run folder."""
+def settle(path: Path, wait: float = 30.0, quiet: float = 5.0) -> None:
+    """Wait until a run's log ends with its exit record, or has not grown for `quiet` seconds, at most `wait`
+    seconds: wandb's finish() can return before its service has written the run's last records, and a reader right
+    after would see a log cut short (no run record yet, or no exit). A crashed run's log stops growing and is read
+    as it is."""
+    deadline = time.monotonic() + wait
+    size, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = path.stat().st_size if path.exists() else 0
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        if now and last_record_type(path) == "exit":
+            return
+        time.sleep(0.1)
+
+
+def read_offline_run(run_dir: Path, wait: float = 30.0) -> dict:
+    """Metadata, config, summary, history and exit code of one run folder (after `settle`, at most `wait` s)."""
+    settle(run_log_path(run_dir), wait)
     run: dict = {"id": None, "name": None, "group": None, "job_type": None, "project": None,
                  "entity": None, "tags": [], "config": {}, "summary": {}, "history": [],
                  "exit_code": None, "run_dir": str(run_dir)}

@@ -17,33 +17,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from sweep.fit import FitConfig, fit, registry
-from sweep.fit.simulate import Law, isoflop_sweep
-
-
-@dataclass(frozen=True)
-class KaplanLaw(Law):
-    """L = E + [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D with Kaplan et al. 2020's exponents and scales."""
-
-    E: float = 1.0
-    n_c: float = 8.8e13
-    d_c: float = 5.4e13
-    alpha_n: float = 0.076
-    alpha_d: float = 0.095
-
-    def loss(self, n, d):
-        n, d = np.asarray(n, float), np.asarray(d, float)
-        return self.E + ((self.n_c / n) ** (self.alpha_n / self.alpha_d) + self.d_c / d) ** self.alpha_d
-
-    def optimum(self, flops, flops_per_nd: float = 6.0):
-        grid = np.logspace(np.log10(flops) / 2 - 5, np.log10(flops) / 2 + 5, 4001)
-        losses = self.loss(grid, flops / (flops_per_nd * grid))
-        i = int(np.argmin(losses))
-        return grid[i], flops / (flops_per_nd * grid[i]), float(losses[i])
+from sweep.fit.simulate import KaplanLaw, Law, isoflop_sweep
 
 
 LAWS = {"chinchilla": Law(), "one_exponent": Law(alpha=0.31, beta=0.31), "kaplan": KaplanLaw()}

@@ -201,6 +201,16 @@ def compare_conventions(runs, cfg: FitConfig, main: FitData, main_result: dict) 
     return rows
 
 
+def conclude(result: dict, data: FitData, cfg: FitConfig) -> None:
+    """What the fit concludes from its methods' fits and their backtest: each method's lack-of-fit term (and its
+    allocation rows again with it), the recommended prediction and the answer. Nothing before it depends on them, so a
+    study of these rules can re-run this alone on stored fits (scripts/check_coverage.py --cache)."""
+    if cfg.backtest:
+        add_lack_of_fit(result, data, cfg)
+    result["recommended"] = recommend(result, cfg.methods, cfg.interval)
+    result["answer"] = answer(result).as_dict()
+
+
 def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
     """Fit every configured method to runs (DataFrame or list of dicts); returns fit.json's content."""
     cfg = (cfg or FitConfig()).validate()
@@ -249,13 +259,9 @@ def fit(runs, cfg: Optional[FitConfig] = None) -> dict:
         result["warnings"] = notes
         return result
     result["comparison"] = compare(result, cfg.methods, report_budgets(data, cfg))
-    if cfg.backtest:
-        result["backtest"] = backtest(data, cfg, fit_methods)
-        add_lack_of_fit(result, data, cfg)
-    else:
-        result["backtest"] = {"status": "skipped", "reason": "fit.backtest=false"}
-    result["recommended"] = recommend(result, cfg.methods, cfg.interval)
-    result["answer"] = answer(result).as_dict()
+    result["backtest"] = backtest(data, cfg, fit_methods) if cfg.backtest else \
+        {"status": "skipped", "reason": "fit.backtest=false"}
+    conclude(result, data, cfg)
     if cfg.compare_conventions and len(data.available_conventions) > 1:
         result["conventions"] = compare_conventions(runs, cfg, data, result)
     result["warnings"] = notes

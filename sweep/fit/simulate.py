@@ -101,6 +101,29 @@ class ModelTermLaw(DataTermLaw):
 
 
 @dataclass(frozen=True)
+class KaplanLaw(NumericLaw):
+    """L = E + [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D with Kaplan et al. 2020's exponents and scales: a
+    development law (scripts/default_weights.py, the lack-of-fit study in scripts/check_coverage.py), not a
+    calibration law."""
+
+    E: float = 1.0
+    n_c: float = 8.8e13
+    d_c: float = 5.4e13
+    alpha_n: float = 0.076
+    alpha_d: float = 0.095
+
+    def loss(self, n, d):
+        n, d = np.asarray(n, float), np.asarray(d, float)
+        return self.E + ((self.n_c / n) ** (self.alpha_n / self.alpha_d) + self.d_c / d) ** self.alpha_d
+
+    def optimum(self, flops, flops_per_nd: float = 6.0):
+        grid = np.logspace(np.log10(flops) / 2 - 5, np.log10(flops) / 2 + 5, 4001)
+        losses = self.loss(grid, flops / (flops_per_nd * grid))
+        i = int(np.argmin(losses))
+        return grid[i], flops / (flops_per_nd * grid[i]), float(losses[i])
+
+
+@dataclass(frozen=True)
 class CurvedModelLaw(NumericLaw):
     """Calibration law, a curvature in log N: L(N, D) = E + A/N^alpha exp(-curvature ln^2(N / n_ref)) + B/D^beta.
     The model term's log is a parabola in log N, tangent to Hoffmann et al.'s at n_ref, so its local exponent

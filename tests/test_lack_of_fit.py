@@ -183,7 +183,7 @@ def curvature_rows(c: float, spans=(1.15, 2.3, 3.45), total=4.6, with_span=True)
 def test_the_term_grows_with_the_span_the_final_fit_extrapolates_from():
     """The backtest's refits see less of the sweep than the final fit; a curvature the law cannot absorb makes the
     final fit miss a 10x extrapolation by more than a refit missed one. The term reads the refits' spans and
-    extrapolates from the final fit's: it reaches that error, and one blind to the spans stays under it, more so
+    extrapolates from the final fit's: it reaches about that error, and one blind to the spans stays under it, more so
     the further it reaches."""
     assert lack_of_fit.growth(10.0, 2.0, 1.0) == pytest.approx((1 + np.log(10)) ** 2)
     assert lack_of_fit.growth(10.0, 2.0, 100.0) == pytest.approx((1 + np.log(10)) * (1 + np.log(10) + np.log(100)))
@@ -192,9 +192,9 @@ def test_the_term_grows_with_the_span_the_final_fit_extrapolates_from():
     aware = lack_of_fit.estimate(curvature_rows(c), 0.95, span=np.exp(4.6))
     blind = lack_of_fit.estimate(curvature_rows(c, with_span=False), 0.95)
     assert aware.gamma == 2.0 and aware.span == pytest.approx(np.exp(4.6))
-    assert aware.sd(10.0) > truth  # its upper end: ~1.2x
+    assert aware.sd(10.0) > 0.95 * truth  # the upper end of its 50% interval: about the error itself
     far = c * (np.log(100) ** 2 + 4.6 * np.log(100) + 4.6 ** 2 / 6)
-    assert aware.sd(100.0) > far
+    assert aware.sd(100.0) > 0.9 * far
 
     def at_best(lof, x):
         return lof.kappa * lack_of_fit.growth(x, lof.gamma, lof.span)
@@ -202,7 +202,7 @@ def test_the_term_grows_with_the_span_the_final_fit_extrapolates_from():
     assert at_best(blind, 10.0) < 0.9 * truth and far > 1.25 * at_best(blind, 100.0)
     # blind, the best growth is too slow (gamma 1.4); the faster growth its rows cannot rule out reaches the final
     # fit's error far out, but stays under it at 10x
-    assert blind.gamma < 2.0 and blind.sd(10.0) < truth < aware.sd(10.0)
+    assert blind.gamma < 2.0 and blind.sd(10.0) < 0.85 * truth and blind.sd(10.0) < 0.85 * aware.sd(10.0)
 
 
 def test_a_detected_misfit_takes_the_fastest_growth_the_backtest_cannot_rule_out():

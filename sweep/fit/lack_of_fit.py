@@ -19,7 +19,8 @@ fitted compute (a size split's held-out sizes only when there are fewer than MIN
 budget predicted by one refit share that refit's error, so each (split, budget) is one point, with its runs' mean
 log error, and the budgets one refit predicted share its error too, so each split weighs one point in all. So few
 independent points determine kappa poorly, and a backtest that reaches 2x says little about 5x: the term uses the
-upper end of kappa's likelihood interval (a drop of KAPPA_LR / 2 in log likelihood, ~1 sd), not its best value.
+upper end of kappa's 50% likelihood interval (a drop of KAPPA_LR / 2 in log likelihood), not its best value, which
+a few refits put at 0 for misfits that show only further out.
 Nor do refits that reach a few x say how fast a misfit they saw grows: when one is detected, the term at an
 extrapolation x is the upper end over kappa and gamma jointly (the largest lof(x) inside that likelihood region),
 so far out it grows as fast as the backtest cannot rule out, not as its best gamma (the best gamma of a few refits
@@ -36,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 MIN_ROWS = 3
 """Held-out predictions needed to estimate kappa; with fewer the term is 0 and the report says why."""
@@ -44,9 +45,9 @@ KAPPA_MAX = 0.5
 """Upper end of the search (a 50% sd misfit at the edge of the data is a law that does not apply)."""
 GAMMA_MIN, GAMMA_MAX = 1.0, 2.0
 """How fast the misfit may grow with ln x: between linearly and quadratically."""
-KAPPA_LR = 1.0
-"""kappa's upper end: where twice the log likelihood has fallen by this much from its best (chi-square, 1 dof:
-the 68% interval's upper end)."""
+KAPPA_LR = float(chi2.ppf(0.5, 1))
+"""kappa's upper end: where twice the log likelihood has fallen by this much from its best (chi-square, 1 dof: the
+50% interval's upper end); a misfit counts as detected when kappa = 0 lies outside that interval."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class LackOfFit:
     region; `sd` takes the largest of them at the extrapolation asked for. Empty (a fit.json written before): kappa
     at gamma."""
     best: float | None = None
-    """kappa's maximum-likelihood value, set to 0 when no misfit was detected (0 inside its ~1 sd interval): then
+    """kappa's maximum-likelihood value, set to 0 when no misfit was detected (0 inside its 50% interval): then
     `kappa` is only what the backtest cannot rule out. None when not estimated or written before."""
     refits: int = 0
     """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
@@ -141,9 +142,13 @@ def mean_error_sd(group: list[dict], z: float) -> float:
     return float(np.sqrt(law ** 2 + noise2 / len(group)))
 
 
-def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
+def estimate(rows: list[dict], level: float, span: float = 1.0, end: str = "upper",
+             kappa_lr: float = KAPPA_LR) -> LackOfFit:
     """kappa from backtest rows ({extrapolation, span, predicted, measured, interval}); leave-future-out rows only.
-    span: the compute span of the fit the term is for (its growth extrapolates from that span)."""
+    span: the compute span of the fit the term is for (its growth extrapolates from that span).
+    end: "upper" (the term the fitter uses: kappa's upper end where twice the log likelihood falls by kappa_lr) or
+    "best" (its maximum-likelihood value, 0 when no misfit is detected): the alternative that
+    scripts/lack_of_fit_rules.py compares it with."""
     groups = held_out_groups(rows)
     # A size split's held-out sizes sit at compute its refit saw, and a sweep has many sizes: they would outnumber
     # the budgets past the largest fitted compute, where a user's next run is, and speak for them.
@@ -173,33 +178,36 @@ def estimate(rows: list[dict], level: float, span: float = 1.0) -> LackOfFit:
                                options={"xatol": 1e-6})
         fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
     value, best, gamma = min(fits)
-    detected = nll(0.0, gamma) - value >= KAPPA_LR / 2
+    detected = nll(0.0, gamma) - value >= kappa_lr / 2
     if not detected:
-        # no misfit detected (kappa = 0 within its ~1 sd interval): the best gamma is a rounding error's choice
+        # no misfit detected (kappa = 0 within its 50% interval): the best gamma is a rounding error's choice
         gamma = GAMMA_MIN
         best = 0.0
-    upper = tuple((g, _upper_end(lambda k, g=g: nll(k, g), b, value)) for v, b, g in fits
-                  if v - value < KAPPA_LR / 2 and (detected or g == GAMMA_MIN))
+    upper = tuple((g, _upper_end(lambda k, g=g: nll(k, g), b, value, kappa_lr)) for v, b, g in fits
+                  if v - value < kappa_lr / 2 and (detected or g == GAMMA_MIN))
+    if end == "best":
+        upper = ((gamma, best),)
     kappa = dict(upper)[gamma]
     kind = "budget" if groups is beyond else "group"
+    used = ", used" if end == "best" else f", its {100 * chi2.cdf(kappa_lr, 1):.0f}% upper end used"
+    spread = (f", over γ {min(g for g, _ in upper):.2g}-{max(g for g, _ in upper):.2g} (the fastest growth not "
+              f"ruled out, far out)" if len(upper) > 1 else "")
     n_refits = len(set(refits))
     return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper, best=float(best), refits=n_refits,
                      source=f"leave-future-out backtest: {len(groups)} held-out {kind}(s) of {n_refits} "
                             f"refit(s), {min(x):.2g}-{max(x):.2g}x past their fits, rms error "
-                            f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ {100 * best:.2g}%, its 68% upper "
-                            f"end used" + (f", over γ {min(g for g, _ in upper):.2g}-{max(g for g, _ in upper):.2g} "
-                                           f"(the fastest growth not ruled out, far out)" if len(upper) > 1 else ""))
+                            f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ {100 * best:.2g}%" + used + spread)
 
 
-def _upper_end(nll_of, best: float, value: float) -> float:
-    """The largest kappa >= best whose negative log likelihood is within KAPPA_LR / 2 of `value` (the joint
+def _upper_end(nll_of, best: float, value: float, kappa_lr: float = KAPPA_LR) -> float:
+    """The largest kappa >= best whose negative log likelihood is within kappa_lr / 2 of `value` (the joint
     minimum over kappa and gamma)."""
-    if nll_of(KAPPA_MAX) - value <= KAPPA_LR / 2:
+    if nll_of(KAPPA_MAX) - value <= kappa_lr / 2:
         return KAPPA_MAX
     lo, hi = best, KAPPA_MAX
     for _ in range(60):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if nll_of(mid) - value < KAPPA_LR / 2 else (lo, mid)
+        lo, hi = (mid, hi) if nll_of(mid) - value < kappa_lr / 2 else (lo, mid)
     return (lo + hi) / 2
 
 

@@ -4,6 +4,8 @@ lack-of-fit terms, the conventions, the single-variable laws, the backtest and t
 
 from __future__ import annotations
 
+from scipy.stats import chi2
+
 from sweep.fit import lack_of_fit, registry, slices
 from sweep.fit.laws import AT_BOUND
 from sweep.fit.method import fmt
@@ -134,7 +136,8 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
         lines += ["", "Lack of fit in the PIs: sd = κ ((1 + t)(1 + t + ln S))^(γ/2), t = ln x, at x times the largest "
                       "fitted compute, S the compute span fitted"
                       + (f" ({span:.3g}x here)" if span else "") + ", κ by maximum likelihood from the "
-                      "leave-future-out backtest's errors beyond their own PIs (the upper end of its ~68% interval; where a misfit "
+                      "leave-future-out backtest's errors beyond their own PIs (the upper end of its "
+                      f"{100 * chi2.cdf(lack_of_fit.KAPPA_LR, 1):.0f}% likelihood interval; where a misfit "
                       "was detected, of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
                       "rule out).",
                   ""] + lof_lines + undetected_line(list(terms.values()))
@@ -149,9 +152,9 @@ def undetected_line(terms: list[dict]) -> list[str]:
         return []
     refits = max(t.get("refits", 0) for t in measured)
     return ["", f"No method's backtest detected a misfit (best κ 0 for each), from {refits} refit(s): the κ each PI "
-                f"uses is the largest their errors cannot rule out, so far out the misfit term is the backtest's "
-                f"uncertainty, not a misfit seen. Budgets beyond the largest fitted compute (each one more refit) "
-                f"tighten it."]
+                f"uses is the upper end of its {100 * chi2.cdf(lack_of_fit.KAPPA_LR, 1):.0f}% likelihood interval, "
+                f"so far out the misfit term is the backtest's uncertainty, not a misfit seen. Budgets beyond the "
+                f"largest fitted compute (each one more refit) tighten it."]
 
 
 SIGNED = {"delta": "no drift: approach 3"}

@@ -192,9 +192,9 @@ def test_the_term_grows_with_the_span_the_final_fit_extrapolates_from():
     aware = lack_of_fit.estimate(curvature_rows(c), 0.95, span=np.exp(4.6))
     blind = lack_of_fit.estimate(curvature_rows(c, with_span=False), 0.95)
     assert aware.gamma == 2.0 and aware.span == pytest.approx(np.exp(4.6))
-    assert aware.sd(10.0) > 0.95 * truth  # the upper end of its 50% interval: about the error itself
+    assert aware.sd(10.0) > 0.95 * truth  # the end of its 50% interval is about the error: a 95% PI spans 1.96 of it
     far = c * (np.log(100) ** 2 + 4.6 * np.log(100) + 4.6 ** 2 / 6)
-    assert aware.sd(100.0) > 0.9 * far
+    assert aware.sd(100.0) > 0.9 * far  # the same far out
 
     def at_best(lof, x):
         return lof.kappa * lack_of_fit.growth(x, lof.gamma, lof.span)
@@ -221,6 +221,27 @@ def test_a_detected_misfit_takes_the_fastest_growth_the_backtest_cannot_rule_out
     # a fit.json written before the pairs were kept reads kappa at gamma
     old = lack_of_fit.from_dict({k: v for k, v in lof.as_dict().items() if k != "upper"})
     assert old.sd(100.0) == pytest.approx(lof.kappa * lack_of_fit.growth(100.0, lof.gamma))
+
+
+def test_the_level_moves_kappas_end_not_what_counts_as_a_misfit():
+    """Three refits that each miss by half their PI's sd: kappa = 0 sits just inside its 68% interval, just outside
+    its 50% one. A misfit is detected at the 68% threshold whatever the level, because detection switches on the
+    growth gamma > 1 far out (with the level's own threshold it did, and a 100x PI took gamma 1.7); the level only
+    moves the end of kappa's interval, and "best" takes kappa at 0."""
+    rows = held_out(0.005, groups=3)
+    assert lack_of_fit.KAPPA_LR == pytest.approx(0.455, abs=1e-3)
+    ends = {lr: lack_of_fit.estimate(rows, 0.95, kappa_lr=lr) for lr in (lack_of_fit.KAPPA_LR, 1.0, 2.706)}
+    for lof in ends.values():
+        assert lof.best == 0.0 and lof.gamma == 1.0 and len(lof.upper) == 1
+    fifty = ends[lack_of_fit.KAPPA_LR]
+    assert 0.003 < fifty.kappa < 0.85 * ends[1.0].kappa < 0.85 * 0.7 * ends[2.706].kappa
+    assert lack_of_fit.estimate(rows, 0.95).kappa == fifty.kappa
+    assert "50% upper end used" in fifty.source and "68% upper end used" in ends[1.0].source
+    best = lack_of_fit.estimate(rows, 0.95, end="best")
+    assert best.kappa == 0.0 and best.sd(100.0) == 0.0 and best.source.endswith(", used")
+    # a clear misfit is detected at every level; its best kappa does not depend on the level
+    missed = [lack_of_fit.estimate(held_out(0.008, groups=3), 0.95, kappa_lr=lr) for lr in (0.455, 2.706)]
+    assert missed[0].best == missed[1].best > 0.003 and missed[0].kappa < missed[1].kappa
 
 
 def test_the_term_is_estimated_from_compute_extrapolations_when_there_are_enough():

@@ -47,7 +47,11 @@ GAMMA_MIN, GAMMA_MAX = 1.0, 2.0
 """How fast the misfit may grow with ln x: between linearly and quadratically."""
 KAPPA_LR = float(chi2.ppf(0.5, 1))
 """kappa's upper end: where twice the log likelihood has fallen by this much from its best (chi-square, 1 dof: the
-50% interval's upper end); a misfit counts as detected when kappa = 0 lies outside that interval."""
+nominal 50% interval's upper end)."""
+DETECT_LR = 1.0
+"""A misfit counts as detected when twice the log likelihood at kappa = 0 is this much below its best (kappa = 0
+outside the nominal 68% interval). Apart from KAPPA_LR: detection switches on the growth gamma > 1 far out, and a
+lower threshold would switch it on for more correct laws."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class LackOfFit:
     region; `sd` takes the largest of them at the extrapolation asked for. Empty (a fit.json written before): kappa
     at gamma."""
     best: float | None = None
-    """kappa's maximum-likelihood value, set to 0 when no misfit was detected (0 inside its 50% interval): then
+    """kappa's maximum-likelihood value, set to 0 when no misfit was detected (see DETECT_LR): then
     `kappa` is only what the backtest cannot rule out. None when not estimated or written before."""
     refits: int = 0
     """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
@@ -178,13 +182,16 @@ def estimate(rows: list[dict], level: float, span: float = 1.0, end: str = "uppe
                                options={"xatol": 1e-6})
         fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
     value, best, gamma = min(fits)
-    detected = nll(0.0, gamma) - value >= kappa_lr / 2
-    if not detected:
-        # no misfit detected (kappa = 0 within its 50% interval): the best gamma is a rounding error's choice
-        gamma = GAMMA_MIN
-        best = 0.0
-    upper = tuple((g, _upper_end(lambda k, g=g: nll(k, g), b, value, kappa_lr)) for v, b, g in fits
-                  if v - value < kappa_lr / 2 and (detected or g == GAMMA_MIN))
+    detected = nll(0.0, gamma) - value >= DETECT_LR / 2
+    if detected:
+        upper = tuple((g, _upper_end(lambda k, g=g: nll(k, g), b, value, kappa_lr)) for v, b, g in fits
+                      if v - value < kappa_lr / 2)
+    else:
+        # no misfit detected: the best gamma is a rounding error's choice, so kappa's interval is the linear
+        # growth's alone
+        gamma, best = GAMMA_MIN, 0.0
+        v1, b1, _ = fits[0]
+        upper = ((GAMMA_MIN, _upper_end(lambda k: nll(k, GAMMA_MIN), b1, v1, kappa_lr)),)
     if end == "best":
         upper = ((gamma, best),)
     kappa = dict(upper)[gamma]

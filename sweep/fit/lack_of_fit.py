@@ -21,7 +21,7 @@ log error, and the budgets one refit predicted share its error too, so each spli
 independent points determine kappa poorly, and a backtest that reaches 2x says little about 5x: the term uses the
 upper end of kappa's 50% likelihood interval (a drop of KAPPA_LR / 2 in log likelihood), not its best value, which
 a few refits put at 0 for misfits that show only further out.
-Nor do refits that reach a few x say how fast a misfit they saw grows: when one is detected, the term at an
+Nor do refits that reach a few x say how fast a misfit they saw grows: when one is detected (DETECT_LR), the term at an
 extrapolation x is the upper end over kappa and gamma jointly (the largest lof(x) inside that likelihood region),
 so far out it grows as fast as the backtest cannot rule out, not as its best gamma (the best gamma of a few refits
 under-states a curvature's growth). With no misfit detected gamma is not identified (kappa ~ 0 fits every gamma

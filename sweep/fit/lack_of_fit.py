@@ -71,8 +71,8 @@ class LackOfFit:
     """The fitted data's compute span (largest over smallest compute) that `sd` extrapolates from."""
     upper: tuple = ()
     """(gamma, kappa) pairs: for each growth the data do not rule out, the largest kappa inside the joint likelihood
-    region; `sd` takes the largest of them at the extrapolation asked for. Empty (a fit.json written before): kappa
-    at gamma."""
+    region (with no misfit detected, only gamma = 1 and kappa's end on that growth's own likelihood); `sd` takes the
+    largest of them at the extrapolation asked for. Empty (a fit.json written before): kappa at gamma."""
     best: float | None = None
     """kappa's maximum-likelihood value, set to 0 when no misfit was detected (see DETECT_LR): then
     `kappa` is only what the backtest cannot rule out. None when not estimated or written before."""
@@ -207,8 +207,8 @@ def estimate(rows: list[dict], level: float, span: float = 1.0, end: str = "uppe
 
 
 def _upper_end(nll_of, best: float, value: float, kappa_lr: float = KAPPA_LR) -> float:
-    """The largest kappa >= best whose negative log likelihood is within kappa_lr / 2 of `value` (the joint
-    minimum over kappa and gamma)."""
+    """The largest kappa >= best whose negative log likelihood is within kappa_lr / 2 of `value` (the minimum of
+    the likelihood the interval is read on: joint over kappa and gamma, or gamma = 1's alone)."""
     if nll_of(KAPPA_MAX) - value <= kappa_lr / 2:
         return KAPPA_MAX
     lo, hi = best, KAPPA_MAX

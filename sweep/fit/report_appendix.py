@@ -138,7 +138,8 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
                       + (f" ({span:.3g}x here)" if span else "") + ", κ by maximum likelihood from the "
                       "leave-future-out backtest's errors beyond their own PIs (the upper end of its "
                       f"{100 * chi2.cdf(lack_of_fit.KAPPA_LR, 1):.0f}% likelihood interval; where a misfit "
-                      "was detected, of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
+                      f"was detected (κ = 0 outside its {100 * chi2.cdf(lack_of_fit.DETECT_LR, 1):.0f}% interval), "
+                      "of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
                       "rule out).",
                   ""] + lof_lines + undetected_line(list(terms.values()))
     return lines

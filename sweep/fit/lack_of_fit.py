@@ -34,6 +34,7 @@ it reaches.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -146,7 +147,7 @@ def mean_error_sd(group: list[dict], z: float) -> float:
     return float(np.sqrt(law ** 2 + noise2 / len(group)))
 
 
-def estimate(rows: list[dict], level: float, span: float = 1.0, end: str = "upper",
+def estimate(rows: list[dict], level: float, span: float = 1.0, end: Literal["upper", "best"] = "upper",
              kappa_lr: float = KAPPA_LR) -> LackOfFit:
     """kappa from backtest rows ({extrapolation, span, predicted, measured, interval}); leave-future-out rows only.
     span: the compute span of the fit the term is for (its growth extrapolates from that span).

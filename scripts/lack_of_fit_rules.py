@@ -21,6 +21,7 @@ import argparse
 import functools
 import json
 import logging
+import tempfile
 import types
 from pathlib import Path
 
@@ -29,8 +30,6 @@ from scipy.stats import chi2
 import check_coverage
 from sweep.fit import FitConfig, lack_of_fit, recommend
 from sweep.fit.holdout import predict_run
-from sweep.fit.inputs import prepare
-from sweep.fit.pipeline import conclude
 from sweep.fit.sources import load_runs
 
 RULES = {"upper50": {}, "upper68": {"kappa_lr": 1.0},
@@ -46,7 +45,7 @@ def use(rule: str) -> None:
     recommend.estimate = f
 
 
-def score_law(law_name: str, seeds: range, rules: list[str], cache: str | None) -> None:
+def score_law(law_name: str, seeds: range, rules: list[str], cache: str) -> None:
     args = types.SimpleNamespace(noise=0.01, n_bootstrap=100, backtest=True, cache=cache,
                                  interval_key="prediction_interval")
     law = check_coverage.LAWS[law_name]()
@@ -62,7 +61,7 @@ def score_law(law_name: str, seeds: range, rules: list[str], cache: str | None) 
     print("\n".join(lines))
 
 
-def score_main(folders: list[str], rules: list[str], cache: str | None) -> None:
+def score_main(folders: list[str], rules: list[str], cache: str) -> None:
     for folder in map(Path, folders):
         stored = json.loads((folder / "fit" / "fit.json").read_text())
         v = stored.get("verification")
@@ -72,8 +71,7 @@ def score_main(folders: list[str], rules: list[str], cache: str | None) -> None:
         runs = load_runs(str(folder)).to_dict("records")
         for rule in rules:
             use(rule)
-            result = check_coverage.fitted(runs, cfg, cache)
-            conclude(result, prepare(runs, cfg, []), cfg)
+            result = check_coverage.fitted(runs, cfg, cache)  # stored once, concluded again under `rule`
             n, d = v["n_params"], v["n_tokens"]
             p = predict_run(result, n, d, v["flops"], v["measured_loss"])  # as `sweep verify` scored it
             r = p["methods"][p["recommended"]]
@@ -91,17 +89,21 @@ def main() -> None:
                     help=f"default 0; {check_coverage.CALIBRATION_FIRST_SEED} for the calibration laws")
     ap.add_argument("--main", nargs="+", default=None, help="finished main jobs' results folders")
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
-    ap.add_argument("--cache", default=None, help="check_coverage.py's folder of stored fits")
+    ap.add_argument("--cache", default=None,
+                    help="check_coverage.py's folder of stored fits (default: a temporary one, so that each sweep is "
+                         "fitted once and only concluded again per rule)")
     args = ap.parse_args()
     if bool(args.law) == bool(args.main):
         ap.error("give --law or --main")
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
-    if args.main:
-        score_main(args.main, args.rules, args.cache)
-        return
-    first = args.first_seed if args.first_seed is not None else (
-        check_coverage.CALIBRATION_FIRST_SEED if args.law in check_coverage.CALIBRATION_LAWS else 0)
-    score_law(args.law, range(first, first + args.seeds), args.rules, args.cache)
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = args.cache or scratch
+        if args.main:
+            score_main(args.main, args.rules, cache)
+            return
+        first = args.first_seed if args.first_seed is not None else (
+            check_coverage.CALIBRATION_FIRST_SEED if args.law in check_coverage.CALIBRATION_LAWS else 0)
+        score_law(args.law, range(first, first + args.seeds), args.rules, cache)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ LAWS = {"chinchilla": Law, "model_term": ModelTermLaw, "data_term": DataTermLaw,
 """--law: the true law of the simulated sweeps."""
 CALIBRATION_FIRST_SEED = 1000
 """The calibration laws' first seed by default: seeds no sweep used before, so no choice has seen their draws."""
+DESIGN = "1e18:1e20:5"
+"""--budgets by default: the IsoFLOP sweep's budgets, LO:HI:N."""
 ORACLE_COVERAGE = 0.9
 """--oracle: the coverage the oracle's rescaled PIs reach, and the level of the second PI scored (issue 42's bar)."""
 
@@ -300,8 +302,8 @@ def main() -> None:
                     help="a folder of stored fits: reuse a seed's fit there and re-run only its conclusion (lack of "
                          "fit, recommended prediction, answer); store it there when missing")
     ap.add_argument("--noise", type=float, default=0.01)
-    ap.add_argument("--budgets", type=design_budgets, default="1e18:1e20:5",
-                    help="the IsoFLOP sweep's budgets, LO:HI:N (default 1e18:1e20:5); the multiples are of HI")
+    ap.add_argument("--budgets", type=design_budgets, default=DESIGN,
+                    help=f"the IsoFLOP sweep's budgets, LO:HI:N (default {DESIGN}); the multiples are of HI")
     ap.add_argument("--interval-key", default="prediction_interval", choices=["prediction_interval", "interval"],
                     help="score the prediction interval (default) or the law's confidence interval against new runs")
     ap.add_argument("--law", default="chinchilla", choices=list(LAWS),

@@ -47,7 +47,8 @@ def use(rule: str) -> None:
 
 def score_law(law_name: str, seeds: range, rules: list[str], cache: str) -> None:
     args = types.SimpleNamespace(noise=0.01, n_bootstrap=100, backtest=True, cache=cache,
-                                 interval_key="prediction_interval")
+                                 interval_key="prediction_interval",
+                                 budgets=check_coverage.design_budgets(check_coverage.DESIGN))
     law = check_coverage.LAWS[law_name]()
     lines = []
     for rule in rules:

@@ -33,7 +33,8 @@ from sweep.fit.holdout import predict_run
 from sweep.fit.sources import load_runs
 
 RULES = {"upper50": {}, "upper68": {"kappa_lr": 1.0},
-         "upper90": {"kappa_lr": float(chi2.ppf(0.9, 1))}, "best": {"end": "best"}}
+         "upper90": {"kappa_lr": float(chi2.ppf(0.9, 1))}, "best": {"end": "best"},
+         **{f"post{tau:g}": {"end": "posterior", "prior_scale": tau / 100} for tau in (0.5, 1, 2)}}
 """Keyword arguments of lack_of_fit.estimate per rule ("upper50": the fitter's own, lack_of_fit.KAPPA_LR)."""
 ESTIMATE = lack_of_fit.estimate
 

@@ -2,6 +2,7 @@
 misspecified and stays near 0 when the law is right."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -292,3 +293,19 @@ def test_a_frontier_loss_law_is_scored_on_three_held_out_budgets_of_a_five_budge
     assert np.isfinite(result["approach2"]["params"]["loss_e"])  # the final fit's law, from 5 budgets
     with pytest.raises(FitInputError, match="loss_law_min_points=2: .* at least 3"):
         FitConfig(loss_law_min_points=2).validate()
+
+
+def test_the_posterior_term_follows_its_prior_on_few_refits_and_the_data_on_many():
+    """estimate(end="posterior") (scripts/lack_of_fit_rules.py's alternative): kappa^2's posterior mean under a
+    half-normal prior. With 3 refits that saw no misfit the term still moves with the prior's scale (few refits
+    leave kappa's tail to the prior); with 30 refits missing by 1% it is the misfit's size, nearly whatever the prior;
+    and it stays a fit.json-able term."""
+    few = {tau: lack_of_fit.estimate(held_out(0.0, groups=3), 0.95, end="posterior", prior_scale=tau)
+           for tau in (0.005, 0.02)}
+    assert 0.001 < few[0.005].sd(1.0) < 0.005 and few[0.02].sd(1.0) > 1.3 * few[0.005].sd(1.0)
+    assert few[0.02].sd(10.0) == pytest.approx(few[0.02].sd(1.0) * lack_of_fit.growth(10.0, 1.0), rel=1e-9)
+    many = [lack_of_fit.estimate(held_out(0.01, groups=30), 0.95, end="posterior", prior_scale=tau).sd(2.0)
+            for tau in (0.005, 0.02)]
+    assert 0.008 < many[0] < many[1] < 0.013 and many[1] - many[0] < 0.002
+    stored = lack_of_fit.from_dict(json.loads(json.dumps(few[0.02].as_dict())))
+    assert stored.sd(100.0) == pytest.approx(few[0.02].sd(100.0)) and "posterior rms" in stored.source

@@ -80,11 +80,17 @@ class LackOfFit:
     refits: int = 0
     """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
     independent points)."""
+    mix: tuple = ()
+    """(gamma, weight x E[kappa^2 | gamma]) pairs of a posterior term (estimate(end="posterior")): `sd` is the root
+    of their sum of growth-weighted parts, the misfit's predictive variance. Empty: the term is `upper`'s."""
 
     def sd(self, extrapolation: float | None, span: float | None = None) -> float:
         """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1), for a
         fit over `span` (default: the span it was estimated for)."""
         x = 1.0 if extrapolation is None or not np.isfinite(extrapolation) else max(float(extrapolation), 1.0)
+        if self.mix:
+            return float(np.sqrt(sum(m * growth(x, g, self.span if span is None else span) ** 2
+                                     for g, m in self.mix)))
         pairs = self.upper or ((self.gamma, self.kappa),)
         return float(max(k * growth(x, g, self.span if span is None else span) for g, k in pairs))
 
@@ -147,13 +153,15 @@ def mean_error_sd(group: list[dict], z: float) -> float:
     return float(np.sqrt(law ** 2 + noise2 / len(group)))
 
 
-def estimate(rows: list[dict], level: float, span: float = 1.0, end: Literal["upper", "best"] = "upper",
-             kappa_lr: float = KAPPA_LR) -> LackOfFit:
+def estimate(rows: list[dict], level: float, span: float = 1.0,
+             end: Literal["upper", "best", "posterior"] = "upper", kappa_lr: float = KAPPA_LR,
+             prior_scale: float = 0.01) -> LackOfFit:
     """kappa from backtest rows ({extrapolation, span, predicted, measured, interval}); leave-future-out rows only.
     span: the compute span of the fit the term is for (its growth extrapolates from that span).
     end: "upper" (the term the fitter uses: kappa's upper end where twice the log likelihood falls by kappa_lr) or
-    "best" (its maximum-likelihood value, 0 when no misfit is detected): the alternative that
-    scripts/lack_of_fit_rules.py compares it with."""
+    "best" (its maximum-likelihood value, 0 when no misfit is detected) or "posterior" (kappa's uncertainty
+    integrated: E[kappa^2] under the likelihood times a half-normal prior of scale prior_scale, over the growths):
+    the alternatives that scripts/lack_of_fit_rules.py compares it with."""
     groups = held_out_groups(rows)
     # A size split's held-out sizes sit at compute its refit saw, and a sweep has many sizes: they would outnumber
     # the budgets past the largest fitted compute, where a user's next run is, and speak for them.
@@ -173,9 +181,12 @@ def estimate(rows: list[dict], level: float, span: float = 1.0, end: Literal["up
     refits = [k[0] for k in groups]
     w = per_split(list(groups))
 
-    def nll(kappa: float, gamma: float) -> float:
-        var = np.maximum(s ** 2 + (kappa * growth(x, gamma, fitted_span)) ** 2, 1e-12)
-        return float(0.5 * np.sum(w * (np.log(var) + e ** 2 / var)))
+    def nll(kappa, gamma: float):
+        """Negative log likelihood at kappa (a float, or an array of them: one value each)."""
+        k = np.asarray(kappa, float)[..., None]
+        var = np.maximum(s ** 2 + (k * growth(x, gamma, fitted_span)) ** 2, 1e-12)
+        out = 0.5 * np.sum(w * (np.log(var) + e ** 2 / var), axis=-1)
+        return float(out) if out.ndim == 0 else out
 
     fits = []
     for gamma in np.linspace(GAMMA_MIN, GAMMA_MAX, 11):
@@ -195,16 +206,31 @@ def estimate(rows: list[dict], level: float, span: float = 1.0, end: Literal["up
         upper = ((GAMMA_MIN, _upper_end(lambda k: nll(k, GAMMA_MIN), b1, v1, kappa_lr)),)
     if end == "best":
         upper = ((gamma, best),)
+    mix: tuple = ()
+    if end == "posterior":
+        mix = _posterior_mix(nll, [g for _, _, g in fits] if detected else [GAMMA_MIN], prior_scale)
+        upper = ((gamma, float(np.sqrt(sum(m for _, m in mix)))),)
     kappa = dict(upper)[gamma]
     kind = "budget" if groups is beyond else "group"
-    used = ", used" if end == "best" else f", its {100 * chi2.cdf(kappa_lr, 1):.0f}% upper end used"
+    used = {"best": ", used", "posterior": f", its posterior rms (prior scale {100 * prior_scale:.2g}%) used"}.get(
+        end, f", its {100 * chi2.cdf(kappa_lr, 1):.0f}% upper end used")
     spread = (f", over γ {min(g for g, _ in upper):.2g}-{max(g for g, _ in upper):.2g} (the fastest growth not "
               f"ruled out, far out)" if len(upper) > 1 else "")
     n_refits = len(set(refits))
-    return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper, best=float(best), refits=n_refits,
+    return LackOfFit(kappa, gamma, len(groups), span=span, upper=upper, best=float(best), refits=n_refits, mix=mix,
                      source=f"leave-future-out backtest: {len(groups)} held-out {kind}(s) of {n_refits} "
                             f"refit(s), {min(x):.2g}-{max(x):.2g}x past their fits, rms error "
                             f"{100 * float(np.sqrt(np.mean(e ** 2))):.2g}%; best κ {100 * best:.2g}%" + used + spread)
+
+
+def _posterior_mix(nll_of, gammas: list[float], prior_scale: float) -> tuple:
+    """(gamma, P(gamma) E[kappa^2 | gamma]) under the likelihood exp(-nll(kappa, gamma)), a half-normal prior on kappa
+    of scale prior_scale and a uniform prior over `gammas`, on a grid of kappa in [0, KAPPA_MAX]."""
+    k = np.linspace(0.0, KAPPA_MAX, 2001)
+    logpost = np.array([-nll_of(k, g) for g in gammas]) - k ** 2 / (2 * prior_scale ** 2)
+    post = np.exp(logpost - logpost.max())
+    mass = post.sum(axis=1)
+    return tuple((float(g), float(m / mass.sum() * (post[i] @ k ** 2) / m)) for i, (g, m) in enumerate(zip(gammas, mass)))
 
 
 def _upper_end(nll_of, best: float, value: float, kappa_lr: float = KAPPA_LR) -> float:

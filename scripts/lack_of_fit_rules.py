@@ -3,10 +3,13 @@ the same fits (docs/decisions/lack-of-fit-level.md).
 
 Rules (sweep/fit/lack_of_fit.py's `estimate`): "upper50" is the fitter's (the upper end of kappa's 50% likelihood
 interval); "upper68" and "upper90" move that end to the 68% (the fitter's before) and 90% intervals; "best" takes
-kappa's maximum-likelihood value (0 when no misfit is detected). Each rule re-runs only the fit's conclusion
-(pipeline.conclude) on fits stored by check_coverage.py's --cache, so the rules differ in nothing else.
+kappa's maximum-likelihood value (0 when no misfit is detected); "post0.5", "post1" and "post2" integrate kappa's
+uncertainty instead (its posterior mean square under a half-normal prior of scale 0.5%, 1% or 2%). Each rule re-runs
+only the fit's conclusion (pipeline.conclude) on fits stored by check_coverage.py's --cache, so the rules differ in
+nothing else. --budgets LO:HI:N sets the simulated sweep's design (check_coverage.py's, default 1e18:1e20:5).
 
     python scripts/lack_of_fit_rules.py --law chinchilla --seeds 40 --cache .cache/fits        # simulated sweeps
+    python scripts/lack_of_fit_rules.py --law chinchilla --seeds 40 --budgets 1e18:1e20:9 --cache .cache/fits
     python scripts/lack_of_fit_rules.py --main results/default results/seed1 --cache .cache/fits  # finished jobs
 
 --law scores the run `sweep verify` would train at 10x and 100x (check_coverage.py --oracle's table, one per rule)
@@ -46,10 +49,10 @@ def use(rule: str) -> None:
     recommend.estimate = f
 
 
-def score_law(law_name: str, seeds: range, rules: list[str], cache: str) -> None:
+def score_law(law_name: str, seeds: range, rules: list[str], cache: str, design: str = check_coverage.DESIGN) -> None:
     args = types.SimpleNamespace(noise=0.01, n_bootstrap=100, backtest=True, cache=cache,
                                  interval_key="prediction_interval",
-                                 budgets=check_coverage.design_budgets(check_coverage.DESIGN))
+                                 budgets=check_coverage.design_budgets(design))
     law = check_coverage.LAWS[law_name]()
     lines = []
     for rule in rules:
@@ -57,7 +60,7 @@ def score_law(law_name: str, seeds: range, rules: list[str], cache: str) -> None
         per_seed = [check_coverage.score_seed(law, s, args) for s in seeds]
         print(f"rule {rule}:")
         o = check_coverage.oracle_summary(per_seed, law_name)
-        lines.append(f"rule={rule} law={law_name} seeds={len(seeds)} first_seed={seeds[0]} "
+        lines.append(f"rule={rule} law={law_name} budgets={design} seeds={len(seeds)} first_seed={seeds[0]} "
                      + " ".join(f"{k}={o[k]:.4f}" for k in ("pi95_10x", "ratio_10x", "hw95_10x", "pi95_100x",
                                                             "ratio_100x", "hw95_100x")))
     print("\n".join(lines))
@@ -90,6 +93,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=None,
                     help=f"default 0; {check_coverage.CALIBRATION_FIRST_SEED} for the calibration laws")
     ap.add_argument("--main", nargs="+", default=None, help="finished main jobs' results folders")
+    ap.add_argument("--budgets", default=check_coverage.DESIGN,
+                    help=f"--law: the simulated sweep's budgets, LO:HI:N (default {check_coverage.DESIGN})")
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     ap.add_argument("--cache", default=None,
                     help="check_coverage.py's folder of stored fits (default: a temporary one, so that each sweep is "
@@ -105,7 +110,7 @@ def main() -> None:
             return
         first = args.first_seed if args.first_seed is not None else (
             check_coverage.CALIBRATION_FIRST_SEED if args.law in check_coverage.CALIBRATION_LAWS else 0)
-        score_law(args.law, range(first, first + args.seeds), args.rules, cache)
+        score_law(args.law, range(first, first + args.seeds), args.rules, cache, args.budgets)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ RULES = {"upper50": {}, "upper68": {"kappa_lr": 1.0},
 ESTIMATE = lack_of_fit.estimate
 
 
+def design(spec: str) -> str:
+    """--budgets: the spec itself, once check_coverage can read it (a bad one fails before any fit)."""
+    check_coverage.design_budgets(spec)
+    return spec
+
+
 def use(rule: str) -> None:
     """Make every caller of lack_of_fit.estimate (the pipeline's terms, the stacking's cross-fitted ones) use `rule`."""
     f = functools.partial(ESTIMATE, **RULES[rule])
@@ -93,7 +99,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=None,
                     help=f"default 0; {check_coverage.CALIBRATION_FIRST_SEED} for the calibration laws")
     ap.add_argument("--main", nargs="+", default=None, help="finished main jobs' results folders")
-    ap.add_argument("--budgets", default=check_coverage.DESIGN,
+    ap.add_argument("--budgets", default=check_coverage.DESIGN, type=design,
                     help=f"--law: the simulated sweep's budgets, LO:HI:N (default {check_coverage.DESIGN})")
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     ap.add_argument("--cache", default=None,

@@ -304,8 +304,13 @@ def test_the_posterior_term_follows_its_prior_on_few_refits_and_the_data_on_many
            for tau in (0.005, 0.02)}
     assert 0.001 < few[0.005].sd(1.0) < 0.005 and few[0.02].sd(1.0) > 1.3 * few[0.005].sd(1.0)
     assert few[0.02].sd(10.0) == pytest.approx(few[0.02].sd(1.0) * lack_of_fit.growth(10.0, 1.0), rel=1e-9)
-    many = [lack_of_fit.estimate(held_out(0.01, groups=30), 0.95, end="posterior", prior_scale=tau).sd(2.0)
+    many = [lack_of_fit.estimate(held_out(0.01, groups=30), 0.95, end="posterior", prior_scale=tau)
             for tau in (0.005, 0.02)]
-    assert 0.008 < many[0] < many[1] < 0.013 and many[1] - many[0] < 0.002
+    assert all(len(t.mix) == 11 for t in many)  # detected: every growth, weighted by its marginal likelihood
+    assert 0.008 < many[0].sd(2.0) < many[1].sd(2.0) < 0.013 and many[1].sd(2.0) - many[0].sd(2.0) < 0.002
+    # rows that say nothing about kappa (their PIs 10x wider than any kappa searched): the posterior is the prior,
+    # and a half-normal of scale tau has E[kappa^2] = tau^2
+    flat = lack_of_fit.estimate(held_out(0.0, groups=3, law=10.0), 0.95, end="posterior", prior_scale=0.01)
+    assert flat.sd(1.0) == pytest.approx(0.01, rel=2e-3)
     stored = lack_of_fit.from_dict(json.loads(json.dumps(few[0.02].as_dict())))
     assert stored.sd(100.0) == pytest.approx(few[0.02].sd(100.0)) and "posterior rms" in stored.source

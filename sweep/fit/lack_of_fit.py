@@ -227,10 +227,12 @@ def _posterior_mix(nll_of, gammas: list[float], prior_scale: float) -> tuple:
     """(gamma, P(gamma) E[kappa^2 | gamma]) under the likelihood exp(-nll(kappa, gamma)), a half-normal prior on kappa
     of scale prior_scale and a uniform prior over `gammas`, on a grid of kappa in [0, KAPPA_MAX]."""
     k = np.linspace(0.0, KAPPA_MAX, 2001)
+    dk = np.full(k.size, k[1])
+    dk[[0, -1]] /= 2  # trapezoid weights: the density at kappa = 0 is the largest, and counts half a step
     logpost = np.array([-nll_of(k, g) for g in gammas]) - k ** 2 / (2 * prior_scale ** 2)
-    post = np.exp(logpost - logpost.max())
-    mass = post.sum(axis=1)
-    return tuple((float(g), float(m / mass.sum() * (post[i] @ k ** 2) / m)) for i, (g, m) in enumerate(zip(gammas, mass)))
+    post = np.exp(logpost - logpost.max()) * dk
+    # P(gamma) E[kappa^2 | gamma] = the joint posterior's kappa^2 mass at gamma (no division by a mass that may be 0)
+    return tuple((float(g), float(post[i] @ k ** 2 / post.sum())) for i, g in enumerate(gammas))
 
 
 def _upper_end(nll_of, best: float, value: float, kappa_lr: float = KAPPA_LR) -> float:

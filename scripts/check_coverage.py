@@ -79,14 +79,29 @@ ORACLE_COVERAGE = 0.9
 """--oracle: the coverage the oracle's rescaled PIs reach, and the level of the second PI scored (issue 42's bar)."""
 
 
+CONCLUSION_MODULES = ("lack_of_fit.py", "recommend.py", "answer.py")
+"""The fitter's modules that only pipeline.conclude runs: a change to them re-uses stored fits (that is what the
+cache is for); a change to any other module of sweep/fit stores new ones."""
+
+
+def fit_code() -> str:
+    """A hash of the source of sweep/fit's modules outside CONCLUSION_MODULES: part of a stored fit's key."""
+    folder = Path(registry.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.py")):
+        if f.name not in CONCLUSION_MODULES:
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
 def fitted(runs: list[dict], cfg: FitConfig, cache: str | None) -> dict:
-    """fit(runs, cfg). With a cache folder, a fit of the same runs and config stored there is reused with only its
-    conclusion re-run (pipeline.conclude: the lack-of-fit terms, the recommended prediction, the answer), so that a
-    change to those rules is scored on the same fits in seconds. The cache holds fits of one fitter: delete it when
-    anything that runs before `conclude` changes."""
+    """fit(runs, cfg). With a cache folder, a fit of the same runs and config stored there, by the same code before
+    the conclusion (`fit_code`), is reused with only its conclusion re-run (pipeline.conclude: the lack-of-fit terms,
+    the recommended prediction, the answer), so that a change to those rules is scored on the same fits in seconds."""
     if not cache:
         return fit(runs, cfg)
-    key = hashlib.sha256(json.dumps([runs, dataclasses.asdict(cfg)], sort_keys=True, default=str).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([runs, dataclasses.asdict(cfg), fit_code()], sort_keys=True,
+                                    default=str).encode()).hexdigest()
     path = Path(cache) / f"{key[:24]}.pkl"
     if path.exists():
         result = pickle.loads(path.read_bytes())
@@ -326,6 +341,8 @@ def main() -> None:
         args.backtest = args.law != "chinchilla" or args.oracle
     if args.oracle and (not args.backtest or args.design != "isoflop"):
         ap.error("--oracle scores the recommended prediction on IsoFLOP sweeps: it needs the backtest")
+    if (args.design == "grid" or args.misfit) and not np.array_equal(args.budgets, design_budgets(DESIGN)):
+        ap.error("--budgets sets the IsoFLOP design: --design grid and --misfit have designs of their own")
     if args.first_seed is None:
         args.first_seed = CALIBRATION_FIRST_SEED if args.law in CALIBRATION_LAWS else 0
     logging.getLogger("sweep.fit").setLevel(logging.ERROR)
@@ -377,6 +394,7 @@ def main() -> None:
     if args.oracle:
         o = oracle_summary(per_seed, args.law)
         print(f"law={args.law} seeds={args.seeds} first_seed={args.first_seed} "
+              f"budgets={args.budgets[0]:.3g}:{args.budgets[-1]:.3g}:{len(args.budgets)} "
               + " ".join(f"recommended_{k}={v:.4f}" for k, v in o.items()))
         return
     keys = ["approach3_pi95_10x", "approach3_pi95_100x", "approach2_pi95_10x", "approach1_a_bias", "approach3_a_bias"]

@@ -12,6 +12,7 @@ from sweep.fit import FitConfig, fit, registry
 from sweep.fit.simulate import Law, isoflop_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import check_coverage  # noqa: E402
 from check_coverage import fitted  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def _conclusion(result: dict) -> str:
             "allocation": {m: result[m].get("allocation") for m in methods}}, sort_keys=True, default=str)
 
 
-def test_a_stored_fit_concluded_again_equals_a_fresh_fit_and_a_stale_conclusion_is_recomputed(tmp_path):
+def test_a_stored_fit_concluded_again_equals_a_fresh_fit_and_a_stale_conclusion_is_recomputed(tmp_path, monkeypatch):
     runs = isoflop_sweep(Law(), np.logspace(18, 20, 5), sizes_per_budget=7, noise=0.01, seed=3)
     cfg = FitConfig(n_bootstrap=20, seed=3, methods=registry.defaults(), compare_conventions=False, budgets=[])
     fresh = fit(runs, cfg)
@@ -42,3 +43,9 @@ def test_a_stored_fit_concluded_again_equals_a_fresh_fit_and_a_stale_conclusion_
     other = fitted(isoflop_sweep(Law(), np.logspace(18, 20, 5), sizes_per_budget=7, noise=0.01, seed=4), cfg,
                    str(tmp_path))
     assert len(list(tmp_path.glob("*.pkl"))) == 2 and other["data"]["points"] != fresh["data"]["points"]
+    # a fit stored by other code before the conclusion is not reused: a third file, not a hit
+    monkeypatch.setattr(check_coverage, "fit_code", lambda: "a fitter changed before conclude")
+    fitted(runs, cfg, str(tmp_path))
+    assert len(list(tmp_path.glob("*.pkl"))) == 3
+    modules = check_coverage.CONCLUSION_MODULES
+    assert "lack_of_fit.py" in modules and "pipeline.py" not in modules  # pipeline.fit runs before conclude

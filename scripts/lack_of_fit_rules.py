@@ -42,7 +42,7 @@ RULES = {"upper50": {}, "upper68": {"kappa_lr": 1.0},
 ESTIMATE = lack_of_fit.estimate
 
 
-def design(spec: str) -> str:
+def budgets_spec(spec: str) -> str:
     """--budgets: the spec itself, once check_coverage can read it (a bad one fails before any fit)."""
     check_coverage.design_budgets(spec)
     return spec
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=None,
                     help=f"default 0; {check_coverage.CALIBRATION_FIRST_SEED} for the calibration laws")
     ap.add_argument("--main", nargs="+", default=None, help="finished main jobs' results folders")
-    ap.add_argument("--budgets", default=check_coverage.DESIGN, type=design,
+    ap.add_argument("--budgets", default=check_coverage.DESIGN, type=budgets_spec,
                     help=f"--law: the simulated sweep's budgets, LO:HI:N (default {check_coverage.DESIGN})")
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     ap.add_argument("--cache", default=None,

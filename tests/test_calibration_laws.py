@@ -117,7 +117,8 @@ def test_narrowest_halfwidth_is_the_least_rescaling_that_covers_the_share():
 def test_oracle_summary_scores_the_recommended_prediction_against_the_oracle(capsys):
     """check_coverage.py --oracle's summary: coverage is the share of seeds whose PI covered, the half-widths are
     medians, the oracle is narrowest_halfwidth over the seeds' 95% PIs, and the ratio is the 95% PI's median
-    half-width over the oracle (ratio90: the 90% PI's). A seed without a recommended prediction at a multiple is left out there."""
+    half-width over the oracle (ratio90: the 90% PI's). A seed without a recommended prediction at a multiple is
+    left out there."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from check_coverage import MULTIPLES, oracle_summary
 

@@ -4,7 +4,8 @@ the same fits (docs/decisions/lack-of-fit-level.md).
 Rules (sweep/fit/lack_of_fit.py's `estimate`): "upper50" is the fitter's (the upper end of kappa's 50% likelihood
 interval); "upper68" and "upper90" move that end to the 68% (the fitter's before) and 90% intervals; "best" takes
 kappa's maximum-likelihood value (0 when no misfit is detected); "post0.5", "post1" and "post2" integrate kappa's
-uncertainty instead (its posterior mean square under a half-normal prior of scale 0.5%, 1% or 2%). Each rule re-runs
+uncertainty instead (its posterior mean square under a half-normal prior of scale 0.5%, 1% or 2%); "upper50g" and
+"post1g" are upper50 and post1 with every growth kept when no misfit is detected (not gamma = 1 alone). Each rule re-runs
 only the fit's conclusion (pipeline.conclude) on fits stored by check_coverage.py's --cache, so the rules differ in
 nothing else. --budgets LO:HI:N sets the simulated sweep's design (check_coverage.py's, default 1e18:1e20:5).
 
@@ -37,7 +38,8 @@ from sweep.fit.sources import load_runs
 
 RULES = {"upper50": {}, "upper68": {"kappa_lr": 1.0},
          "upper90": {"kappa_lr": float(chi2.ppf(0.9, 1))}, "best": {"end": "best"},
-         **{f"post{tau:g}": {"end": "posterior", "prior_scale": tau / 100} for tau in (0.5, 1, 2)}}
+         **{f"post{tau:g}": {"end": "posterior", "prior_scale": tau / 100} for tau in (0.5, 1, 2)},
+         "upper50g": {"undetected": "any"}, "post1g": {"end": "posterior", "prior_scale": 0.01, "undetected": "any"}}
 """Keyword arguments of lack_of_fit.estimate per rule ("upper50": the fitter's own, lack_of_fit.KAPPA_LR)."""
 ESTIMATE = lack_of_fit.estimate
 

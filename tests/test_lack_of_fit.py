@@ -314,3 +314,21 @@ def test_the_posterior_term_follows_its_prior_on_few_refits_and_the_data_on_many
     assert flat.sd(1.0) == pytest.approx(0.01, rel=2e-3)
     stored = lack_of_fit.from_dict(json.loads(json.dumps(few[0.02].as_dict())))
     assert stored.sd(100.0) == pytest.approx(few[0.02].sd(100.0)) and "posterior rms" in stored.source
+
+
+def test_with_nothing_detected_any_growth_matches_linear_where_the_refits_reached_and_grows_faster_past_them():
+    """undetected="any" (scripts/lack_of_fit_rules.py's upper50g and post1g): with no misfit detected every growth is
+    kept. The refits all reached 2x, where every growth's kappa end gives the same term; past them the fastest growth
+    leads (upper) or the growths are averaged (posterior). A detected misfit is read as before."""
+    rows = held_out(0.0, groups=3)
+    linear, anyg = lack_of_fit.estimate(rows, 0.95), lack_of_fit.estimate(rows, 0.95, undetected="any")
+    assert anyg.best == 0.0 and len(anyg.upper) == 11 and len(linear.upper) == 1
+    assert anyg.sd(2.0) == pytest.approx(linear.sd(2.0), rel=1e-4)
+    assert anyg.sd(100.0) == pytest.approx(max(k * lack_of_fit.growth(100.0, g) for g, k in anyg.upper))
+    assert anyg.sd(100.0) > 2 * linear.sd(100.0)
+    post = {u: lack_of_fit.estimate(rows, 0.95, end="posterior", undetected=u) for u in ("linear", "any")}
+    assert len(post["linear"].mix) == 1 and len(post["any"].mix) == 11
+    assert post["any"].sd(2.0) == pytest.approx(post["linear"].sd(2.0), rel=0.15)
+    assert post["any"].sd(100.0) > 1.5 * post["linear"].sd(100.0)
+    missed = held_out(0.008, groups=3)
+    assert lack_of_fit.estimate(missed, 0.95, undetected="any") == lack_of_fit.estimate(missed, 0.95)

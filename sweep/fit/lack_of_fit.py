@@ -155,13 +155,14 @@ def mean_error_sd(group: list[dict], z: float) -> float:
 
 def estimate(rows: list[dict], level: float, span: float = 1.0,
              end: Literal["upper", "best", "posterior"] = "upper", kappa_lr: float = KAPPA_LR,
-             prior_scale: float = 0.01) -> LackOfFit:
+             prior_scale: float = 0.01, undetected: Literal["linear", "any"] = "linear") -> LackOfFit:
     """kappa from backtest rows ({extrapolation, span, predicted, measured, interval}); leave-future-out rows only.
     span: the compute span of the fit the term is for (its growth extrapolates from that span).
     end: "upper" (the term the fitter uses: kappa's upper end where twice the log likelihood falls by kappa_lr) or
     "best" (its maximum-likelihood value, 0 when no misfit is detected) or "posterior" (kappa's uncertainty
-    integrated: E[kappa^2] under the likelihood times a half-normal prior of scale prior_scale, over the growths):
-    the alternatives that scripts/lack_of_fit_rules.py compares it with."""
+    integrated: E[kappa^2] under the likelihood times a half-normal prior of scale prior_scale, over the growths).
+    undetected: the growths kept when no misfit is detected: "linear" (gamma = 1 alone, the fitter's) or "any"
+    (every gamma, as when one is detected). The alternatives are what scripts/lack_of_fit_rules.py compares."""
     groups = held_out_groups(rows)
     # A size split's held-out sizes sit at compute its refit saw, and a sweep has many sizes: they would outnumber
     # the budgets past the largest fitted compute, where a user's next run is, and speak for them.
@@ -195,7 +196,7 @@ def estimate(rows: list[dict], level: float, span: float = 1.0,
         fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
     value, best, gamma = min(fits)
     detected = nll(0.0, gamma) - value >= DETECT_LR / 2
-    if detected:
+    if detected or undetected == "any":
         upper = tuple((g, _upper_end(lambda k, g=g: nll(k, g), b, value, kappa_lr)) for v, b, g in fits
                       if v - value < kappa_lr / 2)
     else:
@@ -204,11 +205,14 @@ def estimate(rows: list[dict], level: float, span: float = 1.0,
         gamma, best = GAMMA_MIN, 0.0
         v1, b1, _ = fits[0]
         upper = ((GAMMA_MIN, _upper_end(lambda k: nll(k, GAMMA_MIN), b1, v1, kappa_lr)),)
+    if not detected:
+        best = 0.0
     if end == "best":
         upper = ((gamma, best),)
     mix: tuple = ()
     if end == "posterior":
-        mix = _posterior_mix(nll, [g for _, _, g in fits] if detected else [GAMMA_MIN], prior_scale)
+        mix = _posterior_mix(nll, [g for _, _, g in fits] if detected or undetected == "any" else [GAMMA_MIN],
+                             prior_scale)
         upper = ((gamma, float(np.sqrt(sum(m for _, m in mix)))),)
     kappa = dict(upper)[gamma]
     kind = "budget" if groups is beyond else "group"

@@ -1,13 +1,13 @@
 """Which end of kappa's likelihood should the lack-of-fit term use? Scores the recommended prediction under each rule on
 the same fits (docs/decisions/lack-of-fit-level.md).
 
-Rules (sweep/fit/lack_of_fit.py's `estimate`): "upper50" is the fitter's (the upper end of kappa's 50% likelihood
-interval); "upper68" and "upper90" move that end to the 68% (the fitter's before) and 90% intervals; "best" takes
-kappa's maximum-likelihood value (0 when no misfit is detected); "post0.5", "post1" and "post2" integrate kappa's
-uncertainty instead (its posterior mean square under a half-normal prior of scale 0.5%, 1% or 2%); "upper50g" and
-"post1g" are upper50 and post1 with every growth kept when no misfit is detected (not gamma = 1 alone). Each rule re-runs
-only the fit's conclusion (pipeline.conclude) on fits stored by check_coverage.py's --cache, so the rules differ in
-nothing else. --budgets LO:HI:N sets the simulated sweep's design (check_coverage.py's, default 1e18:1e20:5).
+Rules (sweep/fit/lack_of_fit.py's `estimate`): "post1" is the fitter's (kappa^2's posterior mean under a half-normal
+prior of scale 1%); "post0.5" and "post2" move the prior's scale to 0.5% and 2%; "upper50", "upper68" and "upper90"
+take the upper end of kappa's 50%, 68% or 90% likelihood interval instead (upper50 was the fitter's before), "best" its
+maximum-likelihood value (0 when no misfit is detected); "upper50g" and "post1g" are upper50 and post1 with every
+growth kept when no misfit is detected (not gamma = 1 alone). Each rule re-runs only the fit's conclusion
+(pipeline.conclude) on fits stored by check_coverage.py's --cache, so the rules differ in nothing else. --budgets
+LO:HI:N sets the simulated sweep's design (check_coverage.py's, default 1e18:1e20:5).
 
     python scripts/lack_of_fit_rules.py --law chinchilla --seeds 40 --cache .cache/fits        # simulated sweeps
     python scripts/lack_of_fit_rules.py --law chinchilla --seeds 40 --budgets 1e18:1e20:9 --cache .cache/fits
@@ -36,11 +36,12 @@ from sweep.fit import FitConfig, lack_of_fit, recommend
 from sweep.fit.holdout import predict_run
 from sweep.fit.sources import load_runs
 
-RULES = {"upper50": {}, "upper68": {"kappa_lr": 1.0},
-         "upper90": {"kappa_lr": float(chi2.ppf(0.9, 1))}, "best": {"end": "best"},
+RULES = {"upper50": {"end": "upper"}, "upper68": {"end": "upper", "kappa_lr": 1.0},
+         "upper90": {"end": "upper", "kappa_lr": float(chi2.ppf(0.9, 1))}, "best": {"end": "best"},
          **{f"post{tau:g}": {"end": "posterior", "prior_scale": tau / 100} for tau in (0.5, 1, 2)},
-         "upper50g": {"undetected": "any"}, "post1g": {"end": "posterior", "prior_scale": 0.01, "undetected": "any"}}
-"""Keyword arguments of lack_of_fit.estimate per rule ("upper50": the fitter's own, lack_of_fit.KAPPA_LR)."""
+         "upper50g": {"end": "upper", "undetected": "any"},
+         "post1g": {"end": "posterior", "prior_scale": 0.01, "undetected": "any"}}
+"""Keyword arguments of lack_of_fit.estimate per rule ("post1": the fitter's own, lack_of_fit.PRIOR_SCALE)."""
 ESTIMATE = lack_of_fit.estimate
 
 

@@ -68,10 +68,9 @@ def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(sm
     w10, row = pi_width(bad, 10.0)
     assert w10 > 1.5 * w1
     terms = row["loss"]["pi_terms"]
-    g = bad["approach3"]["lack_of_fit"]["gamma"]
     span = bad["approach3"]["lack_of_fit"]["span"]
     assert span == pytest.approx(10 ** 1.5)  # the sweep's compute span
-    assert terms["lack_of_fit"] == pytest.approx(k_bad * lack_of_fit.growth(10.0, g, span))
+    assert terms["lack_of_fit"] == pytest.approx(sd_bad) and sd_bad > k_bad * lack_of_fit.growth(10.0, 1.0, span)
     assert terms["lack_of_fit"] == max(terms.values())  # the misfit dominates at 10x
     # without the term the same fit's PI at 10x would miss the truth it now covers
     c = bad["data"]["flops_range"][1] * 10
@@ -85,12 +84,12 @@ def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(sm
 
 
 def test_the_correct_law_keeps_its_pi(small_grid):
-    """No misfit is detected (the best kappa is 0); what is left is the upper end of kappa's interval from 3 refits:
-    at 10x about twice the 0.3% noise, where the misspecified law's is 6% (above)."""
+    """No misfit is detected (the best kappa is 0); what is left is what 3 refits cannot rule out (kappa's posterior
+    rms): at 10x a few times the 0.3% noise, where the misspecified law's is 6% (above)."""
     good = fitted(chinchilla, small_grid)
     lof = lack_of_fit.from_dict(good["approach3"]["lack_of_fit"])
     assert "best κ 0%" in lof.source and "of 3 refit(s)" in lof.source
-    assert lof.sd(10.0) < 0.008
+    assert lof.sd(10.0) < 0.012
 
 
 def test_too_few_backtest_predictions_leave_the_term_out_and_say_so():
@@ -193,31 +192,26 @@ def test_the_term_grows_with_the_span_the_final_fit_extrapolates_from():
     aware = lack_of_fit.estimate(curvature_rows(c), 0.95, span=np.exp(4.6))
     blind = lack_of_fit.estimate(curvature_rows(c, with_span=False), 0.95)
     assert aware.gamma == 2.0 and aware.span == pytest.approx(np.exp(4.6))
-    assert aware.sd(10.0) > 0.95 * truth  # the end of its 50% interval is about the error: a 95% PI spans 1.96 of it
+    assert aware.sd(10.0) > 0.95 * truth  # kappa's posterior rms, about the error: a 95% PI spans 1.96 of it
     far = c * (np.log(100) ** 2 + 4.6 * np.log(100) + 4.6 ** 2 / 6)
-    assert aware.sd(100.0) > 0.9 * far  # the same far out
-
-    def at_best(lof, x):
-        return lof.kappa * lack_of_fit.growth(x, lof.gamma, lof.span)
-
-    assert at_best(blind, 10.0) < 0.9 * truth and far > 1.25 * at_best(blind, 100.0)
-    # blind, the best growth is too slow (gamma 1.4); the faster growth its rows cannot rule out reaches the final
-    # fit's error far out, but stays under it at 10x
+    assert aware.sd(100.0) > 0.85 * far  # near it far out, averaged over the growths the rows cannot tell apart
+    # blind, the best growth is too slow (gamma 1.4) and the term stays under the final fit's error
     assert blind.gamma < 2.0 and blind.sd(10.0) < 0.85 * truth and blind.sd(10.0) < 0.85 * aware.sd(10.0)
 
 
 def test_a_detected_misfit_takes_the_fastest_growth_the_backtest_cannot_rule_out():
-    """The backtest's refits reach a few x: a misfit seen there rarely says how fast it grows (gamma). The term is the
-    upper end of the lack of fit at the extrapolation asked for over kappa and gamma jointly, so far out it grows as
-    fast as the rows allow; with no misfit detected (kappa ~ 0, gamma unidentified) it stays linear."""
-    lof = lack_of_fit.estimate(curvature_rows(0.003, with_span=False), 0.95)
+    """The backtest's refits reach a few x: a misfit seen there rarely says how fast it grows (gamma). The "upper"
+    term (lack_of_fit_rules.py's upper50, the fitter's before) is the upper end of the lack of fit at the extrapolation
+    asked for over kappa and gamma jointly, so far out it grows as fast as the rows allow; with no misfit detected
+    (kappa ~ 0, gamma unidentified) it stays linear."""
+    lof = lack_of_fit.estimate(curvature_rows(0.003, with_span=False), 0.95, end="upper")
     grown = dict(lof.upper)
     assert lof.gamma < 2.0 and 1.0 in grown and 2.0 in grown
     assert lof.sd(100.0) == pytest.approx(grown[2.0] * lack_of_fit.growth(100.0, 2.0))
     assert lof.sd(100.0) > 1.4 * lof.kappa * lack_of_fit.growth(100.0, lof.gamma)
     for x in (1.0, 3.0, 10.0, 100.0):
         assert lof.sd(x) >= lof.kappa * lack_of_fit.growth(x, lof.gamma) - 1e-12
-    on_target = lack_of_fit.estimate(held_out(0.0, groups=30), 0.95)
+    on_target = lack_of_fit.estimate(held_out(0.0, groups=30), 0.95, end="upper")
     assert "best κ 0%" in on_target.source and on_target.upper == ((1.0, on_target.kappa),)
     # a fit.json written before the pairs were kept reads kappa at gamma
     old = lack_of_fit.from_dict({k: v for k, v in lof.as_dict().items() if k != "upper"})
@@ -225,23 +219,24 @@ def test_a_detected_misfit_takes_the_fastest_growth_the_backtest_cannot_rule_out
 
 
 def test_the_level_moves_kappas_end_not_what_counts_as_a_misfit():
-    """Three refits that each miss by half their PI's sd: kappa = 0 sits just inside its 68% interval, just outside
-    its 50% one. A misfit is detected at the 68% threshold whatever the level, because detection switches on the
-    growth gamma > 1 far out (with the level's own threshold it did, and a 100x PI took gamma 1.7); the level only
-    moves the end of kappa's interval, and "best" takes kappa at 0."""
+    """end="upper" (the alternatives upper50/68/90): three refits that each miss by half their PI's sd: kappa = 0
+    sits just inside its 68% interval, just outside its 50% one. A misfit is detected at the 68% threshold whatever the
+    level, because detection switches on the growth gamma > 1 far out (with the level's own threshold it did, and a
+    100x PI took gamma 1.7); the level only moves the end of kappa's interval, and "best" takes kappa at 0."""
     rows = held_out(0.005, groups=3)
     assert lack_of_fit.KAPPA_LR == pytest.approx(0.455, abs=1e-3)
-    ends = {lr: lack_of_fit.estimate(rows, 0.95, kappa_lr=lr) for lr in (lack_of_fit.KAPPA_LR, 1.0, 2.706)}
+    ends = {lr: lack_of_fit.estimate(rows, 0.95, end="upper", kappa_lr=lr)
+            for lr in (lack_of_fit.KAPPA_LR, 1.0, 2.706)}
     for lof in ends.values():
         assert lof.best == 0.0 and lof.gamma == 1.0 and len(lof.upper) == 1
     fifty = ends[lack_of_fit.KAPPA_LR]
     assert 0.003 < fifty.kappa < 0.85 * ends[1.0].kappa < 0.85 * 0.7 * ends[2.706].kappa
-    assert lack_of_fit.estimate(rows, 0.95).kappa == fifty.kappa
+    assert lack_of_fit.estimate(rows, 0.95, end="upper").kappa == fifty.kappa
     assert "50% upper end used" in fifty.source and "68% upper end used" in ends[1.0].source
     best = lack_of_fit.estimate(rows, 0.95, end="best")
     assert best.kappa == 0.0 and best.sd(100.0) == 0.0 and best.source.endswith(", used")
     # a clear misfit is detected at every level; its best kappa does not depend on the level
-    missed = [lack_of_fit.estimate(held_out(0.008, groups=3), 0.95, kappa_lr=lr) for lr in (0.455, 2.706)]
+    missed = [lack_of_fit.estimate(held_out(0.008, groups=3), 0.95, end="upper", kappa_lr=lr) for lr in (0.455, 2.706)]
     assert missed[0].best == missed[1].best > 0.003 and missed[0].kappa < missed[1].kappa
 
 
@@ -296,10 +291,10 @@ def test_a_frontier_loss_law_is_scored_on_three_held_out_budgets_of_a_five_budge
 
 
 def test_the_posterior_term_follows_its_prior_on_few_refits_and_the_data_on_many():
-    """estimate(end="posterior") (scripts/lack_of_fit_rules.py's alternative): kappa^2's posterior mean under a
-    half-normal prior. With 3 refits that saw no misfit the term still moves with the prior's scale (few refits
-    leave kappa's tail to the prior); with 30 refits missing by 1% it is the misfit's size, nearly whatever the prior;
-    and it stays a fit.json-able term."""
+    """The fitter's term (estimate(end="posterior"), the default): kappa^2's posterior mean under a half-normal
+    prior. With 3 refits that saw no misfit the term still moves with the prior's scale (few refits leave kappa's tail
+    to the prior); with 30 refits missing by 1% it is the misfit's size, nearly whatever the prior; and it stays a
+    fit.json-able term."""
     few = {tau: lack_of_fit.estimate(held_out(0.0, groups=3), 0.95, end="posterior", prior_scale=tau)
            for tau in (0.005, 0.02)}
     assert 0.001 < few[0.005].sd(1.0) < 0.005 and few[0.02].sd(1.0) > 1.3 * few[0.005].sd(1.0)
@@ -321,7 +316,7 @@ def test_with_nothing_detected_any_growth_matches_linear_where_the_refits_reache
     kept. The refits all reached 2x, where every growth's kappa end gives the same term; past them the fastest growth
     leads (upper) or the growths are averaged (posterior). A detected misfit is read as before."""
     rows = held_out(0.0, groups=3)
-    linear, anyg = lack_of_fit.estimate(rows, 0.95), lack_of_fit.estimate(rows, 0.95, undetected="any")
+    linear, anyg = (lack_of_fit.estimate(rows, 0.95, end="upper", undetected=u) for u in ("linear", "any"))
     assert anyg.best == 0.0 and len(anyg.upper) == 11 and len(linear.upper) == 1
     assert anyg.sd(2.0) == pytest.approx(linear.sd(2.0), rel=1e-4)
     assert anyg.sd(100.0) == pytest.approx(max(k * lack_of_fit.growth(100.0, g) for g, k in anyg.upper))
@@ -331,4 +326,5 @@ def test_with_nothing_detected_any_growth_matches_linear_where_the_refits_reache
     assert post["any"].sd(2.0) == pytest.approx(post["linear"].sd(2.0), rel=0.15)
     assert post["any"].sd(100.0) > 1.5 * post["linear"].sd(100.0)
     missed = held_out(0.008, groups=3)
-    assert lack_of_fit.estimate(missed, 0.95, undetected="any") == lack_of_fit.estimate(missed, 0.95)
+    assert all(lack_of_fit.estimate(missed, 0.95, end=e, undetected="any") == lack_of_fit.estimate(missed, 0.95, end=e)
+               for e in ("upper", "posterior"))

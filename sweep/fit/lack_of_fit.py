@@ -13,22 +13,22 @@ misfit at the edge of the data, growing with the log of the extrapolation, about
 curvature the law cannot absorb (gamma = 2), and growing with the span too. The span matters because the backtest's
 refits see less of the sweep than the final fit: a law with the wrong curvature, fitted over two decades, misses a
 10x extrapolation by more than it missed fitted over one, so a term read off the refits at their x alone
-under-covers the final fit's prediction. kappa >= 0 and gamma
-in [GAMMA_MIN, GAMMA_MAX] are estimated by maximum likelihood over the backtest's held-out budgets past the largest
-fitted compute (a size split's held-out sizes only when there are fewer than MIN_ROWS of those): the runs of one
-budget predicted by one refit share that refit's error, so each (split, budget) is one point, with its runs' mean
-log error, and the budgets one refit predicted share its error too, so each split weighs one point in all. So few
-independent points determine kappa poorly, and a backtest that reaches 2x says little about 5x: the term uses the
-upper end of kappa's 50% likelihood interval (a drop of KAPPA_LR / 2 in log likelihood), not its best value, which
-a few refits put at 0 for misfits that show only further out.
-Nor do refits that reach a few x say how fast a misfit they saw grows: when one is detected (DETECT_LR), the term at an
-extrapolation x is the upper end over kappa and gamma jointly (the largest lof(x) inside that likelihood region),
-so far out it grows as fast as the backtest cannot rule out, not as its best gamma (the best gamma of a few refits
-under-states a curvature's growth). With no misfit detected gamma is not identified (kappa ~ 0 fits every gamma
-alike) and the growth stays linear: taking the fastest there too would widen a correct law's PI for a misfit
-nothing showed.
-A good backtest gives kappa ~ 0 and leaves the PI nearly as it was; a misspecified law widens it, more the further
-it reaches.
+under-covers the final fit's prediction. kappa >= 0 and gamma in [GAMMA_MIN, GAMMA_MAX] are read off the backtest's
+held-out budgets past the largest fitted compute (a size split's held-out sizes only when there are fewer than
+MIN_ROWS of those): the runs of one budget predicted by one
+refit share that refit's error, so each (split, budget) is one point, with its runs' mean log error, and the budgets
+one refit predicted share its error too, so each split weighs one point in all. So few independent points determine
+kappa poorly (its best value is 0 for most misfits that show only further out), and a backtest that reaches 2x says
+little about 5x. The term therefore carries kappa's uncertainty: its square is kappa^2's posterior mean under the
+backtest's likelihood and a half-normal prior of scale PRIOR_SCALE, so the PI's variance is the misfit's predictive
+variance; with few refits it leans on the prior, with many on what they measured. Nor do refits that reach a few x say
+how fast a misfit they saw grows: when one is detected (DETECT_LR) the posterior runs over the growths gamma too
+(uniform), and far out the term grows as the growths the backtest cannot tell apart do, on average. With no misfit
+detected gamma is not identified (kappa ~ 0 fits every gamma alike) and the growth stays linear.
+The upper end of kappa's likelihood interval ("upper", KAPPA_LR; with a misfit detected, the largest lof(x) over kappa
+and gamma jointly) and its best value ("best") are the alternatives scripts/lack_of_fit_rules.py scores.
+A good backtest leaves the PI close to what the prior allows; a misspecified law widens it, more the further it
+reaches.
 """
 
 from __future__ import annotations
@@ -46,13 +46,16 @@ KAPPA_MAX = 0.5
 """Upper end of the search (a 50% sd misfit at the edge of the data is a law that does not apply)."""
 GAMMA_MIN, GAMMA_MAX = 1.0, 2.0
 """How fast the misfit may grow with ln x: between linearly and quadratically."""
+PRIOR_SCALE = 0.01
+"""The half-normal prior's scale on kappa: a misfit of about 1% of the loss at the edge of the data, before the
+backtest says more (docs/decisions/lack-of-fit-level.md)."""
 KAPPA_LR = float(chi2.ppf(0.5, 1))
-"""kappa's upper end: where twice the log likelihood has fallen by this much from its best (chi-square, 1 dof: the
-nominal 50% interval's upper end)."""
+"""end="upper": kappa's end where twice the log likelihood has fallen by this much from its best (chi-square, 1 dof:
+the nominal 50% interval's upper end)."""
 DETECT_LR = 1.0
 """A misfit counts as detected when twice the log likelihood at kappa = 0 is this much below its best (kappa = 0
-outside the nominal 68% interval). Apart from KAPPA_LR: detection switches on the growth gamma > 1 far out, and a
-lower threshold would switch it on for more correct laws."""
+outside the nominal 68% interval). Detection switches on the growths gamma > 1 far out, and a lower threshold would
+switch them on for more correct laws."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,17 @@ class LackOfFit:
     """Backtest refits whose held-out errors it was estimated from (they, not the held-out runs, are its
     independent points)."""
     mix: tuple = ()
-    """(gamma, weight x E[kappa^2 | gamma]) pairs of a posterior term (estimate(end="posterior")): `sd` is the root
-    of their sum of growth-weighted parts, the misfit's predictive variance. Empty: the term is `upper`'s."""
+    """(gamma, weight x E[kappa^2 | gamma]) pairs of a posterior term (estimate(end="posterior"), the fitter's): `sd`
+    is the root of their sum of growth-weighted parts, the misfit's predictive variance. Empty: the term is
+    `upper`'s (end="upper" or "best", or a fit.json written before)."""
+    parts: tuple = ()
+    """A pooled term's members (their as_dict()s, see `pooled`): `sd` is the largest of theirs at each reach."""
 
     def sd(self, extrapolation: float | None, span: float | None = None) -> float:
         """The lack-of-fit sd of log loss at `extrapolation` times the largest fitted compute (>= 1 counts as 1), for a
         fit over `span` (default: the span it was estimated for)."""
+        if self.parts:
+            return max(from_dict(p).sd(extrapolation, span) for p in self.parts)
         x = 1.0 if extrapolation is None or not np.isfinite(extrapolation) else max(float(extrapolation), 1.0)
         if self.mix:
             return float(np.sqrt(sum(m * growth(x, g, self.span if span is None else span) ** 2
@@ -154,13 +162,13 @@ def mean_error_sd(group: list[dict], z: float) -> float:
 
 
 def estimate(rows: list[dict], level: float, span: float = 1.0,
-             end: Literal["upper", "best", "posterior"] = "upper", kappa_lr: float = KAPPA_LR,
-             prior_scale: float = 0.01, undetected: Literal["linear", "any"] = "linear") -> LackOfFit:
+             end: Literal["posterior", "upper", "best"] = "posterior", kappa_lr: float = KAPPA_LR,
+             prior_scale: float = PRIOR_SCALE, undetected: Literal["linear", "any"] = "linear") -> LackOfFit:
     """kappa from backtest rows ({extrapolation, span, predicted, measured, interval}); leave-future-out rows only.
     span: the compute span of the fit the term is for (its growth extrapolates from that span).
-    end: "upper" (the term the fitter uses: kappa's upper end where twice the log likelihood falls by kappa_lr) or
-    "best" (its maximum-likelihood value, 0 when no misfit is detected) or "posterior" (kappa's uncertainty
-    integrated: E[kappa^2] under the likelihood times a half-normal prior of scale prior_scale, over the growths).
+    end: "posterior" (the fitter's: kappa^2's posterior mean under the likelihood and a half-normal prior of scale
+    prior_scale, over the growths), "upper" (kappa's upper end where twice the log likelihood falls by kappa_lr) or
+    "best" (its maximum-likelihood value, 0 when no misfit is detected).
     undetected: the growths kept when no misfit is detected: "linear" (gamma = 1 alone, the fitter's) or "any"
     (every gamma, as when one is detected). The alternatives are what scripts/lack_of_fit_rules.py compares."""
     groups = held_out_groups(rows)
@@ -249,6 +257,15 @@ def _upper_end(nll_of, best: float, value: float, kappa_lr: float = KAPPA_LR) ->
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if nll_of(mid) - value < kappa_lr / 2 else (lo, mid)
     return (lo + hi) / 2
+
+
+def pooled(terms: list[LackOfFit], source: str) -> LackOfFit:
+    """The pointwise largest of measured terms, for a method whose backtest could not measure its own: its PI then
+    claims no more than the other laws' misses allow, at every reach."""
+    first = terms[0]
+    return LackOfFit(max(t.kappa for t in terms), first.gamma, first.n_rows, source, span=first.span,
+                     best=max(t.best or 0.0 for t in terms), refits=max(t.refits for t in terms),
+                     parts=tuple(t.as_dict() for t in terms))
 
 
 def from_dict(d: dict | None) -> LackOfFit:

@@ -153,18 +153,14 @@ def add_lack_of_fit(result: dict, data: FitData, cfg: FitConfig) -> None:
         rows = bt.get("methods", {}).get(m, {}).get("rows", []) if bt.get("status") == "ok" else []
         terms[m] = lack_of_fit.estimate(rows, cfg.interval, span=span)
     measured = {m: t for m, t in terms.items() if t.measured}
-    # every measured term's (gamma, kappa) pairs, so that the pooled sd is their pointwise largest at every reach
-    pooled = None if not measured else (
-        ", ".join(measured), dataclasses.replace(next(iter(measured.values())), upper=tuple(
-            pair for t in measured.values() for pair in (t.upper or ((t.gamma, t.kappa),)))))
     for m, lof in terms.items():
         if bt.get("status") != "ok":
             lof = dataclasses.replace(lof, source=f"not estimated: the backtest was skipped ({bt.get('reason')}); the "
                                                   f"interval has no lack-of-fit term")
-        elif not lof.measured and pooled is not None:
-            lof = dataclasses.replace(pooled[1], source=f"pooled from {pooled[0]}: {m}'s backtest could not measure "
-                                                        f"it ({lof.source}); the pointwise largest of their terms is "
-                                                        f"used")
+        elif not lof.measured and measured:
+            lof = lack_of_fit.pooled(list(measured.values()), f"pooled from {', '.join(measured)}: {m}'s backtest "
+                                                              f"could not measure it ({lof.source}); the pointwise "
+                                                              f"largest of their terms is used")
         result[m]["lack_of_fit"] = lof.as_dict()
         result[m]["allocation"] = [allocation.allocation_row(m, result[m], c, data.flops_per_nd, cfg.interval, nz,
                                                              extrapolation=c / data.c.max())

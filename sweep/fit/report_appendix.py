@@ -135,27 +135,28 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
                      if (result.get(m, {}).get("lack_of_fit") or {}).get("span")), None)
         lines += ["", "Lack of fit in the PIs: sd = κ ((1 + t)(1 + t + ln S))^(γ/2), t = ln x, at x times the largest "
                       "fitted compute, S the compute span fitted"
-                      + (f" ({span:.3g}x here)" if span else "") + ", κ by maximum likelihood from the "
-                      "leave-future-out backtest's errors beyond their own PIs (the upper end of its "
-                      f"{100 * chi2.cdf(lack_of_fit.KAPPA_LR, 1):.0f}% likelihood interval; where a misfit "
-                      f"was detected (κ = 0 outside its {100 * chi2.cdf(lack_of_fit.DETECT_LR, 1):.0f}% interval), "
-                      "of κ and γ jointly at each x: far out it grows as fast as the backtest does not "
-                      "rule out).",
+                      + (f" ({span:.3g}x here)" if span else "") + ", from the leave-future-out backtest's "
+                      "errors beyond their own PIs: κ² is its posterior mean under their likelihood and a "
+                      f"half-normal prior of scale {100 * lack_of_fit.PRIOR_SCALE:.2g}% on κ (a few refits lean on "
+                      "the prior); where a misfit was detected (κ = 0 outside its "
+                      f"{100 * chi2.cdf(lack_of_fit.DETECT_LR, 1):.0f}% interval) the posterior runs over the "
+                      "growths γ in [1, 2] too, so far out the term grows as the growths the backtest cannot tell "
+                      "apart do, on average.",
                   ""] + lof_lines + undetected_line(list(terms.values()))
     return lines
 
 
 def undetected_line(terms: list[dict]) -> list[str]:
-    """Where no measured term saw a misfit (best κ 0 for each) the PIs' misfit term is an upper end from a few
-    refits, not a misfit seen: a researcher reading a wide PI needs to know that, and that more refits tighten it."""
+    """Where no measured term saw a misfit (best κ 0 for each) the PIs' misfit term is what a few refits could not
+    rule out, not a misfit seen: a researcher reading a wide PI needs to know that, and that more refits tighten it."""
     measured = [t for t in terms if t.get("n_rows", 0) >= lack_of_fit.MIN_ROWS and t.get("best") is not None]
     if not measured or any(t["best"] > 0 for t in measured):
         return []
     refits = max(t.get("refits", 0) for t in measured)
     return ["", f"No method's backtest detected a misfit (best κ 0 for each), from {refits} refit(s): the κ each PI "
-                f"uses is the upper end of its {100 * chi2.cdf(lack_of_fit.KAPPA_LR, 1):.0f}% likelihood interval, "
-                f"so far out the misfit term is the backtest's uncertainty, not a misfit seen. Budgets beyond the "
-                f"largest fitted compute (each one more refit) tighten it."]
+                f"uses is its posterior rms under a {100 * lack_of_fit.PRIOR_SCALE:.2g}% half-normal prior, what "
+                f"the refits could not rule out, so far out the misfit term is the backtest's uncertainty, not a "
+                f"misfit seen. Budgets beyond the largest fitted compute (each one more refit) tighten it."]
 
 
 SIGNED = {"delta": "no drift: approach 3"}

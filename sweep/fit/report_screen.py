@@ -177,8 +177,8 @@ def open_questions(result: dict, ans: dict) -> list[str]:
         iv = far["loss"]["interval"]
         lof = (result.get(ans["law"]) or {}).get("lack_of_fit") or {}
         why = {"lack_of_fit": "the law's misfit term, " + (
-                   f"an upper end from {lof.get('refits', 'few')} refit(s), not a misfit seen" if lof.get("best") == 0
-                   else "a misfit the backtest measured"),
+                   f"what {lof.get('refits', 'few')} refit(s) could not rule out, not a misfit seen"
+                   if lof.get("best") == 0 else "a misfit the backtest measured"),
                "law": "the law's own uncertainty (bootstrap spread)",
                "noise": "run-to-run noise (seed replicates measure it)"}.get(top[0], top[0])
         items.append(f"the loss at {far['factor']:.3g}x: its PI [{iv[0]:.4g}, {iv[1]:.4g}] is mostly {why} "

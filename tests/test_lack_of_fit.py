@@ -70,7 +70,11 @@ def test_a_misspecified_law_gets_a_wider_pi_that_grows_with_the_extrapolation(sm
     terms = row["loss"]["pi_terms"]
     span = bad["approach3"]["lack_of_fit"]["span"]
     assert span == pytest.approx(10 ** 1.5)  # the sweep's compute span
-    assert terms["lack_of_fit"] == pytest.approx(sd_bad) and sd_bad > k_bad * lack_of_fit.growth(10.0, 1.0, span)
+    assert terms["lack_of_fit"] == pytest.approx(sd_bad)
+    # the fitter's term is kappa's posterior (lack_of_fit.PRIOR_SCALE), not an end of its likelihood interval
+    for r in (good, bad):
+        lof = r["approach3"]["lack_of_fit"]
+        assert lof["mix"] and f"posterior rms (prior scale {100 * lack_of_fit.PRIOR_SCALE:.2g}%)" in lof["source"]
     assert terms["lack_of_fit"] == max(terms.values())  # the misfit dominates at 10x
     # without the term the same fit's PI at 10x would miss the truth it now covers
     c = bad["data"]["flops_range"][1] * 10
@@ -328,3 +332,30 @@ def test_with_nothing_detected_any_growth_matches_linear_where_the_refits_reache
     missed = held_out(0.008, groups=3)
     assert all(lack_of_fit.estimate(missed, 0.95, end=e, undetected="any") == lack_of_fit.estimate(missed, 0.95, end=e)
                for e in ("upper", "posterior"))
+
+
+def test_the_default_term_is_kappas_posterior_under_the_prior_scale():
+    """estimate's default end is the posterior with PRIOR_SCALE: the same term as asking for it, and not the upper end
+    of kappa's likelihood interval, on rows with no misfit and on rows with one."""
+    for rows in (held_out(0.0, groups=3), held_out(0.008, groups=3), curvature_rows(0.003)):
+        default = lack_of_fit.estimate(rows, 0.95)
+        assert default == lack_of_fit.estimate(rows, 0.95, end="posterior", prior_scale=lack_of_fit.PRIOR_SCALE)
+        assert default.mix and default != lack_of_fit.estimate(rows, 0.95, end="upper")
+    assert lack_of_fit.PRIOR_SCALE == 0.01
+
+
+def test_a_pooled_term_is_the_pointwise_largest_of_its_members_of_any_kind():
+    """A method whose backtest could not measure its misfit takes the pooled term: at every reach and span the largest
+    of the measured terms, a posterior one (a sum over growths) and an upper-end one (a max over (gamma, kappa) pairs)
+    alike, also read back from fit.json. Here each member leads somewhere, so the first member alone, or the
+    smaller, would fail."""
+    fast = lack_of_fit.LackOfFit(0.004, 2.0, 5, "posterior", span=100.0, mix=((1.5, 4e-6), (2.0, 1.2e-5)))
+    flat = lack_of_fit.LackOfFit(0.02, 1.0, 4, "upper", span=100.0, upper=((1.0, 0.02),))
+    pool = lack_of_fit.pooled([fast, flat], "pooled from a, b")
+    read = lack_of_fit.from_dict(json.loads(json.dumps(pool.as_dict())))
+    assert pool.measured and read.measured and pool.source == "pooled from a, b"
+    assert fast.sd(1.0) < flat.sd(1.0) and fast.sd(100.0) > flat.sd(100.0)
+    for x in (1.0, 3.0, 10.0, 100.0):
+        for span in (None, 10.0, 1000.0):
+            want = max(fast.sd(x, span), flat.sd(x, span))
+            assert pool.sd(x, span) == pytest.approx(want, rel=1e-12) and read.sd(x, span) == pytest.approx(want)

@@ -147,15 +147,15 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
 
 
 def undetected_line(terms: list[dict]) -> list[str]:
-    """Where no measured term saw a misfit (best κ 0 for each) the PIs' misfit term is what a few refits could not
-    rule out, not a misfit seen: a researcher reading a wide PI needs to know that, and that more refits tighten it."""
+    """Where no measured term saw a misfit (best κ 0 for each) the PIs' misfit term is κ's posterior from a few
+    refits, mostly its prior, not a misfit seen: a researcher reading a wide PI needs to know that, and that more refits tighten it."""
     measured = [t for t in terms if t.get("n_rows", 0) >= lack_of_fit.MIN_ROWS and t.get("best") is not None]
     if not measured or any(t["best"] > 0 for t in measured):
         return []
     refits = max(t.get("refits", 0) for t in measured)
     return ["", f"No method's backtest detected a misfit (best κ 0 for each), from {refits} refit(s): the κ each PI "
-                f"uses is its posterior rms under a {100 * lack_of_fit.PRIOR_SCALE:.2g}% half-normal prior, what "
-                f"the refits could not rule out, so far out the misfit term is the backtest's uncertainty, not a "
+                f"uses is its posterior rms under a {100 * lack_of_fit.PRIOR_SCALE:.2g}% half-normal prior, with "
+                f"few refits mostly the prior's, so far out the misfit term is the backtest's uncertainty, not a "
                 f"misfit seen. Budgets beyond the largest fitted compute (each one more refit) tighten it."]
 
 

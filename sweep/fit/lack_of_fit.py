@@ -15,9 +15,9 @@ refits see less of the sweep than the final fit: a law with the wrong curvature,
 10x extrapolation by more than it missed fitted over one, so a term read off the refits at their x alone
 under-covers the final fit's prediction. kappa >= 0 and gamma in [GAMMA_MIN, GAMMA_MAX] are read off the backtest's
 held-out budgets past the largest fitted compute (a size split's held-out sizes only when there are fewer than
-MIN_ROWS of those): the runs of one budget predicted by one
-refit share that refit's error, so each (split, budget) is one point, with its runs' mean log error, and the budgets
-one refit predicted share its error too, so each split weighs one point in all. So few independent points determine
+MIN_ROWS of those): the runs of one budget predicted by one refit share that refit's error, so each (split, budget) is
+one point, with its runs' mean log error, and the budgets one refit predicted share its error too, so each split
+weighs one point in all. So few independent points determine
 kappa poorly (its best value is 0 for most misfits that show only further out), and a backtest that reaches 2x says
 little about 5x. The term therefore carries kappa's uncertainty: its square is kappa^2's posterior mean under the
 backtest's likelihood and a half-normal prior of scale PRIOR_SCALE, so the PI's variance is the misfit's predictive
@@ -204,13 +204,14 @@ def estimate(rows: list[dict], level: float, span: float = 1.0,
         fits.append((nll(float(best.x), gamma), float(best.x), float(gamma)))
     value, best, gamma = min(fits)
     detected = nll(0.0, gamma) - value >= DETECT_LR / 2
-    if detected or undetected == "any":
+    every_growth = detected or undetected == "any"
+    if every_growth:
         upper = tuple((g, _upper_end(lambda k, g=g: nll(k, g), b, value, kappa_lr)) for v, b, g in fits
                       if v - value < kappa_lr / 2)
     else:
         # no misfit detected: the best gamma is a rounding error's choice, so kappa's interval is the linear
         # growth's alone
-        gamma, best = GAMMA_MIN, 0.0
+        gamma = GAMMA_MIN
         v1, b1, _ = fits[0]
         upper = ((GAMMA_MIN, _upper_end(lambda k: nll(k, GAMMA_MIN), b1, v1, kappa_lr)),)
     if not detected:
@@ -219,8 +220,7 @@ def estimate(rows: list[dict], level: float, span: float = 1.0,
         upper = ((gamma, best),)
     mix: tuple = ()
     if end == "posterior":
-        mix = _posterior_mix(nll, [g for _, _, g in fits] if detected or undetected == "any" else [GAMMA_MIN],
-                             prior_scale)
+        mix = _posterior_mix(nll, [g for _, _, g in fits] if every_growth else [GAMMA_MIN], prior_scale)
         upper = ((gamma, float(np.sqrt(sum(m for _, m in mix)))),)
     kappa = dict(upper)[gamma]
     kind = "budget" if groups is beyond else "group"

@@ -148,7 +148,8 @@ def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
 
 def undetected_line(terms: list[dict]) -> list[str]:
     """Where no measured term saw a misfit (best κ 0 for each) the PIs' misfit term is κ's posterior from a few
-    refits, mostly its prior, not a misfit seen: a researcher reading a wide PI needs to know that, and that more refits tighten it."""
+    refits, mostly its prior, not a misfit seen: a researcher reading a wide PI needs to know that, and that more
+    refits tighten it."""
     measured = [t for t in terms if t.get("n_rows", 0) >= lack_of_fit.MIN_ROWS and t.get("best") is not None]
     if not measured or any(t["best"] > 0 for t in measured):
         return []

@@ -177,8 +177,8 @@ def open_questions(result: dict, ans: dict) -> list[str]:
         iv = far["loss"]["interval"]
         lof = (result.get(ans["law"]) or {}).get("lack_of_fit") or {}
         why = {"lack_of_fit": "the law's misfit term, " + (
-                   f"κ's posterior from {lof.get('refits', 'few')} refit(s) that saw none (few refits: mostly its "
-                   f"{100 * lack_of_fit.PRIOR_SCALE:.2g}% prior)"
+                   f"κ's posterior from {lof.get('refits', 'few')} refit(s) that saw none, with few refits mostly "
+                   f"its {100 * lack_of_fit.PRIOR_SCALE:.2g}% prior"
                    if lof.get("best") == 0 else "a misfit the backtest measured"),
                "law": "the law's own uncertainty (bootstrap spread)",
                "noise": "run-to-run noise (seed replicates measure it)"}.get(top[0], top[0])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from scipy.stats import chi2
 
 from sweep.fit import lack_of_fit, registry, slices
+from sweep.fit.answer import LOOSE, determined  # noqa: F401  (LOOSE: re-exported by report)
 from sweep.fit.laws import AT_BOUND
 from sweep.fit.method import fmt
 from sweep.fit.report_screen import listed, summary_line
@@ -96,10 +97,6 @@ def _method_section(m: str, result: dict) -> list[str]:
     return lines + registry.get(m).report(r, result)
 
 
-LOOSE = 0.5
-"""An interval wider than this fraction of its value pins the parameter down only loosely (a = 0.56 in [0.34, 0.73]
-still allows a compute-optimal N* twice or half as large after a decade of compute)."""
-
 
 def _compute_optimal_lines(result: dict, methods: list) -> list[str]:
     """The methods side by side, the compute-optimal allocation table and the lack-of-fit terms."""
@@ -165,9 +162,9 @@ SIGNED = {"delta": "no drift: approach 3"}
 
 
 def undetermined(method: str, name: str, value, interval) -> str:
-    """'yes', or why the runs do not determine the parameter: it sits at its bound, or its interval is wider than
-    the value (the data allow anything from about 0 to twice the estimate); 'loosely' when the interval is wider
-    than LOOSE of the value."""
+    """'yes', or why the runs do not determine the parameter: it sits at its bound, its interval is wider than the
+    value (the data allow anything from about 0 to twice the estimate) or does not contain it (`answer.determined`);
+    'loosely' when the interval is wider than LOOSE of the value."""
     if value is None or value != value:
         return "**no**: not estimated"
     if name in SIGNED:  # 0 is inside its range, not a bound: what the runs say is its sign
@@ -178,11 +175,10 @@ def undetermined(method: str, name: str, value, interval) -> str:
                 f"the value)")
     if name not in ("a", "b") and abs(value) < AT_BOUND:
         return "**no**: at its bound 0"
-    if interval and interval[1] - interval[0] > abs(value):
-        return "**no**: interval wider than the value"
-    if interval and interval[1] - interval[0] > LOOSE * abs(value):
-        return f"**loosely**: interval {100 * (interval[1] - interval[0]) / abs(value):.0f}% of the value"
-    return "yes" if interval else "no interval"
+    if not interval:
+        return "no interval"
+    verdict, _, why = determined(value, interval).partition(": ")
+    return verdict if not why else f"**{verdict}**: {why}"
 
 
 def pi_terms(terms: dict | None) -> str:

@@ -61,6 +61,20 @@ def corpus_changed(tmp: Path, args: List[str]) -> None:
     path.write_bytes(path.read_bytes().replace(b"Citizen", b"Citizan"))
 
 
+def site_packages(tmp: Path) -> Path:
+    """A site-packages folder holding one package, for data.source=python."""
+    write(tmp, "site/fakepkg/__init__.py", b"".join(b"def f%d(x):\n    return x + %d\n\n" % (i, i) for i in range(4000)))
+    return tmp / "corpus" / "site"
+
+
+def package_upgraded(tmp: Path, args: List[str]) -> None:
+    """Setup: a finished run of the sweep on the installed package as it was; then a newer version of it."""
+    first = [a for a in args if not a.startswith("budget.n_tokens=")] + ["budget.n_tokens=10240"]
+    assert main(["train", *first]) == 0
+    path = tmp / "corpus" / "site" / "fakepkg" / "__init__.py"
+    path.write_bytes(path.read_bytes() + b"__version__ = '2'\n")
+
+
 # --- fit inputs: synthetic results folders from a Chinchilla-like law
 
 def law(n: float, d: float) -> float:
@@ -203,6 +217,10 @@ CASES = [
     Case("corpus changed since the sweep's runs (and its cached tokenizer)", [],
          ["the corpus changed", "corpus_hash=", "Restore the original corpus", "new sweep_name"],
          corpus=shakespeare_copy, setup=corpus_changed),
+    Case("installed package upgraded since the sweep's runs (data.source=python)",
+         ["data.source=python", "data.packages=[fakepkg]", "data.max_bytes=null"],
+         ["the corpus changed", "data.source=python reads", "data.packages=['fakepkg']", "Reinstall the versions",
+          "new sweep_name"], corpus=site_packages, setup=package_upgraded),
     # --- results
     Case("truncated result.json of the run", words=["unreadable or truncated", "result.json", "delete"],
          setup=bad_result('{"run_id": "x", "status": "do')),
@@ -290,8 +308,8 @@ def test_bad_input_is_refused_early_and_changes_nothing(case, tmp_path, capsys, 
         assert word in message, (word, message[-2000:])
     assert snapshot(results) == before
     assert not any(p.name == "metrics.jsonl" for p in results.rglob("*")) or case.setup in (
-        corpus_changed, folder_without_result)  # those two start from a folder holding a curve already
-    if case.setup is corpus_changed:
+        corpus_changed, package_upgraded, folder_without_result)  # those two start from a folder holding a curve already
+    if case.setup in (corpus_changed, package_upgraded):
         assert len(list(results.glob("t/runs/*/metrics.jsonl"))) == 1  # only the earlier, finished run's
 
 

@@ -123,9 +123,22 @@ def _check_same_corpus(sweep_path: Path, config: dict, data, rid: str) -> None:
                 who = "this run" if other.get("run_id") == rid else f"run {other.get('run_id')} ({other.get('run_name')})"
                 raise ConfigError(
                     f"the corpus changed: {who} of sweep {config['sweep_name']!r} was trained with the same data "
-                    f"and tokenizer settings on {key}={was[:12]}, but they now give {now[:12]}. Restore the "
-                    f"original corpus (data.path={config['data'].get('path')!r}), or start a new sweep_name "
-                    f"(losses on different corpora cannot be fitted together)")
+                    f"and tokenizer settings on {key}={was[:12]}, but they now give {now[:12]}. "
+                    + _restore(config["data"]) + ", or start a new sweep_name (losses on different corpora cannot "
+                    "be fitted together)")
+
+
+def _restore(data: dict) -> str:
+    """How to get a sweep's corpus back: a corpus read from the install changes with the install."""
+    if data.get("source") == "stdlib":
+        return "data.source=stdlib reads this Python's standard library, which changes with the Python version: " \
+               "run with the Python the sweep was trained with"
+    if data.get("source") == "python":
+        return ("data.source=python reads this Python's standard library and the installed sources of "
+                f"data.packages={data.get('packages')}: a fresh install resolves the newest versions, and a newer "
+                "one is another corpus. Reinstall the versions the sweep was trained with (`pip freeze` where it "
+                "ran)")
+    return f"Restore the original corpus (data.path={data.get('path')!r})"
 
 
 def train(cfg: RunConfig, *, progress: bool = True, retry_diverged: bool = False) -> dict:

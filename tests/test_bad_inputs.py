@@ -7,6 +7,7 @@ Every case goes through the real entry point, `sweep.cli.main(["train" | "fit", 
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -61,9 +62,15 @@ def corpus_changed(tmp: Path, args: List[str]) -> None:
     path.write_bytes(path.read_bytes().replace(b"Citizen", b"Citizan"))
 
 
-def site_packages(tmp: Path) -> Path:
-    """A site-packages folder holding one package, for data.source=python."""
-    write(tmp, "site/fakepkg/__init__.py", b"".join(b"def f%d(x):\n    return x + %d\n\n" % (i, i) for i in range(4000)))
+def install_fakepkg(tmp: Path, version: str) -> Path:
+    """A site-packages folder holding one package at `version` (its source and its metadata), for
+    data.source=python."""
+    write(tmp, "site/fakepkg/__init__.py", b"".join(b"def f%d(x):\n    return x + %d\n\n" % (i, i) for i in range(4000))
+          + f"__version__ = {version!r}\n".encode())
+    for old in (tmp / "corpus" / "site").glob("fakepkg-*.dist-info"):
+        shutil.rmtree(old)
+    write(tmp, f"site/fakepkg-{version}.dist-info/METADATA", f"Name: fakepkg\nVersion: {version}\n".encode())
+    write(tmp, f"site/fakepkg-{version}.dist-info/top_level.txt", b"fakepkg\n")
     return tmp / "corpus" / "site"
 
 
@@ -71,8 +78,7 @@ def package_upgraded(tmp: Path, args: List[str]) -> None:
     """Setup: a finished run of the sweep on the installed package as it was; then a newer version of it."""
     first = [a for a in args if not a.startswith("budget.n_tokens=")] + ["budget.n_tokens=10240"]
     assert main(["train", *first]) == 0
-    path = tmp / "corpus" / "site" / "fakepkg" / "__init__.py"
-    path.write_bytes(path.read_bytes() + b"__version__ = '2'\n")
+    install_fakepkg(tmp, "2.0")
 
 
 # --- fit inputs: synthetic results folders from a Chinchilla-like law
@@ -220,7 +226,8 @@ CASES = [
     Case("installed package upgraded since the sweep's runs (data.source=python)",
          ["data.source=python", "data.packages=[fakepkg]", "data.max_bytes=null"],
          ["the corpus changed", "data.source=python reads", "data.packages=['fakepkg']", "Reinstall the versions",
-          "new sweep_name"], corpus=site_packages, setup=package_upgraded),
+          "since that run: fakepkg 1.0 -> 2.0", "new sweep_name"],
+         corpus=lambda tmp: install_fakepkg(tmp, "1.0"), setup=package_upgraded),
     # --- results
     Case("truncated result.json of the run", words=["unreadable or truncated", "result.json", "delete"],
          setup=bad_result('{"run_id": "x", "status": "do')),
@@ -308,7 +315,7 @@ def test_bad_input_is_refused_early_and_changes_nothing(case, tmp_path, capsys, 
         assert word in message, (word, message[-2000:])
     assert snapshot(results) == before
     assert not any(p.name == "metrics.jsonl" for p in results.rglob("*")) or case.setup in (
-        corpus_changed, package_upgraded, folder_without_result)  # those two start from a folder holding a curve already
+        corpus_changed, package_upgraded, folder_without_result)  # these start from a folder holding a curve already
     if case.setup in (corpus_changed, package_upgraded):
         assert len(list(results.glob("t/runs/*/metrics.jsonl"))) == 1  # only the earlier, finished run's
 

@@ -289,10 +289,11 @@ def test_the_report_says_how_well_each_parameter_is_determined():
     assert undetermined("drift", "delta", 0.004, [-0.01, 0.02]) == "**no**: the interval includes 0 (no drift: approach 3)"
     # a main-job fit (approach 2's loss law) whose point sat outside the interval its finite resamples gave, and
     # read "yes" because that interval was narrow
-    outside = "**no**: the value is outside its interval (the resamples do not centre on this fit)"
+    outside = "**no**: the value is outside its interval, whose resamples do not centre on this fit"
     assert undetermined("approach2", "loss_log_cc", 32.45, [25.42, 29.25]) == outside
     assert undetermined("approach2", "loss_e", 0.21, [0.657, 1.879]) == outside
     assert undetermined("approach3", "a", 0.728, [0.337, 0.728]) == "**loosely**: interval 54% of the value"  # an end
+    assert undetermined("approach2", "a", 0.5, [float("nan"), float("nan")]) == "**no**: no finite interval"
 
 
 def test_the_grid_check_scores_every_method_on_the_larger_models_a_grid_predicts():

@@ -170,8 +170,10 @@ def determined(value: float, interval) -> str:
         return "no: not estimated"
     if not interval:
         return "no: no interval"
+    if not np.all(np.isfinite(interval)):
+        return "no: no finite interval"
     if not interval[0] <= value <= interval[1]:
-        return "no: the value is outside its interval (the resamples do not centre on this fit)"
+        return "no: the value is outside its interval, whose resamples do not centre on this fit"
     width = interval[1] - interval[0]
     if width > abs(value):
         return "no: interval wider than the value"

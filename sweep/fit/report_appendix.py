@@ -7,7 +7,7 @@ from __future__ import annotations
 from scipy.stats import chi2
 
 from sweep.fit import lack_of_fit, registry, slices
-from sweep.fit.answer import LOOSE, determined  # noqa: F401  (LOOSE: re-exported by report)
+from sweep.fit.answer import determined
 from sweep.fit.laws import AT_BOUND
 from sweep.fit.method import fmt
 from sweep.fit.report_screen import listed, summary_line
@@ -95,7 +95,6 @@ def _method_section(m: str, result: dict) -> list[str]:
                      + (f" (fewest finite: {min(fin, key=fin.get)}, {min(fin.values())})" if fin else "") + ".")
         lines.append("")
     return lines + registry.get(m).report(r, result)
-
 
 
 def _compute_optimal_lines(result: dict, methods: list) -> list[str]:

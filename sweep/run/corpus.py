@@ -94,6 +94,25 @@ def python_files(site_packages: Optional[Path] = None, packages: Optional[List[s
     return [("stdlib/" + name, path) for name, path in stdlib_files()] + sorted(found)
 
 
+def package_versions(site_packages: Optional[Path] = None, packages: Optional[List[str]] = None) -> dict:
+    """{top-level name: version} of the installed distributions the `python` source reads (`packages`, or every
+    one), from their metadata in `site_packages`: what decides that corpus's content besides the Python version,
+    so that a changed corpus can be traced to the upgrade that changed it. Names without metadata are left out."""
+    import importlib.metadata as md
+
+    site = Path(site_packages).expanduser() if site_packages else site_packages_root()
+    keep = None if packages is None else set(packages)
+    out = {}
+    for dist in md.distributions(path=[str(site)]):
+        tops = (dist.read_text("top_level.txt") or "").split() or sorted(
+            {f.parts[0].removesuffix(".py") for f in dist.files or () if f.parts and not f.parts[0].endswith(
+                (".dist-info", ".egg-info", ".data")) and f.parts[0] != ".."})
+        for top in tops:
+            if keep is None or top in keep:
+                out.setdefault(top, dist.version)
+    return dict(sorted(out.items()))
+
+
 def python_documents(site_packages: Optional[Path] = None, packages: Optional[List[str]] = None
                      ) -> Iterator[Document]:
     """One document per file of `python_files`; empty files skipped."""

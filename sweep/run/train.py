@@ -19,6 +19,7 @@ import torch
 
 from sweep.config import ConfigError, RunConfig, to_dict
 from sweep.run import cuda, runtime
+from sweep.run.corpus import package_versions
 from sweep.run.loop import MicroBatchTooLarge, train_loop
 from sweep.run.preempt import StopRequest
 from sweep.run.shape import RunShape, run_shape
@@ -55,6 +56,8 @@ def _provenance(cfg: RunConfig, shape: RunShape, rid: str) -> dict:
         "code_version": runtime.code_version(),
         "torch_version": torch.__version__,
         "python_version": sys.version.split()[0],
+        "corpus_versions": (package_versions(cfg.data.path, cfg.data.packages) if cfg.data.source == "python"
+                            else None),
     }
 
 
@@ -124,20 +127,31 @@ def _check_same_corpus(sweep_path: Path, config: dict, data, rid: str) -> None:
                 raise ConfigError(
                     f"the corpus changed: {who} of sweep {config['sweep_name']!r} was trained with the same data "
                     f"and tokenizer settings on {key}={was[:12]}, but they now give {now[:12]}. "
-                    + _restore(config["data"]) + ", or start a new sweep_name (losses on different corpora cannot "
+                    + _restore(config["data"], other) + ", or start a new sweep_name (losses on different corpora cannot "
                     "be fitted together)")
 
 
-def _restore(data: dict) -> str:
-    """How to get a sweep's corpus back: a corpus read from the install changes with the install."""
+def _restore(data: dict, was: dict) -> str:
+    """How to get a sweep's corpus back, from its earlier run's result `was`: a corpus read from the install changes
+    with the install (its Python version, and for data.source=python the versions of the packages it reads)."""
+    python = (f"; that run had Python {was['python_version']}, this one {sys.version.split()[0]}"
+              if was.get("python_version") and was["python_version"] != sys.version.split()[0] else "")
     if data.get("source") == "stdlib":
-        return "data.source=stdlib reads this Python's standard library, which changes with the Python version: " \
-               "run with the Python the sweep was trained with"
+        return (f"data.source=stdlib reads this Python's standard library, which changes with the Python "
+                f"version{python}: run with the Python the sweep was trained with")
     if data.get("source") == "python":
-        return ("data.source=python reads this Python's standard library and the installed sources of "
-                f"data.packages={data.get('packages')}: a fresh install resolves the newest versions, and a newer "
-                "one is another corpus. Reinstall the versions the sweep was trained with (`pip freeze` where it "
-                "ran)")
+        where = f"the sources under data.path={data['path']!r}" if data.get("path") else "the installed sources"
+        what = (f"of data.packages={data['packages']}" if data.get("packages") is not None else
+                "of every installed package")
+        now = package_versions(data.get("path"), data.get("packages"))
+        changed = [f"{k} {v} -> {now.get(k, 'not installed')}" for k, v in (was.get("corpus_versions") or {}).items()
+                   if now.get(k) != v] + [f"{k} {v} (new)" for k, v in now.items()
+                                          if was.get("corpus_versions") is not None and k not in was["corpus_versions"]]
+        told = (f"; since that run: {', '.join(changed)}" if changed else
+                "; that run recorded no package versions to compare" if was.get("corpus_versions") is None else "")
+        return (f"data.source=python reads this Python's standard library and {where} {what}: a fresh install "
+                f"resolves the newest versions, and a newer one is another corpus{python}{told}. Reinstall the "
+                f"versions the sweep was trained with")
     return f"Restore the original corpus (data.path={data.get('path')!r})"
 
 

@@ -76,6 +76,24 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
     assert len(results(tmp)) == len(runs)
 
 
+def test_the_verification_run_takes_every_core_whatever_is_idle(monkeypatch):
+    """On a CPU the thread count changes the arithmetic, so the verification's loss must not follow the load."""
+    import dataclasses
+
+    from sweep.cli import load_run_config
+    from sweep.jobs.verify import fixed_threads
+    from sweep.launch.placement import job_cores
+    from sweep.run import runtime
+
+    monkeypatch.setattr(runtime, "free_cores", lambda *a, **k: 1)  # a busy machine: one core idle
+    cfg = load_run_config(["train.threads=null"])
+    assert cfg.train.threads is None
+    assert fixed_threads(cfg, "cpu").train.threads == job_cores() >= 1
+    assert fixed_threads(cfg, "cuda:0").train.threads is None  # a GPU run's arithmetic is not on these threads
+    three = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=3))
+    assert fixed_threads(three, "cpu").train.threads == 3  # the user's choice stands
+
+
 @pytest.mark.slow
 def test_a_refit_leaves_the_verification_run_out(verified):
     tmp, _, _ = verified

@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from sweep.config import ConfigError
+from sweep.config import ConfigError, RunConfig
 from sweep.fit import allocation, answer, registry
 from sweep.fit.cli import log_verification
 from sweep.fit.holdout import predict_run
 from sweep.fit.recommend import verification_method
 from sweep.fit.report import summary_line, write
 from sweep.ladder.grid import planned_run, run_hparams, shape_for_n
+from sweep.launch.placement import job_cores
 from sweep.ladder.sweep_config import corpus_tokens, load_sweep, to_run_config
 from sweep.run.counts import flops_per_token
 from sweep.ladder.plan import available_memory, check_plan
@@ -121,6 +122,16 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
     return planned_run(0, dataclasses.replace(base, train=train), model, steps, vocab, meta)
 
 
+def fixed_threads(cfg: RunConfig, device: str) -> RunConfig:
+    """The run on every core this job may use when train.threads is unset on a CPU, not on the cores idle at its
+    start (what `sweep train` picks by itself): a CPU run's thread count changes its arithmetic (the main job's
+    verification measured 1.7245 on 1 thread and 1.7161 on 2, the same run otherwise), so the loss that scores the
+    fit must not depend on what else the machine was running."""
+    if device != "cpu" or cfg.train.threads is not None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=job_cores()))
+
+
 def score(fit: dict, run: PlannedRun, result: dict) -> dict:
     """verification.json's content: the run, the measured loss and every method's prediction of it."""
     level = fit["config"]["interval"]
@@ -181,7 +192,7 @@ def verify_command(argv: List[str]) -> int:
     if run.cfg.meta["corpus_limited"]:
         print(f"verify: {method}'s N* = {human(run.cfg.meta['target_params'])} would need more than "
               f"max_epochs={max_epochs:g} of the corpus; the smallest larger shape whose D fits is trained instead")
-    result = train(run.cfg, progress=sc.launch.progress)
+    result = train(fixed_threads(run.cfg, device), progress=sc.launch.progress)
     if result.get("status") != "done":
         print(f"verify: the run ended {result.get('status')}; nothing scored", file=sys.stderr)
         return 1

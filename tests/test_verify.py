@@ -37,8 +37,8 @@ def verified(tmp_path_factory, sweep):
     tmp = tmp_path_factory.mktemp("verify")
     sweep(tmp, "run")
     fit(tmp)
-    first = sweep(tmp, "verify", "flops=8e9")
-    again = sweep(tmp, "verify", "flops=8e9")
+    first = sweep(tmp, "verify", "flops=8e9", "train.threads=null")  # as a user's: the verification picks them
+    again = sweep(tmp, "verify", "flops=8e9", "train.threads=null")
     return tmp, first, again
 
 
@@ -53,6 +53,9 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
     role = {r["run_id"]: r.get("role") for r in runs.values()}
     assert role[v["run_id"]] == "verification" and list(role.values()).count("verification") == 1
     measured = runs[v["run_id"]]["final_val_loss"]
+    from sweep.launch.placement import job_cores
+
+    assert runs[v["run_id"]]["threads"] == job_cores()  # every core, not the idle ones
     assert v["measured_loss"] == measured
     a3 = v["methods"]["approach3"]
     assert a3["rel_error"] == pytest.approx(a3["predicted"] / measured - 1)
@@ -76,22 +79,43 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
     assert len(results(tmp)) == len(runs)
 
 
-def test_the_verification_run_takes_every_core_whatever_is_idle(monkeypatch):
-    """On a CPU the thread count changes the arithmetic, so the verification's loss must not follow the load."""
+def test_the_verification_run_takes_every_core_whatever_is_idle(tmp_path):
+    """On a CPU the thread count changes the rounding, so the verification's loss must not follow the load; a run
+    with a checkpoint keeps the checkpoint's count (bit-exact resume)."""
     import dataclasses
 
     from sweep.cli import load_run_config
     from sweep.jobs.verify import fixed_threads
     from sweep.launch.placement import job_cores
+    from sweep.store.runs import RunFolder
+
+    cfg = load_run_config([f"results_dir={tmp_path}", "train.threads=null"])
+    assert cfg.train.threads is None
+    assert fixed_threads(cfg, "cpu", 10240).train.threads == job_cores() >= 1
+    assert fixed_threads(cfg, "cuda:0", 10240).train.threads is None  # a GPU run's arithmetic is not on these threads
+    three = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=3))
+    assert fixed_threads(three, "cpu", 10240).train.threads == 3  # the user's choice stands
+    folder = RunFolder.of(cfg, 10240)
+    folder.path.mkdir(parents=True)
+    folder.checkpoint_path.write_bytes(b"")
+    assert fixed_threads(cfg, "cpu", 10240).train.threads is None  # the loop then takes the checkpoint's
+
+
+@pytest.mark.slow
+def test_verify_hands_the_run_every_core_on_a_busy_machine(verified, sweep_args, monkeypatch):
+    """`sweep verify` itself (not only fixed_threads) sets the count, whatever free_cores says."""
+    from sweep.cli import main
+    from sweep.jobs import verify
+    from sweep.launch.placement import job_cores
     from sweep.run import runtime
 
-    monkeypatch.setattr(runtime, "free_cores", lambda *a, **k: 1)  # a busy machine: one core idle
-    cfg = load_run_config(["train.threads=null"])
-    assert cfg.train.threads is None
-    assert fixed_threads(cfg, "cpu").train.threads == job_cores() >= 1
-    assert fixed_threads(cfg, "cuda:0").train.threads is None  # a GPU run's arithmetic is not on these threads
-    three = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=3))
-    assert fixed_threads(three, "cpu").train.threads == 3  # the user's choice stands
+    tmp, _, _ = verified
+    seen = []
+    real = verify.train
+    monkeypatch.setattr(runtime, "free_cores", lambda *a, **k: 1)  # one core idle
+    monkeypatch.setattr(verify, "train", lambda cfg, **kw: seen.append(cfg.train.threads) or real(cfg, **kw))
+    assert main(sweep_args(tmp, "verify", *GRID, "flops=8e9", "train.threads=null")[3:]) == 0
+    assert seen == [job_cores()]
 
 
 @pytest.mark.slow

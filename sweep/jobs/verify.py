@@ -28,6 +28,7 @@ from sweep.run.counts import flops_per_token
 from sweep.ladder.plan import available_memory, check_plan
 from sweep.ladder.planned import PlannedRun
 from sweep.store.results import human, sweep_dir, write_json_atomic
+from sweep.store.runs import RunFolder
 from sweep.run.runtime import pick_device
 from sweep.run.train import train
 
@@ -122,12 +123,13 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
     return planned_run(0, dataclasses.replace(base, train=train), model, steps, vocab, meta)
 
 
-def fixed_threads(cfg: RunConfig, device: str) -> RunConfig:
+def fixed_threads(cfg: RunConfig, device: str, n_tokens: int) -> RunConfig:
     """The run on every core this job may use when train.threads is unset on a CPU, not on the cores idle at its
-    start (what `sweep train` picks by itself): a CPU run's thread count changes its arithmetic (the main job's
+    start (what `sweep train` picks by itself): a CPU run's thread count changes its rounding (the main job's
     verification measured 1.7245 on 1 thread and 1.7161 on 2, the same run otherwise), so the loss that scores the
-    fit must not depend on what else the machine was running."""
-    if device != "cpu" or cfg.train.threads is not None:
+    fit must not depend on what else the machine was running. A run with a checkpoint keeps the checkpoint's count
+    (an explicit one would override it), so that its resume stays bit-exact."""
+    if device != "cpu" or cfg.train.threads is not None or RunFolder.of(cfg, n_tokens).checkpoint_path.exists():
         return cfg
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=job_cores()))
 
@@ -192,7 +194,7 @@ def verify_command(argv: List[str]) -> int:
     if run.cfg.meta["corpus_limited"]:
         print(f"verify: {method}'s N* = {human(run.cfg.meta['target_params'])} would need more than "
               f"max_epochs={max_epochs:g} of the corpus; the smallest larger shape whose D fits is trained instead")
-    result = train(fixed_threads(run.cfg, device), progress=sc.launch.progress)
+    result = train(fixed_threads(run.cfg, device, run.n_tokens), progress=sc.launch.progress)
     if result.get("status") != "done":
         print(f"verify: the run ended {result.get('status')}; nothing scored", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """`sweep verify` end to end on CPU: a tiny IsoFLOP sweep, its fit, then the run the fit predicts."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -53,9 +54,6 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
     role = {r["run_id"]: r.get("role") for r in runs.values()}
     assert role[v["run_id"]] == "verification" and list(role.values()).count("verification") == 1
     measured = runs[v["run_id"]]["final_val_loss"]
-    from sweep.launch.placement import job_cores
-
-    assert runs[v["run_id"]]["threads"] == job_cores()  # every core, not the idle ones
     assert v["measured_loss"] == measured
     a3 = v["methods"]["approach3"]
     assert a3["rel_error"] == pytest.approx(a3["predicted"] / measured - 1)
@@ -79,43 +77,56 @@ def test_verify_trains_the_predicted_run_and_scores_every_method(verified, resul
     assert len(results(tmp)) == len(runs)
 
 
-def test_the_verification_run_takes_every_core_whatever_is_idle(tmp_path):
-    """On a CPU the thread count changes the rounding, so the verification's loss must not follow the load; a run
-    with a checkpoint keeps the checkpoint's count (bit-exact resume)."""
+def test_the_verification_run_says_when_a_busy_machine_gives_it_fewer_threads(tmp_path, monkeypatch, capsys):
+    """On a CPU the thread count changes the rounding: the verification measures the idle cores once, trains on
+    them, and says when they are fewer than the job's; a user's count and a checkpoint's stand."""
     import dataclasses
 
     from sweep.cli import load_run_config
-    from sweep.jobs.verify import fixed_threads
-    from sweep.launch.placement import job_cores
+    from sweep.jobs import verify
     from sweep.store.runs import RunFolder
 
     cfg = load_run_config([f"results_dir={tmp_path}", "train.threads=null"])
     assert cfg.train.threads is None
-    assert fixed_threads(cfg, "cpu", 10240).train.threads == job_cores() >= 1
-    assert fixed_threads(cfg, "cuda:0", 10240).train.threads is None  # a GPU run's arithmetic is not on these threads
+    monkeypatch.setattr(verify, "job_cores", lambda: 4)
+    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: 1)  # a busy machine: one core idle
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads == 1
+    assert "1 of 4 cores idle" in capsys.readouterr().out
+    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: 4)
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads == 4 and capsys.readouterr().out == ""
+    assert verify.idle_threads(cfg, "cuda:0", 10240).train.threads is None  # a GPU run's arithmetic is not on these
     three = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=3))
-    assert fixed_threads(three, "cpu", 10240).train.threads == 3  # the user's choice stands
+    assert verify.idle_threads(three, "cpu", 10240).train.threads == 3  # the user's choice stands
     folder = RunFolder.of(cfg, 10240)
     folder.path.mkdir(parents=True)
     folder.checkpoint_path.write_bytes(b"")
-    assert fixed_threads(cfg, "cpu", 10240).train.threads is None  # the loop then takes the checkpoint's
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads is None  # the loop then takes the checkpoint's
+    folder.checkpoint_path.unlink()
+    folder.result_path.write_text("{}")
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads is None and capsys.readouterr().out == ""  # trained
 
 
 @pytest.mark.slow
-def test_verify_hands_the_run_every_core_on_a_busy_machine(verified, sweep_args, monkeypatch):
-    """`sweep verify` itself (not only fixed_threads) sets the count, whatever free_cores says."""
+def test_verify_says_when_a_busy_machine_gives_its_run_fewer_threads(verified, sweep_args, monkeypatch, capsys):
+    """`sweep verify` itself (not only idle_threads) trains on the count it measured, and says so."""
     from sweep.cli import main
     from sweep.jobs import verify
-    from sweep.launch.placement import job_cores
-    from sweep.run import runtime
 
     tmp, _, _ = verified
+    folder = tmp / "results" / "t"
+    run_id = json.loads((folder / "fit" / "verification.json").read_text())["run_id"]
+    done = json.loads((folder / "runs" / run_id / "result.json").read_text())
+    shutil.rmtree(folder / "runs" / run_id)  # trained again below, on 1 thread as before: the same run
     seen = []
     real = verify.train
-    monkeypatch.setattr(runtime, "free_cores", lambda *a, **k: 1)  # one core idle
+    monkeypatch.setattr(verify, "job_cores", lambda: 2)
+    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: 1)  # one core idle
     monkeypatch.setattr(verify, "train", lambda cfg, **kw: seen.append(cfg.train.threads) or real(cfg, **kw))
+    capsys.readouterr()
     assert main(sweep_args(tmp, "verify", *GRID, "flops=8e9", "train.threads=null")[3:]) == 0
-    assert seen == [job_cores()]
+    assert seen == [1] and "1 of 2 cores idle" in capsys.readouterr().out
+    again = json.loads((folder / "runs" / run_id / "result.json").read_text())
+    assert again["threads"] == 1 and again["final_val_loss"] == done["final_val_loss"]  # bit-exact on one thread
 
 
 @pytest.mark.slow

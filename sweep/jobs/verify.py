@@ -29,7 +29,7 @@ from sweep.ladder.plan import available_memory, check_plan
 from sweep.ladder.planned import PlannedRun
 from sweep.store.results import human, sweep_dir, write_json_atomic
 from sweep.store.runs import RunFolder
-from sweep.run.runtime import pick_device
+from sweep.run.runtime import free_cores, pick_device
 from sweep.run.train import train
 
 DEFAULT_MULTIPLE = 10.0
@@ -123,15 +123,23 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
     return planned_run(0, dataclasses.replace(base, train=train), model, steps, vocab, meta)
 
 
-def fixed_threads(cfg: RunConfig, device: str, n_tokens: int) -> RunConfig:
-    """The run on every core this job may use when train.threads is unset on a CPU, not on the cores idle at its
-    start (what `sweep train` picks by itself): a CPU run's thread count changes its rounding (the main job's
-    verification measured 1.7245 on 1 thread and 1.7161 on 2, the same run otherwise), so the loss that scores the
-    fit must not depend on what else the machine was running. A run with a checkpoint keeps the checkpoint's count
-    (an explicit one would override it), so that its resume stays bit-exact."""
-    if device != "cpu" or cfg.train.threads is not None or RunFolder.of(cfg, n_tokens).checkpoint_path.exists():
+def idle_threads(cfg: RunConfig, device: str, n_tokens: int) -> RunConfig:
+    """The run on the cores idle now (what `sweep train` picks by itself), measured once, and said when that is fewer
+    than the job's: a CPU run's thread count changes its rounding (the main job's verification measured 1.7245 on 1
+    thread and 1.7161 on 2, the same run otherwise), so a busy machine gives another draw of the loss that scores the
+    fit. Every core instead would repeat an idle machine's loss, but two threads on a 2-core machine running other
+    work trained 25x slower. A user's train.threads, a checkpoint's count (bit-exact resume) and a run already
+    trained (its result.json) stand."""
+    folder = RunFolder.of(cfg, n_tokens)
+    if device != "cpu" or cfg.train.threads is not None or folder.checkpoint_path.exists() or \
+            folder.result_path.exists():
         return cfg
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=job_cores()))
+    idle, cores = free_cores(), job_cores()
+    if idle < cores:
+        print(f"verify: {idle} of {cores} cores idle, so the run trains on {idle} thread(s). A CPU run's rounding "
+              f"depends on its thread count: its loss may differ from the same run on an idle machine by about the "
+              f"seed noise (train.threads={cores} repeats that one, slowly while the machine is busy)")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=idle))
 
 
 def score(fit: dict, run: PlannedRun, result: dict) -> dict:
@@ -194,7 +202,7 @@ def verify_command(argv: List[str]) -> int:
     if run.cfg.meta["corpus_limited"]:
         print(f"verify: {method}'s N* = {human(run.cfg.meta['target_params'])} would need more than "
               f"max_epochs={max_epochs:g} of the corpus; the smallest larger shape whose D fits is trained instead")
-    result = train(fixed_threads(run.cfg, device, run.n_tokens), progress=sc.launch.progress)
+    result = train(idle_threads(run.cfg, device, run.n_tokens), progress=sc.launch.progress)
     if result.get("status") != "done":
         print(f"verify: the run ended {result.get('status')}; nothing scored", file=sys.stderr)
         return 1

@@ -102,8 +102,16 @@ def test_the_verification_run_says_when_a_busy_machine_gives_it_fewer_threads(tm
     folder.checkpoint_path.write_bytes(b"")
     assert verify.idle_threads(cfg, "cpu", 10240).train.threads is None  # the loop then takes the checkpoint's
     folder.checkpoint_path.unlink()
-    folder.result_path.write_text("{}")
+    folder.result_path.write_text('{"status": "done"}')
     assert verify.idle_threads(cfg, "cpu", 10240).train.threads is None and capsys.readouterr().out == ""  # trained
+    folder.result_path.write_text('{"status": "failed"}')  # before its first checkpoint: trained again from step 0
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads == 4
+    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: 8)  # idle cores of the machine, beyond the job's
+    folder.result_path.unlink()
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads == 4
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: 1)  # in an allocation its cores are the run's
+    assert verify.idle_threads(cfg, "cpu", 10240).train.threads == 4 and capsys.readouterr().out == ""
 
 
 @pytest.mark.slow
@@ -116,17 +124,19 @@ def test_verify_says_when_a_busy_machine_gives_its_run_fewer_threads(verified, s
     folder = tmp / "results" / "t"
     run_id = json.loads((folder / "fit" / "verification.json").read_text())["run_id"]
     done = json.loads((folder / "runs" / run_id / "result.json").read_text())
-    shutil.rmtree(folder / "runs" / run_id)  # trained again below, on 1 thread as before: the same run
+    shutil.rmtree(folder / "runs" / run_id)  # trained again below, on as many threads as before: the same run
+    n = done["threads"]
     seen = []
     real = verify.train
-    monkeypatch.setattr(verify, "job_cores", lambda: 2)
-    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: 1)  # one core idle
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(verify, "job_cores", lambda: n + 1)
+    monkeypatch.setattr(verify, "free_cores", lambda *a, **k: n)  # one core busy
     monkeypatch.setattr(verify, "train", lambda cfg, **kw: seen.append(cfg.train.threads) or real(cfg, **kw))
     capsys.readouterr()
     assert main(sweep_args(tmp, "verify", *GRID, "flops=8e9", "train.threads=null")[3:]) == 0
-    assert seen == [1] and "1 of 2 cores idle" in capsys.readouterr().out
+    assert seen == [n] and f"{n} of {n + 1} cores idle" in capsys.readouterr().out
     again = json.loads((folder / "runs" / run_id / "result.json").read_text())
-    assert again["threads"] == 1 and again["final_val_loss"] == done["final_val_loss"]  # bit-exact on one thread
+    assert again["threads"] == n and again["final_val_loss"] == done["final_val_loss"]  # bit-exact on that count
 
 
 @pytest.mark.slow

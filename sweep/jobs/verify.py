@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -124,22 +125,30 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
 
 
 def idle_threads(cfg: RunConfig, device: str, n_tokens: int) -> RunConfig:
-    """The run on the cores idle now (what `sweep train` picks by itself), measured once, and said when that is fewer
-    than the job's: a CPU run's thread count changes its rounding (the main job's verification measured 1.7245 on 1
-    thread and 1.7161 on 2, the same run otherwise), so a busy machine gives another draw of the loss that scores the
-    fit. Every core instead would repeat an idle machine's loss, but two threads on a 2-core machine running other
-    work trained 25x slower. A user's train.threads, a checkpoint's count (bit-exact resume) and a run already
-    trained (its result.json) stand."""
+    """The run on the cores idle now (what `sweep train` picks by itself; inside a SLURM allocation, its cores),
+    measured once, and said when that is fewer than the job's: a CPU run's thread count changes its rounding (the
+    main job's verification measured 1.7245 on 1 thread and 1.7161 on 2, the same run otherwise), so a busy machine
+    gives another draw of the loss that scores the fit. Every core instead would repeat an idle machine's loss, but
+    on a 2-core machine running other work two threads trained over 10x slower. A user's train.threads, a
+    checkpoint's count (bit-exact resume) and a run already done or diverged stand."""
     folder = RunFolder.of(cfg, n_tokens)
-    if device != "cpu" or cfg.train.threads is not None or folder.checkpoint_path.exists() or \
-            folder.result_path.exists():
+    if device != "cpu" or cfg.train.threads is not None or folder.checkpoint_path.exists() or _ended(folder):
         return cfg
-    idle, cores = free_cores(), job_cores()
+    cores = job_cores()
+    idle = cores if os.environ.get("SLURM_CPUS_PER_TASK") else min(free_cores(), cores)
     if idle < cores:
         print(f"verify: {idle} of {cores} cores idle, so the run trains on {idle} thread(s). A CPU run's rounding "
               f"depends on its thread count: its loss may differ from the same run on an idle machine by about the "
               f"seed noise (train.threads={cores} repeats that one, slowly while the machine is busy)")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=idle))
+
+
+def _ended(folder: RunFolder) -> bool:
+    """Whether the run's result says done or diverged (train() returns it as it is); a failed run trains again."""
+    try:
+        return json.loads(folder.result_path.read_text()).get("status") in ("done", "diverged")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def score(fit: dict, run: PlannedRun, result: dict) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sweep.fit.answer import LOOSE  # noqa: F401
 from sweep.fit.report_appendix import (  # noqa: F401  (re-exported: report's names, wherever they live)
     AT_BOUND, EXTRAPOLATION_MARK, SIGNED, _appendix, _backtest_lines, _compute_optimal_lines, _iv,
     _method_section, _noise_line, _recommended_lines, _scored_note, _verification_lines, lack_of_fit_line, pi_terms,
@@ -16,7 +17,6 @@ from sweep.fit.report_appendix import (  # noqa: F401  (re-exported: report's na
 from sweep.fit.report_screen import (  # noqa: F401
     _budgets, _dominant_term, _est, _valley_edges, answer_of, answer_screen, listed, method_rows, next_runs,
     open_questions, summary_line)
-from sweep.fit.answer import LOOSE  # noqa: F401
 from sweep.store.results import write_bytes_atomic
 
 BODY_PLOTS = ["scaling.png", "loss_vs_compute.png", "residuals.png"]

@@ -29,7 +29,7 @@ from sweep.run.counts import flops_per_token
 from sweep.ladder.plan import available_memory, check_plan
 from sweep.ladder.planned import PlannedRun
 from sweep.store.results import human, sweep_dir, write_json_atomic
-from sweep.store.runs import RunFolder
+from sweep.store.runs import RunFolder, Status
 from sweep.run.runtime import free_cores, pick_device
 from sweep.run.train import train
 
@@ -126,10 +126,9 @@ def verification_run(sc, fit: dict, method: str, flops: float, max_tokens: Optio
 
 def idle_threads(cfg: RunConfig, device: str, n_tokens: int) -> RunConfig:
     """The run on the cores idle now (what `sweep train` picks by itself; inside a SLURM allocation, its cores),
-    measured once, and said when that is fewer than the job's: a CPU run's thread count changes its rounding (the
-    main job's verification measured 1.7245 on 1 thread and 1.7161 on 2, the same run otherwise), so a busy machine
-    gives another draw of the loss that scores the fit. Every core instead would repeat an idle machine's loss, but
-    on a 2-core machine running other work two threads trained over 10x slower. A user's train.threads, a
+    measured once, and said when that is fewer than the job's: a CPU run's thread count changes its rounding, so a
+    busy machine gives another draw of the loss that scores the fit. Every core would repeat an idle machine's loss
+    but oversubscribe a busy one many times over (docs/decisions/verification-threads.md). A user's train.threads, a
     checkpoint's count (bit-exact resume) and a run already done or diverged stand."""
     folder = RunFolder.of(cfg, n_tokens)
     if device != "cpu" or cfg.train.threads is not None or folder.checkpoint_path.exists() or _ended(folder):
@@ -146,7 +145,7 @@ def idle_threads(cfg: RunConfig, device: str, n_tokens: int) -> RunConfig:
 def _ended(folder: RunFolder) -> bool:
     """Whether the run's result says done or diverged (train() returns it as it is); a failed run trains again."""
     try:
-        return json.loads(folder.result_path.read_text()).get("status") in ("done", "diverged")
+        return json.loads(folder.result_path.read_text()).get("status") in (Status.DONE, Status.DIVERGED)
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -134,8 +134,9 @@ def _check_same_corpus(sweep_path: Path, config: dict, data, rid: str) -> None:
 def _restore(data: dict, was: dict) -> str:
     """How to get a sweep's corpus back, from its earlier run's result `was`: a corpus read from the install changes
     with the install (its Python version, and for data.source=python the versions of the packages it reads)."""
-    python = (f"; that run had Python {was['python_version']}, this one {sys.version.split()[0]}"
-              if was.get("python_version") and was["python_version"] != sys.version.split()[0] else "")
+    now_python = sys.version.split()[0]
+    python = (f"; that run had Python {was['python_version']}, this one {now_python}"
+              if was.get("python_version") not in (None, now_python) else "")
     if data.get("source") == "stdlib":
         return (f"data.source=stdlib reads this Python's standard library, which changes with the Python "
                 f"version{python}: run with the Python the sweep was trained with")
